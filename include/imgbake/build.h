@@ -1,0 +1,73 @@
+// From a parsed template to runnable builds: variables, -only/-except, component
+// preparation (full validation), and the executor that runs builds in parallel.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "imgbake/builder.h"
+#include "imgbake/post_processor.h"
+#include "imgbake/provisioner.h"
+#include "imgbake/template.h"
+
+namespace imgbake {
+
+struct BuildOptions {
+  std::vector<std::pair<std::string, std::string>> vars;  // -var k=v, in order
+  std::vector<std::string> var_files;                     // -var-file, in order
+  std::vector<std::string> only;                          // globs over build names
+  std::vector<std::string> except;
+  bool force = false;
+  bool debug = false;
+  OnError on_error = OnError::Cleanup;
+  int parallel_builds = 0;  // 0 = unlimited
+};
+
+struct Variables {
+  std::map<std::string, std::string> values;
+  std::shared_ptr<Masker> masker = std::make_shared<Masker>();
+};
+
+// Defaults (rendered, with {{env}} and references to other variables), then
+// -var-file files, then -var flags. With `require_all`, unset required variables
+// are errors.
+Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnostics& diags, bool require_all);
+
+struct PlannedProvisioner {
+  const ProvisionerDef* def = nullptr;
+  std::string label;  // "provisioner 2 (shell-local)"
+  std::unique_ptr<Provisioner> impl;
+};
+
+struct PlannedPostProcessor {
+  const PostProcessorDef* def = nullptr;
+  std::string label;
+  std::unique_ptr<PostProcessor> impl;
+};
+
+struct BuildPlan {
+  std::string name;
+  std::string type;
+  std::unique_ptr<Builder> builder;
+  std::vector<PlannedProvisioner> provisioners;
+  std::optional<PlannedProvisioner> cleanup_provisioner;
+  std::vector<std::vector<PlannedPostProcessor>> chains;
+  interp::Context interp;
+};
+
+// Full validation: every builder/provisioner/post-processor is created and prepared.
+// Problems are added to `diags`; plans are returned for the builds that -only/-except select.
+std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, const BuildOptions& opts,
+                                   Diagnostics& diags);
+
+// Renders every string inside `v` (recursively). Errors point into the file.
+json::Value render_value(const json::Value& v, const interp::Context& ctx, const std::string& file,
+                         Diagnostics& diags);
+
+// Runs the plans (in parallel up to opts.parallel_builds) and returns the exit code.
+int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui);
+
+}  // namespace imgbake

@@ -1,0 +1,37 @@
+// Cancellation: SIGINT/SIGTERM set a flag and make a pipe readable, so that any
+// wait (child output, sleeps, prompts) can poll on it and stop promptly.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+
+namespace imgbake {
+
+class CancelToken {
+ public:
+  CancelToken();
+  ~CancelToken();
+  CancelToken(const CancelToken&) = delete;
+  CancelToken& operator=(const CancelToken&) = delete;
+
+  // Async-signal-safe.
+  void cancel(int signo) noexcept;
+  bool cancelled() const noexcept { return signal_.load() != 0; }
+  int signal() const noexcept { return signal_.load(); }
+  // Readable once cancelled; for poll().
+  int fd() const noexcept { return pipe_[0]; }
+  // Sleeps up to `d`; throws Cancelled if cancelled meanwhile.
+  void sleep_for(std::chrono::milliseconds d) const;
+  void throw_if_cancelled() const;
+
+ private:
+  std::atomic<int> signal_{0};
+  int pipe_[2] = {-1, -1};
+};
+
+// The process-wide token that the signal handlers trigger.
+CancelToken& global_cancel();
+// Routes SIGINT and SIGTERM to global_cancel(); a second signal of either kind exits at once.
+void install_signal_handlers();
+
+}  // namespace imgbake

@@ -1,0 +1,48 @@
+// Packer's template engine: the Go text/template subset that Packer JSON templates
+// use ({{user `x`}}, {{ .Name }}, pipes, string/raw/number literals, parentheses).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imgbake::interp {
+
+struct Context {
+  // Values for {{user `name`}}; nullptr means no variables exist here.
+  const std::map<std::string, std::string>* user_vars = nullptr;
+  // {{env}} is only allowed in variable defaults, as in Packer.
+  bool allow_env = false;
+  std::string template_dir;
+  std::string build_name;
+  std::string build_type;
+  // {{ .Key }} values that builders and provisioners fill at run time.
+  std::map<std::string, std::string> data;
+  // When true, an action that needs something not known yet ({{ .HTTPIP }} before the
+  // builder has started, {{build_name}} in a variable) is left in place verbatim, to be
+  // rendered again later. When false, it is an error.
+  bool defer_unknown = false;
+  // The time of this run: timestamp and isotime are constant across one run.
+  std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(const std::string& message, size_t offset) : std::runtime_error(message), offset(offset) {}
+  size_t offset;  // byte offset of the failing action within the rendered text
+};
+
+// Renders `text`. Throws Error (with the offset of the action) on an unknown function,
+// bad arguments, an undefined variable, or a syntax error.
+std::string render(std::string_view text, const Context& ctx);
+
+// Whether `text` contains a template action at all.
+bool has_actions(std::string_view text);
+
+// The names of every function the engine knows (for "did you mean").
+const std::vector<std::string>& function_names();
+
+}  // namespace imgbake::interp

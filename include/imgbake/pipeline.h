@@ -1,0 +1,98 @@
+// A build is a flat list of named steps run in order. Each step has a content key
+// (sha256 over a canonical JSON of what it does, chained with the previous step's
+// key). On failure or cancellation the cleanups of the steps that ran run in
+// reverse, as -on-error says.
+#pragma once
+
+#include <any>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "imgbake/artifact.h"
+#include "imgbake/cancel.h"
+#include "imgbake/interpolate.h"
+#include "imgbake/ui.h"
+
+namespace imgbake {
+
+class Communicator;
+
+enum class OnError { Cleanup, Abort, Ask, RunCleanupProvisioner };
+std::optional<OnError> parse_on_error(std::string_view s);
+
+// What every step of one build can see.
+struct BuildInfo {
+  std::string name;  // the build's name (builder "name", default its type)
+  std::string type;  // the builder type
+  bool force = false;
+  bool debug = false;
+  OnError on_error = OnError::Cleanup;
+  std::string run_uuid;
+  std::string template_path;
+  interp::Context interp;  // user variables, template_dir, build name/type, run time
+};
+
+class State {
+ public:
+  State(Ui& ui, const CancelToken& cancel, BuildInfo info) : ui(ui), cancel(cancel), build(std::move(info)) {}
+
+  Ui& ui;
+  const CancelToken& cancel;
+  BuildInfo build;
+  std::shared_ptr<Artifact> artifact;       // set by the builder's last step
+  Communicator* communicator = nullptr;     // set once connected; nullptr for "none"
+  std::map<std::string, std::string> data;  // {{ .Key }} values filled at run time
+  bool provisioning_failed = false;
+  // When set, the running step must finish by then (provisioner "timeout").
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  // Builder-specific values, keyed by the builder's own names.
+  std::map<std::string, std::any> bag;
+
+  void say(std::string_view text) { ui.say(build.name, text); }
+  void message(std::string_view text) { ui.message(build.name, text); }
+  // Renders a string with this build's variables and run-time data.
+  std::string render(std::string_view text) const;
+  // Time left before `deadline`, for the timeouts of commands the step runs.
+  std::optional<std::chrono::milliseconds> time_left() const;
+};
+
+class Step {
+ public:
+  virtual ~Step() = default;
+  virtual std::string name() const = 0;
+  // What identifies this step's work: its type, resolved options, digests of the
+  // host files it reads. Chained with the previous key into the step's key.
+  virtual nlohmann::json key_material(const State& st) const = 0;
+  // Throws (BuildError, Cancelled, anything) on failure.
+  virtual void run(State& st) = 0;
+  virtual void cleanup(State& /*st*/) noexcept {}
+  // Whether cleanup() still runs under -on-error=run-cleanup-provisioner.
+  virtual bool runs_on_abort() const { return false; }
+  // Bookkeeping steps that do nothing visible in run() are not shown or timed.
+  virtual bool silent() const { return false; }
+};
+
+using StepList = std::vector<std::unique_ptr<Step>>;
+
+// sha256 over {"prev": prev_key, "step": material} serialized canonically (sorted keys).
+std::string step_key(const nlohmann::json& material, const std::string& prev_key);
+
+struct StepOutcome {
+  bool ok = true;
+  bool cancelled = false;
+  std::string failed_step;
+  std::string error;
+  std::vector<BuildSummary::StepTime> steps;
+};
+
+// Runs the steps in order; on failure or cancellation runs the cleanups of the steps
+// that ran (including the failed one), in reverse, according to st.build.on_error.
+StepOutcome run_steps(StepList& steps, State& st);
+
+}  // namespace imgbake

@@ -1,0 +1,31 @@
+// Child processes: spawned in their own process group, output streamed line by
+// line, killed (whole group) on cancellation or timeout, always reaped.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imgbake/cancel.h"
+
+namespace imgbake {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env_add;  // added to (or overriding) this process's environment
+  std::string cwd;
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+using LineSink = std::function<void(std::string_view line)>;
+
+// Runs to completion and returns the exit status (128+N when killed by signal N).
+// Throws Cancelled when `cancel` fires (after the group is killed and reaped) and
+// BuildError when the program can't be started or the timeout passes.
+int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& err, const CancelToken& cancel);
+
+}  // namespace imgbake

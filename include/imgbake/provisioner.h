@@ -1,0 +1,24 @@
+#pragma once
+
+#include "imgbake/config.h"
+#include "imgbake/pipeline.h"
+#include "imgbake/registry.h"
+
+namespace imgbake {
+
+class Provisioner {
+ public:
+  virtual ~Provisioner() = default;
+  virtual void prepare(ConfigReader& cfg) = 0;
+  // Does the work against st.communicator (or the host, for shell-local).
+  // Throws on failure.
+  virtual void provision(State& st) = 0;
+  // Resolved options and digests of host files read, for the step's content key.
+  virtual nlohmann::json key_material() const = 0;
+};
+
+using ProvisionerRegistry = ComponentRegistry<Provisioner>;
+
+}  // namespace imgbake
+
+#define IMGBAKE_REGISTER_PROVISIONER(NAME, CLASS) IMGBAKE_REGISTER(::imgbake::Provisioner, NAME, CLASS)

@@ -1,0 +1,95 @@
+// Everything a user sees goes through the Ui: a human view (build-name prefix,
+// colours only on a TTY, step durations, a summary table) or JSON events, one
+// object per line. Every string is passed through the Masker first, so sensitive
+// values never reach a terminal, a log or a CI event stream.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "imgbake/artifact.h"
+
+namespace imgbake {
+
+class Masker {
+ public:
+  // Registers a secret. Multi-line secrets are also masked line by line, so a
+  // secret that a script prints across several output lines is caught too.
+  void add(const std::string& secret);
+  std::string mask(std::string_view text) const;
+  bool empty() const { return secrets_.empty(); }
+
+ private:
+  std::vector<std::string> secrets_;  // longest first
+};
+
+enum class OutputMode { Human, Json };
+enum class Stream { Stdout, Stderr };
+
+struct BuildSummary {
+  std::string name;
+  std::string type;
+  bool ok = false;
+  bool cancelled = false;
+  std::chrono::nanoseconds duration{};
+  std::string error;
+  std::vector<std::shared_ptr<Artifact>> artifacts;
+  struct StepTime {
+    std::string name;
+    std::chrono::nanoseconds duration{};
+    bool ok = true;
+  };
+  std::vector<StepTime> steps;
+};
+
+class Ui {
+ public:
+  // `out` receives the human view or the JSON events; `err` receives human errors.
+  Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<const Masker> masker);
+
+  OutputMode mode() const { return mode_; }
+  bool interactive() const;  // stdin and stderr are terminals
+  void set_single_build(bool single) { single_ = single; }
+
+  void build_start(const std::string& build, const std::string& type);
+  void build_end(const BuildSummary& s);
+  void step_start(const std::string& build, const std::string& step, const std::string& key);
+  void step_end(const std::string& build, const std::string& step, bool ok, std::chrono::nanoseconds d,
+                const std::string& key);
+  void say(const std::string& build, std::string_view text);      // "==> build: text"
+  void message(const std::string& build, std::string_view text);  // "    build: text"
+  void output(const std::string& build, Stream s, std::string_view line);
+  void warn(const std::string& build, std::string_view text);
+  void error(const std::string& build, std::string_view text);
+  void artifact(const std::string& build, const Artifact& a);
+  void summary(const std::vector<BuildSummary>& builds);
+  // Top-level message without a build (e.g. "validation passed").
+  void note(std::string_view text);
+  // Asks on the terminal; returns nullopt when not interactive.
+  std::optional<std::string> ask(const std::string& build, std::string_view question);
+
+  std::string mask(std::string_view s) const { return masker_ ? masker_->mask(s) : std::string(s); }
+
+ private:
+  void emit(nlohmann::json ev);
+  void human(FILE* f, const std::string& build, const char* color, std::string_view marker, std::string_view text);
+  std::string prefix(const std::string& build) const;
+
+  OutputMode mode_;
+  FILE* out_;
+  FILE* err_;
+  bool color_;
+  bool single_ = false;
+  std::shared_ptr<const Masker> masker_;
+  std::mutex mu_;
+};
+
+}  // namespace imgbake

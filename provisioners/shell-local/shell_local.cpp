@@ -1,0 +1,197 @@
+#include "shell-local/shell_local.h"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "imgbake/error.h"
+#include "imgbake/process.h"
+#include "imgbake/util.h"
+
+namespace imgbake {
+
+namespace {
+
+std::string shell_quote_single(const std::string& v) {
+  // Inside '…' a single quote is written '"'"' (close, quoted quote, reopen).
+  std::string out;
+  for (char c : v) {
+    if (c == '\'')
+      out += "'\"'\"'";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string format_var(const std::string& fmt, const std::string& k, const std::string& v) {
+  // Packer's env_var_format is a printf format with two %s: name, value.
+  std::string out;
+  int n = 0;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] == '%' && i + 1 < fmt.size() && fmt[i + 1] == 's') {
+      out += n++ == 0 ? k : shell_quote_single(v);
+      ++i;
+    } else {
+      out += fmt[i];
+    }
+  }
+  return out;
+}
+
+// A temporary script file that is removed when it goes out of scope (also when the
+// build is interrupted or fails).
+class TempScript {
+ public:
+  TempScript(const std::string& body, const std::string& ext) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/imgbake-shell-local-XXXXXX" + ext;
+    int fd = mkstemps(tmpl.data(), static_cast<int>(ext.size()));
+    if (fd < 0) throw BuildError("cannot create a temporary script in " + tmpl);
+    path_ = tmpl;
+    size_t off = 0;
+    while (off < body.size()) {
+      ssize_t n = ::write(fd, body.data() + off, body.size() - off);
+      if (n <= 0) {
+        close(fd);
+        throw BuildError("cannot write the temporary script " + path_);
+      }
+      off += static_cast<size_t>(n);
+    }
+    fchmod(fd, 0700);
+    close(fd);
+  }
+  ~TempScript() {
+    std::error_code ec;
+    std::filesystem::remove(path_, ec);
+  }
+  TempScript(const TempScript&) = delete;
+  TempScript& operator=(const TempScript&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+void ShellLocalRunner::prepare(ConfigReader& cfg) {
+  inline_ = cfg.strings("inline");
+  std::string command = cfg.string("command");
+  if (!command.empty()) inline_.push_back(command);
+  scripts_ = cfg.strings("scripts");
+  if (auto s = cfg.optional_string("script"); s && !s->empty()) scripts_.insert(scripts_.begin(), *s);
+  inline_shebang_ = cfg.string("inline_shebang", inline_shebang_);
+  environment_vars_ = cfg.strings("environment_vars");
+  env_ = cfg.string_map("env");
+  execute_command_ = cfg.strings("execute_command");
+  if (execute_command_.empty()) execute_command_ = {"/bin/sh", "-c", "{{.Vars}} {{.Script}}"};
+  valid_exit_codes_ = cfg.integers("valid_exit_codes", {0});
+  env_var_format_ = cfg.string("env_var_format", env_var_format_);
+  tempfile_extension_ = cfg.string("tempfile_extension");
+  if (!tempfile_extension_.empty() && tempfile_extension_[0] != '.') tempfile_extension_ = "." + tempfile_extension_;
+  only_on_ = cfg.strings("only_on");
+  cfg.accept({"use_linux_pathing"});  // only meaningful on Windows hosts
+
+  int sources = (!inline_.empty() ? 1 : 0) + (!scripts_.empty() ? 1 : 0);
+  if (sources == 0) cfg.error("one of 'inline', 'script', 'scripts' or 'command' is required");
+  if (sources > 1) cfg.error("give only one of 'inline', 'script'/'scripts' and 'command'");
+  for (const auto& s : scripts_) {
+    if (!std::filesystem::is_regular_file(s))
+      cfg.error(cfg.has("script") ? "script" : "scripts", "script '" + s + "' does not exist or is not a regular file");
+  }
+  for (const auto& kv : environment_vars_) {
+    if (kv.find('=') == std::string::npos || kv[0] == '=')
+      cfg.error("environment_vars", "'" + kv + "' is not of the form NAME=VALUE");
+  }
+  if (std::count(env_var_format_.begin(), env_var_format_.end(), '%') != 2)
+    cfg.error("env_var_format", "must hold exactly two %s (name, value), e.g. \"%s='%s' \"");
+}
+
+nlohmann::json ShellLocalRunner::key_material() const {
+  nlohmann::json scripts = nlohmann::json::array();
+  for (const auto& s : scripts_) {
+    std::string digest;
+    try {
+      digest = util::file_digest_hex(s);
+    } catch (const std::exception&) {
+      digest = "missing";
+    }
+    scripts.push_back({{"path", s}, {"sha256", digest}});
+  }
+  return {{"inline", inline_},
+          {"scripts", scripts},
+          {"inline_shebang", inline_shebang_},
+          {"environment_vars", environment_vars_},
+          {"env", env_},
+          {"execute_command", execute_command_},
+          {"valid_exit_codes", valid_exit_codes_}};
+}
+
+void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& extra_env) const {
+  if (!only_on_.empty()) {
+    struct utsname u = {};
+    uname(&u);
+    std::string os = u.sysname;
+    std::transform(os.begin(), os.end(), os.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (std::find(only_on_.begin(), only_on_.end(), os) == only_on_.end()) {
+      st.message("skipping: only_on does not include " + os);
+      return;
+    }
+  }
+
+  std::map<std::string, std::string> env = {{"PACKER_BUILD_NAME", st.build.name},
+                                            {"PACKER_BUILDER_TYPE", st.build.type},
+                                            {"IMGBAKE_BUILD_NAME", st.build.name},
+                                            {"IMGBAKE_BUILDER_TYPE", st.build.type},
+                                            {"PACKER_RUN_UUID", st.build.run_uuid}};
+  for (const auto& [k, v] : extra_env) env[k] = v;
+  for (const auto& kv : environment_vars_) {
+    size_t eq = kv.find('=');
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : env_) env[k] = v;
+  std::string vars;
+  for (const auto& [k, v] : env) vars += format_var(env_var_format_, k, v);
+  if (!vars.empty() && vars.back() == ' ') vars.pop_back();
+
+  std::vector<std::unique_ptr<TempScript>> temps;
+  std::vector<std::string> paths;
+  if (!inline_.empty()) {
+    std::string body = "#!" + inline_shebang_ + "\n";
+    for (const auto& line : inline_) body += line + "\n";
+    temps.push_back(std::make_unique<TempScript>(body, tempfile_extension_));
+    paths.push_back(temps.back()->path());
+  }
+  for (const auto& s : scripts_) paths.push_back(std::filesystem::absolute(s).string());
+
+  for (const auto& path : paths) {
+    interp::Context ctx = st.build.interp;
+    for (const auto& [k, v] : st.data) ctx.data[k] = v;
+    ctx.data["Vars"] = vars;
+    ctx.data["Script"] = path;
+    ctx.data["Command"] = path;
+    ProcessSpec spec;
+    for (const auto& part : execute_command_) spec.argv.push_back(interp::render(part, ctx));
+    spec.env_add = env;
+    spec.timeout = st.time_left();
+    if (!inline_.empty() && path == paths.front() && temps.size() == 1)
+      st.message("running " + std::to_string(inline_.size()) + " inline command" + (inline_.size() == 1 ? "" : "s") +
+                 " on the host");
+    else
+      st.message("running script " + path + " on the host");
+    int status = run_process(
+        spec, [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stdout, l); },
+        [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stderr, l); }, st.cancel);
+    if (std::find(valid_exit_codes_.begin(), valid_exit_codes_.end(), status) == valid_exit_codes_.end()) {
+      std::string codes;
+      for (auto c : valid_exit_codes_) codes += (codes.empty() ? "" : ", ") + std::to_string(c);
+      throw BuildError("script exited with status " + std::to_string(status) + " (valid: " + codes + ")");
+    }
+  }
+}
+
+}  // namespace imgbake

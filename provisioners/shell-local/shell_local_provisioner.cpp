@@ -1,0 +1,20 @@
+#include "imgbake/provisioner.h"
+#include "shell-local/shell_local.h"
+
+namespace imgbake {
+namespace {
+
+class ShellLocalProvisioner : public Provisioner {
+ public:
+  void prepare(ConfigReader& cfg) override { runner_.prepare(cfg); }
+  void provision(State& st) override { runner_.run(st, {}); }
+  nlohmann::json key_material() const override { return runner_.key_material(); }
+
+ private:
+  ShellLocalRunner runner_;
+};
+
+}  // namespace
+}  // namespace imgbake
+
+IMGBAKE_REGISTER_PROVISIONER("shell-local", imgbake::ShellLocalProvisioner)

@@ -1,0 +1,52 @@
+#include <iostream>
+
+#include "cli/template_options.h"
+#include "imgbake/error.h"
+
+namespace imgbake::cli {
+
+Action setup_build(CLI::App& sub, const GlobalOptions& global) {
+  struct Opts {
+    TemplateOptions t;
+    bool force = false;
+    bool debug = false;
+    std::string on_error = "cleanup";
+    int parallel = 0;
+    bool machine_readable = false;
+    bool timestamp_ui = false;
+  };
+  auto o = std::make_shared<Opts>();
+  add_template_options(sub, o->t);
+  sub.add_flag("--force", o->force, "Overwrite the artifacts of an earlier build");
+  sub.add_flag("--debug", o->debug, "Pause before each step (on a terminal) and run builds one at a time");
+  sub.add_option("--on-error", o->on_error, "On failure: cleanup (default), abort, ask, run-cleanup-provisioner")
+      ->check(CLI::IsMember({"cleanup", "abort", "ask", "run-cleanup-provisioner"}));
+  sub.add_option("--parallel-builds", o->parallel, "How many builds run at once (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  sub.add_flag("--machine-readable", o->machine_readable, "Same as --output json");
+  sub.add_flag("--timestamp-ui", o->timestamp_ui, "Accepted for Packer compatibility (JSON events carry times)");
+
+  return [o, &global] {
+    GlobalOptions g = global;
+    if (o->machine_readable) g.output = "json";
+    BuildOptions opts;
+    apply_template_options(o->t, opts);
+    opts.force = o->force;
+    opts.debug = o->debug;
+    opts.on_error = *parse_on_error(o->on_error);
+    opts.parallel_builds = o->parallel;
+
+    Template t = parse_template_file(o->t.template_path);
+    Diagnostics diags;
+    for (const auto& w : t.warnings) diags.warn(w.file, w.pos, w.message);
+    Variables vars = resolve_variables(t, opts, diags, true);
+    std::vector<BuildPlan> plans;
+    if (!diags.has_errors()) plans = plan_builds(t, vars, opts, diags);
+    if (print_diagnostics(diags, *vars.masker)) return static_cast<int>(kExitFailure);
+
+    Ui ui = make_ui(g, vars.masker);
+    return run_builds(t, plans, opts, ui);
+  };
+}
+
+}  // namespace imgbake::cli

@@ -1,0 +1,94 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <iostream>
+
+#include "imgbake/cancel.h"
+#include "imgbake/error.h"
+#include "imgbake/version.h"
+
+namespace imgbake::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"build", "Build images from a template", setup_build},
+      {"validate", "Check that a template is valid", setup_validate},
+      {"inspect", "Show a template's variables, builders, provisioners and post-processors", setup_inspect},
+      {"fmt", "Format a template as stable 2-space JSON", setup_fmt},
+      {"version", "Print the version", setup_version},
+  };
+  return table;
+}
+
+std::vector<std::string> normalize_args(int argc, char** argv) {
+  static const std::vector<std::string> long_flags = {
+      "var",   "var-file", "only",  "except", "force",  "on-error", "parallel-builds", "debug", "machine-readable",
+      "syntax-only", "color", "check", "write", "output", "help", "version", "timestamp-ui"};
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && a.size() > 2 && a[0] == '-' && a[1] != '-') {
+      std::string name = a.substr(1, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 1);
+      if (std::find(long_flags.begin(), long_flags.end(), name) != long_flags.end()) a = "-" + a;
+    }
+    out.push_back(a);
+  }
+  return out;
+}
+
+Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker) {
+  bool json = global.output == "json";
+  bool color = !json && global.color && isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
+  return Ui(json ? OutputMode::Json : OutputMode::Human, stdout, stderr, color, std::move(masker));
+}
+
+int report_config_error(const std::exception& e, const Masker* masker) {
+  std::string text = e.what();
+  if (masker) text = masker->mask(text);
+  std::cerr << text << "\n";
+  return kExitFailure;
+}
+
+int run(int argc, char** argv) {
+  install_signal_handlers();
+  CLI::App app{"imgbake: bake, version, sign and promote machine images from Packer-compatible templates"};
+  app.name("imgbake");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("imgbake ") + kVersion);
+  GlobalOptions global;
+  Action action;
+  for (const auto& c : commands()) {
+    CLI::App* sub = app.add_subcommand(c.name, c.description);
+    sub->add_option("--output", global.output, "Output: human (default) or json (one event per line)")
+        ->check(CLI::IsMember({"human", "json"}));
+    sub->add_option("--color", global.color, "Colours on a terminal (default true; -color=false as in Packer)");
+    Action a = c.setup(*sub, global);
+    sub->callback([&action, a] { action = a; });
+  }
+  std::vector<std::string> args = normalize_args(argc, argv);
+  std::vector<const char*> cargs;
+  for (const auto& s : args) cargs.push_back(s.c_str());
+  try {
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return e.get_exit_code() == 0 ? rc : kExitUsage;
+  }
+  try {
+    return action ? action() : kExitUsage;
+  } catch (const UsageError& e) {
+    std::cerr << "imgbake: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const ConfigError& e) {
+    return report_config_error(e, nullptr);
+  } catch (const Cancelled&) {
+    return 128 + global_cancel().signal();
+  } catch (const std::exception& e) {
+    std::cerr << "imgbake: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace imgbake::cli

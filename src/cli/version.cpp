@@ -1,0 +1,35 @@
+#include <iostream>
+
+#include "cli/cli.h"
+#include "imgbake/builder.h"
+#include "imgbake/post_processor.h"
+#include "imgbake/provisioner.h"
+#include "imgbake/util.h"
+#include "imgbake/version.h"
+
+namespace imgbake::cli {
+
+Action setup_version(CLI::App&, const GlobalOptions& global) {
+  return [&global] {
+    auto builders = BuilderRegistry::instance().names();
+    auto provisioners = ProvisionerRegistry::instance().names();
+    auto pps = PostProcessorRegistry::instance().names();
+    if (global.output == "json") {
+      nlohmann::json j = {{"version", kVersion},
+                          {"template_format", "packer-json"},
+                          {"builders", builders},
+                          {"provisioners", provisioners},
+                          {"post_processors", pps}};
+      std::cout << j.dump() << "\n";
+      return 0;
+    }
+    std::cout << "imgbake " << kVersion << "\n"
+              << "template format: Packer JSON ({{packer_version}} reports " << kVersion << ")\n"
+              << "builders: " << util::join(builders, ", ") << "\n"
+              << "provisioners: " << util::join(provisioners, ", ") << "\n"
+              << "post-processors: " << util::join(pps, ", ") << "\n";
+    return 0;
+  };
+}
+
+}  // namespace imgbake::cli

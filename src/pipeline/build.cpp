@@ -1,0 +1,230 @@
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "imgbake/build.h"
+#include "imgbake/error.h"
+#include "imgbake/util.h"
+
+namespace imgbake {
+
+namespace {
+
+// One provisioner as a step: pause_before, timeout and max_retries are handled here,
+// the same for every provisioner type.
+class ProvisionStep : public Step {
+ public:
+  explicit ProvisionStep(PlannedProvisioner& p) : p_(p) {}
+  std::string name() const override { return p_.label; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "provision"}, {"type", p_.def->type}, {"config", p_.impl->key_material()}};
+  }
+  void run(State& st) override {
+    const ProvisionerDef& def = *p_.def;
+    if (def.pause_before) {
+      st.message("pausing " + util::format_duration(*def.pause_before) + " before this provisioner");
+      st.cancel.sleep_for(*def.pause_before);
+    }
+    int attempts = def.max_retries + 1;
+    for (int attempt = 1;; ++attempt) {
+      if (def.timeout) st.deadline = std::chrono::steady_clock::now() + *def.timeout;
+      try {
+        p_.impl->provision(st);
+        st.deadline.reset();
+        return;
+      } catch (const Cancelled&) {
+        st.deadline.reset();
+        st.provisioning_failed = true;
+        throw;
+      } catch (const std::exception& e) {
+        bool timed_out = st.deadline && std::chrono::steady_clock::now() >= *st.deadline;
+        st.deadline.reset();
+        std::string why = timed_out ? "timed out after " + util::format_duration(*def.timeout) + ": " + e.what()
+                                    : std::string(e.what());
+        if (attempt >= attempts) {
+          st.provisioning_failed = true;
+          throw BuildError(why);
+        }
+        auto backoff = std::chrono::milliseconds(std::min(1000 << std::min(attempt - 1, 4), 10000));
+        st.ui.warn(st.build.name, p_.label + " failed (" + why + "); retrying in " +
+                                      util::format_duration(backoff) + " (attempt " + std::to_string(attempt + 1) +
+                                      " of " + std::to_string(attempts) + ")");
+        st.cancel.sleep_for(backoff);
+      }
+    }
+  }
+
+ private:
+  PlannedProvisioner& p_;
+};
+
+// Placed before the provisioners: when provisioning failed, its cleanup runs the
+// error-cleanup-provisioner while the machine still exists (before the builder's
+// own cleanups), unless -on-error=abort.
+class ErrorCleanupStep : public Step {
+ public:
+  explicit ErrorCleanupStep(PlannedProvisioner* p) : p_(p) {}
+  std::string name() const override { return "error-cleanup-provisioner"; }
+  nlohmann::json key_material(const State&) const override { return nullptr; }
+  void run(State&) override {}
+  bool silent() const override { return true; }
+  bool runs_on_abort() const override { return true; }
+  void cleanup(State& st) noexcept override {
+    if (!p_ || !st.provisioning_failed || st.cancel.cancelled()) return;
+    st.say("provisioning failed: running " + p_->label);
+    auto t0 = std::chrono::steady_clock::now();
+    st.ui.step_start(st.build.name, p_->label, "");
+    bool ok = true;
+    try {
+      p_->impl->provision(st);
+    } catch (const std::exception& e) {
+      ok = false;
+      st.ui.error(st.build.name, p_->label + ": " + e.what());
+    }
+    st.ui.step_end(st.build.name, p_->label, ok, std::chrono::steady_clock::now() - t0, "");
+  }
+
+ private:
+  PlannedProvisioner* p_;
+};
+
+bool excluded_post_processor(const std::string& name, const BuildOptions& opts) {
+  return std::any_of(opts.except.begin(), opts.except.end(), [&](const auto& g) { return util::glob_match(g, name); });
+}
+
+BuildSummary run_one(BuildPlan& plan, const BuildOptions& opts, Ui& ui, const std::string& run_uuid,
+                     const std::string& template_path) {
+  BuildSummary summary;
+  summary.name = plan.name;
+  summary.type = plan.type;
+  auto t0 = std::chrono::steady_clock::now();
+  ui.build_start(plan.name, plan.type);
+
+  BuildInfo info;
+  info.name = plan.name;
+  info.type = plan.type;
+  info.force = opts.force;
+  info.debug = opts.debug;
+  info.on_error = opts.on_error;
+  info.run_uuid = run_uuid;
+  info.template_path = template_path;
+  info.interp = plan.interp;
+  info.interp.defer_unknown = false;
+  State st(ui, global_cancel(), std::move(info));
+
+  StepList provision;
+  provision.push_back(std::make_unique<ErrorCleanupStep>(plan.cleanup_provisioner ? &*plan.cleanup_provisioner : nullptr));
+  for (auto& p : plan.provisioners) provision.push_back(std::make_unique<ProvisionStep>(p));
+  StepList steps = plan.builder->steps(std::move(provision));
+  StepOutcome outcome = run_steps(steps, st);
+  summary.steps = outcome.steps;
+  summary.ok = outcome.ok;
+  summary.cancelled = outcome.cancelled;
+  summary.error = outcome.error;
+
+  if (outcome.ok) {
+    std::shared_ptr<Artifact> original = st.artifact;
+    bool keep_original = plan.chains.empty();
+    bool pp_failed = false;
+    for (auto& chain : plan.chains) {
+      std::shared_ptr<Artifact> prior = original;
+      for (size_t j = 0; j < chain.size() && !pp_failed; ++j) {
+        auto& pp = chain[j];
+        if (excluded_post_processor(pp.def->name, opts)) break;  // the rest of this chain is skipped too
+        if (global_cancel().cancelled()) {
+          summary.cancelled = true;
+          pp_failed = true;
+          break;
+        }
+        auto p0 = std::chrono::steady_clock::now();
+        ui.step_start(plan.name, pp.label, "");
+        try {
+          PostProcessResult r = pp.impl->post_process(st, prior);
+          auto d = std::chrono::steady_clock::now() - p0;
+          ui.step_end(plan.name, pp.label, true, d, "");
+          summary.steps.push_back({pp.label, d, true});
+          bool keep = r.keep_input;
+          if (!r.force_keep && pp.def->keep_input_artifact) keep = *pp.def->keep_input_artifact;
+          if (r.force_keep) keep = true;
+          if (j == 0) {
+            keep_original = keep_original || keep;
+          } else if (!keep && prior && prior != r.artifact) {
+            prior->destroy();
+            std::erase(summary.artifacts, prior);
+          }
+          if (r.artifact && r.artifact != prior) summary.artifacts.push_back(r.artifact);
+          prior = r.artifact ? r.artifact : prior;
+        } catch (const Cancelled&) {
+          ui.step_end(plan.name, pp.label, false, std::chrono::steady_clock::now() - p0, "");
+          summary.cancelled = true;
+          pp_failed = true;
+          summary.error = pp.label + ": interrupted";
+        } catch (const std::exception& e) {
+          ui.step_end(plan.name, pp.label, false, std::chrono::steady_clock::now() - p0, "");
+          ui.error(plan.name, pp.label + ": " + e.what());
+          pp_failed = true;
+          summary.error = pp.label + ": " + e.what();
+        }
+      }
+      if (pp_failed) break;
+    }
+    if (original) {
+      if (keep_original) {
+        summary.artifacts.insert(summary.artifacts.begin(), original);
+      } else if (!pp_failed) {
+        ui.message(plan.name, "deleting the builder's artifact: no post-processor kept it (keep_input_artifact)");
+        original->destroy();
+      } else {
+        summary.artifacts.insert(summary.artifacts.begin(), original);
+      }
+    }
+    summary.ok = !pp_failed;
+  }
+  summary.duration = std::chrono::steady_clock::now() - t0;
+  for (const auto& a : summary.artifacts) ui.artifact(plan.name, *a);
+  ui.build_end(summary);
+  return summary;
+}
+
+}  // namespace
+
+int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui) {
+  std::string run_uuid = util::uuid_v4();
+  std::vector<BuildSummary> results(plans.size());
+  size_t limit = opts.debug ? 1 : opts.parallel_builds <= 0 ? plans.size() : static_cast<size_t>(opts.parallel_builds);
+  ui.set_single_build(plans.size() == 1);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t running = 0;
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return running < limit; });
+      ++running;
+    }
+    threads.emplace_back([&, i] {
+      try {
+        results[i] = run_one(plans[i], opts, ui, run_uuid, t.path);
+      } catch (const std::exception& e) {
+        results[i].name = plans[i].name;
+        results[i].type = plans[i].type;
+        results[i].error = e.what();
+        ui.error(plans[i].name, e.what());
+      }
+      std::lock_guard lock(mu);
+      --running;
+      cv.notify_all();
+    });
+  }
+  for (auto& th : threads) th.join();
+  ui.summary(results);
+
+  if (global_cancel().cancelled()) return 128 + global_cancel().signal();
+  bool all_ok = std::all_of(results.begin(), results.end(), [](const auto& r) { return r.ok; });
+  return all_ok ? kExitOk : kExitFailure;
+}
+
+}  // namespace imgbake

@@ -1,0 +1,303 @@
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "imgbake/build.h"
+#include "imgbake/util.h"
+
+namespace imgbake {
+
+namespace {
+
+json::Pos offset_pos(json::Pos p, size_t offset) {
+  // String values start one column after their opening quote.
+  if (p.line > 0) p.col += 1 + static_cast<int>(offset);
+  return p;
+}
+
+}  // namespace
+
+json::Value render_value(const json::Value& v, const interp::Context& ctx, const std::string& file,
+                         Diagnostics& diags) {
+  json::Value out = v;
+  switch (v.kind) {
+    case json::Value::Kind::String:
+      if (interp::has_actions(v.text)) {
+        try {
+          out.text = interp::render(v.text, ctx);
+        } catch (const interp::Error& e) {
+          diags.error(file, offset_pos(v.pos, e.offset), e.what());
+        }
+      }
+      break;
+    case json::Value::Kind::Array:
+      for (auto& i : out.items) i = render_value(i, ctx, file, diags);
+      break;
+    case json::Value::Kind::Object:
+      for (auto& m : out.members) m.value = render_value(m.value, ctx, file, diags);
+      break;
+    default: break;
+  }
+  return out;
+}
+
+Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnostics& diags, bool require_all) {
+  Variables vars;
+  std::set<std::string> given;
+  std::vector<std::string> declared;
+  for (const auto& v : t.variables) {
+    declared.push_back(v.name);
+    if (!v.required) vars.values[v.name] = v.default_value;
+  }
+
+  // Defaults may use {{env}} and other variables ({{user `x`}}); render in passes
+  // until nothing changes, so that declaration order does not matter.
+  interp::Context ctx;
+  ctx.allow_env = true;
+  ctx.defer_unknown = true;
+  ctx.template_dir = t.dir;
+  std::map<std::string, std::string> rendered = vars.values;
+  for (int pass = 0; pass < 8; ++pass) {
+    bool changed = false;
+    Diagnostics pass_diags;
+    ctx.user_vars = &rendered;
+    std::map<std::string, std::string> next = rendered;
+    for (const auto& v : t.variables) {
+      if (v.required || !interp::has_actions(rendered[v.name])) continue;
+      json::Value s = json::Value::make_string(rendered[v.name], v.pos);
+      json::Value r = render_value(s, ctx, t.path, pass_diags);
+      if (r.text != rendered[v.name]) {
+        next[v.name] = r.text;
+        changed = true;
+      }
+    }
+    rendered = std::move(next);
+    if (!changed) {
+      // Report errors of the final pass only (earlier ones may be ordering effects).
+      for (const auto& v : t.variables) {
+        if (v.required || !interp::has_actions(rendered[v.name])) continue;
+        // Positions: the default's value, not its key.
+        const json::Value* def = t.root.find("variables") ? t.root.find("variables")->find(v.name) : nullptr;
+        render_value(json::Value::make_string(rendered[v.name], def ? def->pos : v.pos), ctx, t.path, diags);
+      }
+      break;
+    }
+  }
+  vars.values = rendered;
+
+  for (const auto& file : opts.var_files) {
+    json::Value doc;
+    try {
+      doc = json::parse(util::read_file(file));
+    } catch (const json::ParseError& e) {
+      diags.error(file, e.pos, std::string("invalid JSON in var file: ") + e.what());
+      continue;
+    } catch (const std::exception& e) {
+      diags.error("", {}, std::string("-var-file: ") + e.what());
+      continue;
+    }
+    if (!doc.is_object()) {
+      diags.error(file, doc.pos, "a var file must be a JSON object of variable names to string values");
+      continue;
+    }
+    for (const auto& m : doc.members) {
+      if (m.value.is_string() || m.value.is_number()) {
+        vars.values[m.key] = m.value.text;
+      } else if (m.value.is_bool()) {
+        vars.values[m.key] = m.value.boolean ? "true" : "false";
+      } else {
+        diags.error(file, m.value.pos, "variable '" + m.key + "' must be a string, not " + std::string(m.value.type_name()));
+        continue;
+      }
+      given.insert(m.key);
+      if (!t.variable(m.key))
+        diags.warn(file, m.key_pos, "variable '" + m.key + "' is not declared in the template" +
+                                        util::did_you_mean(m.key, declared));
+    }
+  }
+  for (const auto& [k, v] : opts.vars) {
+    vars.values[k] = v;
+    given.insert(k);
+    if (!t.variable(k))
+      diags.warn("", {}, "-var " + k + ": variable '" + k + "' is not declared in the template" +
+                             util::did_you_mean(k, declared));
+  }
+  for (const auto& v : t.variables) {
+    if (v.required && !given.count(v.name) && require_all)
+      diags.error(t.path, v.pos, "required variable '" + v.name + "' is not set; give it with -var " + v.name +
+                                     "=VALUE or in a -var-file");
+    if (v.sensitive && vars.values.count(v.name)) vars.masker->add(vars.values[v.name]);
+  }
+  return vars;
+}
+
+namespace {
+
+bool selected(const std::string& name, const BuildOptions& opts) {
+  if (!opts.only.empty() &&
+      std::none_of(opts.only.begin(), opts.only.end(), [&](const auto& g) { return util::glob_match(g, name); }))
+    return false;
+  return std::none_of(opts.except.begin(), opts.except.end(), [&](const auto& g) { return util::glob_match(g, name); });
+}
+
+bool applies_to(const std::vector<std::string>& only, const std::vector<std::string>& except, const std::string& build) {
+  if (!only.empty() && std::find(only.begin(), only.end(), build) == only.end()) return false;
+  return std::find(except.begin(), except.end(), build) == except.end();
+}
+
+// Applies a provisioner's "override" for this build: keys replace the base options.
+json::Value with_override(const ProvisionerDef& p, const std::string& build) {
+  json::Value cfg = p.config;
+  if (!p.override.is_object()) return cfg;
+  const json::Value* o = p.override.find(build);
+  if (!o || !o->is_object()) return cfg;
+  for (const auto& m : o->members) {
+    if (json::Value* existing = cfg.find(m.key)) {
+      *existing = m.value;
+    } else {
+      cfg.members.push_back(m);
+    }
+  }
+  return cfg;
+}
+
+std::string unknown_type_message(const std::string& kind, const std::string& type, const std::vector<std::string>& known) {
+  return "unknown " + kind + " type '" + type + "'" + util::did_you_mean(type, known) + "; imgbake has: " +
+         util::join(known, ", ");
+}
+
+}  // namespace
+
+std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, const BuildOptions& opts,
+                                   Diagnostics& diags) {
+  std::vector<BuildPlan> plans;
+  const auto& builders = BuilderRegistry::instance();
+  const auto& provisioners = ProvisionerRegistry::instance();
+  const auto& post_processors = PostProcessorRegistry::instance();
+
+  interp::Context base;
+  base.user_vars = &vars.values;
+  base.template_dir = t.dir;
+  base.defer_unknown = true;
+
+  // Build names may use variables: render them first, they are what only/except name.
+  std::vector<std::string> names;
+  for (const auto& b : t.builders) {
+    json::Value n = render_value(json::Value::make_string(b.name, b.pos), base, t.path, diags);
+    names.push_back(n.text);
+  }
+
+  // Unknown builder types: say which are unknown and which exist, once.
+  std::set<std::string> unknown_types;
+  for (const auto& b : t.builders)
+    if (!builders.has(b.type)) unknown_types.insert(b.type);
+  for (size_t i = 0; i < t.builders.size(); ++i) {
+    const auto& b = t.builders[i];
+    if (!builders.has(b.type))
+      diags.error(t.path, b.pos, "builder '" + names[i] + "': " + unknown_type_message("builder", b.type, builders.names()));
+  }
+
+  // Provisioner only/except/override must name builds that exist.
+  auto check_names = [&](const std::vector<std::string>& list, const std::string& label, const std::string& what,
+                         json::Pos pos) {
+    for (const auto& n : list)
+      if (std::find(names.begin(), names.end(), n) == names.end())
+        diags.error(t.path, pos, label + ": '" + what + "' names build '" + n + "', which does not exist" +
+                                     util::did_you_mean(n, names));
+  };
+  auto check_prov = [&](const ProvisionerDef& p, const std::string& label) {
+    check_names(p.only, label, "only", p.pos);
+    check_names(p.except, label, "except", p.pos);
+    if (p.override.is_object())
+      for (const auto& m : p.override.members)
+        if (std::find(names.begin(), names.end(), m.key) == names.end())
+          diags.error(t.path, m.key_pos, label + ": override for build '" + m.key + "', which does not exist" +
+                                             util::did_you_mean(m.key, names));
+    if (!provisioners.has(p.type))
+      diags.error(t.path, p.pos, label + ": " + unknown_type_message("provisioner", p.type, provisioners.names()));
+  };
+  for (size_t i = 0; i < t.provisioners.size(); ++i)
+    check_prov(t.provisioners[i], "provisioner " + std::to_string(i + 1) + " (" + t.provisioners[i].type + ")");
+  if (t.cleanup_provisioner)
+    check_prov(*t.cleanup_provisioner, "error-cleanup-provisioner (" + t.cleanup_provisioner->type + ")");
+  for (size_t c = 0; c < t.post_processors.size(); ++c) {
+    for (size_t j = 0; j < t.post_processors[c].size(); ++j) {
+      const auto& pp = t.post_processors[c][j];
+      std::string label = "post-processor " + std::to_string(c + 1) + "." + std::to_string(j + 1) + " (" + pp.type + ")";
+      check_names(pp.only, label, "only", pp.pos);
+      check_names(pp.except, label, "except", pp.pos);
+      if (!post_processors.has(pp.type))
+        diags.error(t.path, pp.pos, label + ": " + unknown_type_message("post-processor", pp.type, post_processors.names()));
+    }
+  }
+
+  // Validate every build (even those -only skips: a template is valid or not), but
+  // return plans only for the selected ones.
+  for (size_t i = 0; i < t.builders.size(); ++i) {
+    const auto& b = t.builders[i];
+    if (!builders.has(b.type)) continue;
+    BuildPlan plan;
+    plan.name = names[i];
+    plan.type = b.type;
+    plan.interp = base;
+    plan.interp.build_name = plan.name;
+    plan.interp.build_type = plan.type;
+
+    plan.builder = builders.create(b.type);
+    {
+      json::Value cfg = render_value(b.config, plan.interp, t.path, diags);
+      ConfigReader reader(cfg, t.path, "builder '" + plan.name + "' (" + b.type + ")", diags);
+      plan.builder->prepare(reader);
+      reader.finish();
+    }
+
+    auto prepare_prov = [&](const ProvisionerDef& p, const std::string& label) -> std::optional<PlannedProvisioner> {
+      if (!provisioners.has(p.type)) return std::nullopt;
+      PlannedProvisioner pp;
+      pp.def = &p;
+      pp.label = label;
+      pp.impl = provisioners.create(p.type);
+      json::Value cfg = render_value(with_override(p, plan.name), plan.interp, t.path, diags);
+      ConfigReader reader(cfg, t.path, label, diags);
+      pp.impl->prepare(reader);
+      reader.finish();
+      return pp;
+    };
+    for (size_t k = 0; k < t.provisioners.size(); ++k) {
+      const auto& p = t.provisioners[k];
+      if (!applies_to(p.only, p.except, plan.name)) continue;
+      if (auto pp = prepare_prov(p, "provisioner " + std::to_string(k + 1) + " (" + p.type + ")"))
+        plan.provisioners.push_back(std::move(*pp));
+    }
+    if (t.cleanup_provisioner && applies_to(t.cleanup_provisioner->only, t.cleanup_provisioner->except, plan.name))
+      plan.cleanup_provisioner =
+          prepare_prov(*t.cleanup_provisioner, "error-cleanup-provisioner (" + t.cleanup_provisioner->type + ")");
+
+    for (size_t c = 0; c < t.post_processors.size(); ++c) {
+      std::vector<PlannedPostProcessor> chain;
+      for (size_t j = 0; j < t.post_processors[c].size(); ++j) {
+        const auto& def = t.post_processors[c][j];
+        if (!post_processors.has(def.type)) continue;
+        if (!applies_to(def.only, def.except, plan.name)) continue;
+        PlannedPostProcessor pp;
+        pp.def = &def;
+        pp.label = "post-processor " + std::to_string(c + 1) + "." + std::to_string(j + 1) + " (" + def.type + ")";
+        pp.impl = post_processors.create(def.type);
+        json::Value cfg = render_value(def.config, plan.interp, t.path, diags);
+        ConfigReader reader(cfg, t.path, pp.label, diags);
+        pp.impl->prepare(reader);
+        reader.finish();
+        chain.push_back(std::move(pp));
+      }
+      if (!chain.empty()) plan.chains.push_back(std::move(chain));
+    }
+    if (selected(plan.name, opts)) plans.push_back(std::move(plan));
+  }
+
+  if (!t.builders.empty() && plans.empty() && !diags.has_errors())
+    diags.error("", {}, "-only/-except selected no build; the builds are: " + util::join(names, ", "));
+  if (t.builders.empty()) diags.error(t.path, t.root.pos, "the template has no builders");
+  return plans;
+}
+
+}  // namespace imgbake

@@ -1,0 +1,176 @@
+#include "imgbake/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "imgbake/error.h"
+
+extern char** environ;
+
+namespace imgbake {
+
+namespace {
+
+class LineSplitter {
+ public:
+  explicit LineSplitter(const LineSink& sink) : sink_(sink) {}
+  void feed(const char* data, size_t n) {
+    buf_.append(data, n);
+    size_t start = 0;
+    while (true) {
+      size_t nl = buf_.find('\n', start);
+      if (nl == std::string::npos) break;
+      size_t end = nl;
+      if (end > start && buf_[end - 1] == '\r') --end;
+      if (sink_) sink_(std::string_view(buf_).substr(start, end - start));
+      start = nl + 1;
+    }
+    buf_.erase(0, start);
+  }
+  void flush() {
+    if (!buf_.empty() && sink_) sink_(buf_);
+    buf_.clear();
+  }
+
+ private:
+  const LineSink& sink_;
+  std::string buf_;
+};
+
+// Kills the whole group: SIGTERM, then SIGKILL if it is still there after a grace period.
+void kill_group(pid_t pid, int& status) {
+  kill(-pid, SIGTERM);
+  for (int i = 0; i < 30; ++i) {  // up to 3 s
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      kill(-pid, SIGKILL);  // leftovers of the group (background jobs)
+      return;
+    }
+    usleep(100 * 1000);
+  }
+  kill(-pid, SIGKILL);
+  waitpid(pid, &status, 0);
+}
+
+}  // namespace
+
+int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& err, const CancelToken& cancel) {
+  cancel.throw_if_cancelled();
+  if (spec.argv.empty()) throw BuildError("no command to run");
+
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0)
+    throw BuildError(std::string("cannot create pipes: ") + std::strerror(errno));
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t def, none;
+  sigemptyset(&def);
+  sigaddset(&def, SIGINT);
+  sigaddset(&def, SIGTERM);
+  sigaddset(&def, SIGPIPE);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setsigmask(&attr, &none);
+  // Its own process group: a terminal's Ctrl-C reaches only us, and we stop the
+  // child's whole tree ourselves, in order, and then clean up.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+  }
+  for (const auto& [k, v] : spec.env_add) env[k] = v;
+  std::vector<std::string> env_strings;
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args = spec.argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = 0;
+  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    throw BuildError("cannot run '" + spec.argv[0] + "': " + std::strerror(rc));
+  }
+
+  LineSplitter out_lines(out), err_lines(err);
+  auto deadline = spec.timeout ? std::optional(std::chrono::steady_clock::now() + *spec.timeout) : std::nullopt;
+  int status = 0;
+  bool exited = false, cancelled = false, timed_out = false;
+  bool out_open = true, err_open = true;
+  char buf[65536];
+  while (out_open || err_open) {
+    struct pollfd fds[3] = {{out_open ? out_pipe[0] : -1, POLLIN, 0},
+                            {err_open ? err_pipe[0] : -1, POLLIN, 0},
+                            {cancel.fd(), POLLIN, 0}};
+    int r = poll(fds, 3, exited ? 50 : 200);
+    if (r < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        (i == 0 ? out_lines : err_lines).feed(buf, static_cast<size_t>(n));
+      } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        (i == 0 ? out_open : err_open) = false;
+      }
+    }
+    if (cancel.cancelled()) {
+      cancelled = true;
+      break;
+    }
+    if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+      timed_out = true;
+      break;
+    }
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+    } else if (exited && r == 0) {
+      // The child is gone but something it started in the background still holds
+      // the pipes open; don't wait for it.
+      break;
+    }
+  }
+  if (cancelled || timed_out) {
+    if (!exited) kill_group(pid, status);
+    else kill(-pid, SIGKILL);
+  } else if (!exited) {
+    waitpid(pid, &status, 0);
+  }
+  out_lines.flush();
+  err_lines.flush();
+  close(out_pipe[0]);
+  close(err_pipe[0]);
+  if (cancelled) throw Cancelled();
+  if (timed_out) throw BuildError("'" + spec.argv[0] + "' timed out and was stopped");
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}
+
+}  // namespace imgbake

@@ -1,0 +1,284 @@
+#include "imgbake/util.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+
+namespace imgbake::util {
+
+namespace {
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+}  // namespace
+
+std::optional<std::string> closest_match(std::string_view word, const std::vector<std::string>& candidates) {
+  std::optional<std::string> best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  // A third of the word's length (at least 1, at most 3 edits) catches typos
+  // and plural/singular slips without suggesting unrelated names.
+  size_t limit = std::clamp<size_t>(word.size() / 3, 1, 3);
+  if (best && best_d <= limit) return best;
+  // "iso_url" vs "iso_urls"-style prefix relationships.
+  for (const auto& c : candidates)
+    if (word.size() >= 4 && (c.starts_with(word) || word.starts_with(c)) &&
+        std::max(c.size(), word.size()) - std::min(c.size(), word.size()) <= 2)
+      return c;
+  return std::nullopt;
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+  auto m = closest_match(word, candidates);
+  return m ? " (did you mean '" + *m + "'?)" : "";
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  std::string t = trim(text);
+  if (t.empty()) return std::nullopt;
+  // A bare number is seconds (Packer's "timeout": 30 works through weak decoding).
+  bool bare = std::all_of(t.begin(), t.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  if (bare) return std::chrono::milliseconds(std::stoll(t) * 1000);
+  double total_ms = 0;
+  size_t i = 0;
+  bool neg = false;
+  if (t[0] == '-' || t[0] == '+') {
+    neg = t[0] == '-';
+    ++i;
+  }
+  if (i >= t.size()) return std::nullopt;
+  if (t.substr(i) == "0") return std::chrono::milliseconds(0);
+  while (i < t.size()) {
+    size_t start = i;
+    while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
+    if (start == i) return std::nullopt;
+    double num = 0;
+    try {
+      num = std::stod(t.substr(start, i - start));
+    } catch (...) {
+      return std::nullopt;
+    }
+    size_t ustart = i;
+    while (i < t.size() && std::isalpha(static_cast<unsigned char>(t[i]))) ++i;
+    std::string unit = t.substr(ustart, i - ustart);
+    double mult = 0;
+    if (unit == "ns") mult = 1e-6;
+    else if (unit == "us" || unit == "µs") mult = 1e-3;
+    else if (unit == "ms") mult = 1;
+    else if (unit == "s") mult = 1000;
+    else if (unit == "m") mult = 60000;
+    else if (unit == "h") mult = 3600000;
+    else return std::nullopt;
+    total_ms += num * mult;
+  }
+  auto ms = std::chrono::milliseconds(static_cast<long long>(std::llround(total_ms)));
+  return neg ? -ms : ms;
+}
+
+std::string format_duration(std::chrono::nanoseconds d) {
+  double s = std::chrono::duration<double>(d).count();
+  char buf[64];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%.3fs", s);
+  } else {
+    auto whole = static_cast<long long>(s);
+    if (whole >= 3600)
+      std::snprintf(buf, sizeof buf, "%lldh%02lldm%02llds", whole / 3600, (whole / 60) % 60, whole % 60);
+    else
+      std::snprintf(buf, sizeof buf, "%lldm%02llds", whole / 60, whole % 60);
+  }
+  return buf;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::string_view content, int mode) {
+  auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+  std::string tmpl = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
+  int fd = mkstemp(tmpl.data());
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
+  auto fail = [&](const char* what) {
+    int e = errno;
+    close(fd);
+    unlink(tmpl.c_str());
+    throw std::runtime_error(std::string("cannot ") + what + " " + path.string() + ": " + std::strerror(e));
+  };
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("write");
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (fchmod(fd, static_cast<mode_t>(mode)) != 0) fail("chmod");
+  if (fsync(fd) != 0) fail("fsync");
+  if (close(fd) != 0) {
+    unlink(tmpl.c_str());
+    throw std::runtime_error("cannot close " + path.string() + ": " + std::strerror(errno));
+  }
+  if (rename(tmpl.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    unlink(tmpl.c_str());
+    throw std::runtime_error("cannot rename into " + path.string() + ": " + std::strerror(e));
+  }
+  // Make the rename itself durable.
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+}
+
+namespace {
+const EVP_MD* digest_by_name(std::string_view algo) {
+  if (algo == "md5") return EVP_md5();
+  if (algo == "sha1") return EVP_sha1();
+  if (algo == "sha224") return EVP_sha224();
+  if (algo == "sha256") return EVP_sha256();
+  if (algo == "sha384") return EVP_sha384();
+  if (algo == "sha512") return EVP_sha512();
+  return nullptr;
+}
+
+std::string to_hex(const unsigned char* p, unsigned n) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (unsigned i = 0; i < n; ++i) {
+    out += hex[p[i] >> 4];
+    out += hex[p[i] & 0xF];
+  }
+  return out;
+}
+
+using MdCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+}  // namespace
+
+bool is_supported_digest(std::string_view algo) { return digest_by_name(algo) != nullptr; }
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  return to_hex(md, n);
+}
+
+std::string file_digest_hex(const std::filesystem::path& path, std::string_view algo) {
+  const EVP_MD* md = digest_by_name(algo);
+  if (!md) throw std::runtime_error("unsupported digest '" + std::string(algo) + "'");
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
+  MdCtx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), md, nullptr);
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  close(fd);
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx.get(), out, &len);
+  return to_hex(out, len);
+}
+
+std::string uuid_v4() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) throw std::runtime_error("no randomness available for a UUID");
+  b[6] = (b[6] & 0x0F) | 0x40;
+  b[8] = (b[8] & 0x3F) | 0x80;
+  std::string h = to_hex(b, 16);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) + "-" + h.substr(20);
+}
+
+std::string join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += sep;
+    out += parts[i];
+  }
+  return out;
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t p = s.find(sep, start);
+    if (p == std::string_view::npos) {
+      out.emplace_back(s.substr(start));
+      return out;
+    }
+    out.emplace_back(s.substr(start, p - start));
+    start = p + 1;
+  }
+}
+
+std::string trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  return fnmatch(std::string(pattern).c_str(), std::string(text).c_str(), 0) == 0;
+}
+
+std::string current_user() {
+  if (const char* u = std::getenv("USER"); u && *u) return u;
+  if (struct passwd* pw = getpwuid(getuid())) return pw->pw_name;
+  return std::to_string(getuid());
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+}  // namespace imgbake::util
