@@ -64,8 +64,7 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
                                    Diagnostics& diags);
 
 // Renders every string inside `v` (recursively). Errors point into the file.
-json::Value render_value(const json::Value& v, const interp::Context& ctx, const std::string& file,
-                         Diagnostics& diags);
+json::Value render_value(const json::Value& v, const interp::Context& ctx, const std::string& file, Diagnostics& diags);
 
 // Runs the plans (in parallel up to opts.parallel_builds) and returns the exit code.
 int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui);

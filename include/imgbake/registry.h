@@ -45,8 +45,10 @@ class ComponentRegistry {
 
 #define IMGBAKE_CONCAT_INNER(a, b) a##b
 #define IMGBAKE_CONCAT(a, b) IMGBAKE_CONCAT_INNER(a, b)
-#define IMGBAKE_REGISTER(BASE, NAME, CLASS)                                                         \
-  namespace {                                                                                       \
-  [[maybe_unused]] const bool IMGBAKE_CONCAT(imgbake_registered_, __LINE__) =                       \
-      ::imgbake::ComponentRegistry<BASE>::instance().add(NAME, [] { return std::make_unique<CLASS>(); }); \
+#define IMGBAKE_REGISTER(BASE, NAME, CLASS)                                                                            \
+  namespace {                                                                                                          \
+  [[maybe_unused]] const bool IMGBAKE_CONCAT(imgbake_registered_,                                                      \
+                                             __LINE__) = ::imgbake::ComponentRegistry<BASE>::instance().add(NAME, [] { \
+    return std::make_unique<CLASS>();                                                                                  \
+  });                                                                                                                  \
   }

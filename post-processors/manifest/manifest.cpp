@@ -1,8 +1,8 @@
 // Packer's manifest post-processor: appends one entry per build to a JSON file
 // (default packer-manifest.json) with Packer's fields, so tools that read Packer
 // manifests keep working.
-#include <sys/file.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,9 +31,8 @@ class ManifestPostProcessor : public PostProcessor {
     build["name"] = st.build.name;
     build["builder_type"] = st.build.type;
     if (!strip_time_)
-      build["build_time"] = std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count();
+      build["build_time"] =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     nlohmann::ordered_json files = nlohmann::ordered_json::array();
     if (input) {
       for (const auto& f : input->files) {

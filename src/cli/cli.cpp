@@ -24,8 +24,9 @@ const std::vector<Command>& commands() {
 
 std::vector<std::string> normalize_args(int argc, char** argv) {
   static const std::vector<std::string> long_flags = {
-      "var",   "var-file", "only",  "except", "force",  "on-error", "parallel-builds", "debug", "machine-readable",
-      "syntax-only", "color", "check", "write", "output", "help", "version", "timestamp-ui"};
+      "var",   "var-file",         "only",        "except", "force", "on-error", "parallel-builds",
+      "debug", "machine-readable", "syntax-only", "color",  "check", "write",    "output",
+      "help",  "version",          "timestamp-ui"};
   std::vector<std::string> out;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
@@ -69,6 +70,7 @@ int run(int argc, char** argv) {
   }
   std::vector<std::string> args = normalize_args(argc, argv);
   std::vector<const char*> cargs;
+  cargs.reserve(args.size());
   for (const auto& s : args) cargs.push_back(s.c_str());
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());

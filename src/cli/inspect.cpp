@@ -15,10 +15,14 @@ std::string csv_escape(std::string s) {
   // Packer's machine-readable format escapes commas and newlines.
   std::string out;
   for (char c : s) {
-    if (c == ',') out += "%!(PACKER_COMMA)";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else out += c;
+    if (c == ',')
+      out += "%!(PACKER_COMMA)";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
   }
   return out;
 }
@@ -42,13 +46,13 @@ Action setup_inspect(CLI::App& sub, const GlobalOptions& global) {
       j["description"] = t.description;
       j["variables"] = nlohmann::ordered_json::array();
       for (const auto& v : t.variables)
-        j["variables"].push_back({{"name", v.name}, {"required", v.required}, {"default", value_of(v)},
-                                  {"sensitive", v.sensitive}});
+        j["variables"].push_back(
+            {{"name", v.name}, {"required", v.required}, {"default", value_of(v)}, {"sensitive", v.sensitive}});
       j["builders"] = nlohmann::ordered_json::array();
       for (const auto& b : t.builders) j["builders"].push_back({{"name", b.name}, {"type", b.type}});
       j["provisioners"] = nlohmann::ordered_json::array();
-      for (const auto& p : t.provisioners) j["provisioners"].push_back({{"type", p.type}, {"only", p.only},
-                                                                        {"except", p.except}});
+      for (const auto& p : t.provisioners)
+        j["provisioners"].push_back({{"type", p.type}, {"only", p.only}, {"except", p.except}});
       j["post_processors"] = nlohmann::ordered_json::array();
       for (const auto& chain : t.post_processors) {
         auto c = nlohmann::ordered_json::array();
@@ -61,7 +65,8 @@ Action setup_inspect(CLI::App& sub, const GlobalOptions& global) {
 
     if (o->machine_readable) {
       auto ts = std::to_string(
-          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
       auto line = [&](const std::string& type, const std::vector<std::string>& data) {
         std::cout << ts << ",," << type;
         for (const auto& d : data) std::cout << "," << csv_escape(d);

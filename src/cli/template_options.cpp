@@ -1,6 +1,8 @@
 #include "cli/template_options.h"
 
+#include <algorithm>
 #include <iostream>
+#include <tuple>
 
 #include "imgbake/error.h"
 
@@ -18,8 +20,7 @@ void add_template_options(CLI::App& sub, TemplateOptions& o) {
 void apply_template_options(const TemplateOptions& o, BuildOptions& b) {
   for (const auto& kv : o.vars) {
     size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw UsageError("--var '" + kv + "': expected name=value");
+    if (eq == std::string::npos || eq == 0) throw UsageError("--var '" + kv + "': expected name=value");
     b.vars.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
   b.var_files = o.var_files;
@@ -28,8 +29,15 @@ void apply_template_options(const TemplateOptions& o, BuildOptions& b) {
 }
 
 bool print_diagnostics(const Diagnostics& d, const Masker& masker) {
-  for (const auto& w : d.warnings()) std::cerr << masker.mask(w.str()) << "\n";
-  for (const auto& e : d.errors()) std::cerr << masker.mask(e.str()) << "\n";
+  // In file order, warnings first: the way an editor would list them.
+  auto sorted = [](std::vector<Diagnostic> v) {
+    std::stable_sort(v.begin(), v.end(), [](const Diagnostic& a, const Diagnostic& b) {
+      return std::tie(a.file, a.pos.line, a.pos.col) < std::tie(b.file, b.pos.line, b.pos.col);
+    });
+    return v;
+  };
+  for (const auto& w : sorted(d.warnings())) std::cerr << masker.mask(w.str()) << "\n";
+  for (const auto& e : sorted(d.errors())) std::cerr << masker.mask(e.str()) << "\n";
   return d.has_errors();
 }
 

@@ -34,8 +34,8 @@ Action setup_validate(CLI::App& sub, const GlobalOptions& global) {
     if (json) {
       nlohmann::json errors = nlohmann::json::array(), warnings = nlohmann::json::array();
       for (const auto& d : diags.items()) {
-        nlohmann::json j = {{"file", d.file}, {"line", d.pos.line}, {"column", d.pos.col},
-                            {"message", masker->mask(d.message)}};
+        nlohmann::json j = {
+            {"file", d.file}, {"line", d.pos.line}, {"column", d.pos.col}, {"message", masker->mask(d.message)}};
         (d.warning ? warnings : errors).push_back(j);
       }
       std::cout << nlohmann::json{{"valid", !diags.has_errors()}, {"errors", errors}, {"warnings", warnings}}.dump()

@@ -47,9 +47,9 @@ class ProvisionStep : public Step {
           throw BuildError(why);
         }
         auto backoff = std::chrono::milliseconds(std::min(1000 << std::min(attempt - 1, 4), 10000));
-        st.ui.warn(st.build.name, p_.label + " failed (" + why + "); retrying in " +
-                                      util::format_duration(backoff) + " (attempt " + std::to_string(attempt + 1) +
-                                      " of " + std::to_string(attempts) + ")");
+        st.ui.warn(st.build.name, p_.label + " failed (" + why + "); retrying in " + util::format_duration(backoff) +
+                                      " (attempt " + std::to_string(attempt + 1) + " of " + std::to_string(attempts) +
+                                      ")");
         st.cancel.sleep_for(backoff);
       }
     }
@@ -114,7 +114,8 @@ BuildSummary run_one(BuildPlan& plan, const BuildOptions& opts, Ui& ui, const st
   State st(ui, global_cancel(), std::move(info));
 
   StepList provision;
-  provision.push_back(std::make_unique<ErrorCleanupStep>(plan.cleanup_provisioner ? &*plan.cleanup_provisioner : nullptr));
+  provision.push_back(
+      std::make_unique<ErrorCleanupStep>(plan.cleanup_provisioner ? &*plan.cleanup_provisioner : nullptr));
   for (auto& p : plan.provisioners) provision.push_back(std::make_unique<ProvisionStep>(p));
   StepList steps = plan.builder->steps(std::move(provision));
   StepOutcome outcome = run_steps(steps, st);

@@ -58,7 +58,8 @@ void on_signal(int signo) {
     _exit(128 + signo);
   }
   t.cancel(signo);
-  const char msg[] = "\nInterrupt received: stopping the running step and cleaning up (interrupt again to exit at once)\n";
+  const char msg[] =
+      "\nInterrupt received: stopping the running step and cleaning up (interrupt again to exit at once)\n";
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 }  // namespace

@@ -50,41 +50,13 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
     if (!v.required) vars.values[v.name] = v.default_value;
   }
 
-  // Defaults may use {{env}} and other variables ({{user `x`}}); render in passes
-  // until nothing changes, so that declaration order does not matter.
-  interp::Context ctx;
-  ctx.allow_env = true;
-  ctx.defer_unknown = true;
-  ctx.template_dir = t.dir;
-  std::map<std::string, std::string> rendered = vars.values;
-  for (int pass = 0; pass < 8; ++pass) {
-    bool changed = false;
-    Diagnostics pass_diags;
-    ctx.user_vars = &rendered;
-    std::map<std::string, std::string> next = rendered;
-    for (const auto& v : t.variables) {
-      if (v.required || !interp::has_actions(rendered[v.name])) continue;
-      json::Value s = json::Value::make_string(rendered[v.name], v.pos);
-      json::Value r = render_value(s, ctx, t.path, pass_diags);
-      if (r.text != rendered[v.name]) {
-        next[v.name] = r.text;
-        changed = true;
-      }
-    }
-    rendered = std::move(next);
-    if (!changed) {
-      // Report errors of the final pass only (earlier ones may be ordering effects).
-      for (const auto& v : t.variables) {
-        if (v.required || !interp::has_actions(rendered[v.name])) continue;
-        // Positions: the default's value, not its key.
-        const json::Value* def = t.root.find("variables") ? t.root.find("variables")->find(v.name) : nullptr;
-        render_value(json::Value::make_string(rendered[v.name], def ? def->pos : v.pos), ctx, t.path, diags);
-      }
-      break;
-    }
-  }
-  vars.values = rendered;
-
+  // As in Packer: defaults, then -var-file files in order, then -var flags; then
+  // every value is rendered, so a default may use {{env}} and the final value of
+  // another variable ({{user `x`}}), whatever the declaration order.
+  std::map<std::string, json::Pos> value_pos;
+  if (const json::Value* section = t.root.find("variables"))
+    for (const auto& m : section->members) value_pos[m.key] = m.value.pos;
+  std::map<std::string, std::string> value_file;
   for (const auto& file : opts.var_files) {
     json::Value doc;
     try {
@@ -106,26 +78,70 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
       } else if (m.value.is_bool()) {
         vars.values[m.key] = m.value.boolean ? "true" : "false";
       } else {
-        diags.error(file, m.value.pos, "variable '" + m.key + "' must be a string, not " + std::string(m.value.type_name()));
+        diags.error(file, m.value.pos,
+                    "variable '" + m.key + "' must be a string, not " + std::string(m.value.type_name()));
         continue;
       }
       given.insert(m.key);
+      value_pos[m.key] = m.value.pos;
+      value_file[m.key] = file;
       if (!t.variable(m.key))
-        diags.warn(file, m.key_pos, "variable '" + m.key + "' is not declared in the template" +
-                                        util::did_you_mean(m.key, declared));
+        diags.warn(file, m.key_pos,
+                   "variable '" + m.key + "' is not declared in the template" + util::did_you_mean(m.key, declared));
     }
   }
   for (const auto& [k, v] : opts.vars) {
     vars.values[k] = v;
     given.insert(k);
+    value_pos[k] = {};
+    value_file[k] = "-var " + k;
     if (!t.variable(k))
-      diags.warn("", {}, "-var " + k + ": variable '" + k + "' is not declared in the template" +
-                             util::did_you_mean(k, declared));
+      diags.warn(
+          "", {},
+          "-var " + k + ": variable '" + k + "' is not declared in the template" + util::did_you_mean(k, declared));
   }
+
+  interp::Context ctx;
+  ctx.allow_env = true;
+  ctx.defer_unknown = true;
+  ctx.template_dir = t.dir;
+  // A reference to a declared variable that has no value yet (required, unset) is
+  // reported once as "required variable not set", not at every use.
+  std::map<std::string, std::string> rendered = vars.values;
+  ctx.user_vars = &rendered;
+  auto render_all = [&](Diagnostics& d) {
+    bool changed = false;
+    for (auto& [name, value] : rendered) {
+      if (!interp::has_actions(value)) continue;
+      std::string file = value_file.count(name) ? value_file[name] : t.path;
+      json::Value r = render_value(json::Value::make_string(value, value_pos[name]), ctx, file, d);
+      if (r.text != value) {
+        value = r.text;
+        changed = true;
+      }
+    }
+    return changed;
+  };
+  for (int pass = 0; pass < 16; ++pass) {
+    Diagnostics ignored;  // ordering effects; the final pass reports what is left
+    if (!render_all(ignored)) break;
+  }
+  Diagnostics final_diags;
+  render_all(final_diags);
+  for (const auto& d : final_diags.errors()) {
+    bool unset_required = false;
+    for (const auto& v : t.variables)
+      if (v.required && !given.count(v.name) && d.message.find("'" + v.name + "'") != std::string::npos)
+        unset_required = true;
+    if (!unset_required) diags.error(d.file, d.pos, d.message);
+  }
+  vars.values = rendered;
+
   for (const auto& v : t.variables) {
     if (v.required && !given.count(v.name) && require_all)
-      diags.error(t.path, v.pos, "required variable '" + v.name + "' is not set; give it with -var " + v.name +
-                                     "=VALUE or in a -var-file");
+      diags.error(
+          t.path, v.pos,
+          "required variable '" + v.name + "' is not set; give it with -var " + v.name + "=VALUE or in a -var-file");
     if (v.sensitive && vars.values.count(v.name)) vars.masker->add(vars.values[v.name]);
   }
   return vars;
@@ -140,7 +156,8 @@ bool selected(const std::string& name, const BuildOptions& opts) {
   return std::none_of(opts.except.begin(), opts.except.end(), [&](const auto& g) { return util::glob_match(g, name); });
 }
 
-bool applies_to(const std::vector<std::string>& only, const std::vector<std::string>& except, const std::string& build) {
+bool applies_to(const std::vector<std::string>& only, const std::vector<std::string>& except,
+                const std::string& build) {
   if (!only.empty() && std::find(only.begin(), only.end(), build) == only.end()) return false;
   return std::find(except.begin(), except.end(), build) == except.end();
 }
@@ -161,9 +178,10 @@ json::Value with_override(const ProvisionerDef& p, const std::string& build) {
   return cfg;
 }
 
-std::string unknown_type_message(const std::string& kind, const std::string& type, const std::vector<std::string>& known) {
-  return "unknown " + kind + " type '" + type + "'" + util::did_you_mean(type, known) + "; imgbake has: " +
-         util::join(known, ", ");
+std::string unknown_type_message(const std::string& kind, const std::string& type,
+                                 const std::vector<std::string>& known) {
+  return "unknown " + kind + " type '" + type + "'" + util::did_you_mean(type, known) +
+         "; imgbake has: " + util::join(known, ", ");
 }
 
 }  // namespace
@@ -194,7 +212,8 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
   for (size_t i = 0; i < t.builders.size(); ++i) {
     const auto& b = t.builders[i];
     if (!builders.has(b.type))
-      diags.error(t.path, b.pos, "builder '" + names[i] + "': " + unknown_type_message("builder", b.type, builders.names()));
+      diags.error(t.path, b.pos,
+                  "builder '" + names[i] + "': " + unknown_type_message("builder", b.type, builders.names()));
   }
 
   // Provisioner only/except/override must name builds that exist.
@@ -202,8 +221,9 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
                          json::Pos pos) {
     for (const auto& n : list)
       if (std::find(names.begin(), names.end(), n) == names.end())
-        diags.error(t.path, pos, label + ": '" + what + "' names build '" + n + "', which does not exist" +
-                                     util::did_you_mean(n, names));
+        diags.error(
+            t.path, pos,
+            label + ": '" + what + "' names build '" + n + "', which does not exist" + util::did_you_mean(n, names));
   };
   auto check_prov = [&](const ProvisionerDef& p, const std::string& label) {
     check_names(p.only, label, "only", p.pos);
@@ -211,8 +231,9 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
     if (p.override.is_object())
       for (const auto& m : p.override.members)
         if (std::find(names.begin(), names.end(), m.key) == names.end())
-          diags.error(t.path, m.key_pos, label + ": override for build '" + m.key + "', which does not exist" +
-                                             util::did_you_mean(m.key, names));
+          diags.error(
+              t.path, m.key_pos,
+              label + ": override for build '" + m.key + "', which does not exist" + util::did_you_mean(m.key, names));
     if (!provisioners.has(p.type))
       diags.error(t.path, p.pos, label + ": " + unknown_type_message("provisioner", p.type, provisioners.names()));
   };
@@ -223,11 +244,13 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
   for (size_t c = 0; c < t.post_processors.size(); ++c) {
     for (size_t j = 0; j < t.post_processors[c].size(); ++j) {
       const auto& pp = t.post_processors[c][j];
-      std::string label = "post-processor " + std::to_string(c + 1) + "." + std::to_string(j + 1) + " (" + pp.type + ")";
+      std::string label =
+          "post-processor " + std::to_string(c + 1) + "." + std::to_string(j + 1) + " (" + pp.type + ")";
       check_names(pp.only, label, "only", pp.pos);
       check_names(pp.except, label, "except", pp.pos);
       if (!post_processors.has(pp.type))
-        diags.error(t.path, pp.pos, label + ": " + unknown_type_message("post-processor", pp.type, post_processors.names()));
+        diags.error(t.path, pp.pos,
+                    label + ": " + unknown_type_message("post-processor", pp.type, post_processors.names()));
     }
   }
 

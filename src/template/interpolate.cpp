@@ -106,8 +106,7 @@ using Args = std::vector<std::string>;
 
 class Evaluator {
  public:
-  Evaluator(const Context& ctx, std::string_view action, size_t base)
-      : ctx_(ctx), lex_(action, base), base_(base) {
+  Evaluator(const Context& ctx, std::string_view action, size_t base) : ctx_(ctx), lex_(action, base), base_(base) {
     tok_ = lex_.next();
   }
 
@@ -373,10 +372,15 @@ size_t find_close(std::string_view text, size_t from) {
 }  // namespace
 
 const std::vector<std::string>& function_names() {
-  static const std::vector<std::string> names = {
-      "user",  "env",     "timestamp",   "isotime", "uuid",  "template_dir",        "pwd",
-      "build_name", "build_type", "packer_version", "lower", "upper", "replace", "replace_all",
-      "split", "clean_resource_name", "clean_ami_name"};
+  static const std::vector<std::string> names = {"user",          "env",
+                                                 "timestamp",     "isotime",
+                                                 "uuid",          "template_dir",
+                                                 "pwd",           "build_name",
+                                                 "build_type",    "packer_version",
+                                                 "lower",         "upper",
+                                                 "replace",       "replace_all",
+                                                 "split",         "clean_resource_name",
+                                                 "clean_ami_name"};
   return names;
 }
 

@@ -133,8 +133,7 @@ class Parser {
   }
 
   void skip_ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
-      advance();
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) advance();
   }
 
   std::string describe_here() const {
@@ -242,7 +241,8 @@ class Parser {
         advance();
         return out;
       }
-      if (static_cast<unsigned char>(c) < 0x20) fail("invalid control character in string (newlines must be written as \\n)");
+      if (static_cast<unsigned char>(c) < 0x20)
+        fail("invalid control character in string (newlines must be written as \\n)");
       if (c == '\\') {
         advance();
         if (i_ >= s_.size()) fail_at("unterminated string", start);
@@ -349,7 +349,7 @@ class Parser {
 void serialize_into(std::string& out, const Value& v, int indent, int level) {
   auto newline = [&](int lvl) {
     out += '\n';
-    out.append(static_cast<size_t>(indent * lvl), ' ');
+    out.append(static_cast<size_t>(indent) * static_cast<size_t>(lvl), ' ');
   };
   switch (v.kind) {
     case Value::Kind::Null: out += "null"; break;

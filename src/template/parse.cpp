@@ -20,8 +20,8 @@ namespace {
 
 const std::vector<std::string>& root_keys() {
   static const std::vector<std::string> keys = {
-      "variables",       "sensitive-variables", "builders", "provisioners", "error-cleanup-provisioner",
-      "post-processors", "description",         "min_packer_version", "push", "imgbake"};
+      "variables",       "sensitive-variables", "builders",           "provisioners", "error-cleanup-provisioner",
+      "post-processors", "description",         "min_packer_version", "push",         "imgbake"};
   return keys;
 }
 
@@ -32,8 +32,8 @@ class TemplateParser {
   void run() {
     const json::Value& root = t_.root;
     if (!root.is_object()) {
-      err(root.pos, "a template must be a JSON object, not " + std::string(article(root)) + " " +
-                        std::string(root.type_name()));
+      err(root.pos,
+          "a template must be a JSON object, not " + std::string(article(root)) + " " + std::string(root.type_name()));
       return;
     }
     for (const auto& m : root.members) {
@@ -60,8 +60,7 @@ class TemplateParser {
     if (auto* v = root.find("error-cleanup-provisioner"); v && !v->is_null())
       t_.cleanup_provisioner = provisioner(*v, "error-cleanup-provisioner");
     if (auto* v = root.find("post-processors")) post_processors(*v);
-    if (auto* v = root.find("push"); v && !v->is_object() && !v->is_null())
-      err(v->pos, "'push' must be an object");
+    if (auto* v = root.find("push"); v && !v->is_object() && !v->is_null()) err(v->pos, "'push' must be an object");
     if (auto* v = root.find("imgbake")) {
       if (expect(*v, json::Value::Kind::Object, "'imgbake'")) t_.imgbake = *v;
     }
@@ -116,7 +115,8 @@ class TemplateParser {
     sensitive_pos_ = v.pos;
     if (!expect(v, json::Value::Kind::Array, "'sensitive-variables'")) return;
     for (const auto& i : v.items)
-      if (expect(i, json::Value::Kind::String, "an entry of 'sensitive-variables'")) t_.sensitive_variables.push_back(i.text);
+      if (expect(i, json::Value::Kind::String, "an entry of 'sensitive-variables'"))
+        t_.sensitive_variables.push_back(i.text);
   }
 
   void variables(const json::Value& v) {

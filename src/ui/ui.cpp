@@ -55,9 +55,7 @@ const char* kYellow = "\033[33m";
 const char* kCyan = "\033[36m";
 const char* kReset = "\033[0m";
 
-std::string now_rfc3339() {
-  return gotime::format("2006-01-02T15:04:05.000Z07:00", std::chrono::system_clock::now());
-}
+std::string now_rfc3339() { return gotime::format("2006-01-02T15:04:05.000Z07:00", std::chrono::system_clock::now()); }
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 }  // namespace
@@ -81,7 +79,8 @@ void Ui::human(FILE* f, const std::string& build, const char* color, std::string
       std::fprintf(f, "%s%.*s%s%s%s\n", color, static_cast<int>(marker.size()), marker.data(), prefix(build).c_str(),
                    line.c_str(), kReset);
     else
-      std::fprintf(f, "%.*s%s%s\n", static_cast<int>(marker.size()), marker.data(), prefix(build).c_str(), line.c_str());
+      std::fprintf(f, "%.*s%s%s\n", static_cast<int>(marker.size()), marker.data(), prefix(build).c_str(),
+                   line.c_str());
   }
   std::fflush(f);
 }
@@ -95,7 +94,9 @@ void Ui::build_end(const BuildSummary& s) {
   if (mode_ == OutputMode::Json) {
     nlohmann::json ev = {{"event", "build_end"},
                          {"build", s.name},
-                         {"status", s.ok ? "ok" : s.cancelled ? "cancelled" : "failed"},
+                         {"status", s.ok          ? "ok"
+                                    : s.cancelled ? "cancelled"
+                                                  : "failed"},
                          {"duration_s", seconds(s.duration)}};
     if (!s.error.empty()) ev["error"] = mask(s.error);
     return emit(ev);
@@ -103,13 +104,13 @@ void Ui::build_end(const BuildSummary& s) {
   if (s.ok)
     human(out_, s.name, kGreen, "==> ", "build finished after " + util::format_duration(s.duration));
   else
-    human(err_, s.name, kRed, "==> ", std::string(s.cancelled ? "build cancelled" : "build failed") + " after " +
-                                           util::format_duration(s.duration) + (s.error.empty() ? "" : ": " + s.error));
+    human(err_, s.name, kRed, "==> ",
+          std::string(s.cancelled ? "build cancelled" : "build failed") + " after " +
+              util::format_duration(s.duration) + (s.error.empty() ? "" : ": " + s.error));
 }
 
 void Ui::step_start(const std::string& build, const std::string& step, const std::string& key) {
-  if (mode_ == OutputMode::Json)
-    return emit({{"event", "step_start"}, {"build", build}, {"step", step}, {"key", key}});
+  if (mode_ == OutputMode::Json) return emit({{"event", "step_start"}, {"build", build}, {"step", step}, {"key", key}});
   human(out_, build, kBold, "==> ", step);
 }
 
@@ -164,11 +165,8 @@ void Ui::artifact(const std::string& build, const Artifact& a) {
   if (mode_ == OutputMode::Json) {
     nlohmann::json files = nlohmann::json::array();
     for (const auto& f : a.files) files.push_back({{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
-    return emit({{"event", "artifact"},
-                 {"build", build},
-                 {"builder_type", a.builder_type},
-                 {"id", a.id},
-                 {"files", files}});
+    return emit(
+        {{"event", "artifact"}, {"build", build}, {"builder_type", a.builder_type}, {"id", a.id}, {"files", files}});
   }
   human(out_, build, kCyan, "--> ", "artifact " + a.describe());
   for (const auto& f : a.files) human(out_, build, nullptr, "    ", "  " + f.path);
@@ -181,7 +179,9 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
       nlohmann::json arts = nlohmann::json::array();
       for (const auto& a : b.artifacts) arts.push_back(a->id);
       arr.push_back({{"build", b.name},
-                     {"status", b.ok ? "ok" : b.cancelled ? "cancelled" : "failed"},
+                     {"status", b.ok          ? "ok"
+                                : b.cancelled ? "cancelled"
+                                              : "failed"},
                      {"duration_s", seconds(b.duration)},
                      {"artifacts", arts}});
     }

@@ -99,8 +99,11 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   }
   for (const auto& [k, v] : spec.env_add) env[k] = v;
   std::vector<std::string> env_strings;
+  env_strings.reserve(env.size());
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
   std::vector<char*> envp, argv;
+  envp.reserve(env_strings.size() + 1);
+  argv.reserve(spec.argv.size() + 1);
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::vector<std::string> args = spec.argv;
@@ -126,9 +129,8 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   bool out_open = true, err_open = true;
   char buf[65536];
   while (out_open || err_open) {
-    struct pollfd fds[3] = {{out_open ? out_pipe[0] : -1, POLLIN, 0},
-                            {err_open ? err_pipe[0] : -1, POLLIN, 0},
-                            {cancel.fd(), POLLIN, 0}};
+    struct pollfd fds[3] = {
+        {out_open ? out_pipe[0] : -1, POLLIN, 0}, {err_open ? err_pipe[0] : -1, POLLIN, 0}, {cancel.fd(), POLLIN, 0}};
     int r = poll(fds, 3, exited ? 50 : 200);
     if (r < 0 && errno != EINTR) break;
     for (int i = 0; i < 2; ++i) {
@@ -157,8 +159,10 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
     }
   }
   if (cancelled || timed_out) {
-    if (!exited) kill_group(pid, status);
-    else kill(-pid, SIGKILL);
+    if (!exited)
+      kill_group(pid, status);
+    else
+      kill(-pid, SIGKILL);
   } else if (!exited) {
     waitpid(pid, &status, 0);
   }

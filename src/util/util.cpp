@@ -91,13 +91,20 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     while (i < t.size() && std::isalpha(static_cast<unsigned char>(t[i]))) ++i;
     std::string unit = t.substr(ustart, i - ustart);
     double mult = 0;
-    if (unit == "ns") mult = 1e-6;
-    else if (unit == "us" || unit == "µs") mult = 1e-3;
-    else if (unit == "ms") mult = 1;
-    else if (unit == "s") mult = 1000;
-    else if (unit == "m") mult = 60000;
-    else if (unit == "h") mult = 3600000;
-    else return std::nullopt;
+    if (unit == "ns")
+      mult = 1e-6;
+    else if (unit == "us" || unit == "µs")
+      mult = 1e-3;
+    else if (unit == "ms")
+      mult = 1;
+    else if (unit == "s")
+      mult = 1000;
+    else if (unit == "m")
+      mult = 60000;
+    else if (unit == "h")
+      mult = 3600000;
+    else
+      return std::nullopt;
     total_ms += num * mult;
   }
   auto ms = std::chrono::milliseconds(static_cast<long long>(std::llround(total_ms)));
@@ -131,7 +138,8 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   std::string tmpl = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
   int fd = mkstemp(tmpl.data());
-  if (fd < 0) throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
   auto fail = [&](const char* what) {
     int e = errno;
     close(fd);
