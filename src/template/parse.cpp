@@ -3,8 +3,11 @@
 #include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <regex>
 #include <set>
 
+#include "imgbake/config.h"
+#include "imgbake/interpolate.h"
 #include "imgbake/template.h"
 #include "imgbake/util.h"
 
@@ -62,7 +65,10 @@ class TemplateParser {
     if (auto* v = root.find("post-processors")) post_processors(*v);
     if (auto* v = root.find("push"); v && !v->is_object() && !v->is_null()) err(v->pos, "'push' must be an object");
     if (auto* v = root.find("imgbake")) {
-      if (expect(*v, json::Value::Kind::Object, "'imgbake'")) t_.imgbake = *v;
+      if (expect(*v, json::Value::Kind::Object, "'imgbake'")) {
+        imgbake_section(*v);
+        t_.imgbake = *v;
+      }
     }
     for (auto& name : t_.sensitive_variables) {
       bool found = false;
@@ -138,6 +144,27 @@ class TemplateParser {
       }
       t_.variables.push_back(std::move(var));
     }
+  }
+
+  // imgbake's own settings. Packer ignores nothing it knows because they live under
+  // one key of their own; the store and cache issues give them effect.
+  void imgbake_section(const json::Value& v) {
+    ConfigReader r(v, t_.path, "'imgbake'", d_);
+    static const std::regex repo("[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*");
+    std::string image = r.string("image");
+    if (!image.empty() && !interp::has_actions(image) && !std::regex_match(image, repo))
+      r.error("image", "image name '" + image +
+                           "' is not a valid OCI repository name (lower-case letters, digits, '.', '_', '-', '/')");
+    std::string version = r.string("version");
+    if (version.find_first_of(":@/ ") != std::string::npos)
+      r.error("version", "version '" + version + "' must not contain ':', '@', '/' or spaces");
+    r.string_map("labels");
+    r.strings("channels");
+    r.string("signing_key");
+    r.boolean("embed_build_info", true);
+    if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
+      r.error("cache", "'cache' must be true, false or an object");
+    r.finish();
   }
 
   void builders(const json::Value& v) {

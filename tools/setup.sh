@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what imgbake needs from Debian 12 packages (as root) and builds it into build/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(
+  cmake ninja-build g++ pkg-config git python3 procps
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev
+  libsqlite3-dev libgtest-dev libgmock-dev clang-format clang-tidy
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  apt-get update -qq || true  # the machine may have current lists already; the install says if not
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGBAKE_WERROR=ON >/dev/null
+cmake --build build
