@@ -57,7 +57,6 @@ class Ui {
 
   OutputMode mode() const { return mode_; }
   bool interactive() const;  // stdin and stderr are terminals
-  void set_single_build(bool single) { single_ = single; }
 
   void build_start(const std::string& build, const std::string& type);
   void build_end(const BuildSummary& s);
@@ -87,7 +86,6 @@ class Ui {
   FILE* out_;
   FILE* err_;
   bool color_;
-  bool single_ = false;
   std::shared_ptr<const Masker> masker_;
   std::mutex mu_;
 };

@@ -36,15 +36,27 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     opts.on_error = *parse_on_error(o->on_error);
     opts.parallel_builds = o->parallel;
 
-    Template t = parse_template_file(o->t.template_path);
     Diagnostics diags;
-    for (const auto& w : t.warnings) diags.warn(w.file, w.pos, w.message);
-    Variables vars = resolve_variables(t, opts, diags, true);
+    Template t;
+    Variables vars;
     std::vector<BuildPlan> plans;
-    if (!diags.has_errors()) plans = plan_builds(t, vars, opts, diags);
-    if (print_diagnostics(diags, *vars.masker)) return static_cast<int>(kExitFailure);
-
+    try {
+      t = parse_template_file(o->t.template_path);
+      for (const auto& w : t.warnings) diags.warn(w.file, w.pos, w.message);
+      vars = resolve_variables(t, opts, diags, true);
+      if (!diags.has_errors()) plans = plan_builds(t, vars, opts, diags);
+    } catch (const ConfigError& e) {
+      for (const auto& d : e.diagnostics()) diags.error(d.file, d.pos, d.message);
+    }
     Ui ui = make_ui(g, vars.masker);
+    if (g.output == "json") {
+      // CI reads one stream: configuration problems are events too.
+      for (const auto& d : diags.warnings()) ui.warn("", d.str());
+      for (const auto& d : diags.errors()) ui.error("", d.str());
+      if (diags.has_errors()) return static_cast<int>(kExitFailure);
+    } else if (print_diagnostics(diags, *vars.masker)) {
+      return static_cast<int>(kExitFailure);
+    }
     return run_builds(t, plans, opts, ui);
   };
 }

@@ -194,7 +194,6 @@ int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOpti
   std::string run_uuid = util::uuid_v4();
   std::vector<BuildSummary> results(plans.size());
   size_t limit = opts.debug ? 1 : opts.parallel_builds <= 0 ? plans.size() : static_cast<size_t>(opts.parallel_builds);
-  ui.set_single_build(plans.size() == 1);
 
   std::mutex mu;
   std::condition_variable cv;

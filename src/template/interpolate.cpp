@@ -395,6 +395,7 @@ std::string render(std::string_view text, const Context& ctx) {
       out.append(text.substr(i));
       break;
     }
+    size_t literal_start = out.size();  // "{{-" trims template text only, never an action's output
     out.append(text.substr(i, open - i));
     size_t inner = open + 2;
     bool trim_left = false, trim_right = false;
@@ -411,7 +412,7 @@ std::string render(std::string_view text, const Context& ctx) {
       --inner_end;
     }
     if (trim_left)
-      while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
+      while (out.size() > literal_start && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
     std::string_view action = text.substr(inner, inner_end - inner);
     std::string trimmed = util::trim(action);
     if (trimmed.starts_with("/*")) {

@@ -244,6 +244,7 @@ class Parser {
       if (static_cast<unsigned char>(c) < 0x20)
         fail("invalid control character in string (newlines must be written as \\n)");
       if (c == '\\') {
+        Pos escape_pos = here();
         advance();
         if (i_ >= s_.size()) fail_at("unterminated string", start);
         char e = s_[i_];
@@ -270,10 +271,12 @@ class Parser {
                 cp = lo;
               }
             }
+            // A lone surrogate is not a character: U+FFFD, as Go (and so Packer) does.
+            if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
             append_utf8(out, cp);
             break;
           }
-          default: fail(std::string("invalid escape '\\") + e + "' in string");
+          default: fail_at(std::string("invalid escape '\\") + e + "' in string", escape_pos);
         }
         continue;
       }

@@ -31,14 +31,27 @@ void Masker::add(const std::string& secret) {
 }
 
 std::string Masker::mask(std::string_view text) const {
-  std::string out(text);
+  if (secrets_.empty()) return std::string(text);
+  // Find every occurrence of every secret in the original text, merge overlapping
+  // ranges, and replace each merged range once: overlapping secrets leave no
+  // fragment, and the placeholder itself is never masked again.
+  std::vector<std::pair<size_t, size_t>> ranges;
   for (const auto& s : secrets_) {
-    size_t pos = 0;
-    while ((pos = out.find(s, pos)) != std::string::npos) {
-      out.replace(pos, s.size(), "<sensitive>");
-      pos += 11;
-    }
+    for (size_t pos = text.find(s); pos != std::string_view::npos; pos = text.find(s, pos + 1))
+      ranges.emplace_back(pos, pos + s.size());
   }
+  if (ranges.empty()) return std::string(text);
+  std::sort(ranges.begin(), ranges.end());
+  std::string out;
+  size_t at = 0;
+  for (size_t i = 0; i < ranges.size();) {
+    size_t begin = ranges[i].first, end = ranges[i].second;
+    for (++i; i < ranges.size() && ranges[i].first < end; ++i) end = std::max(end, ranges[i].second);
+    out.append(text.substr(at, begin - at));
+    out += "<sensitive>";
+    at = end;
+  }
+  out.append(text.substr(at));
   return out;
 }
 
@@ -62,7 +75,20 @@ double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double
 
 std::string Ui::prefix(const std::string& build) const { return build.empty() ? "" : build + ": "; }
 
+namespace {
+// Masks every string in an event (names and paths can hold secrets too).
+void mask_json(nlohmann::json& j, const Masker* m) {
+  if (!m) return;
+  if (j.is_string()) {
+    j = m->mask(j.get_ref<const std::string&>());
+  } else if (j.is_structured()) {
+    for (auto& v : j) mask_json(v, m);
+  }
+}
+}  // namespace
+
 void Ui::emit(nlohmann::json ev) {
+  mask_json(ev, masker_.get());
   nlohmann::json line = {{"time", now_rfc3339()}};
   line.update(ev);
   std::string s = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -73,14 +99,14 @@ void Ui::emit(nlohmann::json ev) {
 
 void Ui::human(FILE* f, const std::string& build, const char* color, std::string_view marker, std::string_view text) {
   std::string masked = mask(text);
+  std::string pre = mask(prefix(build));
   std::lock_guard lock(mu_);
   for (const auto& line : util::split(masked, '\n')) {
     if (color_ && color)
-      std::fprintf(f, "%s%.*s%s%s%s\n", color, static_cast<int>(marker.size()), marker.data(), prefix(build).c_str(),
+      std::fprintf(f, "%s%.*s%s%s%s\n", color, static_cast<int>(marker.size()), marker.data(), pre.c_str(),
                    line.c_str(), kReset);
     else
-      std::fprintf(f, "%.*s%s%s\n", static_cast<int>(marker.size()), marker.data(), prefix(build).c_str(),
-                   line.c_str());
+      std::fprintf(f, "%.*s%s%s\n", static_cast<int>(marker.size()), marker.data(), pre.c_str(), line.c_str());
   }
   std::fflush(f);
 }
@@ -204,7 +230,7 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
     for (const auto& a : b.artifacts) arts += (arts.empty() ? "" : ", ") + a->describe();
     if (arts.empty()) arts = "-";
     const char* c = !color_ ? "" : b.ok ? kGreen : kRed;
-    std::fprintf(out_, "%-*s  %s%-9s%s  %-*s  %s\n", static_cast<int>(wname), b.name.c_str(), c, status.c_str(),
+    std::fprintf(out_, "%-*s  %s%-9s%s  %-*s  %s\n", static_cast<int>(wname), mask(b.name).c_str(), c, status.c_str(),
                  color_ ? kReset : "", static_cast<int>(wtime), times[i].c_str(), mask(arts).c_str());
   }
   std::fflush(out_);

@@ -126,6 +126,7 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   auto deadline = spec.timeout ? std::optional(std::chrono::steady_clock::now() + *spec.timeout) : std::nullopt;
   int status = 0;
   bool exited = false, cancelled = false, timed_out = false;
+  std::chrono::steady_clock::time_point exited_at;
   bool out_open = true, err_open = true;
   char buf[65536];
   while (out_open || err_open) {
@@ -152,9 +153,10 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
     }
     if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
       exited = true;
-    } else if (exited && r == 0) {
+      exited_at = std::chrono::steady_clock::now();
+    } else if (exited && (r == 0 || std::chrono::steady_clock::now() - exited_at > std::chrono::milliseconds(500))) {
       // The child is gone but something it started in the background still holds
-      // the pipes open; don't wait for it.
+      // the pipes open (and may keep writing): take what is there, don't wait for it.
       break;
     }
   }

@@ -20,18 +20,21 @@
 namespace imgbake::util {
 
 namespace {
+// Optimal-string-alignment distance: like Levenshtein, but swapping two neighbouring
+// letters ("tpye" for "type") costs one edit, as typos usually do.
 size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
-    std::swap(prev, cur);
   }
-  return prev[b.size()];
+  return d[a.size()][b.size()];
 }
 }  // namespace
 
@@ -65,10 +68,15 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   std::string t = trim(text);
   if (t.empty()) return std::nullopt;
+  // Anything beyond ~292 years does not fit in milliseconds of int64 arithmetic below.
+  constexpr long double kMaxMs = 9.2e15L;
   // A bare number is seconds (Packer's "timeout": 30 works through weak decoding).
   bool bare = std::all_of(t.begin(), t.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
-  if (bare) return std::chrono::milliseconds(std::stoll(t) * 1000);
-  double total_ms = 0;
+  if (bare) {
+    if (t.size() > 12) return std::nullopt;
+    return std::chrono::milliseconds(std::stoll(t) * 1000);
+  }
+  long double total_ms = 0;
   size_t i = 0;
   bool neg = false;
   if (t[0] == '-' || t[0] == '+') {
@@ -78,23 +86,36 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (i >= t.size()) return std::nullopt;
   if (t.substr(i) == "0") return std::chrono::milliseconds(0);
   while (i < t.size()) {
-    size_t start = i;
-    while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
-    if (start == i) return std::nullopt;
-    double num = 0;
-    try {
-      num = std::stod(t.substr(start, i - start));
-    } catch (...) {
-      return std::nullopt;
+    // Number: digits, at most one '.', at least one digit (Go's time.ParseDuration).
+    long double num = 0, scale = 1;
+    bool dot = false, digits = false;
+    for (; i < t.size(); ++i) {
+      char c = t[i];
+      if (std::isdigit(static_cast<unsigned char>(c))) {
+        digits = true;
+        if (dot) {
+          scale /= 10;
+          num += (c - '0') * scale;
+        } else {
+          num = num * 10 + (c - '0');
+          if (num > kMaxMs) return std::nullopt;
+        }
+      } else if (c == '.' && !dot) {
+        dot = true;
+      } else {
+        break;
+      }
     }
+    if (!digits) return std::nullopt;
+    // Unit: everything up to the next digit or '.', so multi-byte "µs" is read whole.
     size_t ustart = i;
-    while (i < t.size() && std::isalpha(static_cast<unsigned char>(t[i]))) ++i;
+    while (i < t.size() && !std::isdigit(static_cast<unsigned char>(t[i])) && t[i] != '.') ++i;
     std::string unit = t.substr(ustart, i - ustart);
-    double mult = 0;
+    long double mult = 0;
     if (unit == "ns")
-      mult = 1e-6;
-    else if (unit == "us" || unit == "µs")
-      mult = 1e-3;
+      mult = 1e-6L;
+    else if (unit == "us" || unit == "\u00b5s" || unit == "\u03bcs")
+      mult = 1e-3L;
     else if (unit == "ms")
       mult = 1;
     else if (unit == "s")
@@ -106,13 +127,15 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     else
       return std::nullopt;
     total_ms += num * mult;
+    if (total_ms > kMaxMs) return std::nullopt;
   }
-  auto ms = std::chrono::milliseconds(static_cast<long long>(std::llround(total_ms)));
+  auto ms = std::chrono::milliseconds(std::llround(total_ms));
   return neg ? -ms : ms;
 }
 
 std::string format_duration(std::chrono::nanoseconds d) {
-  double s = std::chrono::duration<double>(d).count();
+  // Round to milliseconds first, so that 59.9996 s prints as 1m00s, not 60.000s.
+  double s = static_cast<double>(std::chrono::round<std::chrono::milliseconds>(d).count()) / 1000.0;
   char buf[64];
   if (s < 60) {
     std::snprintf(buf, sizeof buf, "%.3fs", s);

@@ -315,7 +315,7 @@ expect_file_content() {
 # JSON (python3 is used when present; without it the JSON checks are skipped
 # and reported as such).
 
-have_python() { command -v python3 >/dev/null 2>&1; }
+have_python() { [ -z "${E2E_NO_PYTHON:-}" ] && command -v python3 >/dev/null 2>&1; }
 
 # py_check DESCRIPTION PYTHON_CODE [ARGS...]: runs the code with sys.argv[1:] =
 # ARGS; the check fails when it raises or exits non-zero; what it prints is
@@ -369,7 +369,12 @@ file_nonempty() { [ -s "$1" ]; }
 pid_alive() {
   local pid=$1 st
   kill -0 "$pid" 2>/dev/null || return 1
-  st=$(ps -o stat= -p "$pid" 2>/dev/null | tr -d ' ')
+  if [ -r "/proc/$pid/stat" ]; then
+    # Field 3 of /proc/PID/stat, after the parenthesised command name.
+    st=$(sed 's/^.*) \([A-Za-z]\).*$/\1/' "/proc/$pid/stat" 2>/dev/null)
+  else
+    st=$(ps -o stat= -p "$pid" 2>/dev/null | tr -d ' ')
+  fi
   case "$st" in
     "" | Z*) return 1 ;;
   esac
@@ -385,4 +390,12 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 write_file() {
   mkdir -p "$(dirname "$1")"
   cat >"$1"
+}
+
+# expect_no_temp_scripts [DIR]: imgbake left no imgbake-shell-local-* temporary
+# scripts in DIR (default: the TMPDIR the tests run imgbake with).
+expect_no_temp_scripts() {
+  local dir=${1:-$TMPDIR}
+  expect_eq "imgbake-shell-local-* files left in $dir" "" \
+    "$(ls -A "$dir" 2>/dev/null | grep '^imgbake-shell-local-' || true)"
 }

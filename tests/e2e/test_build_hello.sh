@@ -142,6 +142,14 @@ test_manifest() {
   expect_exit 0 imgbake build hello.json || return
   t1=$(date +%s)
   py_check "manifest after two runs has two entries" "$MANIFEST_CHECK" "$m" "$t0" "$t1" 2
+  # The same facts without python3, by text.
+  expect_contains "$m" '"builder_type": "file"'
+  expect_contains "$m" '"name": "output/hello/hello.txt"'
+  expect_contains "$m" "\"artifact_id\": \"sha256:$(sha256sum output/hello/hello.txt | cut -d' ' -f1)\""
+  expect_contains "$m" '"greeting": "hello"'
+  expect_match "$m" '"build_time": [0-9]+,'
+  expect_eq "entries (packer_run_uuid lines) after two runs" "2" "$(grep -c '"packer_run_uuid"' "$m")"
+  expect_eq "last_run_uuid lines" "1" "$(grep -c '"last_run_uuid"' "$m")"
   if have_python; then
     expect_eq "the first entry is kept as it was" "$uuid1" "$(json_get "$m" 'd["builds"][0]["packer_run_uuid"]')"
   fi
@@ -171,8 +179,54 @@ EOF
   expect_contains "$STDOUT" "token=<sensitive>"
 }
 
+test_secret_from_command_line() {
+  copy_hello
+  # A sensitive variable given with -var (or -var-file) is masked too.
+  local tok='cli-T0ken-value'
+  expect_exit 0 imgbake build -var "api_token=$tok" hello.json
+  expect_not_contains "$STDOUT" "$tok"
+  expect_not_contains "$STDERR" "$tok"
+  expect_contains "$STDOUT" "the token is <sensitive>"
+  expect_not_contains output/hello/packer-manifest.json "$tok"
+  echo "{\"api_token\": \"file-T0ken-value\"}" >secret-vars.json
+  expect_exit 0 imgbake build --output json -var-file=secret-vars.json hello.json
+  expect_not_contains "$STDOUT" "file-T0ken-value"
+  expect_contains "$STDOUT" "the token is <sensitive>"
+}
+
+test_secret_with_quotes_in_manifest() {
+  # Secrets often hold punctuation. One with a double quote and a backslash,
+  # recorded through the manifest's custom_data, must still be masked there.
+  write_file q.json <<'EOF'
+{
+  "variables": {"tok": ""},
+  "sensitive-variables": ["tok"],
+  "builders": [{"type": "file", "name": "s", "content": "x\n", "target": "out/s.txt"}],
+  "post-processors": [
+    {"type": "manifest", "output": "out/manifest.json", "custom_data": {"tok": "{{user `tok`}}", "plain": "ok"}}
+  ]
+}
+EOF
+  local tok='pa"ss\word-42'
+  expect_exit 0 imgbake build -var "tok=$tok" q.json || return
+  expect_not_contains "$STDOUT" "$tok"
+  # As JSON writes it: pa\"ss\\word-42
+  expect_not_contains out/manifest.json 'pa\"ss\\word-42'
+  py_check "the manifest does not hold the secret (JSON-decoded)" '
+import json, sys
+d = json.load(open("out/manifest.json"))
+cd = d["builds"][-1]["custom_data"]
+assert cd["plain"] == "ok", cd
+assert sys.argv[1] not in json.dumps(d, ensure_ascii=False) and sys.argv[1] not in str(cd.values()), \
+    "custom_data holds the secret: %r" % cd
+assert cd["tok"] != sys.argv[1], "custom_data.tok is the secret in clear: %r" % cd["tok"]
+' "$tok"
+}
+
 run_test human_output test_human_output
 run_test artifacts test_artifacts
 run_test manifest test_manifest
 run_test secret_never_printed test_secret_never_printed
+run_test secret_from_command_line test_secret_from_command_line
+run_test secret_with_quotes_in_manifest test_secret_with_quotes_in_manifest
 summary

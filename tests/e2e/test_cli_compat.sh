@@ -61,12 +61,12 @@ test_var_file() {
 
 test_only_except() {
   write_two_builds
-  expect_exit 0 imgbake build -only=hel* two.json || return
+  expect_exit 0 imgbake build '-only=hel*' two.json || return
   expect_file out/hello.txt
   expect_no_file out/bye.txt
   expect_file_content out/hello.txt "hi hello"
   rm -rf out
-  expect_exit 0 imgbake build -except=hel* two.json || return
+  expect_exit 0 imgbake build '-except=hel*' two.json || return
   expect_no_file out/hello.txt
   expect_file_content out/bye.txt "hi bye"
   rm -rf out
@@ -80,7 +80,7 @@ test_only_except() {
   expect_no_file out/bye.txt
   rm -rf out
   # Selecting nothing is an error that lists the builds.
-  expect_exit 1 imgbake build -only=nomatch* two.json
+  expect_exit 1 imgbake build '-only=nomatch*' two.json
   expect_contains "$STDERR" "hello, bye"
   expect_no_file out
 }
@@ -168,6 +168,17 @@ EOF
   expect_file_content pv.txt "$v"
 }
 
+test_template_from_stdin() {
+  copy_hello
+  local rc=0
+  "$IMGBAKE" validate - <hello.json >"$STDOUT" 2>"$STDERR" || rc=$?
+  expect_eq "validate - < hello.json" "0" "$rc"
+  rc=0
+  "$IMGBAKE" build -var greeting=piped - <hello.json >"$STDOUT" 2>"$STDERR" || rc=$?
+  expect_eq "build - < hello.json" "0" "$rc"
+  expect_eq "greeting of a template read from stdin" "piped" "$(greeting_line)"
+}
+
 run_test var test_var
 run_test var_file test_var_file
 run_test only_except test_only_except
@@ -175,4 +186,5 @@ run_test other_build_flags test_other_build_flags
 run_test syntax_only test_syntax_only
 run_test exit_codes test_exit_codes
 run_test version test_version
+run_test template_from_stdin test_template_from_stdin
 summary

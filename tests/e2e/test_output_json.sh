@@ -221,10 +221,52 @@ assert {"checksum", "manifest"} <= set(d["post_processors"]), d
 ' "$STDOUT"
 }
 
+test_step_keys() {
+  # Step keys are content keys: the same template gives the same keys on every
+  # run and in every directory; changing a step changes its key and the keys of
+  # the steps after it, not those before.
+  write_file k.json <<'EOF'
+{
+  "builders": [{"type": "file", "name": "k", "content": "K\n", "target": "out/k.txt"}],
+  "provisioners": [
+    {"type": "shell-local", "inline": ["echo one"]},
+    {"type": "shell-local", "inline": ["echo two"]}
+  ]
+}
+EOF
+  local keys='
+import json, sys
+print(" ".join(json.loads(l)["key"] for l in open(sys.argv[1]) if json.loads(l)["event"] == "step_end"))'
+  have_python || { skip "step keys (python3 not available)"; return; }
+  expect_exit 0 imgbake build --output json k.json || return
+  local k1 k2 k3 k4
+  k1=$(python3 -c "$keys" "$STDOUT")
+  expect_exit 0 imgbake build --output json k.json
+  k2=$(python3 -c "$keys" "$STDOUT")
+  expect_eq "step keys of two runs of the same template" "$k1" "$k2"
+  mkdir elsewhere
+  cp k.json elsewhere/
+  (cd elsewhere && "$IMGBAKE" build --output json k.json >../elsewhere.out 2>&1)
+  k3=$(python3 -c "$keys" elsewhere.out)
+  expect_eq "step keys in another directory" "$k1" "$k3"
+  sed 's/echo one/echo ONE/' k.json >k2.json
+  expect_exit 0 imgbake build --output json k2.json
+  k4=$(python3 -c "$keys" "$STDOUT")
+  set -- $k1
+  local a1=$1 b1=$2 c1=$3
+  set -- $k4
+  expect_eq "key of the unchanged first step" "$a1" "$1"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if [ "$b1" = "$2" ] || [ "$c1" = "$3" ]; then
+    fail "a changed provisioner changes its key and the next one's" "new keys for steps 2 and 3" "$k4 (was $k1)"
+  fi
+}
+
 run_test output_json test_output_json
 run_test machine_readable test_machine_readable
 run_test failure_events test_failure_events
 run_test hello_json test_hello_json
 run_test validate_json test_validate_json
 run_test version_json test_version_json
+run_test step_keys test_step_keys
 summary

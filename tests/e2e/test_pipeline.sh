@@ -221,6 +221,7 @@ EOF
     wait_for 5 pid_gone "$(cat sleeper.pid)" || fail "the timed-out command is killed" "pid $(cat sleeper.pid) gone" "still running"
   }
   expect_match "$STDOUT" '^slow +failed '
+  expect_no_temp_scripts
 }
 
 test_failing_step() {
@@ -257,6 +258,7 @@ EOF
   sed 's/"inline": \["echo first"\]/"valid_exit_codes": [3], "inline": ["echo first"]/' ok3.json >only3.json
   expect_exit 1 imgbake build only3.json
   expect_contains "$STDERR" "status 0 (valid: 3)"
+  expect_no_temp_scripts
 }
 
 # ---------------------------------------------------------------------------
@@ -302,6 +304,7 @@ test_error_cleanup_provisioner() {
   sed 's#"target": "out/c.txt"#"target": "blocker/c.txt"#' cleanup.json >early.json
   expect_exit 1 imgbake build early.json
   expect_no_file cleanup-ran
+  expect_no_temp_scripts
 }
 
 # ---------------------------------------------------------------------------
@@ -378,7 +381,7 @@ EOF
   expect_file_content out/ch.md5 "$(md5sum out/ch.txt | cut -d' ' -f1)	ch.txt"
   # Post-processors run in template order.
   local order
-  order=$(grep -oE '^==> ch: post-processor [0-9.]+' "$STDOUT" | awk '{print $4}' | tr '\n' ' ')
+  order=$(grep -oE '^==> ch: post-processor [0-9.]+' "$STDOUT" | cut -d' ' -f4 | tr '\n' ' ')
   expect_eq "post-processor order" "1.1 1.2 2.1 " "$order"
 }
 
@@ -441,7 +444,102 @@ EOF
   expect_file_content out/pf.txt "PF"
 }
 
+test_one_of_two_fails() {
+  write_file mixed.json <<'EOF'
+{
+  "builders": [
+    {"type": "file", "name": "good", "content": "G\n", "target": "out/good.txt"},
+    {"type": "file", "name": "bad", "content": "B\n", "target": "out/bad.txt"}
+  ],
+  "provisioners": [
+    {"type": "shell-local", "inline": ["[ $PACKER_BUILD_NAME = good ] || exit 2"]}
+  ]
+}
+EOF
+  expect_exit 1 imgbake build mixed.json
+  expect_match "$STDOUT" '^good +ok +[^ ]+ +file: sha256:'
+  expect_match "$STDOUT" '^bad +failed '
+  expect_file_content out/good.txt "G"
+}
+
+test_on_error_ask_without_terminal() {
+  write_file ask.json <<'EOF'
+{
+  "builders": [{"type": "null", "name": "q"}],
+  "provisioners": [{"type": "shell-local", "inline": ["exit 1"]}],
+  "error-cleanup-provisioner": {"type": "shell-local", "inline": ["touch cleanup-ran"]}
+}
+EOF
+  # No terminal to ask on: imgbake says so and cleans up instead of hanging.
+  expect_exit 1 imgbake build -on-error=ask ask.json
+  expect_contains "$STDERR" "needs a terminal"
+  expect_file cleanup-ran
+}
+
+test_post_processor_only() {
+  write_file pponly.json <<'EOF'
+{
+  "builders": [
+    {"type": "file", "name": "a", "content": "A\n", "target": "out/a.txt"},
+    {"type": "file", "name": "b", "content": "B\n", "target": "out/b.txt"}
+  ],
+  "post-processors": [
+    {"type": "shell-local", "only": ["a"], "inline": ["touch pp-only.$PACKER_BUILD_NAME"]},
+    {"type": "shell-local", "except": ["a"], "inline": ["touch pp-except.$PACKER_BUILD_NAME"]}
+  ]
+}
+EOF
+  expect_exit 0 imgbake build pponly.json || return
+  expect_file pp-only.a
+  expect_no_file pp-only.b
+  expect_file pp-except.b
+  expect_no_file pp-except.a
+  expect_file_content out/a.txt "A"
+  expect_file_content out/b.txt "B"
+}
+
+test_manifest_concurrent_runs() {
+  # Several imgbake runs append to one manifest at the same time (a CI matrix
+  # sharing a workspace): no entry may be lost.
+  write_file m.json <<'EOF'
+{
+  "variables": {"run": "0"},
+  "builders": [
+    {"type": "file", "name": "b1", "content": "1\n", "target": "out/{{user `run`}}/1.txt"},
+    {"type": "file", "name": "b2", "content": "2\n", "target": "out/{{user `run`}}/2.txt"},
+    {"type": "file", "name": "b3", "content": "3\n", "target": "out/{{user `run`}}/3.txt"},
+    {"type": "file", "name": "b4", "content": "4\n", "target": "out/{{user `run`}}/4.txt"}
+  ],
+  "post-processors": [{"type": "manifest", "output": "manifest.json"}]
+}
+EOF
+  local r pids=() failed=0
+  for r in 1 2 3 4 5 6; do
+    timeout -k 5 120 "$IMGBAKE" build -var run=$r m.json >run$r.out 2>&1 &
+    pids+=($!)
+  done
+  for r in "${pids[@]}"; do
+    wait "$r" || failed=$((failed + 1))
+  done
+  expect_eq "concurrent runs that failed" "0" "$failed"
+  py_check "manifest holds all 24 entries of 6 concurrent runs" '
+import json, sys
+d = json.load(open("manifest.json"))
+b = d["builds"]
+runs = {e["packer_run_uuid"] for e in b}
+assert len(b) == 24, "want 24 entries (6 runs x 4 builds), got %d from %d runs" % (len(b), len(runs))
+assert len(runs) == 6, runs
+'
+  expect_eq "manifest entries (packer_run_uuid lines) of 6 runs x 4 builds" "24" \
+    "$(grep -c '"packer_run_uuid"' manifest.json 2>/dev/null)"
+  expect_no_file manifest.json.lock
+}
+
 run_test parallel_builds test_parallel_builds
+run_test one_of_two_fails test_one_of_two_fails
+run_test on_error_ask_without_terminal test_on_error_ask_without_terminal
+run_test post_processor_only test_post_processor_only
+run_test manifest_concurrent_runs test_manifest_concurrent_runs
 run_test parallel_builds_one test_parallel_builds_one
 run_test only_except_globs test_only_except_globs
 run_test provisioner_only_except_override test_provisioner_only_except_override

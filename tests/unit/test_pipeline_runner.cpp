@@ -41,10 +41,17 @@ class FakeStep : public Step {
  public:
   FakeStep(std::string name, std::vector<std::string>& log, CancelToken& token, Behaviour b, bool on_abort,
            bool silent)
-      : name_(std::move(name)), log_(log), token_(token), behaviour_(b), on_abort_(on_abort), silent_(silent) {}
+      : name_(std::move(name)),
+        log_(log),
+        token_(token),
+        behaviour_(b),
+        on_abort_(on_abort),
+        silent_(silent) {}
 
   std::string name() const override { return name_; }
-  nlohmann::json key_material(const State& /*st*/) const override { return {{"type", "fake"}, {"name", name_}}; }
+  nlohmann::json key_material(const State& /*st*/) const override {
+    return {{"type", "fake"}, {"name", name_}};
+  }
   void run(State& /*st*/) override {
     log_.push_back("run:" + name_);
     switch (behaviour_) {
@@ -73,10 +80,12 @@ class FakeStep : public Step {
 class RunnerTest : public ::testing::Test {
  protected:
   RunnerTest()
-      : file_(std::tmpfile()), ui_(OutputMode::Json, file_, file_, false, std::make_shared<imgbake::Masker>()) {}
+      : file_(std::tmpfile()),
+        ui_(OutputMode::Json, file_, file_, false, std::make_shared<imgbake::Masker>()) {}
   ~RunnerTest() override { std::fclose(file_); }
 
-  void Add(const std::string& name, Behaviour b = Behaviour::Succeed, bool on_abort = false, bool silent = false) {
+  void Add(const std::string& name, Behaviour b = Behaviour::Succeed, bool on_abort = false,
+           bool silent = false) {
     steps_.push_back(std::make_unique<FakeStep>(name, log_, cancel_, b, on_abort, silent));
   }
 
@@ -315,6 +324,32 @@ TEST_F(RunnerTest, CancelledByASilentStep) {
   EXPECT_THAT(log_, ElementsAre("run:a", "run:hidden", "cleanup:hidden", "cleanup:a"));
 }
 
+class NoKeyStep : public Step {
+ public:
+  explicit NoKeyStep(std::vector<std::string>& log) : log_(log) {}
+  std::string name() const override { return "nokey"; }
+  nlohmann::json key_material(const State& /*st*/) const override {
+    throw std::runtime_error("unreadable file");
+  }
+  void run(State& /*st*/) override { log_.push_back("run:nokey"); }
+  void cleanup(State& /*st*/) noexcept override { log_.push_back("cleanup:nokey"); }
+
+ private:
+  std::vector<std::string>& log_;
+};
+
+TEST_F(RunnerTest, AStepWithoutAKeyStillRuns) {
+  Add("a");
+  steps_.push_back(std::make_unique<NoKeyStep>(log_));
+  Add("c");
+  StepOutcome out = Run();
+  EXPECT_TRUE(out.ok);
+  EXPECT_THAT(log_, ElementsAre("run:a", "run:nokey", "run:c", "cleanup:c", "cleanup:nokey", "cleanup:a"));
+  auto warnings = Events("warning");
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0]["text"].get<std::string>(), HasSubstr("unreadable file"));
+}
+
 // ---------------------------------------------------------------- step keys
 
 TEST(StepKey, FormatAndDeterminism) {
@@ -351,11 +386,14 @@ TEST(StepKey, ChangesWithThePreviousKey) {
 }
 
 TEST(StepKey, IndependentOfKeyOrder) {
-  auto m1 = nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [1, {"p": 1, "q": 2}]}, "z": true})");
-  auto m2 = nlohmann::json::parse(R"({"z": true, "opts": {"y": [1, {"q": 2, "p": 1}], "x": 1}, "type": "file"})");
+  auto m1 =
+      nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [1, {"p": 1, "q": 2}]}, "z": true})");
+  auto m2 =
+      nlohmann::json::parse(R"({"z": true, "opts": {"y": [1, {"q": 2, "p": 1}], "x": 1}, "type": "file"})");
   EXPECT_EQ(imgbake::step_key(m1, "sha256:prev"), imgbake::step_key(m2, "sha256:prev"));
   // Array order, on the other hand, matters.
-  auto m3 = nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [{"p": 1, "q": 2}, 1]}, "z": true})");
+  auto m3 =
+      nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [{"p": 1, "q": 2}, 1]}, "z": true})");
   EXPECT_NE(imgbake::step_key(m1, "sha256:prev"), imgbake::step_key(m3, "sha256:prev"));
 }
 

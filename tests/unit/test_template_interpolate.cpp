@@ -27,9 +27,8 @@ using ::testing::Not;
 std::chrono::system_clock::time_point FixedNow() {
   using namespace std::chrono;
   const sys_days date = year{2021} / January / day{2};
-  return system_clock::time_point{
-      duration_cast<system_clock::duration>(date.time_since_epoch() + hours{3} + minutes{4} + seconds{5} +
-                                            milliseconds{678})};
+  return system_clock::time_point{duration_cast<system_clock::duration>(
+      date.time_since_epoch() + hours{3} + minutes{4} + seconds{5} + milliseconds{678})};
 }
 
 class InterpolateTest : public ::testing::Test {
@@ -263,9 +262,14 @@ TEST_F(InterpolateTest, DeferringDoesNotHideRealErrors) {
 // ---------------------------------------------------------------- errors
 
 TEST_F(InterpolateTest, UnknownFunctionIsNamedWithSuggestion) {
-  Error e = Fail("{{ uper `x` }}");
-  EXPECT_THAT(e.what(), HasSubstr("'uper'"));
-  EXPECT_THAT(e.what(), HasSubstr("did you mean 'upper'"));
+  Error e = Fail("{{ lowr `x` }}");
+  EXPECT_THAT(e.what(), HasSubstr("'lowr'"));
+  EXPECT_THAT(e.what(), HasSubstr("did you mean 'lower'"));
+
+  // "uper" is one edit from both "upper" and "user": either suggestion is fine.
+  Error tie = Fail("{{ uper `x` }}");
+  EXPECT_THAT(tie.what(), HasSubstr("'uper'"));
+  EXPECT_THAT(tie.what(), HasSubstr("did you mean"));
 
   Error ts = Fail("{{timestmp}}");
   EXPECT_THAT(ts.what(), HasSubstr("'timestmp'"));
@@ -313,6 +317,13 @@ TEST_F(InterpolateTest, TrimMarkers) {
   EXPECT_EQ(R("a {{-3}} b"), "a -3 b");
 }
 
+TEST_F(InterpolateTest, TrimMarkerTrimsOnlyTemplateTextNotActionOutput) {
+  // Go trims the white space of the text before "{{- ", never what an earlier action printed.
+  vars_["padded"] = "x ";
+  EXPECT_EQ(R("{{ `a ` }}{{- `b` }}"), "a b");
+  EXPECT_EQ(R("{{user `padded`}}  {{- `b` }}"), "x b");
+}
+
 TEST_F(InterpolateTest, Comments) {
   EXPECT_EQ(R("a{{/* a comment */}}b"), "ab");
   EXPECT_EQ(R("a {{- /* trimmed */ -}} b"), "ab");
@@ -348,9 +359,9 @@ TEST_F(InterpolateTest, ManyActionsInOneString) {
 
 TEST_F(InterpolateTest, FunctionNamesListsEveryFunction) {
   const auto& names = imgbake::interp::function_names();
-  for (const char* f : {"user", "env", "timestamp", "isotime", "uuid", "template_dir", "pwd", "build_name",
-                        "build_type", "packer_version", "lower", "upper", "replace", "replace_all", "split",
-                        "clean_resource_name"}) {
+  for (const char* f :
+       {"user", "env", "timestamp", "isotime", "uuid", "template_dir", "pwd", "build_name", "build_type",
+        "packer_version", "lower", "upper", "replace", "replace_all", "split", "clean_resource_name"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), f), names.end()) << f;
   }
 }

@@ -280,9 +280,9 @@ TEST(JsonParse, SimpleEscapes) {
 
 TEST(JsonParse, UnicodeEscapes) {
   EXPECT_EQ(ParseString(R"("\u0041")"), "A");
-  EXPECT_EQ(ParseString(R"("\u00e9")"), "\xC3\xA9");          // é
-  EXPECT_EQ(ParseString(R"("\u00E9")"), "\xC3\xA9");          // upper-case hex
-  EXPECT_EQ(ParseString(R"("\u20ac")"), "\xE2\x82\xAC");      // €
+  EXPECT_EQ(ParseString(R"("\u00e9")"), "\xC3\xA9");         // é
+  EXPECT_EQ(ParseString(R"("\u00E9")"), "\xC3\xA9");         // upper-case hex
+  EXPECT_EQ(ParseString(R"("\u20ac")"), "\xE2\x82\xAC");     // €
   EXPECT_EQ(ParseString(R"("\u003c\u003e\u0026")"), "<>&");  // as Go's encoder writes them
   EXPECT_EQ(ParseString(R"("x\u0000y")"), std::string("x\0y", 3));
 }
@@ -290,7 +290,9 @@ TEST(JsonParse, UnicodeEscapes) {
 TEST(JsonParse, SurrogatePairsBecomeOneCodePoint) {
   EXPECT_EQ(ParseString(R"("\ud83d\ude00")"), "\xF0\x9F\x98\x80");  // U+1F600
   EXPECT_EQ(ParseString(R"("\uD834\uDD1E")"), "\xF0\x9D\x84\x9E");  // U+1D11E
-  EXPECT_EQ(ParseString(R"("a\ud83d\ude00b")"), "a\xF0\x9F\x98\x80" "b");
+  EXPECT_EQ(ParseString(R"("a\ud83d\ude00b")"),
+            "a\xF0\x9F\x98\x80"
+            "b");
 }
 
 // A lone surrogate is not a character. Go's encoding/json (and so Packer) decodes it as
@@ -310,7 +312,8 @@ TEST(JsonParse, LoneSurrogatesNeverProduceInvalidUtf8) {
 }
 
 TEST(JsonParse, Utf8IsKeptAsIs) {
-  EXPECT_EQ(ParseString("\"h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80\""), "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80");
+  EXPECT_EQ(ParseString("\"h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80\""),
+            "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80");
 }
 
 TEST(JsonParse, NumbersAreKeptAsWritten) {
@@ -430,9 +433,8 @@ TEST(JsonSerialize, TopLevelScalars) {
 }
 
 TEST(JsonSerialize, RoundTripKeepsEveryValue) {
-  const std::string text =
-      R"({"s": "a\"b\n\u00e9<>&", "n": -1.50e3, "t": true, "f": false, "z": null,)"
-      R"( "arr": [[], {}, [1, [2, [3]]]], "obj": {"k": {"k2": "v"}}})";
+  const std::string text = R"({"s": "a\"b\n\u00e9<>&", "n": -1.50e3, "t": true, "f": false, "z": null,)"
+                           R"( "arr": [[], {}, [1, [2, [3]]]], "obj": {"k": {"k2": "v"}}})";
   Value v = imgbake::json::parse(text);
   Value again = imgbake::json::parse(imgbake::json::serialize(v));
   EXPECT_EQ(again.find("s")->text, "a\"b\n\xC3\xA9<>&");

@@ -98,7 +98,8 @@ TEST(TemplateParse, TemplateDirIsTheAbsoluteDirectoryOfThePath) {
 }
 
 TEST(TemplateParse, DescriptionAndMinVersion) {
-  Template t = Parse(R"({"description": "hello", "min_packer_version": "1.6.0", "builders": [{"type": "null"}]})");
+  Template t =
+      Parse(R"({"description": "hello", "min_packer_version": "1.6.0", "builders": [{"type": "null"}]})");
   EXPECT_EQ(t.description, "hello");
   EXPECT_EQ(t.min_version, "1.6.0");
 
@@ -214,15 +215,31 @@ TEST(TemplateParse, PushIsAcceptedAsAnObject) {
 }
 
 TEST(TemplateParse, ImgbakeSectionIsAccepted) {
-  Template t = Parse(R"({"imgbake": {"cache_dir": "/tmp/c", "x": [1]}, "builders": [{"type": "null"}]})");
+  Template t =
+      Parse(R"({"imgbake": {"image": "acme/base", "version": "1.0"}, "builders": [{"type": "null"}]})");
   ASSERT_TRUE(t.imgbake.has_value());
   ASSERT_TRUE(t.imgbake->is_object());
-  ASSERT_NE(t.imgbake->find("cache_dir"), nullptr);
-  EXPECT_EQ(t.imgbake->find("cache_dir")->text, "/tmp/c");
+  ASSERT_NE(t.imgbake->find("image"), nullptr);
+  EXPECT_EQ(t.imgbake->find("image")->text, "acme/base");
+  EXPECT_EQ(t.imgbake->find("version")->text, "1.0");
 
   Diagnostic d = OneError(R"({"imgbake": true, "builders": [{"type": "null"}]})");
   EXPECT_THAT(d.message, HasSubstr("imgbake"));
   EXPECT_THAT(d, At(1, 13));
+}
+
+TEST(TemplateParse, UnknownKeyInImgbakeSectionIsLocated) {
+  Diagnostic d = OneError(Lines({
+      "{",
+      "  \"imgbake\": {",
+      "    \"imge\": \"acme/base\"",
+      "  },",
+      "  \"builders\": [{\"type\": \"null\"}]",
+      "}",
+  }));
+  EXPECT_THAT(d.message, HasSubstr("'imge'"));
+  EXPECT_THAT(d.message, HasSubstr("did you mean 'image'"));
+  EXPECT_THAT(d, At(3, 5));
 }
 
 // ---------------------------------------------------------------- variables
@@ -310,7 +327,8 @@ TEST(TemplateParse, SensitiveVariablesMarkVariables) {
 }
 
 TEST(TemplateParse, SensitiveVariablesBeforeVariablesInTheFileStillApply) {
-  Template t = Parse(R"({"sensitive-variables": ["pw"], "variables": {"pw": "x"}, "builders": [{"type": "null"}]})");
+  Template t =
+      Parse(R"({"sensitive-variables": ["pw"], "variables": {"pw": "x"}, "builders": [{"type": "null"}]})");
   EXPECT_TRUE(t.variable("pw")->sensitive);
 }
 
@@ -478,7 +496,8 @@ TEST(TemplateParse, ProvisionerGenericKeysAreParsedAndRemoved) {
 }
 
 TEST(TemplateParse, ProvisionerDefaults) {
-  Template t = Parse(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "shell-local", "inline": ["x"]}]})");
+  Template t = Parse(
+      R"({"builders": [{"type": "null"}], "provisioners": [{"type": "shell-local", "inline": ["x"]}]})");
   ASSERT_EQ(t.provisioners.size(), 1u);
   const auto& p = t.provisioners[0];
   EXPECT_TRUE(p.only.empty());
@@ -491,9 +510,9 @@ TEST(TemplateParse, ProvisionerDefaults) {
 
 TEST(TemplateParse, ProvisionerWeaklyTypedValues) {
   // Packer decodes these weakly: a single string is a one-element list, "2" is 2.
-  Template t = Parse(
-      R"({"builders": [{"type": "null"}], "provisioners": [)"
-      R"({"type": "shell-local", "only": "null", "max_retries": "2", "pause_before": "500ms"}]})");
+  Template t =
+      Parse(R"({"builders": [{"type": "null"}], "provisioners": [)"
+            R"({"type": "shell-local", "only": "null", "max_retries": "2", "pause_before": "500ms"}]})");
   const auto& p = t.provisioners[0];
   EXPECT_THAT(p.only, ElementsAre("null"));
   EXPECT_EQ(p.max_retries, 2);
@@ -528,17 +547,28 @@ TEST(TemplateParse, InvalidPauseBeforeIsRejected) {
   EXPECT_THAT(d, At(4, 45));
 }
 
+TEST(TemplateParse, OutOfRangeDurationIsAConfigError) {
+  // A number too large for any duration is a located template error, not a crash.
+  Diagnostic d = OneError(
+      R"({"builders": [{"type": "null"}], "provisioners": [)"
+      R"({"type": "x", "pause_before": "99999999999999999999"}]})");
+  EXPECT_THAT(d.message, HasSubstr("pause_before"));
+}
+
 TEST(TemplateParse, InvalidTimeoutIsRejected) {
-  Diagnostic d = OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": "5x"}]})");
+  Diagnostic d =
+      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": "5x"}]})");
   EXPECT_THAT(d.message, HasSubstr("timeout"));
-  Diagnostic arr = OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": []}]})");
+  Diagnostic arr =
+      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": []}]})");
   EXPECT_THAT(arr.message, HasSubstr("timeout"));
 }
 
 TEST(TemplateParse, InvalidMaxRetriesIsRejected) {
   for (const char* v : {"-1", "\"abc\"", "1.5", "[]", "\"3x\""}) {
-    std::string text = std::string(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "max_retries": )") +
-                       v + "}]}";
+    std::string text =
+        std::string(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "max_retries": )") +
+        v + "}]}";
     Diagnostic d = OneError(text);
     EXPECT_THAT(d.message, HasSubstr("max_retries")) << v;
     EXPECT_THAT(d, At(1, 80)) << v;
@@ -546,14 +576,17 @@ TEST(TemplateParse, InvalidMaxRetriesIsRejected) {
 }
 
 TEST(TemplateParse, InvalidOnlyExceptAndOverride) {
-  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "only": {}}]})").message,
-              HasSubstr("only"));
-  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "except": [[]]}]})").message,
+  EXPECT_THAT(
+      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "only": {}}]})").message,
+      HasSubstr("only"));
+  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "except": [[]]}]})")
+                  .message,
               HasSubstr("except"));
-  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": []}]})").message,
+  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": []}]})")
+                  .message,
               HasSubstr("override"));
-  Diagnostic d =
-      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": {"null": 1}}]})");
+  Diagnostic d = OneError(
+      R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": {"null": 1}}]})");
   EXPECT_THAT(d.message, HasSubstr("override"));
   EXPECT_THAT(d.message, HasSubstr("null"));
   EXPECT_THAT(d, At(1, 86));
@@ -599,7 +632,8 @@ TEST(TemplateParse, PostProcessorsStringObjectAndChain) {
       "  \"builders\": [{\"type\": \"null\"}],",
       "  \"post-processors\": [",
       "    \"compress\",",
-      "    {\"type\": \"checksum\", \"checksum_types\": [\"sha256\"], \"keep_input_artifact\": true, \"only\": [\"null\"]},",
+      "    {\"type\": \"checksum\", \"checksum_types\": [\"sha256\"], \"keep_input_artifact\": true, "
+      "\"only\": [\"null\"]},",
       "    [",
       "      \"manifest\",",
       "      {\"type\": \"shell-local\", \"name\": \"after\", \"inline\": [\"x\"], \"except\": \"other\"}",
@@ -643,14 +677,16 @@ TEST(TemplateParse, PostProcessorsStringObjectAndChain) {
 }
 
 TEST(TemplateParse, KeepInputArtifactFalseIsKept) {
-  Template t = Parse(R"({"builders": [{"type": "null"}], "post-processors": [{"type": "m", "keep_input_artifact": false}]})");
+  Template t = Parse(
+      R"({"builders": [{"type": "null"}], "post-processors": [)"
+      R"({"type": "m", "keep_input_artifact": false}]})");
   ASSERT_TRUE(t.post_processors[0][0].keep_input_artifact.has_value());
   EXPECT_FALSE(*t.post_processors[0][0].keep_input_artifact);
 }
 
 TEST(TemplateParse, KeepInputArtifactMustBeABoolean) {
-  Diagnostic d =
-      OneError(R"({"builders": [{"type": "null"}], "post-processors": [{"type": "m", "keep_input_artifact": [1]}]})");
+  Diagnostic d = OneError(
+      R"({"builders": [{"type": "null"}], "post-processors": [{"type": "m", "keep_input_artifact": [1]}]})");
   EXPECT_THAT(d.message, HasSubstr("keep_input_artifact"));
   EXPECT_THAT(d, At(1, 91));
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -24,8 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using imgbake::BuildError;
-using imgbake::CancelToken;
 using imgbake::Cancelled;
+using imgbake::CancelToken;
 using imgbake::ProcessSpec;
 using imgbake::run_process;
 using ::testing::ElementsAre;
@@ -197,7 +198,8 @@ TEST_F(ProcessTest, EnvAddIsVisibleToTheChild) {
   ASSERT_EQ(setenv("IMGBAKE_UT_PARENT", "inherited", 1), 0);
   ASSERT_EQ(setenv("IMGBAKE_UT_OVERRIDE", "old", 1), 0);
   ProcessSpec spec;
-  spec.argv = {"sh", "-c", "echo \"$IMGBAKE_UT_X\"; echo \"$IMGBAKE_UT_PARENT\"; echo \"$IMGBAKE_UT_OVERRIDE\""};
+  spec.argv = {"sh", "-c",
+               "echo \"$IMGBAKE_UT_X\"; echo \"$IMGBAKE_UT_PARENT\"; echo \"$IMGBAKE_UT_OVERRIDE\""};
   spec.env_add = {{"IMGBAKE_UT_X", "hello world"}, {"IMGBAKE_UT_OVERRIDE", "new=value"}};
   EXPECT_EQ(RunSpec(spec), 0);
   EXPECT_THAT(out_, ElementsAre("hello world", "inherited", "new=value"));
@@ -303,8 +305,9 @@ TEST_F(ProcessTest, CancellationFromAnotherThreadKillsTheWholeGroup) {
     cancel_.cancel(SIGINT);
   });
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_THROW(Run({"sh", "-c", "echo $$ > pidfile; sleep 30 & echo $! > bgpid.tmp; mv bgpid.tmp bgpid; wait"}),
-               Cancelled);
+  EXPECT_THROW(
+      Run({"sh", "-c", "echo $$ > pidfile; sleep 30 & echo $! > bgpid.tmp; mv bgpid.tmp bgpid; wait"}),
+      Cancelled);
   canceller.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
   auto pid = ReadPid("pidfile");
@@ -339,6 +342,23 @@ TEST_F(ProcessTest, BackgroundGrandchildHoldingThePipeDoesNotHang) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   EXPECT_THAT(out_, ElementsAre("done"));
   ReadPid("bgpid");  // killed in TearDown
+}
+
+TEST_F(ProcessTest, ChattyBackgroundGrandchildDoesNotHang) {
+  // A daemon started in the background that keeps logging to the inherited stdout must not
+  // keep run_process waiting once the child itself has exited.
+  ProcessSpec spec;
+  spec.argv = {"sh", "-c", "(while :; do echo tick; sleep 0.005; done) & echo $! > bgpid; echo done"};
+  spec.cwd = dir_.string();
+  spec.timeout = 8s;  // only a safety net: the run must end long before
+  auto t0 = std::chrono::steady_clock::now();
+  int status = -1;
+  EXPECT_NO_THROW(status = RunSpec(spec));
+  EXPECT_EQ(status, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  ASSERT_FALSE(out_.empty());
+  EXPECT_TRUE(std::find(out_.begin(), out_.end(), "done") != out_.end());
+  ReadPid("bgpid");
 }
 
 TEST_F(ProcessTest, BackgroundGrandchildHoldingOnlyStderr) {
