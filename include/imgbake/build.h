@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,8 +64,18 @@ struct BuildPlan {
 std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, const BuildOptions& opts,
                                    Diagnostics& diags);
 
-// Renders every string inside `v` (recursively). Errors point into the file.
-json::Value render_value(const json::Value& v, const interp::Context& ctx, const std::string& file, Diagnostics& diags);
+// Where rendered values come from, so that errors point into the file.
+struct RenderSource {
+  std::string file;
+  std::string_view text;  // the file's bytes, for exact columns; may be empty
+  Diagnostics& diags;
+};
+
+// Renders every string inside `v` (recursively). Top-level keys listed in `runtime_keys`
+// may keep actions that need run-time values ({{ .Vars }}); everywhere else every
+// action must render now.
+json::Value render_value(const json::Value& v, const interp::Context& ctx, const RenderSource& src,
+                         const std::set<std::string>& runtime_keys = {});
 
 // Runs the plans (in parallel up to opts.parallel_builds) and returns the exit code.
 int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui);

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <set>
+#include <string>
+
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
 #include "imgbake/registry.h"
@@ -9,6 +12,9 @@ namespace imgbake {
 class Builder {
  public:
   virtual ~Builder() = default;
+  // Options that hold actions rendered at run time ({{ .Vars }}, {{ .ChecksumType }});
+  // every other option must render completely when the template is validated.
+  virtual std::set<std::string> runtime_keys() const { return {}; }
   // Reads and validates the builder's options (already interpolated), reporting
   // problems through the reader.
   virtual void prepare(ConfigReader& cfg) = 0;

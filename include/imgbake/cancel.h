@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 
 namespace imgbake {
 
@@ -31,7 +32,16 @@ class CancelToken {
 
 // The process-wide token that the signal handlers trigger.
 CancelToken& global_cancel();
-// Routes SIGINT and SIGTERM to global_cancel(); a second signal of either kind exits at once.
+// Routes SIGINT and SIGTERM to global_cancel(); a second signal of either kind exits at once,
+// after killing the registered child process groups and removing the registered temp files.
 void install_signal_handlers();
+
+// What a second interrupt must still clean up before exiting at once. Async-signal-safe
+// tables of fixed size: registration fails quietly when full (the first interrupt's
+// orderly cleanup covers everything anyway).
+void register_child_group(int pgid) noexcept;
+void unregister_child_group(int pgid) noexcept;
+void register_temp_path(const std::string& path) noexcept;
+void unregister_temp_path(const std::string& path) noexcept;
 
 }  // namespace imgbake

@@ -12,8 +12,8 @@ namespace imgbake {
 
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFailure = 1,  // a build, validation or check failed
-  kExitUsage = 2,    // bad command line or configuration
+  kExitFailure = 1,  // a build, a template's validation, or a check failed
+  kExitUsage = 2,    // bad command line (unknown flag or verb, missing argument)
   kExitSigint = 130,
   kExitSigterm = 143,
 };

@@ -11,6 +11,9 @@
 
 namespace imgbake::interp {
 
+// The start of this run: timestamp and isotime give the same time everywhere in one run.
+std::chrono::system_clock::time_point run_start_time();
+
 struct Context {
   // Values for {{user `name`}}; nullptr means no variables exist here.
   const std::map<std::string, std::string>* user_vars = nullptr;
@@ -26,7 +29,7 @@ struct Context {
   // rendered again later. When false, it is an error.
   bool defer_unknown = false;
   // The time of this run: timestamp and isotime are constant across one run.
-  std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+  std::chrono::system_clock::time_point now = run_start_time();
 };
 
 class Error : public std::runtime_error {

@@ -72,6 +72,11 @@ Value parse(std::string_view text);
 // written, strings re-escaped minimally (UTF-8 kept; "<", ">" and "&" kept).
 std::string serialize(const Value& v, int indent = 2);
 
+// Where, in the source text, the byte at `offset` of a decoded string value lies, given
+// the position of the string's opening quote (escapes like \t or \u00e9 take more source
+// columns than decoded bytes). Falls back to an estimate when `source` is empty.
+Pos source_pos(std::string_view source, Pos quote_pos, size_t offset);
+
 // Escapes a string as a JSON string literal (with quotes).
 std::string quote(std::string_view s);
 

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <set>
+#include <string>
+
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
 #include "imgbake/registry.h"
@@ -15,6 +18,9 @@ struct PostProcessResult {
 class PostProcessor {
  public:
   virtual ~PostProcessor() = default;
+  // Options that hold actions rendered at run time ({{ .Vars }}, {{ .ChecksumType }});
+  // every other option must render completely when the template is validated.
+  virtual std::set<std::string> runtime_keys() const { return {}; }
   virtual void prepare(ConfigReader& cfg) = 0;
   // `input` may be null (a build without artifact, e.g. the null builder).
   virtual PostProcessResult post_process(State& st, std::shared_ptr<Artifact> input) = 0;

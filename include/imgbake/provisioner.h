@@ -1,5 +1,8 @@
 #pragma once
 
+#include <set>
+#include <string>
+
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
 #include "imgbake/registry.h"
@@ -9,6 +12,9 @@ namespace imgbake {
 class Provisioner {
  public:
   virtual ~Provisioner() = default;
+  // Options that hold actions rendered at run time ({{ .Vars }}, {{ .ChecksumType }});
+  // every other option must render completely when the template is validated.
+  virtual std::set<std::string> runtime_keys() const { return {}; }
   virtual void prepare(ConfigReader& cfg) = 0;
   // Does the work against st.communicator (or the host, for shell-local).
   // Throws on failure.

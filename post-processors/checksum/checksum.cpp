@@ -22,6 +22,8 @@ class ChecksumPostProcessor : public PostProcessor {
     output_ = cfg.string("output", "packer_{{.BuildName}}_{{.BuilderType}}_{{.ChecksumType}}.checksum");
   }
 
+  std::set<std::string> runtime_keys() const override { return {"output"}; }
+
   PostProcessResult post_process(State& st, std::shared_ptr<Artifact> input) override {
     if (!input || input->files.empty()) throw BuildError("the build produced no files to checksum");
     auto out = std::make_shared<Artifact>();

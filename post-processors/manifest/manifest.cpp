@@ -16,6 +16,14 @@
 namespace imgbake {
 namespace {
 
+void mask_strings(nlohmann::ordered_json& j, const Ui& ui) {
+  if (j.is_string()) {
+    j = ui.mask(j.get_ref<const std::string&>());
+  } else if (j.is_structured()) {
+    for (auto& v : j) mask_strings(v, ui);
+  }
+}
+
 class ManifestPostProcessor : public PostProcessor {
  public:
   void prepare(ConfigReader& cfg) override {
@@ -25,8 +33,13 @@ class ManifestPostProcessor : public PostProcessor {
     custom_data_ = cfg.string_map("custom_data");
   }
 
+  // Packer's manifest output may name the build: {{.BuildName}}, {{.BuilderType}}.
+  std::set<std::string> runtime_keys() const override { return {"output"}; }
+
   PostProcessResult post_process(State& st, std::shared_ptr<Artifact> input) override {
-    std::string output = st.render(output_);
+    interp::Context ctx = st.build.interp;
+    ctx.data = {{"BuildName", st.build.name}, {"BuilderType", st.build.type}};
+    std::string output = interp::render(output_, ctx);
     nlohmann::ordered_json build;
     build["name"] = st.build.name;
     build["builder_type"] = st.build.type;
@@ -45,15 +58,17 @@ class ManifestPostProcessor : public PostProcessor {
     build["packer_run_uuid"] = st.build.run_uuid;
     if (!custom_data_.empty()) build["custom_data"] = custom_data_;
 
-    // Builds running in parallel append to the same file: serialize in-process with a
-    // mutex and across processes with a lock file, and replace the file atomically.
+    // Builds and runs writing the same manifest take turns: a mutex in this process and
+    // flock() on the manifest's directory across processes (a lock on the directory
+    // leaves no lock file behind); the file itself is replaced atomically.
     static std::mutex mu;
     std::lock_guard lock(mu);
     std::filesystem::path out(output);
-    if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
-    std::string lock_path = output + ".lock";
-    int lfd = open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    if (lfd >= 0) flock(lfd, LOCK_EX);
+    std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
+    std::filesystem::create_directories(dir);
+    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) throw BuildError("cannot open the manifest's directory " + dir.string());
+    flock(dfd, LOCK_EX);
     try {
       nlohmann::ordered_json doc = {{"builds", nlohmann::ordered_json::array()}, {"last_run_uuid", ""}};
       if (std::filesystem::exists(out)) {
@@ -65,17 +80,15 @@ class ManifestPostProcessor : public PostProcessor {
                            "); move it away or choose another 'output'");
         }
       }
+      mask_strings(build, st.ui);  // before escaping, so a secret with quotes is still found
       doc["builds"].push_back(build);
       doc["last_run_uuid"] = st.build.run_uuid;
-      util::write_file_atomic(out, st.ui.mask(doc.dump(2)) + "\n");
+      util::write_file_atomic(out, doc.dump(2) + "\n");
     } catch (...) {
-      if (lfd >= 0) close(lfd);
+      close(dfd);
       throw;
     }
-    if (lfd >= 0) {
-      unlink(lock_path.c_str());
-      close(lfd);
-    }
+    close(dfd);
     st.message("manifest entry written to " + output);
     return {input, true, true};
   }

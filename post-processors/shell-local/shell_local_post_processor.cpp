@@ -10,6 +10,7 @@ namespace {
 class ShellLocalPostProcessor : public PostProcessor {
  public:
   void prepare(ConfigReader& cfg) override { runner_.prepare(cfg); }
+  std::set<std::string> runtime_keys() const override { return {"execute_command"}; }
   PostProcessResult post_process(State& st, std::shared_ptr<Artifact> input) override {
     std::map<std::string, std::string> env;
     if (input) {

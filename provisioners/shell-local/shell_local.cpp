@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "imgbake/cancel.h"
 #include "imgbake/error.h"
 #include "imgbake/process.h"
 #include "imgbake/util.h"
@@ -63,8 +64,10 @@ class TempScript {
     }
     fchmod(fd, 0700);
     close(fd);
+    register_temp_path(path_);
   }
   ~TempScript() {
+    unregister_temp_path(path_);
     std::error_code ec;
     std::filesystem::remove(path_, ec);
   }
@@ -81,6 +84,7 @@ class TempScript {
 void ShellLocalRunner::prepare(ConfigReader& cfg) {
   inline_ = cfg.strings("inline");
   std::string command = cfg.string("command");
+  if (!command.empty() && !inline_.empty()) cfg.error("command", "give only one of 'inline' and 'command'");
   if (!command.empty()) inline_.push_back(command);
   scripts_ = cfg.strings("scripts");
   if (auto s = cfg.optional_string("script"); s && !s->empty()) scripts_.insert(scripts_.begin(), *s);

@@ -7,6 +7,7 @@ namespace {
 class ShellLocalProvisioner : public Provisioner {
  public:
   void prepare(ConfigReader& cfg) override { runner_.prepare(cfg); }
+  std::set<std::string> runtime_keys() const override { return {"execute_command"}; }
   void provision(State& st) override { runner_.run(st, {}); }
   nlohmann::json key_material() const override { return runner_.key_material(); }
 

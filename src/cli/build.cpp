@@ -17,12 +17,12 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   };
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
-  sub.add_flag("--force", o->force, "Overwrite the artifacts of an earlier build");
+  sub.add_flag("--force", o->force,
+               "Passed to builders and post-processors that refuse to overwrite an earlier build's output");
   sub.add_flag("--debug", o->debug, "Pause before each step (on a terminal) and run builds one at a time");
   sub.add_option("--on-error", o->on_error, "On failure: cleanup (default), abort, ask, run-cleanup-provisioner")
       ->check(CLI::IsMember({"cleanup", "abort", "ask", "run-cleanup-provisioner"}));
-  sub.add_option("--parallel-builds", o->parallel, "How many builds run at once (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+  sub.add_option("--parallel-builds", o->parallel, "How many builds run at once (0 = all)")->check(CLI::Range(0, 1024));
   sub.add_flag("--machine-readable", o->machine_readable, "Same as --output json");
   sub.add_flag("--timestamp-ui", o->timestamp_ui, "Accepted for Packer compatibility (JSON events carry times)");
 

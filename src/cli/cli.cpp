@@ -7,6 +7,7 @@
 
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
+#include "imgbake/util.h"
 #include "imgbake/version.h"
 
 namespace imgbake::cli {
@@ -41,7 +42,8 @@ std::vector<std::string> normalize_args(int argc, char** argv) {
 
 Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker) {
   bool json = global.output == "json";
-  bool color = !json && global.color && isatty(STDOUT_FILENO) && !std::getenv("NO_COLOR");
+  // The Ui checks each stream for a terminal when it writes; this is the user's wish.
+  bool color = !json && global.color && !std::getenv("NO_COLOR");
   return Ui(json ? OutputMode::Json : OutputMode::Human, stdout, stderr, color, std::move(masker));
 }
 
@@ -69,6 +71,15 @@ int run(int argc, char** argv) {
     sub->callback([&action, a] { action = a; });
   }
   std::vector<std::string> args = normalize_args(argc, argv);
+  if (args.size() > 1 && !args[1].empty() && args[1][0] != '-') {
+    std::vector<std::string> verbs;
+    for (const auto& c : commands()) verbs.emplace_back(c.name);
+    if (std::find(verbs.begin(), verbs.end(), args[1]) == verbs.end()) {
+      std::cerr << "imgbake: unknown command '" << args[1] << "'" << util::did_you_mean(args[1], verbs)
+                << "; the commands are: " << util::join(verbs, ", ") << "\n";
+      return kExitUsage;
+    }
+  }
   std::vector<const char*> cargs;
   cargs.reserve(args.size());
   for (const auto& s : args) cargs.push_back(s.c_str());

@@ -1,4 +1,6 @@
+#include <filesystem>
 #include <iostream>
+#include <iterator>
 
 #include "cli/cli.h"
 #include "imgbake/error.h"
@@ -19,7 +21,12 @@ Action setup_fmt(CLI::App& sub, const GlobalOptions&) {
   sub.add_option("template", o->path, "The template")->required();
   return [o] {
     if (o->check && o->write) throw UsageError("fmt: --check and --write exclude each other");
-    std::string text = util::read_file(o->path);
+    if (o->write && o->path == "-") throw UsageError("fmt: --write needs a file, not standard input");
+    std::string text;
+    if (o->path == "-")
+      text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    else
+      text = util::read_file(o->path);
     json::Value v;
     try {
       v = json::parse(text);
@@ -33,7 +40,12 @@ Action setup_fmt(CLI::App& sub, const GlobalOptions&) {
       return 1;
     }
     if (o->write) {
-      if (formatted != text) util::write_file_atomic(o->path, formatted);
+      if (formatted == text) return 0;
+      // Rewrite the file a symlink points to (not the link), keeping its permissions:
+      // a template holding secrets may be 0600 and must stay so.
+      std::filesystem::path target = std::filesystem::canonical(o->path);
+      auto perms = std::filesystem::status(target).permissions();
+      util::write_file_atomic(target, formatted, static_cast<int>(perms & std::filesystem::perms::mask));
       return 0;
     }
     std::cout << formatted;

@@ -11,8 +11,44 @@ namespace imgbake {
 
 namespace {
 
-// One provisioner as a step: pause_before, timeout and max_retries are handled here,
-// the same for every provisioner type.
+// pause_before, timeout and max_retries, the same for every provisioner type (and for
+// the error-cleanup-provisioner).
+void run_provisioner(PlannedProvisioner& p, State& st) {
+  const ProvisionerDef& def = *p.def;
+  if (def.pause_before) {
+    st.message("pausing " + util::format_duration(*def.pause_before) + " before this provisioner");
+    st.cancel.sleep_for(*def.pause_before);
+  }
+  int attempts = def.max_retries + 1;
+  for (int attempt = 1;; ++attempt) {
+    if (def.timeout) st.deadline = std::chrono::steady_clock::now() + *def.timeout;
+    try {
+      p.impl->provision(st);
+      st.deadline.reset();
+      return;
+    } catch (const Cancelled&) {
+      st.deadline.reset();
+      st.provisioning_failed = true;
+      throw;
+    } catch (const std::exception& e) {
+      bool timed_out = st.deadline && std::chrono::steady_clock::now() >= *st.deadline;
+      st.deadline.reset();
+      std::string why = timed_out ? "timed out after " + util::format_duration(*def.timeout) + ": " + e.what()
+                                  : std::string(e.what());
+      if (attempt >= attempts) {
+        st.provisioning_failed = true;
+        throw BuildError(why);
+      }
+      auto backoff = std::chrono::milliseconds(std::min(1000 << std::min(attempt - 1, 4), 10000));
+      st.ui.warn(st.build.name, p.label + " failed (" + why + "); retrying in " + util::format_duration(backoff) +
+                                    " (attempt " + std::to_string(attempt + 1) + " of " + std::to_string(attempts) +
+                                    ")");
+      st.cancel.sleep_for(backoff);
+    }
+  }
+}
+
+// One provisioner as a step.
 class ProvisionStep : public Step {
  public:
   explicit ProvisionStep(PlannedProvisioner& p) : p_(p) {}
@@ -20,40 +56,7 @@ class ProvisionStep : public Step {
   nlohmann::json key_material(const State&) const override {
     return {{"step", "provision"}, {"type", p_.def->type}, {"config", p_.impl->key_material()}};
   }
-  void run(State& st) override {
-    const ProvisionerDef& def = *p_.def;
-    if (def.pause_before) {
-      st.message("pausing " + util::format_duration(*def.pause_before) + " before this provisioner");
-      st.cancel.sleep_for(*def.pause_before);
-    }
-    int attempts = def.max_retries + 1;
-    for (int attempt = 1;; ++attempt) {
-      if (def.timeout) st.deadline = std::chrono::steady_clock::now() + *def.timeout;
-      try {
-        p_.impl->provision(st);
-        st.deadline.reset();
-        return;
-      } catch (const Cancelled&) {
-        st.deadline.reset();
-        st.provisioning_failed = true;
-        throw;
-      } catch (const std::exception& e) {
-        bool timed_out = st.deadline && std::chrono::steady_clock::now() >= *st.deadline;
-        st.deadline.reset();
-        std::string why = timed_out ? "timed out after " + util::format_duration(*def.timeout) + ": " + e.what()
-                                    : std::string(e.what());
-        if (attempt >= attempts) {
-          st.provisioning_failed = true;
-          throw BuildError(why);
-        }
-        auto backoff = std::chrono::milliseconds(std::min(1000 << std::min(attempt - 1, 4), 10000));
-        st.ui.warn(st.build.name, p_.label + " failed (" + why + "); retrying in " + util::format_duration(backoff) +
-                                      " (attempt " + std::to_string(attempt + 1) + " of " + std::to_string(attempts) +
-                                      ")");
-        st.cancel.sleep_for(backoff);
-      }
-    }
-  }
+  void run(State& st) override { run_provisioner(p_, st); }
 
  private:
   PlannedProvisioner& p_;
@@ -77,7 +80,7 @@ class ErrorCleanupStep : public Step {
     st.ui.step_start(st.build.name, p_->label, "");
     bool ok = true;
     try {
-      p_->impl->provision(st);
+      run_provisioner(*p_, st);
     } catch (const std::exception& e) {
       ok = false;
       st.ui.error(st.build.name, p_->label + ": " + e.what());
@@ -126,13 +129,20 @@ BuildSummary run_one(BuildPlan& plan, const BuildOptions& opts, Ui& ui, const st
 
   if (outcome.ok) {
     std::shared_ptr<Artifact> original = st.artifact;
-    bool keep_original = plan.chains.empty();
+    // The builder's artifact is deleted only when post-processors ran and none of the
+    // first ones in their chains asked to keep it; a chain that -except skipped has no say.
+    bool keep_original = true;
+    bool any_chain_ran = false;
     bool pp_failed = false;
     for (auto& chain : plan.chains) {
       std::shared_ptr<Artifact> prior = original;
       for (size_t j = 0; j < chain.size() && !pp_failed; ++j) {
         auto& pp = chain[j];
         if (excluded_post_processor(pp.def->name, opts)) break;  // the rest of this chain is skipped too
+        if (j == 0 && !any_chain_ran) {
+          any_chain_ran = true;
+          keep_original = false;
+        }
         if (global_cancel().cancelled()) {
           summary.cancelled = true;
           pp_failed = true;

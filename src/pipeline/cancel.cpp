@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <mutex>
 
 #include "imgbake/error.h"
 
@@ -51,10 +53,24 @@ CancelToken& global_cancel() {
 }
 
 namespace {
+
+constexpr int kSlots = 64;
+std::atomic<int> child_groups[kSlots];
+std::atomic<bool> temp_used[kSlots];
+char temp_paths[kSlots][1024];
+
 void on_signal(int signo) {
   CancelToken& t = global_cancel();
   if (t.cancelled()) {
-    // Second interrupt: the user insists. Leave now with the conventional status.
+    // Second interrupt: the user insists. Stop the children's groups (they are in
+    // groups of their own, so the terminal's signal did not reach them), remove the
+    // temp files, and leave now with the conventional status.
+    for (auto& g : child_groups) {
+      int pgid = g.load();
+      if (pgid > 0) kill(-pgid, SIGKILL);
+    }
+    for (int i = 0; i < kSlots; ++i)
+      if (temp_used[i].load()) unlink(temp_paths[i]);
     _exit(128 + signo);
   }
   t.cancel(signo);
@@ -63,6 +79,45 @@ void on_signal(int signo) {
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 }  // namespace
+
+void register_child_group(int pgid) noexcept {
+  for (auto& g : child_groups) {
+    int expected = 0;
+    if (g.compare_exchange_strong(expected, pgid)) return;
+  }
+}
+
+void unregister_child_group(int pgid) noexcept {
+  for (auto& g : child_groups) {
+    int expected = pgid;
+    if (g.compare_exchange_strong(expected, 0)) return;
+  }
+}
+
+// Writers take a mutex among themselves; the signal handler reads only slots whose
+// `temp_used` flag was set after the path was complete.
+std::mutex temp_mu;
+
+void register_temp_path(const std::string& path) noexcept {
+  if (path.size() >= sizeof temp_paths[0]) return;
+  std::lock_guard lock(temp_mu);
+  for (int i = 0; i < kSlots; ++i) {
+    if (temp_used[i].load()) continue;
+    std::memcpy(temp_paths[i], path.c_str(), path.size() + 1);
+    temp_used[i].store(true);
+    return;
+  }
+}
+
+void unregister_temp_path(const std::string& path) noexcept {
+  std::lock_guard lock(temp_mu);
+  for (int i = 0; i < kSlots; ++i) {
+    if (temp_used[i].load() && path == temp_paths[i]) {
+      temp_used[i].store(false);
+      return;
+    }
+  }
+}
 
 void install_signal_handlers() {
   global_cancel();  // create the pipe before any signal can arrive

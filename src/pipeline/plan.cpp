@@ -7,18 +7,8 @@
 
 namespace imgbake {
 
-namespace {
-
-json::Pos offset_pos(json::Pos p, size_t offset) {
-  // String values start one column after their opening quote.
-  if (p.line > 0) p.col += 1 + static_cast<int>(offset);
-  return p;
-}
-
-}  // namespace
-
-json::Value render_value(const json::Value& v, const interp::Context& ctx, const std::string& file,
-                         Diagnostics& diags) {
+json::Value render_value(const json::Value& v, const interp::Context& ctx, const RenderSource& src,
+                         const std::set<std::string>& runtime_keys) {
   json::Value out = v;
   switch (v.kind) {
     case json::Value::Kind::String:
@@ -26,15 +16,23 @@ json::Value render_value(const json::Value& v, const interp::Context& ctx, const
         try {
           out.text = interp::render(v.text, ctx);
         } catch (const interp::Error& e) {
-          diags.error(file, offset_pos(v.pos, e.offset), e.what());
+          src.diags.error(src.file, json::source_pos(src.text, v.pos, e.offset), e.what());
         }
       }
       break;
     case json::Value::Kind::Array:
-      for (auto& i : out.items) i = render_value(i, ctx, file, diags);
+      for (auto& i : out.items) i = render_value(i, ctx, src);
       break;
     case json::Value::Kind::Object:
-      for (auto& m : out.members) m.value = render_value(m.value, ctx, file, diags);
+      for (auto& m : out.members) {
+        if (runtime_keys.count(m.key)) {
+          interp::Context later = ctx;
+          later.defer_unknown = true;
+          m.value = render_value(m.value, later, src);
+        } else {
+          m.value = render_value(m.value, ctx, src);
+        }
+      }
       break;
     default: break;
   }
@@ -103,21 +101,28 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
 
   interp::Context ctx;
   ctx.allow_env = true;
-  ctx.defer_unknown = true;
+  ctx.defer_unknown = false;  // {{build_name}} or {{ .X }} mean nothing in a variable: an error
   ctx.template_dir = t.dir;
   // A reference to a declared variable that has no value yet (required, unset) is
   // reported once as "required variable not set", not at every use.
   std::map<std::string, std::string> rendered = vars.values;
   ctx.user_vars = &rendered;
+  std::set<std::string> cyclic;
   auto render_all = [&](Diagnostics& d) {
     bool changed = false;
+    cyclic.clear();
     for (auto& [name, value] : rendered) {
       if (!interp::has_actions(value)) continue;
       std::string file = value_file.count(name) ? value_file[name] : t.path;
-      json::Value r = render_value(json::Value::make_string(value, value_pos[name]), ctx, file, d);
+      std::string_view text = value_file.count(name) ? std::string_view() : std::string_view(t.raw);
+      json::Value r = render_value(json::Value::make_string(value, value_pos[name]), ctx, RenderSource{file, text, d});
       if (r.text != value) {
         value = r.text;
         changed = true;
+      } else if (d.items().empty() || !d.has_errors()) {
+        // Rendering gave the same text back: the value refers to itself through other
+        // variables (a -> b -> a).
+        cyclic.insert(name);
       }
     }
     return changed;
@@ -135,6 +140,10 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
         unset_required = true;
     if (!unset_required) diags.error(d.file, d.pos, d.message);
   }
+  if (!final_diags.has_errors())
+    for (const auto& name : cyclic)
+      diags.error(value_file.count(name) ? value_file[name] : t.path, value_pos[name],
+                  "variable '" + name + "' refers to itself through other variables (a circular reference)");
   vars.values = rendered;
 
   for (const auto& v : t.variables) {
@@ -196,12 +205,18 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
   interp::Context base;
   base.user_vars = &vars.values;
   base.template_dir = t.dir;
-  base.defer_unknown = true;
+  base.defer_unknown = false;
+  RenderSource src{t.path, t.raw, diags};
 
   // Build names may use variables: render them first, they are what only/except name.
   std::vector<std::string> names;
-  for (const auto& b : t.builders) {
-    json::Value n = render_value(json::Value::make_string(b.name, b.pos), base, t.path, diags);
+  const json::Value* section = t.root.find("builders");
+  for (size_t i = 0; i < t.builders.size(); ++i) {
+    const auto& b = t.builders[i];
+    json::Pos name_pos = b.pos;
+    if (section && i < section->items.size())
+      if (const json::Value* n = section->items[i].find("name")) name_pos = n->pos;
+    json::Value n = render_value(json::Value::make_string(b.name, name_pos), base, src);
     names.push_back(n.text);
   }
 
@@ -268,7 +283,7 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
 
     plan.builder = builders.create(b.type);
     {
-      json::Value cfg = render_value(b.config, plan.interp, t.path, diags);
+      json::Value cfg = render_value(b.config, plan.interp, src, plan.builder->runtime_keys());
       ConfigReader reader(cfg, t.path, "builder '" + plan.name + "' (" + b.type + ")", diags);
       plan.builder->prepare(reader);
       reader.finish();
@@ -280,7 +295,7 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
       pp.def = &p;
       pp.label = label;
       pp.impl = provisioners.create(p.type);
-      json::Value cfg = render_value(with_override(p, plan.name), plan.interp, t.path, diags);
+      json::Value cfg = render_value(with_override(p, plan.name), plan.interp, src, pp.impl->runtime_keys());
       ConfigReader reader(cfg, t.path, label, diags);
       pp.impl->prepare(reader);
       reader.finish();
@@ -306,7 +321,7 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
         pp.def = &def;
         pp.label = "post-processor " + std::to_string(c + 1) + "." + std::to_string(j + 1) + " (" + def.type + ")";
         pp.impl = post_processors.create(def.type);
-        json::Value cfg = render_value(def.config, plan.interp, t.path, diags);
+        json::Value cfg = render_value(def.config, plan.interp, src, pp.impl->runtime_keys());
         ConfigReader reader(cfg, t.path, pp.label, diags);
         pp.impl->prepare(reader);
         reader.finish();

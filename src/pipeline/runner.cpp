@@ -126,6 +126,7 @@ StepOutcome run_steps(StepList& steps, State& st) {
     st.ui.error(st.build.name, outcome.error);
     after = decide(st, step.name());
     if (after == AfterFailure::Retry) {
+      st.provisioning_failed = false;
       outcome.ok = true;
       outcome.failed_step.clear();
       outcome.error.clear();

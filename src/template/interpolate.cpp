@@ -384,6 +384,11 @@ const std::vector<std::string>& function_names() {
   return names;
 }
 
+std::chrono::system_clock::time_point run_start_time() {
+  static const auto start = std::chrono::system_clock::now();
+  return start;
+}
+
 bool has_actions(std::string_view text) { return text.find("{{") != std::string_view::npos; }
 
 std::string render(std::string_view text, const Context& ctx) {

@@ -404,6 +404,44 @@ Value parse(std::string_view text) {
   return p.document();
 }
 
+Pos source_pos(std::string_view source, Pos quote_pos, size_t offset) {
+  Pos estimate = quote_pos;
+  if (quote_pos.line > 0) estimate.col += 1 + static_cast<int>(offset);
+  if (source.empty() || quote_pos.line <= 0) return estimate;
+  size_t line_start = 0;
+  for (int line = 1; line < quote_pos.line; ++line) {
+    line_start = source.find('\n', line_start);
+    if (line_start == std::string_view::npos) return estimate;
+    ++line_start;
+  }
+  size_t i = line_start + static_cast<size_t>(quote_pos.col - 1);
+  if (i >= source.size() || source[i] != '"') return estimate;
+  ++i;
+  size_t decoded = 0;
+  while (decoded < offset && i < source.size() && source[i] != '"') {
+    if (source[i] != '\\') {
+      ++i;
+      ++decoded;
+      continue;
+    }
+    if (i + 1 < source.size() && source[i + 1] == 'u' && i + 6 <= source.size()) {
+      uint32_t cp = 0;
+      std::from_chars(source.data() + i + 2, source.data() + i + 6, cp, 16);
+      i += 6;
+      if (cp >= 0xD800 && cp <= 0xDBFF && source.substr(i, 2) == "\\u") {
+        i += 6;
+        decoded += 4;
+      } else {
+        decoded += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
+      }
+    } else {
+      i += 2;
+      ++decoded;
+    }
+  }
+  return Pos{quote_pos.line, static_cast<int>(i - line_start) + 1};
+}
+
 std::string quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {

@@ -100,9 +100,11 @@ void Ui::emit(nlohmann::json ev) {
 void Ui::human(FILE* f, const std::string& build, const char* color, std::string_view marker, std::string_view text) {
   std::string masked = mask(text);
   std::string pre = mask(prefix(build));
+  // Colour only where that stream is a terminal (stdout may be, stderr not).
+  bool colored = color_ && color && isatty(fileno(f));
   std::lock_guard lock(mu_);
   for (const auto& line : util::split(masked, '\n')) {
-    if (color_ && color)
+    if (colored)
       std::fprintf(f, "%s%.*s%s%s%s\n", color, static_cast<int>(marker.size()), marker.data(), pre.c_str(),
                    line.c_str(), kReset);
     else
@@ -220,18 +222,19 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
     times.push_back(util::format_duration(b.duration));
     wtime = std::max(wtime, times.back().size());
   }
+  bool color = color_ && isatty(fileno(out_));
   std::lock_guard lock(mu_);
-  std::fprintf(out_, "\n%s%-*s  %-9s  %-*s  %s%s\n", color_ ? kBold : "", static_cast<int>(wname), "BUILD", "STATUS",
-               static_cast<int>(wtime), "TIME", "ARTIFACTS", color_ ? kReset : "");
+  std::fprintf(out_, "\n%s%-*s  %-9s  %-*s  %s%s\n", color ? kBold : "", static_cast<int>(wname), "BUILD", "STATUS",
+               static_cast<int>(wtime), "TIME", "ARTIFACTS", color ? kReset : "");
   for (size_t i = 0; i < builds.size(); ++i) {
     const auto& b = builds[i];
     std::string status = b.ok ? "ok" : b.cancelled ? "cancelled" : "failed";
     std::string arts;
     for (const auto& a : b.artifacts) arts += (arts.empty() ? "" : ", ") + a->describe();
     if (arts.empty()) arts = "-";
-    const char* c = !color_ ? "" : b.ok ? kGreen : kRed;
+    const char* c = !color ? "" : b.ok ? kGreen : kRed;
     std::fprintf(out_, "%-*s  %s%-9s%s  %-*s  %s\n", static_cast<int>(wname), mask(b.name).c_str(), c, status.c_str(),
-                 color_ ? kReset : "", static_cast<int>(wtime), times[i].c_str(), mask(arts).c_str());
+                 color ? kReset : "", static_cast<int>(wtime), times[i].c_str(), mask(arts).c_str());
   }
   std::fflush(out_);
 }
@@ -240,8 +243,9 @@ std::optional<std::string> Ui::ask(const std::string& build, std::string_view qu
   if (!interactive()) return std::nullopt;
   {
     std::lock_guard lock(mu_);
-    std::fprintf(err_, "%s%s%s ", color_ ? kBold : "", mask(prefix(build) + std::string(question)).c_str(),
-                 color_ ? kReset : "");
+    bool color = color_ && isatty(fileno(err_));
+    std::fprintf(err_, "%s%s%s ", color ? kBold : "", mask(prefix(build) + std::string(question)).c_str(),
+                 color ? kReset : "");
     std::fflush(err_);
   }
   // Read the answer byte by byte with poll(), so that an interrupt ends the wait.

@@ -17,12 +17,23 @@ std::string Diagnostic::str() const {
   return out;
 }
 
+namespace {
+// The same problem found once per build (a provisioner shared by two builds) is reported once.
+void add_unique(std::vector<Diagnostic>& items, Diagnostic d) {
+  for (const auto& i : items)
+    if (i.warning == d.warning && i.file == d.file && i.pos.line == d.pos.line && i.pos.col == d.pos.col &&
+        i.message == d.message)
+      return;
+  items.push_back(std::move(d));
+}
+}  // namespace
+
 void Diagnostics::error(const std::string& file, json::Pos pos, std::string message) {
-  items_.push_back(Diagnostic{file, pos, std::move(message), false});
+  add_unique(items_, Diagnostic{file, pos, std::move(message), false});
 }
 
 void Diagnostics::warn(const std::string& file, json::Pos pos, std::string message) {
-  items_.push_back(Diagnostic{file, pos, std::move(message), true});
+  add_unique(items_, Diagnostic{file, pos, std::move(message), true});
 }
 
 bool Diagnostics::has_errors() const {
@@ -46,7 +57,7 @@ std::vector<Diagnostic> Diagnostics::warnings() const {
 }
 
 void Diagnostics::merge(const Diagnostics& other) {
-  items_.insert(items_.end(), other.items_.begin(), other.items_.end());
+  for (const auto& d : other.items_) add_unique(items_, d);
 }
 
 void Diagnostics::throw_if_errors() const {

@@ -122,6 +122,11 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
     throw BuildError("cannot run '" + spec.argv[0] + "': " + std::strerror(rc));
   }
 
+  register_child_group(pid);
+  struct Unregister {
+    pid_t pid;
+    ~Unregister() { unregister_child_group(pid); }
+  } unregister{pid};
   LineSplitter out_lines(out), err_lines(err);
   auto deadline = spec.timeout ? std::optional(std::chrono::steady_clock::now() + *spec.timeout) : std::nullopt;
   int status = 0;

@@ -50,6 +50,8 @@ std::optional<std::string> closest_match(std::string_view word, const std::vecto
   }
   // A third of the word's length (at least 1, at most 3 edits) catches typos
   // and plural/singular slips without suggesting unrelated names.
+  // Words of one or two letters are too short for a guess to mean anything.
+  if (word.size() < 3) return std::nullopt;
   size_t limit = std::clamp<size_t>(word.size() / 3, 1, 3);
   if (best && best_d <= limit) return best;
   // "iso_url" vs "iso_urls"-style prefix relationships.
