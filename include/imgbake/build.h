@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -25,6 +26,12 @@ struct BuildOptions {
   bool debug = false;
   OnError on_error = OnError::Cleanup;
   int parallel_builds = 0;  // 0 = unlimited
+  // The store: every successful build is committed as NAME:VERSION unless `commit` is off.
+  bool commit = true;
+  std::string store_home;                     // "" = Store::default_home()
+  std::string version;                        // --version (else the template's, else auto)
+  std::map<std::string, std::string> labels;  // --label k=v
+  std::string signing_key;                    // --signing-key (else IMGBAKE_SIGNING_KEY, template, default)
 };
 
 struct Variables {

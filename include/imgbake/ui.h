@@ -46,7 +46,9 @@ struct BuildSummary {
     std::string name;
     std::chrono::nanoseconds duration{};
     bool ok = true;
+    std::string key;  // the step's content key ("" for post-processors)
   };
+  std::string image_ref;  // NAME:VERSION in the store, when committed
   std::vector<StepTime> steps;
 };
 

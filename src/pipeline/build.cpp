@@ -5,6 +5,10 @@
 
 #include "imgbake/build.h"
 #include "imgbake/error.h"
+#include "imgbake/provenance.h"
+#include "imgbake/publish.h"
+#include "imgbake/store.h"
+#include "imgbake/version.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -92,12 +96,128 @@ class ErrorCleanupStep : public Step {
   PlannedProvisioner* p_;
 };
 
+// The template's "imgbake" section, rendered for this build.
+struct ImageSettings {
+  std::string image;
+  std::string version;
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> channels;
+  std::string signing_key;
+};
+
+ImageSettings image_settings(const Template& t, const BuildPlan& plan) {
+  ImageSettings s;
+  s.image = plan.name;
+  if (!t.imgbake) return s;
+  Diagnostics ignored;  // validated when the plan was made
+  json::Value v = render_value(*t.imgbake, plan.interp, RenderSource{t.path, t.raw, ignored});
+  if (const auto* i = v.find("image"); i && i->is_string() && !i->text.empty()) s.image = i->text;
+  if (const auto* i = v.find("version"); i && i->is_string()) s.version = i->text;
+  if (const auto* i = v.find("signing_key"); i && i->is_string()) s.signing_key = i->text;
+  if (const auto* i = v.find("labels"); i && i->is_object())
+    for (const auto& m : i->members) s.labels[m.key] = m.value.text;
+  if (const auto* i = v.find("channels"); i && i->is_array())
+    for (const auto& c : i->items) s.channels.push_back(c.text);
+  return s;
+}
+
+// Commits the build's artifacts to the store as NAME:VERSION with signed provenance.
+void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildSummary& summary,
+                     const BuildOptions& opts, std::chrono::system_clock::time_point started) {
+  std::vector<ArtifactFile> files;
+  std::string parent;
+  for (const auto& a : summary.artifacts) {
+    files.insert(files.end(), a->files.begin(), a->files.end());
+    if (parent.empty() && a->metadata.contains("parent")) parent = a->metadata["parent"].get<std::string>();
+  }
+  if (files.empty()) {
+    st.message("nothing to commit to the store: the build produced no files");
+    return;
+  }
+  ImageSettings settings = image_settings(t, plan);
+  GitFacts git = detect_git(t.dir);
+  store::CommitRequest req;
+  req.name = settings.image;
+  if (!opts.version.empty()) req.version = opts.version;
+  else if (!settings.version.empty()) req.version = settings.version;
+  req.labels = settings.labels;
+  for (const auto& [k, v] : opts.labels) req.labels[k] = v;
+  req.labels["io.imgbake.build"] = plan.name;
+  if (!git.commit.empty()) {
+    req.labels["org.opencontainers.image.revision"] = git.commit;
+    req.labels["io.imgbake.git.branch"] = git.branch;
+    req.labels["io.imgbake.git.dirty"] = git.dirty ? "true" : "false";
+  }
+  for (auto& [k, v] : req.labels) v = st.ui.mask(v);
+  req.builder_type = plan.type;
+  req.files = files;
+  req.template_digest = "sha256:" + util::sha256_hex(t.raw);
+  req.git_commit = git.commit;
+  req.parent = parent;
+  req.channels = settings.channels;
+
+  std::string key_path = opts.signing_key;
+  if (key_path.empty())
+    if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); e && *e) key_path = e;
+  if (key_path.empty()) key_path = settings.signing_key;
+  bool created = false;
+  provenance::SigningKey key = load_signing_key(key_path, created);
+  if (created)
+    st.ui.warn(st.build.name, "no signing key was configured: created the per-user default key " +
+                                  default_signing_key_path().string() + " (imgbake keygen makes others)");
+
+  provenance::BuildFacts facts;
+  facts.builder_type = plan.type;
+  facts.build_name = plan.name;
+  facts.imgbake_version = kVersion;
+  facts.template_path = t.path;
+  facts.template_sha256 = util::sha256_hex(t.raw);
+  if (plan.interp.user_vars)
+    for (const auto& [k, v] : *plan.interp.user_vars) {
+      const VariableDef* def = t.variable(k);
+      facts.variables[k] = def && def->sensitive ? "<sensitive>" : st.ui.mask(v);
+    }
+  facts.only = opts.only;
+  facts.except = opts.except;
+  if (!git.commit.empty()) {
+    facts.git_commit = git.commit;
+    facts.git_branch = git.branch;
+    facts.git_dirty = git.dirty;
+    if (!git.remote.empty()) facts.git_remote = git.remote;
+  }
+  if (!parent.empty()) facts.parent = parent;
+  facts.invocation_id = st.build.run_uuid;
+  facts.started = started;
+  facts.finished = std::chrono::system_clock::now();
+  for (const auto& s : summary.steps)
+    if (!s.key.empty())
+      facts.steps.push_back({s.name, s.key, std::chrono::duration<double>(s.duration).count()});
+  req.make_provenance = [&](const std::string& version, const std::string& manifest_digest,
+                            const std::vector<store::Descriptor>& layers) {
+    facts.subjects.push_back({req.name + ":" + version, manifest_digest.substr(7)});
+    for (const auto& l : layers)
+      facts.subjects.push_back({l.annotations.at("org.opencontainers.image.title"), l.digest.substr(7)});
+    // The statement is masked too: a secret must not reach provenance by any path.
+    std::string payload = st.ui.mask(provenance::make_statement(facts).dump());
+    return provenance::sign_envelope(key, provenance::kInTotoPayloadType, payload);
+  };
+
+  store::Store store(opts.store_home.empty() ? store::Store::default_home() : std::filesystem::path(opts.store_home));
+  store::ImageRecord rec = store.commit(req);
+  summary.image_ref = rec.ref();
+  st.say("committed " + rec.ref() + " (" + rec.manifest_digest + ") to the store " + store.home().string() +
+         "; provenance signed by " + key.keyid());
+  for (const auto& c : rec.channels) st.message("channel '" + c + "' now points at " + rec.ref());
+}
+
 bool excluded_post_processor(const std::string& name, const BuildOptions& opts) {
   return std::any_of(opts.except.begin(), opts.except.end(), [&](const auto& g) { return util::glob_match(g, name); });
 }
 
-BuildSummary run_one(BuildPlan& plan, const BuildOptions& opts, Ui& ui, const std::string& run_uuid,
-                     const std::string& template_path) {
+BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opts, Ui& ui,
+                     const std::string& run_uuid) {
+  const std::string& template_path = t.path;
+  auto started = std::chrono::system_clock::now();
   BuildSummary summary;
   summary.name = plan.name;
   summary.type = plan.type;
@@ -154,7 +274,7 @@ BuildSummary run_one(BuildPlan& plan, const BuildOptions& opts, Ui& ui, const st
           PostProcessResult r = pp.impl->post_process(st, prior);
           auto d = std::chrono::steady_clock::now() - p0;
           ui.step_end(plan.name, pp.label, true, d, "");
-          summary.steps.push_back({pp.label, d, true});
+          summary.steps.push_back({pp.label, d, true, ""});
           bool keep = r.keep_input;
           if (!r.force_keep && pp.def->keep_input_artifact) keep = *pp.def->keep_input_artifact;
           if (r.force_keep) keep = true;
@@ -191,6 +311,19 @@ BuildSummary run_one(BuildPlan& plan, const BuildOptions& opts, Ui& ui, const st
       }
     }
     summary.ok = !pp_failed;
+    if (summary.ok && opts.commit && !global_cancel().cancelled()) {
+      auto c0 = std::chrono::steady_clock::now();
+      ui.step_start(plan.name, "commit to store", "");
+      try {
+        commit_to_store(t, plan, st, summary, opts, started);
+        ui.step_end(plan.name, "commit to store", true, std::chrono::steady_clock::now() - c0, "");
+      } catch (const std::exception& e) {
+        ui.step_end(plan.name, "commit to store", false, std::chrono::steady_clock::now() - c0, "");
+        summary.ok = false;
+        summary.error = std::string("commit to store: ") + e.what();
+        ui.error(plan.name, summary.error);
+      }
+    }
   }
   summary.duration = std::chrono::steady_clock::now() - t0;
   for (const auto& a : summary.artifacts) ui.artifact(plan.name, *a);
@@ -217,7 +350,7 @@ int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOpti
     }
     threads.emplace_back([&, i] {
       try {
-        results[i] = run_one(plans[i], opts, ui, run_uuid, t.path);
+        results[i] = run_one(t, plans[i], opts, ui, run_uuid);
       } catch (const std::exception& e) {
         results[i].name = plans[i].name;
         results[i].type = plans[i].type;

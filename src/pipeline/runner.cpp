@@ -114,7 +114,7 @@ StepOutcome run_steps(StepList& steps, State& st) {
     }
     auto d = std::chrono::steady_clock::now() - t0;
     st.ui.step_end(st.build.name, step.name(), ok, d, key);
-    outcome.steps.push_back({step.name(), d, ok});
+    outcome.steps.push_back({step.name(), d, ok, key});
     if (ok) {
       prev = key;
       continue;

@@ -62,7 +62,8 @@ BioPtr write_bio() {
   return bio;
 }
 
-// A non-null pointer even for an empty view: OpenSSL's one-shot calls reject NULL inputs.
+// A non-null pointer even for an empty view (whose data() may be null): OpenSSL gives a NULL
+// buffer special meanings in places, so never hand it one by accident.
 const unsigned char* bytes(std::string_view s) {
   static const unsigned char kEmpty = 0;
   return s.data() ? reinterpret_cast<const unsigned char*>(s.data()) : &kEmpty;
@@ -109,7 +110,11 @@ SigningKey SigningKey::load_private(const std::string& path) {
     pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr));
   }
   OPENSSL_cleanse(pem.data(), pem.size());
-  if (!pkey) throw std::runtime_error(path + ": not an unencrypted PEM private key (" + openssl_error() + ")");
+  if (!pkey) {
+    // OpenSSL's decoder codes ("DECODER routines::unsupported") tell people nothing more.
+    ERR_clear_error();
+    throw std::runtime_error(path + ": not an unencrypted PEM private key");
+  }
   if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) throw std::runtime_error(path + ": not an Ed25519 private key");
   SigningKey key;
   key.pkey_ = pkey.release();
@@ -186,7 +191,10 @@ VerifyingKey VerifyingKey::from_pem(const std::string& pem) {
     BioPtr bio = read_bio(pem);
     pkey.reset(PEM_read_bio_PUBKEY(bio.get(), nullptr, no_password, nullptr));
   }
-  if (!pkey) throw std::runtime_error("not a PEM public key (" + openssl_error() + ")");
+  if (!pkey) {
+    ERR_clear_error();
+    throw std::runtime_error("not a PEM public key");
+  }
   if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) throw std::runtime_error("not an Ed25519 public key");
   VerifyingKey key;
   key.pkey_ = pkey.release();

@@ -211,21 +211,24 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
                                 : b.cancelled ? "cancelled"
                                               : "failed"},
                      {"duration_s", seconds(b.duration)},
+                     {"image", b.image_ref},
                      {"artifacts", arts}});
     }
     return emit({{"event", "summary"}, {"builds", arr}});
   }
-  size_t wname = 5, wtime = 4;
+  size_t wname = 5, wtime = 4, wimage = 5;
   std::vector<std::string> times;
   for (const auto& b : builds) {
     wname = std::max(wname, b.name.size());
+    wimage = std::max(wimage, b.image_ref.size());
     times.push_back(util::format_duration(b.duration));
     wtime = std::max(wtime, times.back().size());
   }
   bool color = color_ && isatty(fileno(out_));
   std::lock_guard lock(mu_);
-  std::fprintf(out_, "\n%s%-*s  %-9s  %-*s  %s%s\n", color ? kBold : "", static_cast<int>(wname), "BUILD", "STATUS",
-               static_cast<int>(wtime), "TIME", "ARTIFACTS", color ? kReset : "");
+  std::fprintf(out_, "\n%s%-*s  %-9s  %-*s  %-*s  %s%s\n", color ? kBold : "", static_cast<int>(wname), "BUILD",
+               "STATUS", static_cast<int>(wtime), "TIME", static_cast<int>(wimage), "IMAGE", "ARTIFACTS",
+               color ? kReset : "");
   for (size_t i = 0; i < builds.size(); ++i) {
     const auto& b = builds[i];
     std::string status = b.ok ? "ok" : b.cancelled ? "cancelled" : "failed";
@@ -233,8 +236,10 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
     for (const auto& a : b.artifacts) arts += (arts.empty() ? "" : ", ") + a->describe();
     if (arts.empty()) arts = "-";
     const char* c = !color ? "" : b.ok ? kGreen : kRed;
-    std::fprintf(out_, "%-*s  %s%-9s%s  %-*s  %s\n", static_cast<int>(wname), mask(b.name).c_str(), c, status.c_str(),
-                 color ? kReset : "", static_cast<int>(wtime), times[i].c_str(), mask(arts).c_str());
+    std::string image = b.image_ref.empty() ? "-" : b.image_ref;
+    std::fprintf(out_, "%-*s  %s%-9s%s  %-*s  %-*s  %s\n", static_cast<int>(wname), mask(b.name).c_str(), c,
+                 status.c_str(), color ? kReset : "", static_cast<int>(wtime), times[i].c_str(),
+                 static_cast<int>(wimage), mask(image).c_str(), mask(arts).c_str());
   }
   std::fflush(out_);
 }

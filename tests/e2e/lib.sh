@@ -46,6 +46,9 @@ E2E_ROOT=$(mktemp -d "$E2E_ORIG_TMPDIR/imgbake-e2e-$E2E_SUITE.XXXXXX") || {
 }
 mkdir -p "$E2E_ROOT/tmp"
 export TMPDIR="$E2E_ROOT/tmp"
+# The image store and the signing key live in the scratch root too, never in $HOME.
+export IMGBAKE_HOME="$E2E_ROOT/store"
+export IMGBAKE_CONFIG_HOME="$E2E_ROOT/config"
 
 E2E_CHECKS=0
 E2E_FAILURES=0

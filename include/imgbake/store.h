@@ -1,0 +1,196 @@
+// The local image store: a plain OCI image layout (oci-layout, index.json,
+// blobs/sha256) that skopeo/umoci read, plus a SQLite catalog (WAL) of images,
+// versions, labels, channels, revocations and a hash-chained audit log.
+//
+// The catalog is the source of truth; index.json is a view derived from it and
+// rewritten (atomically) after every change, and on open when a crash left it behind.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "imgbake/artifact.h"
+
+namespace imgbake::store {
+
+inline constexpr const char* kManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
+inline constexpr const char* kConfigMediaType = "application/vnd.oci.image.config.v1+json";
+inline constexpr const char* kImageArtifactType = "application/vnd.imgbake.image.v1";
+inline constexpr const char* kFileLayerMediaType = "application/vnd.imgbake.file.v1";
+inline constexpr const char* kDiskQcow2MediaType = "application/vnd.imgbake.disk.v1.qcow2";
+inline constexpr const char* kDiskRawMediaType = "application/vnd.imgbake.disk.v1.raw";
+inline constexpr const char* kDsseMediaType = "application/vnd.dsse.envelope.v1+json";
+inline constexpr const char* kProvenanceArtifactType = "application/vnd.in-toto+json";
+inline constexpr const char* kEmptyMediaType = "application/vnd.oci.empty.v1+json";
+
+struct Descriptor {
+  std::string media_type;
+  std::string digest;  // "sha256:…"
+  uint64_t size = 0;
+  std::map<std::string, std::string> annotations;
+
+  nlohmann::ordered_json to_json() const;
+};
+
+class BlobStore {
+ public:
+  explicit BlobStore(std::filesystem::path root);
+
+  Descriptor put_bytes(std::string_view data, std::string media_type);
+  // Reads the file once, hashing while it is copied (or reflinked) into a temp blob;
+  // fsync; rename into place. An existing blob with the same digest is kept.
+  Descriptor put_file(const std::filesystem::path& src, std::string media_type);
+  std::filesystem::path path(const std::string& digest) const;
+  bool exists(const std::string& digest) const;
+  std::string read(const std::string& digest) const;  // small blobs (manifests, envelopes)
+  // Recomputes the digest. Returns "" when fine, else what is wrong.
+  std::string check(const std::string& digest) const;
+  std::vector<std::string> list() const;  // "sha256:…" of every blob
+  void remove(const std::string& digest);
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path temp_dir() const;
+
+ private:
+  std::filesystem::path root_;  // the layout's root (blobs/sha256 below it)
+};
+
+struct ImageRecord {
+  int64_t id = 0;
+  std::string name;
+  std::string version;
+  std::string manifest_digest;
+  uint64_t manifest_size = 0;
+  std::string created;  // RFC 3339 UTC
+  std::string builder_type;
+  std::string template_digest;
+  std::string git_commit;
+  std::string parent;             // base digest or store ref, may be empty
+  std::string provenance_digest;  // the DSSE envelope blob
+  std::string referrer_digest;    // the provenance referrer manifest
+  uint64_t referrer_size = 0;
+  bool revoked = false;
+  std::string revoked_reason;
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> channels;  // channels that point here now
+
+  std::string ref() const { return name + ":" + version; }
+};
+
+struct AuditEntry {
+  int64_t seq = 0;
+  std::string time;
+  std::string who;  // user@host
+  std::string action;  // commit, label, promote, rollback, revoke, protect
+  std::string name;
+  std::string channel;
+  std::string from_ref;
+  std::string to_ref;
+  std::string reason;
+  std::string detail;  // JSON with action-specific facts
+  std::string prev_hash;
+  std::string hash;
+};
+
+struct ChannelRecord {
+  std::string name;
+  std::string channel;
+  std::string version;
+  bool is_protected = false;
+};
+
+// What a build hands to the store.
+struct CommitRequest {
+  std::string name;
+  std::optional<std::string> version;  // auto-numbered when absent
+  std::map<std::string, std::string> labels;
+  std::string builder_type;
+  std::vector<ArtifactFile> files;
+  std::string template_digest;
+  std::string git_commit;
+  std::string parent;
+  std::vector<std::string> channels;  // promote to these after the commit
+  // Builds the provenance envelope (JSON) once the version and digests are known.
+  std::function<nlohmann::json(const std::string& version, const std::string& manifest_digest,
+                               const std::vector<Descriptor>& layers)>
+      make_provenance;
+};
+
+struct CheckReport {
+  std::vector<std::string> problems;  // each one exact: what, where
+  std::vector<std::string> notes;     // harmless findings (orphan blobs gc would remove)
+  size_t images = 0;
+  size_t blobs_checked = 0;
+  size_t audit_entries = 0;
+  bool ok() const { return problems.empty(); }
+};
+
+struct GcReport {
+  size_t removed = 0;
+  uint64_t bytes = 0;
+  size_t kept = 0;
+};
+
+class Store {
+ public:
+  // $IMGBAKE_HOME, else $XDG_DATA_HOME/imgbake, else ~/.local/share/imgbake.
+  static std::filesystem::path default_home();
+
+  // Opens (creating when missing) the store at `home`, and brings index.json in line
+  // with the catalog if an interrupted change left it behind.
+  explicit Store(std::filesystem::path home);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::filesystem::path& home() const { return home_; }
+  BlobStore& blobs() { return blobs_; }
+
+  ImageRecord commit(const CommitRequest& req);
+
+  // REF = name (latest version), name:version, name:channel, name@sha256:…
+  ImageRecord resolve(const std::string& ref) const;
+  std::vector<ImageRecord> images(const std::string& name = "") const;
+  std::vector<ChannelRecord> channels(const std::string& name) const;
+
+  void label(const std::string& ref, const std::map<std::string, std::string>& labels);
+  // Moves channel C of the image's name to it. `signature_ok` tells whether its
+  // provenance verifies; a protected channel refuses an image without it.
+  void promote(const std::string& ref, const std::string& channel, const std::string& reason, bool signature_ok,
+               bool protect = false);
+  // Points the channel back at the image it held before its latest promotion.
+  ImageRecord rollback(const std::string& name, const std::string& channel, const std::string& reason);
+  std::vector<AuditEntry> history(const std::string& name, const std::string& channel = "") const;
+  // Revokes the image (and with `descendants`, every image whose parent chain leads to it).
+  std::vector<std::string> revoke(const std::string& ref, const std::string& reason, bool descendants);
+
+  CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
+  GcReport gc();
+
+  // The manifest JSON of an image.
+  nlohmann::json manifest(const ImageRecord& img) const;
+
+ private:
+  struct Catalog;
+  std::filesystem::path home_;
+  BlobStore blobs_;
+  std::unique_ptr<Catalog> db_;
+
+  void sync_index() const;
+  std::string who() const;
+};
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace imgbake::store

@@ -1,0 +1,179 @@
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "imgbake/cancel.h"
+#include "imgbake/store.h"
+#include "imgbake/util.h"
+
+namespace imgbake::store {
+
+namespace fs = std::filesystem;
+
+nlohmann::ordered_json Descriptor::to_json() const {
+  nlohmann::ordered_json j = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
+  if (!annotations.empty()) j["annotations"] = annotations;
+  return j;
+}
+
+BlobStore::BlobStore(fs::path root) : root_(std::move(root)) {}
+
+fs::path BlobStore::temp_dir() const { return root_ / "tmp"; }
+
+fs::path BlobStore::path(const std::string& digest) const {
+  if (!digest.starts_with("sha256:") || digest.size() != 71 ||
+      digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos)
+    throw StoreError("not a sha256 digest: '" + digest + "'");
+  return root_ / "blobs" / "sha256" / digest.substr(7);
+}
+
+bool BlobStore::exists(const std::string& digest) const {
+  std::error_code ec;
+  return fs::exists(path(digest), ec);
+}
+
+namespace {
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+void fsync_dir(const fs::path& dir) {
+  int d = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d >= 0) {
+    fsync(d);
+    close(d);
+  }
+}
+
+using MdCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+std::string finish_hex(EVP_MD_CTX* ctx) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 0xF];
+  }
+  return out;
+}
+
+}  // namespace
+
+Descriptor BlobStore::put_bytes(std::string_view data, std::string media_type) {
+  Descriptor d{std::move(media_type), "sha256:" + util::sha256_hex(data), data.size(), {}};
+  fs::path p = path(d.digest);
+  std::error_code ec;
+  if (fs::exists(p, ec)) return d;
+  fs::create_directories(p.parent_path());
+  util::write_file_atomic(p, data, 0444);
+  return d;
+}
+
+Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
+  Fd in(open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.fd < 0) throw StoreError("cannot read " + src.string() + ": " + std::strerror(errno));
+  fs::create_directories(temp_dir());
+  std::string tmpl = (temp_dir() / "blob-XXXXXX").string();
+  Fd out(mkstemp(tmpl.data()));
+  if (out.fd < 0) throw StoreError("cannot create a temporary blob in " + temp_dir().string());
+  // Registered so that a second Ctrl-C (which exits at once) does not leave it behind.
+  struct TempGuard {
+    std::string path;
+    bool keep = false;
+    explicit TempGuard(std::string p) : path(std::move(p)) { register_temp_path(path); }
+    ~TempGuard() {
+      unregister_temp_path(path);
+      if (!keep) unlink(path.c_str());
+    }
+  } guard(tmpl);
+
+  MdCtx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  uint64_t size = 0;
+  std::vector<char> buf(1 << 20);
+  // A reflink shares the source's extents (btrfs, xfs): then only read once, to hash.
+  bool cloned = ioctl(out.fd, FICLONE, in.fd) == 0;
+  int hash_fd = cloned ? out.fd : in.fd;
+  if (cloned) lseek(out.fd, 0, SEEK_SET);
+  while (true) {
+    ssize_t n = ::read(hash_fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw StoreError("cannot read " + src.string() + ": " + std::strerror(errno));
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    size += static_cast<uint64_t>(n);
+    if (!cloned) {
+      size_t off = 0;
+      while (off < static_cast<size_t>(n)) {
+        ssize_t w = ::write(out.fd, buf.data() + off, static_cast<size_t>(n) - off);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          throw StoreError("cannot write a blob into " + root_.string() + ": " + std::strerror(errno));
+        }
+        off += static_cast<size_t>(w);
+      }
+    }
+  }
+  if (fsync(out.fd) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
+  fchmod(out.fd, 0444);
+  Descriptor d{std::move(media_type), "sha256:" + finish_hex(ctx.get()), size, {}};
+  fs::path dest = path(d.digest);
+  fs::create_directories(dest.parent_path());
+  std::error_code ec;
+  if (fs::exists(dest, ec)) return d;  // same content already stored; the temp goes away
+  if (rename(tmpl.c_str(), dest.c_str()) != 0)
+    throw StoreError("cannot move a blob into place: " + std::string(std::strerror(errno)));
+  guard.keep = true;
+  fsync_dir(dest.parent_path());
+  return d;
+}
+
+std::string BlobStore::read(const std::string& digest) const { return util::read_file(path(digest)); }
+
+std::string BlobStore::check(const std::string& digest) const {
+  fs::path p;
+  try {
+    p = path(digest);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  std::error_code ec;
+  if (!fs::exists(p, ec)) return "blob " + digest + " is missing (" + p.string() + ")";
+  std::string actual = "sha256:" + util::file_digest_hex(p, "sha256");
+  if (actual != digest) return "blob " + digest + " is corrupt: its content hashes to " + actual;
+  return "";
+}
+
+std::vector<std::string> BlobStore::list() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  fs::path dir = root_ / "blobs" / "sha256";
+  if (!fs::exists(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back("sha256:" + e.path().filename().string());
+  return out;
+}
+
+void BlobStore::remove(const std::string& digest) {
+  std::error_code ec;
+  fs::remove(path(digest), ec);
+}
+
+}  // namespace imgbake::store

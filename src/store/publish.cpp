@@ -1,0 +1,149 @@
+#include "imgbake/publish.h"
+
+#include <filesystem>
+
+#include "imgbake/cancel.h"
+#include "imgbake/process.h"
+#include "imgbake/util.h"
+
+namespace imgbake {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::optional<std::string> git(const fs::path& dir, std::vector<std::string> args) {
+  ProcessSpec spec;
+  spec.argv = {"git", "-C", dir.string()};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.timeout = std::chrono::seconds(10);
+  std::string out;
+  CancelToken never;  // a few milliseconds; an interrupt is handled by the caller's step
+  try {
+    int rc = run_process(spec, [&](std::string_view l) { out += std::string(l) + "\n"; }, nullptr, never);
+    if (rc != 0) return std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;  // git is not installed
+  }
+  return util::trim(out);
+}
+
+}  // namespace
+
+GitFacts detect_git(const fs::path& dir) {
+  GitFacts f;
+  auto commit = git(dir, {"rev-parse", "HEAD"});
+  if (!commit || commit->empty()) return f;
+  f.commit = *commit;
+  f.branch = git(dir, {"rev-parse", "--abbrev-ref", "HEAD"}).value_or("");
+  f.dirty = !git(dir, {"status", "--porcelain", "--untracked-files=no"}).value_or("").empty();
+  f.remote = git(dir, {"config", "--get", "remote.origin.url"}).value_or("");
+  return f;
+}
+
+fs::path default_signing_key_path() {
+  if (const char* c = std::getenv("IMGBAKE_CONFIG_HOME"); c && *c) return fs::path(c) / "signing.key";
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x) return fs::path(x) / "imgbake" / "signing.key";
+  const char* home = std::getenv("HOME");
+  return fs::path(home && *home ? home : "/root") / ".config" / "imgbake" / "signing.key";
+}
+
+provenance::SigningKey load_signing_key(const std::string& path, bool& created) {
+  created = false;
+  if (!path.empty()) return provenance::SigningKey::load_private(path);
+  fs::path p = default_signing_key_path();
+  std::error_code ec;
+  if (fs::exists(p, ec)) return provenance::SigningKey::load_private(p.string());
+  fs::create_directories(p.parent_path());
+  auto key = provenance::SigningKey::generate();
+  key.save(p.string());
+  created = true;
+  return key;
+}
+
+std::vector<provenance::VerifyingKey> trusted_keys(const store::Store& st, const std::string& extra) {
+  std::vector<provenance::VerifyingKey> keys;
+  if (!extra.empty()) {
+    keys.push_back(provenance::VerifyingKey::load(extra));
+    return keys;  // an explicit key is the only one the caller wants to trust
+  }
+  std::error_code ec;
+  fs::path def = default_signing_key_path();
+  def += ".pub";
+  if (fs::exists(def, ec)) keys.push_back(provenance::VerifyingKey::load(def.string()));
+  fs::path dir = st.home() / "trusted";
+  if (fs::exists(dir, ec))
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".pub") keys.push_back(provenance::VerifyingKey::load(e.path().string()));
+  return keys;
+}
+
+Verification verify_image(const store::Store& st, const store::ImageRecord& img,
+                          const std::vector<provenance::VerifyingKey>& keys) {
+  Verification v;
+  auto problem = [&](std::string p) { v.problems.push_back(std::move(p)); };
+  if (img.provenance_digest.empty()) {
+    problem("the image has no provenance");
+    return v;
+  }
+  store::Store& mst = const_cast<store::Store&>(st);
+  std::string blob_problem = mst.blobs().check(img.provenance_digest);
+  if (!blob_problem.empty()) {
+    problem("provenance envelope: " + blob_problem);
+    return v;
+  }
+  nlohmann::json env;
+  try {
+    env = nlohmann::json::parse(mst.blobs().read(img.provenance_digest));
+  } catch (const std::exception& e) {
+    problem(std::string("provenance envelope is not JSON: ") + e.what());
+    return v;
+  }
+  if (keys.empty()) problem("no trusted key to verify with (imgbake keygen, or --key PUB)");
+  provenance::EnvelopeCheck best;
+  for (const auto& k : keys) {
+    best = provenance::verify_envelope(env, k);
+    if (best.ok) break;
+  }
+  if (!keys.empty() && !best.ok) problem("signature: " + best.error);
+  v.keyid = best.keyid;
+  try {
+    v.statement = nlohmann::json::parse(best.payload);
+  } catch (const std::exception&) {
+    problem("the signed payload is not an in-toto statement");
+    return v;
+  }
+  // Every subject must match what the store holds now.
+  std::map<std::string, std::string> actual;  // name -> sha256 hex
+  actual[img.ref()] = img.manifest_digest.substr(7);
+  std::string man_problem = mst.blobs().check(img.manifest_digest);
+  if (!man_problem.empty()) problem("manifest: " + man_problem);
+  try {
+    nlohmann::json m = st.manifest(img);
+    for (const auto& l : m["layers"]) {
+      std::string d = l["digest"];
+      std::string title = l.contains("annotations") ? l["annotations"].value("org.opencontainers.image.title", d) : d;
+      actual[title] = d.substr(7);
+      std::string lp = mst.blobs().check(d);
+      if (!lp.empty()) problem(title + ": " + lp);
+    }
+  } catch (const std::exception& e) {
+    problem(std::string("manifest unreadable: ") + e.what());
+  }
+  const auto& subjects = v.statement.value("subject", nlohmann::json::array());
+  if (subjects.empty()) problem("the statement names no subject");
+  for (const auto& s : subjects) {
+    std::string name = s.value("name", "");
+    std::string digest = s.contains("digest") ? s["digest"].value("sha256", "") : "";
+    auto it = actual.find(name);
+    if (it == actual.end())
+      problem("subject '" + name + "' is not part of " + img.ref());
+    else if (it->second != digest)
+      problem("subject '" + name + "': signed digest sha256:" + digest + " but the store holds sha256:" + it->second);
+  }
+  if (!actual.empty() && subjects.size() < actual.size()) problem("the statement does not cover every blob of the image");
+  v.ok = v.problems.empty();
+  return v;
+}
+
+}  // namespace imgbake

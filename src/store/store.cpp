@@ -1,0 +1,724 @@
+#include "imgbake/store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "imgbake/util.h"
+#include "template/gotime.h"
+
+namespace imgbake::store {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------
+// A thin RAII layer over the SQLite C API.
+
+struct Store::Catalog {
+  sqlite3* db = nullptr;
+
+  explicit Catalog(const fs::path& file) {
+    if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK)
+      throw StoreError("cannot open the catalog " + file.string() + ": " + (db ? sqlite3_errmsg(db) : "?"));
+    // Concurrent builds and promotions wait for each other instead of failing.
+    sqlite3_busy_timeout(db, 60000);
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=FULL");
+    exec("PRAGMA foreign_keys=ON");
+    exec(R"(CREATE TABLE IF NOT EXISTS images(
+      id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
+      manifest_digest TEXT NOT NULL, manifest_size INTEGER NOT NULL, created TEXT NOT NULL,
+      builder_type TEXT NOT NULL DEFAULT '', template_digest TEXT NOT NULL DEFAULT '',
+      git_commit TEXT NOT NULL DEFAULT '', parent TEXT NOT NULL DEFAULT '',
+      provenance_digest TEXT NOT NULL DEFAULT '', referrer_digest TEXT NOT NULL DEFAULT '',
+      referrer_size INTEGER NOT NULL DEFAULT 0,
+      revoked INTEGER NOT NULL DEFAULT 0, revoked_reason TEXT NOT NULL DEFAULT '',
+      UNIQUE(name, version));
+      CREATE TABLE IF NOT EXISTS labels(image_id INTEGER NOT NULL REFERENCES images(id), key TEXT NOT NULL,
+        value TEXT NOT NULL, PRIMARY KEY(image_id, key));
+      CREATE TABLE IF NOT EXISTS channels(name TEXT NOT NULL, channel TEXT NOT NULL,
+        image_id INTEGER NOT NULL REFERENCES images(id), protected INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY(name, channel));
+      CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, who TEXT NOT NULL,
+        action TEXT NOT NULL, name TEXT NOT NULL, channel TEXT NOT NULL, from_ref TEXT NOT NULL,
+        to_ref TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL);)");
+  }
+  ~Catalog() { sqlite3_close_v2(db); }
+
+  void exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "?";
+      sqlite3_free(err);
+      throw StoreError("catalog: " + msg);
+    }
+  }
+};
+
+namespace {
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("catalog: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  // True while there is a row.
+  bool step() {
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw StoreError(std::string("catalog: ") + sqlite3_errmsg(db_));
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+  std::string text(int col) const {
+    auto* p = sqlite3_column_text(s_, col);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+  int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// BEGIN IMMEDIATE takes the write lock up front, so two writers never both read the
+// same "next version" and then conflict; rolled back unless commit() is called.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) { exec("BEGIN IMMEDIATE"); }
+  ~Transaction() {
+    if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "?";
+      sqlite3_free(err);
+      throw StoreError(std::string("catalog: ") + msg);
+    }
+  }
+  sqlite3* db_;
+  bool done_ = false;
+};
+
+std::string now_rfc3339() { return gotime::format("2006-01-02T15:04:05Z07:00", std::chrono::system_clock::now()); }
+
+const char* kImageColumns =
+    "id, name, version, manifest_digest, manifest_size, created, builder_type, template_digest, git_commit, parent, "
+    "provenance_digest, referrer_digest, referrer_size, revoked, revoked_reason";
+
+ImageRecord read_image(const Stmt& s) {
+  ImageRecord r;
+  r.id = s.integer(0);
+  r.name = s.text(1);
+  r.version = s.text(2);
+  r.manifest_digest = s.text(3);
+  r.manifest_size = static_cast<uint64_t>(s.integer(4));
+  r.created = s.text(5);
+  r.builder_type = s.text(6);
+  r.template_digest = s.text(7);
+  r.git_commit = s.text(8);
+  r.parent = s.text(9);
+  r.provenance_digest = s.text(10);
+  r.referrer_digest = s.text(11);
+  r.referrer_size = static_cast<uint64_t>(s.integer(12));
+  r.revoked = s.integer(13) != 0;
+  r.revoked_reason = s.text(14);
+  return r;
+}
+
+void fill_details(sqlite3* db, ImageRecord& r) {
+  Stmt l(db, "SELECT key, value FROM labels WHERE image_id = ? ORDER BY key");
+  l.bind(1, r.id);
+  while (l.step()) r.labels[l.text(0)] = l.text(1);
+  Stmt c(db, "SELECT channel FROM channels WHERE image_id = ? ORDER BY channel");
+  c.bind(1, r.id);
+  while (c.step()) r.channels.push_back(c.text(0));
+}
+
+std::optional<ImageRecord> find_image(sqlite3* db, const std::string& where, const std::vector<std::string>& args) {
+  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images WHERE " + where;
+  Stmt s(db, sql.c_str());
+  for (size_t i = 0; i < args.size(); ++i) s.bind(static_cast<int>(i + 1), args[i]);
+  if (!s.step()) return std::nullopt;
+  ImageRecord r = read_image(s);
+  fill_details(db, r);
+  return r;
+}
+
+bool valid_name_part(const std::string& s) {
+  return !s.empty() && s.find_first_of(":@ \t\n") == std::string::npos && s.size() <= 128;
+}
+
+std::string entry_hash(const AuditEntry& e) {
+  nlohmann::json j = {{"seq", e.seq},         {"time", e.time},       {"who", e.who},
+                      {"action", e.action},   {"name", e.name},       {"channel", e.channel},
+                      {"from", e.from_ref},   {"to", e.to_ref},       {"reason", e.reason},
+                      {"detail", e.detail},   {"prev", e.prev_hash}};
+  return "sha256:" + util::sha256_hex(j.dump());
+}
+
+// Appends an audit entry chained to the previous one. Must run inside a transaction.
+void append_audit(sqlite3* db, AuditEntry e) {
+  Stmt last(db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
+  e.seq = 1;
+  e.prev_hash = "";
+  if (last.step()) {
+    e.seq = last.integer(0) + 1;
+    e.prev_hash = last.text(1);
+  }
+  e.time = now_rfc3339();
+  e.hash = entry_hash(e);
+  Stmt ins(db,
+           "INSERT INTO audit(seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash) "
+           "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+  ins.bind(1, e.seq).bind(2, e.time).bind(3, e.who).bind(4, e.action).bind(5, e.name).bind(6, e.channel);
+  ins.bind(7, e.from_ref).bind(8, e.to_ref).bind(9, e.reason).bind(10, e.detail).bind(11, e.prev_hash).bind(12, e.hash);
+  ins.run();
+}
+
+std::string layer_media_type(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  if (ext == ".qcow2") return kDiskQcow2MediaType;
+  if (ext == ".raw" || ext == ".img") return kDiskRawMediaType;
+  return kFileLayerMediaType;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+fs::path Store::default_home() {
+  if (const char* h = std::getenv("IMGBAKE_HOME"); h && *h) return h;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return fs::path(x) / "imgbake";
+  const char* home = std::getenv("HOME");
+  return fs::path(home && *home ? home : "/root") / ".local" / "share" / "imgbake";
+}
+
+Store::Store(fs::path home) : home_(std::move(home)), blobs_(home_) {
+  fs::create_directories(home_ / "blobs" / "sha256");
+  if (!fs::exists(home_ / "oci-layout")) util::write_file_atomic(home_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  db_ = std::make_unique<Catalog>(home_ / "catalog.db");
+  sync_index();
+}
+
+Store::~Store() = default;
+
+std::string Store::who() const { return util::current_user() + "@" + util::hostname(); }
+
+void Store::sync_index() const {
+  // index.json is derived from the catalog: every version as NAME:VERSION, every
+  // channel as NAME:CHANNEL, and the provenance referrers. Rewritten under a lock on
+  // the store's directory, only when it changed.
+  int dfd = open(home_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) throw StoreError("cannot open the store " + home_.string());
+  flock(dfd, LOCK_EX);
+  struct Unlock {
+    int fd;
+    ~Unlock() { close(fd); }
+  } unlock{dfd};
+
+  nlohmann::ordered_json manifests = nlohmann::ordered_json::array();
+  auto entry = [](const std::string& digest, uint64_t size, const std::string& ref) {
+    nlohmann::ordered_json j = {{"mediaType", kManifestMediaType}, {"digest", digest}, {"size", size}};
+    if (!ref.empty()) j["annotations"] = {{"org.opencontainers.image.ref.name", ref}};
+    return j;
+  };
+  {
+    Stmt s(db_->db, (std::string("SELECT ") + kImageColumns + " FROM images ORDER BY name, seq").c_str());
+    while (s.step()) {
+      ImageRecord r = read_image(s);
+      manifests.push_back(entry(r.manifest_digest, r.manifest_size, r.ref()));
+      if (!r.referrer_digest.empty()) {
+        auto ref = entry(r.referrer_digest, r.referrer_size, "");
+        ref["artifactType"] = kProvenanceArtifactType;
+        manifests.push_back(ref);
+      }
+    }
+    Stmt c(db_->db,
+           "SELECT c.name, c.channel, i.manifest_digest, i.manifest_size FROM channels c JOIN images i "
+           "ON c.image_id = i.id ORDER BY c.name, c.channel");
+    while (c.step())
+      manifests.push_back(
+          entry(c.text(2), static_cast<uint64_t>(c.integer(3)), c.text(0) + ":" + c.text(1)));
+  }
+  nlohmann::ordered_json index = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
+                                  {"manifests", manifests}};
+  std::string text = index.dump(2) + "\n";
+  std::error_code ec;
+  if (fs::exists(home_ / "index.json", ec) && util::read_file(home_ / "index.json") == text) return;
+  util::write_file_atomic(home_ / "index.json", text);
+}
+
+ImageRecord Store::commit(const CommitRequest& req) {
+  if (!valid_name_part(req.name)) throw StoreError("invalid image name '" + req.name + "'");
+  if (req.version && !valid_name_part(*req.version))
+    throw StoreError("invalid version '" + *req.version + "' (no ':', '@' or spaces)");
+
+  // The large part first, outside the catalog's lock: content-addressed blobs are
+  // the same whatever version they end up in.
+  std::vector<Descriptor> layers;
+  for (const auto& f : req.files) {
+    Descriptor d = blobs_.put_file(f.path, layer_media_type(f.path));
+    if (!f.sha256.empty() && d.digest != "sha256:" + f.sha256)
+      throw StoreError("artifact " + f.path + " changed while it was being stored");
+    d.annotations["org.opencontainers.image.title"] = fs::path(f.path).filename().string();
+    layers.push_back(d);
+  }
+
+  sqlite3* db = db_->db;
+  ImageRecord rec;
+  {
+    Transaction tx(db);
+    int64_t seq = 1, next_number = 1;
+    {
+      Stmt s(db, "SELECT version, seq FROM images WHERE name = ?");
+      s.bind(1, req.name);
+      while (s.step()) {
+        seq = std::max(seq, s.integer(1) + 1);
+        const std::string v = s.text(0);
+        if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
+          next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
+      }
+    }
+    std::string version = req.version.value_or(std::to_string(next_number));
+    if (find_image(db, "name = ? AND version = ?", {req.name, version}))
+      throw StoreError("image " + req.name + ":" + version + " already exists; versions are immutable");
+    {
+      Stmt c(db, "SELECT 1 FROM channels WHERE name = ? AND channel = ?");
+      c.bind(1, req.name).bind(2, version);
+      if (c.step()) throw StoreError("version '" + version + "' is the name of a channel of " + req.name);
+    }
+
+    std::string created = now_rfc3339();
+    nlohmann::ordered_json diff_ids = nlohmann::ordered_json::array();
+    for (const auto& l : layers) diff_ids.push_back(l.digest);
+    nlohmann::ordered_json labels = req.labels;
+    labels["org.opencontainers.image.version"] = version;
+    nlohmann::ordered_json config = {{"created", created},
+                                     {"architecture", "amd64"},
+                                     {"os", "linux"},
+                                     {"config", {{"Labels", labels}}},
+                                     {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
+    Descriptor cfg = blobs_.put_bytes(config.dump(), kConfigMediaType);
+    nlohmann::ordered_json layer_json = nlohmann::ordered_json::array();
+    for (const auto& l : layers) layer_json.push_back(l.to_json());
+    nlohmann::ordered_json manifest = {{"schemaVersion", 2},
+                                       {"mediaType", kManifestMediaType},
+                                       {"artifactType", kImageArtifactType},
+                                       {"config", cfg.to_json()},
+                                       {"layers", layer_json},
+                                       {"annotations",
+                                        {{"org.opencontainers.image.created", created},
+                                         {"org.opencontainers.image.version", version},
+                                         {"io.imgbake.image.name", req.name},
+                                         {"io.imgbake.builder", req.builder_type}}}};
+    Descriptor man = blobs_.put_bytes(manifest.dump(), kManifestMediaType);
+
+    Descriptor envelope, referrer;
+    if (req.make_provenance) {
+      nlohmann::json env = req.make_provenance(version, man.digest, layers);
+      envelope = blobs_.put_bytes(env.dump(), kDsseMediaType);
+      Descriptor empty = blobs_.put_bytes("{}", kEmptyMediaType);
+      nlohmann::ordered_json empty_json = empty.to_json();
+      empty_json["data"] = "e30=";
+      nlohmann::ordered_json ref_manifest = {{"schemaVersion", 2},
+                                             {"mediaType", kManifestMediaType},
+                                             {"artifactType", kProvenanceArtifactType},
+                                             {"config", empty_json},
+                                             {"layers", nlohmann::ordered_json::array({envelope.to_json()})},
+                                             {"subject", man.to_json()},
+                                             {"annotations", {{"org.opencontainers.image.created", created}}}};
+      referrer = blobs_.put_bytes(ref_manifest.dump(), kManifestMediaType);
+    }
+
+    Stmt ins(db,
+             "INSERT INTO images(name, version, seq, manifest_digest, manifest_size, created, builder_type, "
+             "template_digest, git_commit, parent, provenance_digest, referrer_digest, referrer_size) "
+             "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    ins.bind(1, req.name).bind(2, version).bind(3, seq).bind(4, man.digest).bind(5, static_cast<int64_t>(man.size));
+    ins.bind(6, created).bind(7, req.builder_type).bind(8, req.template_digest).bind(9, req.git_commit);
+    ins.bind(10, req.parent).bind(11, envelope.digest).bind(12, referrer.digest);
+    ins.bind(13, static_cast<int64_t>(referrer.size));
+    ins.run();
+    int64_t id = sqlite3_last_insert_rowid(db);
+    for (const auto& [k, v] : req.labels) {
+      Stmt l(db, "INSERT INTO labels(image_id, key, value) VALUES(?,?,?)");
+      l.bind(1, id).bind(2, k).bind(3, v);
+      l.run();
+    }
+    nlohmann::json detail = {{"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", req.parent}};
+    append_audit(db, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "",
+                                detail.dump(), "", ""});
+    for (const auto& channel : req.channels) {
+      std::string from;
+      {
+        Stmt c(db, "SELECT i.version FROM channels c JOIN images i ON c.image_id = i.id "
+                   "WHERE c.name = ? AND c.channel = ?");
+        c.bind(1, req.name).bind(2, channel);
+        if (c.step()) from = req.name + ":" + c.text(0);
+      }
+      Stmt up(db,
+              "INSERT INTO channels(name, channel, image_id) VALUES(?,?,?) "
+              "ON CONFLICT(name, channel) DO UPDATE SET image_id = excluded.image_id");
+      up.bind(1, req.name).bind(2, channel).bind(3, id);
+      up.run();
+      append_audit(db, AuditEntry{0, "", who(), "promote", req.name, channel, from, req.name + ":" + version,
+                                  "assigned by the template at build time", "{}", "", ""});
+    }
+    tx.commit();
+    rec = *find_image(db, "id = ?", {std::to_string(id)});
+  }
+  sync_index();
+  return rec;
+}
+
+ImageRecord Store::resolve(const std::string& ref) const {
+  sqlite3* db = db_->db;
+  size_t at = ref.find('@');
+  if (at != std::string::npos) {
+    std::string name = ref.substr(0, at), digest = ref.substr(at + 1);
+    if (auto r = find_image(db, "name = ? AND manifest_digest = ?", {name, digest})) return *r;
+    throw StoreError("no image " + ref + " in the store");
+  }
+  size_t colon = ref.rfind(':');
+  if (colon == std::string::npos) {
+    if (auto r = find_image(db, "name = ? ORDER BY seq DESC LIMIT 1", {ref})) return *r;
+    std::vector<std::string> names;
+    Stmt s(db, "SELECT DISTINCT name FROM images ORDER BY name");
+    while (s.step()) names.push_back(s.text(0));
+    throw StoreError("no image named '" + ref + "' in the store" + util::did_you_mean(ref, names));
+  }
+  std::string name = ref.substr(0, colon), tag = ref.substr(colon + 1);
+  if (auto r = find_image(db, "name = ? AND version = ?", {name, tag})) return *r;
+  {
+    Stmt c(db, "SELECT image_id FROM channels WHERE name = ? AND channel = ?");
+    c.bind(1, name).bind(2, tag);
+    if (c.step()) return *find_image(db, "id = ?", {std::to_string(c.integer(0))});
+  }
+  throw StoreError("no version or channel '" + tag + "' of image '" + name + "' in the store");
+}
+
+std::vector<ImageRecord> Store::images(const std::string& name) const {
+  std::vector<ImageRecord> out;
+  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images" +
+                    (name.empty() ? "" : " WHERE name = ?") + " ORDER BY name, seq";
+  Stmt s(db_->db, sql.c_str());
+  if (!name.empty()) s.bind(1, name);
+  while (s.step()) out.push_back(read_image(s));
+  for (auto& r : out) fill_details(db_->db, r);
+  return out;
+}
+
+std::vector<ChannelRecord> Store::channels(const std::string& name) const {
+  std::vector<ChannelRecord> out;
+  Stmt s(db_->db,
+         "SELECT c.name, c.channel, i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
+         "WHERE c.name = ? ORDER BY c.channel");
+  s.bind(1, name);
+  while (s.step()) out.push_back({s.text(0), s.text(1), s.text(2), s.integer(3) != 0});
+  return out;
+}
+
+void Store::label(const std::string& ref, const std::map<std::string, std::string>& labels) {
+  sqlite3* db = db_->db;
+  Transaction tx(db);
+  ImageRecord img = resolve(ref);
+  for (const auto& [k, v] : labels) {
+    std::string old = img.labels.count(k) ? img.labels.at(k) : "";
+    Stmt up(db,
+            "INSERT INTO labels(image_id, key, value) VALUES(?,?,?) "
+            "ON CONFLICT(image_id, key) DO UPDATE SET value = excluded.value");
+    up.bind(1, img.id).bind(2, k).bind(3, v);
+    up.run();
+    nlohmann::json detail = {{"key", k}, {"old", old}, {"new", v}};
+    append_audit(db, AuditEntry{0, "", who(), "label", img.name, "", "", img.ref(), "", detail.dump(), "", ""});
+  }
+  tx.commit();
+}
+
+void Store::promote(const std::string& ref, const std::string& channel, const std::string& reason,
+                    bool signature_ok, bool protect) {
+  if (!valid_name_part(channel)) throw StoreError("invalid channel name '" + channel + "'");
+  sqlite3* db = db_->db;
+  {
+    Transaction tx(db);
+    ImageRecord img = resolve(ref);
+    if (img.revoked)
+      throw StoreError("refusing to promote " + img.ref() + ": it is revoked (" + img.revoked_reason + ")");
+    if (find_image(db, "name = ? AND version = ?", {img.name, channel}))
+      throw StoreError("'" + channel + "' is a version of " + img.name + ", not a channel name");
+    std::string from;
+    bool is_protected = false;
+    {
+      Stmt c(db, "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
+                 "WHERE c.name = ? AND c.channel = ?");
+      c.bind(1, img.name).bind(2, channel);
+      if (c.step()) {
+        from = img.name + ":" + c.text(0);
+        is_protected = c.integer(1) != 0;
+      }
+    }
+    if ((is_protected || protect) && !signature_ok)
+      throw StoreError("refusing to promote " + img.ref() + " to protected channel '" + channel +
+                       "': its provenance signature does not verify with a trusted key");
+    if (from == img.ref() && !protect) throw StoreError(img.ref() + " is already in channel '" + channel + "'");
+    Stmt up(db,
+            "INSERT INTO channels(name, channel, image_id, protected) VALUES(?,?,?,?) "
+            "ON CONFLICT(name, channel) DO UPDATE SET image_id = excluded.image_id, "
+            "protected = MAX(protected, excluded.protected)");
+    up.bind(1, img.name).bind(2, channel).bind(3, img.id).bind(4, static_cast<int64_t>(protect ? 1 : 0));
+    up.run();
+    nlohmann::json detail = {{"manifest", img.manifest_digest}, {"protected", is_protected || protect}};
+    append_audit(db, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(),
+                                "", ""});
+    tx.commit();
+  }
+  sync_index();
+}
+
+ImageRecord Store::rollback(const std::string& name, const std::string& channel, const std::string& reason) {
+  sqlite3* db = db_->db;
+  ImageRecord target;
+  {
+    Transaction tx(db);
+    // Replay the channel's history: a promotion pushes, a rollback pops.
+    std::vector<std::string> stack;
+    Stmt h(db, "SELECT action, to_ref FROM audit WHERE name = ? AND channel = ? ORDER BY seq");
+    h.bind(1, name).bind(2, channel);
+    while (h.step()) {
+      if (h.text(0) == "promote") stack.push_back(h.text(1));
+      else if (h.text(0) == "rollback" && !stack.empty()) stack.pop_back();
+    }
+    if (stack.empty()) throw StoreError("channel '" + channel + "' of " + name + " has never been promoted to");
+    if (stack.size() < 2)
+      throw StoreError("channel '" + channel + "' of " + name + " has no earlier image to roll back to (it holds " +
+                       stack.back() + " since its first promotion)");
+    std::string from = stack.back(), to = stack[stack.size() - 2];
+    target = resolve(to);
+    if (target.revoked)
+      throw StoreError("refusing to roll back '" + channel + "' to " + to + ": it is revoked (" +
+                       target.revoked_reason + "); promote another version instead");
+    Stmt up(db, "UPDATE channels SET image_id = ? WHERE name = ? AND channel = ?");
+    up.bind(1, target.id).bind(2, name).bind(3, channel);
+    up.run();
+    nlohmann::json detail = {{"manifest", target.manifest_digest}};
+    append_audit(db, AuditEntry{0, "", who(), "rollback", name, channel, from, to, reason, detail.dump(), "", ""});
+    tx.commit();
+  }
+  sync_index();
+  return resolve(target.ref());
+}
+
+std::vector<AuditEntry> Store::history(const std::string& name, const std::string& channel) const {
+  std::vector<AuditEntry> out;
+  std::string sql =
+      "SELECT seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash FROM audit "
+      "WHERE name = ?" +
+      std::string(channel.empty() ? "" : " AND channel = ?") + " ORDER BY seq";
+  Stmt s(db_->db, sql.c_str());
+  s.bind(1, name);
+  if (!channel.empty()) s.bind(2, channel);
+  while (s.step())
+    out.push_back(AuditEntry{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6),
+                             s.text(7), s.text(8), s.text(9), s.text(10), s.text(11)});
+  return out;
+}
+
+std::vector<std::string> Store::revoke(const std::string& ref, const std::string& reason, bool descendants) {
+  if (reason.empty()) throw StoreError("revoke needs a --reason");
+  sqlite3* db = db_->db;
+  std::vector<std::string> revoked;
+  {
+    Transaction tx(db);
+    ImageRecord img = resolve(ref);
+    std::vector<ImageRecord> todo = {img};
+    std::set<int64_t> seen;
+    while (!todo.empty()) {
+      ImageRecord cur = todo.back();
+      todo.pop_back();
+      if (!seen.insert(cur.id).second) continue;
+      if (!cur.revoked) {
+        Stmt up(db, "UPDATE images SET revoked = 1, revoked_reason = ? WHERE id = ?");
+        up.bind(1, reason).bind(2, cur.id);
+        up.run();
+        nlohmann::json detail = {{"manifest", cur.manifest_digest}, {"via", cur.id == img.id ? "" : img.ref()}};
+        append_audit(db, AuditEntry{0, "", who(), "revoke", cur.name, "", "", cur.ref(), reason, detail.dump(), "", ""});
+        revoked.push_back(cur.ref());
+      }
+      if (!descendants) continue;
+      // Children name their parent by store ref (name:version) or manifest digest.
+      Stmt c(db, (std::string("SELECT ") + kImageColumns + " FROM images WHERE parent IN (?, ?, ?)").c_str());
+      c.bind(1, cur.ref()).bind(2, cur.manifest_digest).bind(3, cur.name + "@" + cur.manifest_digest);
+      while (c.step()) todo.push_back(read_image(c));
+    }
+    tx.commit();
+  }
+  return revoked;
+}
+
+nlohmann::json Store::manifest(const ImageRecord& img) const {
+  return nlohmann::json::parse(blobs_.read(img.manifest_digest));
+}
+
+CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& verify_signature) const {
+  CheckReport rep;
+  sqlite3* db = db_->db;
+  {
+    Stmt ic(db, "PRAGMA integrity_check");
+    while (ic.step())
+      if (ic.text(0) != "ok") rep.problems.push_back("catalog: " + ic.text(0));
+  }
+  // The audit chain: each entry's hash covers its content and the previous hash.
+  std::map<std::string, std::string> committed;  // name:version -> manifest digest, from the log
+  {
+    Stmt a(db,
+           "SELECT seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash FROM audit "
+           "ORDER BY seq");
+    std::string prev;
+    int64_t expect_seq = 1;
+    while (a.step()) {
+      AuditEntry e{a.integer(0), a.text(1), a.text(2), a.text(3), a.text(4), a.text(5),
+                   a.text(6),    a.text(7), a.text(8), a.text(9), a.text(10), a.text(11)};
+      ++rep.audit_entries;
+      if (e.seq != expect_seq) rep.problems.push_back("audit: entry " + std::to_string(expect_seq) + " is missing");
+      expect_seq = e.seq + 1;
+      if (e.prev_hash != prev)
+        rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " does not follow entry " +
+                               std::to_string(e.seq - 1) + " (the chain is broken)");
+      if (entry_hash(e) != e.hash)
+        rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " (" + e.action + " " + e.to_ref +
+                               ") was altered: its hash does not match its content");
+      prev = e.hash;
+      if (e.action == "commit") {
+        try {
+          committed[e.to_ref] = nlohmann::json::parse(e.detail).value("manifest", "");
+        } catch (const std::exception&) {
+          rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " has an unreadable detail");
+        }
+      }
+    }
+  }
+  std::set<std::string> referenced;
+  for (const auto& img : images()) {
+    ++rep.images;
+    auto it = committed.find(img.ref());
+    if (it == committed.end())
+      rep.problems.push_back(img.ref() + ": no commit entry in the audit log");
+    else if (it->second != img.manifest_digest)
+      rep.problems.push_back(img.ref() + ": the catalog says manifest " + img.manifest_digest +
+                             " but it was committed as " + it->second);
+    std::vector<std::string> digests = {img.manifest_digest};
+    if (!img.provenance_digest.empty()) digests.push_back(img.provenance_digest);
+    if (!img.referrer_digest.empty()) digests.push_back(img.referrer_digest);
+    std::string why = blobs_.check(img.manifest_digest);
+    if (why.empty()) {
+      try {
+        nlohmann::json m = manifest(img);
+        digests.push_back(m["config"]["digest"]);
+        for (const auto& l : m["layers"]) digests.push_back(l["digest"]);
+      } catch (const std::exception& e) {
+        rep.problems.push_back(img.ref() + ": manifest unreadable: " + e.what());
+      }
+    }
+    if (!img.referrer_digest.empty() && blobs_.check(img.referrer_digest).empty()) {
+      try {
+        nlohmann::json r = nlohmann::json::parse(blobs_.read(img.referrer_digest));
+        digests.push_back(r["config"]["digest"]);
+      } catch (const std::exception&) {
+      }
+    }
+    for (const auto& d : digests) {
+      referenced.insert(d);
+      ++rep.blobs_checked;
+      std::string problem = blobs_.check(d);
+      if (!problem.empty()) rep.problems.push_back(img.ref() + ": " + problem);
+    }
+    if (verify_signature && !img.provenance_digest.empty() && blobs_.check(img.provenance_digest).empty()) {
+      std::string sig = verify_signature(img);
+      if (!sig.empty()) rep.problems.push_back(img.ref() + ": provenance: " + sig);
+    }
+  }
+  for (const auto& d : blobs_.list())
+    if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
+  std::error_code ec;
+  if (fs::exists(blobs_.temp_dir(), ec) && !fs::is_empty(blobs_.temp_dir(), ec))
+    rep.notes.push_back("temporary files of interrupted commits in " + blobs_.temp_dir().string() + " (gc removes them)");
+  return rep;
+}
+
+GcReport Store::gc() {
+  GcReport rep;
+  // Everything a version references is kept; versions are never deleted, channels and
+  // history entries point at versions.
+  std::set<std::string> keep;
+  for (const auto& img : images()) {
+    keep.insert(img.manifest_digest);
+    keep.insert(img.provenance_digest);
+    keep.insert(img.referrer_digest);
+    try {
+      nlohmann::json m = manifest(img);
+      keep.insert(m["config"]["digest"].get<std::string>());
+      for (const auto& l : m["layers"]) keep.insert(l["digest"].get<std::string>());
+      if (!img.referrer_digest.empty()) {
+        nlohmann::json r = nlohmann::json::parse(blobs_.read(img.referrer_digest));
+        keep.insert(r["config"]["digest"].get<std::string>());
+      }
+    } catch (const std::exception&) {
+      // A damaged image keeps whatever is left of it; store check reports it.
+    }
+  }
+  for (const auto& d : blobs_.list()) {
+    if (keep.count(d)) {
+      ++rep.kept;
+      continue;
+    }
+    std::error_code ec;
+    rep.bytes += fs::file_size(blobs_.path(d), ec);
+    blobs_.remove(d);
+    ++rep.removed;
+  }
+  std::error_code ec;
+  if (fs::exists(blobs_.temp_dir(), ec)) {
+    // Only files old enough not to belong to a commit running right now.
+    auto cutoff = fs::file_time_type::clock::now() - std::chrono::hours(1);
+    for (const auto& e : fs::directory_iterator(blobs_.temp_dir())) {
+      if (fs::last_write_time(e.path(), ec) < cutoff) {
+        rep.bytes += fs::file_size(e.path(), ec);
+        fs::remove(e.path(), ec);
+        ++rep.removed;
+      }
+    }
+  }
+  return rep;
+}
+
+}  // namespace imgbake::store
