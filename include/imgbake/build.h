@@ -2,8 +2,8 @@
 // preparation (full validation), and the executor that runs builds in parallel.
 #pragma once
 
-#include <memory>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>

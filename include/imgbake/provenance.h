@@ -97,7 +97,7 @@ struct BuildFacts {
   std::string build_name;
   std::string imgbake_version;
   std::string template_path;
-  std::string template_sha256;  // hex
+  std::string template_sha256;                   // hex
   std::map<std::string, std::string> variables;  // sensitive ones already replaced by "<sensitive>"
   std::vector<std::string> only;
   std::vector<std::string> except;

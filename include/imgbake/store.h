@@ -88,7 +88,7 @@ struct ImageRecord {
 struct AuditEntry {
   int64_t seq = 0;
   std::string time;
-  std::string who;  // user@host
+  std::string who;     // user@host
   std::string action;  // commit, label, promote, rollback, revoke, protect
   std::string name;
   std::string channel;

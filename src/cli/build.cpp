@@ -14,6 +14,10 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     int parallel = 0;
     bool machine_readable = false;
     bool timestamp_ui = false;
+    std::string version;
+    std::vector<std::string> labels;
+    std::string signing_key;
+    bool no_store = false;
   };
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
@@ -24,6 +28,10 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
       ->check(CLI::IsMember({"cleanup", "abort", "ask", "run-cleanup-provisioner"}));
   sub.add_option("--parallel-builds", o->parallel, "How many builds run at once (0 = all)")->check(CLI::Range(0, 1024));
   sub.add_flag("--machine-readable", o->machine_readable, "Same as --output json");
+  sub.add_option("--version", o->version, "The version to commit as (default: the template's, else the next number)");
+  sub.add_option("--label", o->labels, "Label the committed image: --label key=value (repeatable)");
+  sub.add_option("--signing-key", o->signing_key, "Sign the provenance with this private key (PEM)");
+  sub.add_flag("--no-store", o->no_store, "Do not commit the artifacts to the store");
   sub.add_flag("--timestamp-ui", o->timestamp_ui, "Accepted for Packer compatibility (JSON events carry times)");
 
   return [o, &global] {
@@ -35,6 +43,14 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     opts.debug = o->debug;
     opts.on_error = *parse_on_error(o->on_error);
     opts.parallel_builds = o->parallel;
+    opts.commit = !o->no_store;
+    opts.version = o->version;
+    opts.signing_key = o->signing_key;
+    for (const auto& kv : o->labels) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw UsageError("--label '" + kv + "': expected key=value");
+      opts.labels[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
 
     Diagnostics diags;
     Template t;

@@ -18,6 +18,17 @@ const std::vector<Command>& commands() {
       {"validate", "Check that a template is valid", setup_validate},
       {"inspect", "Show a template's variables, builders, provisioners and post-processors", setup_inspect},
       {"fmt", "Format a template as stable 2-space JSON", setup_fmt},
+      {"images", "List the images in the store", setup_images},
+      {"show", "Show an image: metadata, labels, channels, parent, provenance", setup_show},
+      {"label", "Add or change labels of an image", setup_label},
+      {"promote", "Point a channel (environment) at an image", setup_promote},
+      {"rollback", "Point a channel back at its previous image", setup_rollback},
+      {"history", "Show the audit history of an image name or one of its channels", setup_history},
+      {"revoke", "Revoke an image (and optionally its descendants)", setup_revoke},
+      {"verify", "Verify an image's signed provenance and its digests", setup_verify},
+      {"export", "Write an image out as tar, raw or qcow2", setup_export},
+      {"store", "Check the store (store check) or remove unreferenced blobs (store gc)", setup_store},
+      {"keygen", "Make an Ed25519 signing key", setup_keygen},
       {"version", "Print the version", setup_version},
   };
   return table;

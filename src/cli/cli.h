@@ -33,6 +33,17 @@ Action setup_validate(CLI::App& sub, const GlobalOptions& global);
 Action setup_inspect(CLI::App& sub, const GlobalOptions& global);
 Action setup_fmt(CLI::App& sub, const GlobalOptions& global);
 Action setup_version(CLI::App& sub, const GlobalOptions& global);
+Action setup_images(CLI::App& sub, const GlobalOptions& global);
+Action setup_show(CLI::App& sub, const GlobalOptions& global);
+Action setup_label(CLI::App& sub, const GlobalOptions& global);
+Action setup_promote(CLI::App& sub, const GlobalOptions& global);
+Action setup_rollback(CLI::App& sub, const GlobalOptions& global);
+Action setup_history(CLI::App& sub, const GlobalOptions& global);
+Action setup_revoke(CLI::App& sub, const GlobalOptions& global);
+Action setup_verify(CLI::App& sub, const GlobalOptions& global);
+Action setup_export(CLI::App& sub, const GlobalOptions& global);
+Action setup_store(CLI::App& sub, const GlobalOptions& global);
+Action setup_keygen(CLI::App& sub, const GlobalOptions& global);
 
 // Rewrites Packer's single-dash long flags ("-var", "-only=x") to "--var", "--only=x".
 std::vector<std::string> normalize_args(int argc, char** argv);

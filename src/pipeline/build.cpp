@@ -8,8 +8,8 @@
 #include "imgbake/provenance.h"
 #include "imgbake/publish.h"
 #include "imgbake/store.h"
-#include "imgbake/version.h"
 #include "imgbake/util.h"
+#include "imgbake/version.h"
 
 namespace imgbake {
 
@@ -138,8 +138,10 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   GitFacts git = detect_git(t.dir);
   store::CommitRequest req;
   req.name = settings.image;
-  if (!opts.version.empty()) req.version = opts.version;
-  else if (!settings.version.empty()) req.version = settings.version;
+  if (!opts.version.empty())
+    req.version = opts.version;
+  else if (!settings.version.empty())
+    req.version = settings.version;
   req.labels = settings.labels;
   for (const auto& [k, v] : opts.labels) req.labels[k] = v;
   req.labels["io.imgbake.build"] = plan.name;
@@ -190,8 +192,7 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   facts.started = started;
   facts.finished = std::chrono::system_clock::now();
   for (const auto& s : summary.steps)
-    if (!s.key.empty())
-      facts.steps.push_back({s.name, s.key, std::chrono::duration<double>(s.duration).count()});
+    if (!s.key.empty()) facts.steps.push_back({s.name, s.key, std::chrono::duration<double>(s.duration).count()});
   req.make_provenance = [&](const std::string& version, const std::string& manifest_digest,
                             const std::vector<store::Descriptor>& layers) {
     facts.subjects.push_back({req.name + ":" + version, manifest_digest.substr(7)});

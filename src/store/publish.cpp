@@ -20,7 +20,8 @@ std::optional<std::string> git(const fs::path& dir, std::vector<std::string> arg
   std::string out;
   CancelToken never;  // a few milliseconds; an interrupt is handled by the caller's step
   try {
-    int rc = run_process(spec, [&](std::string_view l) { out += std::string(l) + "\n"; }, nullptr, never);
+    int rc = run_process(
+        spec, [&](std::string_view l) { out += std::string(l) + "\n"; }, nullptr, never);
     if (rc != 0) return std::nullopt;
   } catch (const std::exception&) {
     return std::nullopt;  // git is not installed
@@ -141,7 +142,8 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
     else if (it->second != digest)
       problem("subject '" + name + "': signed digest sha256:" + digest + " but the store holds sha256:" + it->second);
   }
-  if (!actual.empty() && subjects.size() < actual.size()) problem("the statement does not cover every blob of the image");
+  if (!actual.empty() && subjects.size() < actual.size())
+    problem("the statement does not cover every blob of the image");
   v.ok = v.problems.empty();
   return v;
 }

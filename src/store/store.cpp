@@ -179,10 +179,9 @@ bool valid_name_part(const std::string& s) {
 }
 
 std::string entry_hash(const AuditEntry& e) {
-  nlohmann::json j = {{"seq", e.seq},         {"time", e.time},       {"who", e.who},
-                      {"action", e.action},   {"name", e.name},       {"channel", e.channel},
-                      {"from", e.from_ref},   {"to", e.to_ref},       {"reason", e.reason},
-                      {"detail", e.detail},   {"prev", e.prev_hash}};
+  nlohmann::json j = {{"seq", e.seq},       {"time", e.time},       {"who", e.who},       {"action", e.action},
+                      {"name", e.name},     {"channel", e.channel}, {"from", e.from_ref}, {"to", e.to_ref},
+                      {"reason", e.reason}, {"detail", e.detail},   {"prev", e.prev_hash}};
   return "sha256:" + util::sha256_hex(j.dump());
 }
 
@@ -197,9 +196,10 @@ void append_audit(sqlite3* db, AuditEntry e) {
   }
   e.time = now_rfc3339();
   e.hash = entry_hash(e);
-  Stmt ins(db,
-           "INSERT INTO audit(seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash) "
-           "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+  Stmt ins(
+      db,
+      "INSERT INTO audit(seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
   ins.bind(1, e.seq).bind(2, e.time).bind(3, e.who).bind(4, e.action).bind(5, e.name).bind(6, e.channel);
   ins.bind(7, e.from_ref).bind(8, e.to_ref).bind(9, e.reason).bind(10, e.detail).bind(11, e.prev_hash).bind(12, e.hash);
   ins.run();
@@ -225,7 +225,8 @@ fs::path Store::default_home() {
 
 Store::Store(fs::path home) : home_(std::move(home)), blobs_(home_) {
   fs::create_directories(home_ / "blobs" / "sha256");
-  if (!fs::exists(home_ / "oci-layout")) util::write_file_atomic(home_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  if (!fs::exists(home_ / "oci-layout"))
+    util::write_file_atomic(home_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
   db_ = std::make_unique<Catalog>(home_ / "catalog.db");
   sync_index();
 }
@@ -267,11 +268,10 @@ void Store::sync_index() const {
            "SELECT c.name, c.channel, i.manifest_digest, i.manifest_size FROM channels c JOIN images i "
            "ON c.image_id = i.id ORDER BY c.name, c.channel");
     while (c.step())
-      manifests.push_back(
-          entry(c.text(2), static_cast<uint64_t>(c.integer(3)), c.text(0) + ":" + c.text(1)));
+      manifests.push_back(entry(c.text(2), static_cast<uint64_t>(c.integer(3)), c.text(0) + ":" + c.text(1)));
   }
-  nlohmann::ordered_json index = {{"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"},
-                                  {"manifests", manifests}};
+  nlohmann::ordered_json index = {
+      {"schemaVersion", 2}, {"mediaType", "application/vnd.oci.image.index.v1+json"}, {"manifests", manifests}};
   std::string text = index.dump(2) + "\n";
   std::error_code ec;
   if (fs::exists(home_ / "index.json", ec) && util::read_file(home_ / "index.json") == text) return;
@@ -376,13 +376,14 @@ ImageRecord Store::commit(const CommitRequest& req) {
       l.run();
     }
     nlohmann::json detail = {{"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", req.parent}};
-    append_audit(db, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "",
-                                detail.dump(), "", ""});
+    append_audit(
+        db, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "", detail.dump(), "", ""});
     for (const auto& channel : req.channels) {
       std::string from;
       {
-        Stmt c(db, "SELECT i.version FROM channels c JOIN images i ON c.image_id = i.id "
-                   "WHERE c.name = ? AND c.channel = ?");
+        Stmt c(db,
+               "SELECT i.version FROM channels c JOIN images i ON c.image_id = i.id "
+               "WHERE c.name = ? AND c.channel = ?");
         c.bind(1, req.name).bind(2, channel);
         if (c.step()) from = req.name + ":" + c.text(0);
       }
@@ -429,8 +430,8 @@ ImageRecord Store::resolve(const std::string& ref) const {
 
 std::vector<ImageRecord> Store::images(const std::string& name) const {
   std::vector<ImageRecord> out;
-  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images" +
-                    (name.empty() ? "" : " WHERE name = ?") + " ORDER BY name, seq";
+  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images" + (name.empty() ? "" : " WHERE name = ?") +
+                    " ORDER BY name, seq";
   Stmt s(db_->db, sql.c_str());
   if (!name.empty()) s.bind(1, name);
   while (s.step()) out.push_back(read_image(s));
@@ -465,8 +466,8 @@ void Store::label(const std::string& ref, const std::map<std::string, std::strin
   tx.commit();
 }
 
-void Store::promote(const std::string& ref, const std::string& channel, const std::string& reason,
-                    bool signature_ok, bool protect) {
+void Store::promote(const std::string& ref, const std::string& channel, const std::string& reason, bool signature_ok,
+                    bool protect) {
   if (!valid_name_part(channel)) throw StoreError("invalid channel name '" + channel + "'");
   sqlite3* db = db_->db;
   {
@@ -479,8 +480,9 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
     std::string from;
     bool is_protected = false;
     {
-      Stmt c(db, "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
-                 "WHERE c.name = ? AND c.channel = ?");
+      Stmt c(db,
+             "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
+             "WHERE c.name = ? AND c.channel = ?");
       c.bind(1, img.name).bind(2, channel);
       if (c.step()) {
         from = img.name + ":" + c.text(0);
@@ -498,8 +500,8 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
     up.bind(1, img.name).bind(2, channel).bind(3, img.id).bind(4, static_cast<int64_t>(protect ? 1 : 0));
     up.run();
     nlohmann::json detail = {{"manifest", img.manifest_digest}, {"protected", is_protected || protect}};
-    append_audit(db, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(),
-                                "", ""});
+    append_audit(
+        db, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(), "", ""});
     tx.commit();
   }
   sync_index();
@@ -515,14 +517,33 @@ ImageRecord Store::rollback(const std::string& name, const std::string& channel,
     Stmt h(db, "SELECT action, to_ref FROM audit WHERE name = ? AND channel = ? ORDER BY seq");
     h.bind(1, name).bind(2, channel);
     while (h.step()) {
-      if (h.text(0) == "promote") stack.push_back(h.text(1));
-      else if (h.text(0) == "rollback" && !stack.empty()) stack.pop_back();
+      if (h.text(0) == "promote") {
+        stack.push_back(h.text(1));
+      } else if (h.text(0) == "rollback") {
+        if (!stack.empty()) stack.pop_back();
+        // A rollback past the channel's own history lands on an earlier version.
+        if (stack.empty() || stack.back() != h.text(1)) stack.push_back(h.text(1));
+      }
     }
     if (stack.empty()) throw StoreError("channel '" + channel + "' of " + name + " has never been promoted to");
-    if (stack.size() < 2)
-      throw StoreError("channel '" + channel + "' of " + name + " has no earlier image to roll back to (it holds " +
-                       stack.back() + " since its first promotion)");
-    std::string from = stack.back(), to = stack[stack.size() - 2];
+    std::string from = stack.back(), to, rule;
+    if (stack.size() >= 2) {
+      to = stack[stack.size() - 2];
+      rule = "the channel's previous image";
+    } else {
+      // The channel held only this image: go back to the newest earlier version that is
+      // not revoked (what "the previous release" means to an operator).
+      ImageRecord cur = resolve(from);
+      Stmt p(db,
+             "SELECT version FROM images WHERE name = ? AND seq < (SELECT seq FROM images WHERE id = ?) "
+             "AND revoked = 0 ORDER BY seq DESC LIMIT 1");
+      p.bind(1, name).bind(2, cur.id);
+      if (!p.step())
+        throw StoreError("channel '" + channel + "' of " + name + " has no earlier image to roll back to (it holds " +
+                         from + ", and no earlier version is unrevoked)");
+      to = name + ":" + p.text(0);
+      rule = "the version before " + from;
+    }
     target = resolve(to);
     if (target.revoked)
       throw StoreError("refusing to roll back '" + channel + "' to " + to + ": it is revoked (" +
@@ -530,7 +551,7 @@ ImageRecord Store::rollback(const std::string& name, const std::string& channel,
     Stmt up(db, "UPDATE channels SET image_id = ? WHERE name = ? AND channel = ?");
     up.bind(1, target.id).bind(2, name).bind(3, channel);
     up.run();
-    nlohmann::json detail = {{"manifest", target.manifest_digest}};
+    nlohmann::json detail = {{"manifest", target.manifest_digest}, {"rule", rule}};
     append_audit(db, AuditEntry{0, "", who(), "rollback", name, channel, from, to, reason, detail.dump(), "", ""});
     tx.commit();
   }
@@ -548,8 +569,8 @@ std::vector<AuditEntry> Store::history(const std::string& name, const std::strin
   s.bind(1, name);
   if (!channel.empty()) s.bind(2, channel);
   while (s.step())
-    out.push_back(AuditEntry{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6),
-                             s.text(7), s.text(8), s.text(9), s.text(10), s.text(11)});
+    out.push_back(AuditEntry{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6), s.text(7),
+                             s.text(8), s.text(9), s.text(10), s.text(11)});
   return out;
 }
 
@@ -571,7 +592,8 @@ std::vector<std::string> Store::revoke(const std::string& ref, const std::string
         up.bind(1, reason).bind(2, cur.id);
         up.run();
         nlohmann::json detail = {{"manifest", cur.manifest_digest}, {"via", cur.id == img.id ? "" : img.ref()}};
-        append_audit(db, AuditEntry{0, "", who(), "revoke", cur.name, "", "", cur.ref(), reason, detail.dump(), "", ""});
+        append_audit(db,
+                     AuditEntry{0, "", who(), "revoke", cur.name, "", "", cur.ref(), reason, detail.dump(), "", ""});
         revoked.push_back(cur.ref());
       }
       if (!descendants) continue;
@@ -606,7 +628,7 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     std::string prev;
     int64_t expect_seq = 1;
     while (a.step()) {
-      AuditEntry e{a.integer(0), a.text(1), a.text(2), a.text(3), a.text(4), a.text(5),
+      AuditEntry e{a.integer(0), a.text(1), a.text(2), a.text(3), a.text(4),  a.text(5),
                    a.text(6),    a.text(7), a.text(8), a.text(9), a.text(10), a.text(11)};
       ++rep.audit_entries;
       if (e.seq != expect_seq) rep.problems.push_back("audit: entry " + std::to_string(expect_seq) + " is missing");
@@ -671,7 +693,8 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
   std::error_code ec;
   if (fs::exists(blobs_.temp_dir(), ec) && !fs::is_empty(blobs_.temp_dir(), ec))
-    rep.notes.push_back("temporary files of interrupted commits in " + blobs_.temp_dir().string() + " (gc removes them)");
+    rep.notes.push_back("temporary files of interrupted commits in " + blobs_.temp_dir().string() +
+                        " (gc removes them)");
   return rep;
 }
 

@@ -38,9 +38,9 @@ test_human_output() {
   expect_match "$STDOUT" '^--> hello: artifact file: sha256:[0-9a-f]{64} \(1 file, [0-9]+ bytes\)$'
   expect_match "$STDOUT" '^--> hello: artifact checksum: sha256:[0-9a-f]{64}'
   # The summary table.
-  expect_match "$STDOUT" '^BUILD +STATUS +TIME +ARTIFACTS$'
+  expect_match "$STDOUT" '^BUILD +STATUS +TIME +IMAGE +ARTIFACTS$'
   expect_contains "$STDOUT" "BUILD  STATUS"
-  expect_match "$STDOUT" '^hello +ok +[0-9.]+m?s +file: sha256:[0-9a-f]{64}'
+  expect_match "$STDOUT" '^hello +ok +[0-9.]+m?s +hello:1 +file: sha256:[0-9a-f]{64}'
   # Before the summary table, every non-empty line names the build.
   local unprefixed
   unprefixed=$(sed '/^BUILD /,$d' "$STDOUT" | grep -v '^$' | grep -vE '^(==> |    |--> )hello: ' || true)

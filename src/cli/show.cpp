@@ -1,0 +1,48 @@
+#include <iostream>
+
+#include "cli/store_verbs.h"
+#include "imgbake/publish.h"
+
+namespace imgbake::cli {
+
+Action setup_show(CLI::App& sub, const GlobalOptions& global) {
+  auto ref = std::make_shared<std::string>();
+  sub.add_option("ref", *ref, "name, name:version, name:channel or name@sha256:…")->required();
+  return [ref, &global] {
+    auto st = open_store();
+    store::ImageRecord r = st->resolve(*ref);
+    nlohmann::json m = st->manifest(r);
+    Verification v = verify_image(*st, r, trusted_keys(*st));
+    if (global.output == "json") {
+      nlohmann::json j = image_json(r);
+      j["manifest"] = m;
+      j["provenance_verified"] = v.ok;
+      j["provenance_problems"] = v.problems;
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    std::cout << "image:      " << r.ref() << "\n"
+              << "digest:     " << r.manifest_digest << "\n"
+              << "created:    " << r.created << "\n"
+              << "builder:    " << r.builder_type << "\n"
+              << "template:   " << r.template_digest << "\n"
+              << "git commit: " << (r.git_commit.empty() ? "-" : r.git_commit) << "\n"
+              << "parent:     " << (r.parent.empty() ? "-" : r.parent) << "\n"
+              << "channels:   " << (r.channels.empty() ? "-" : util::join(r.channels, ", ")) << "\n";
+    if (r.revoked) std::cout << "REVOKED:    " << r.revoked_reason << "\n";
+    std::cout << "labels:\n";
+    for (const auto& [k, val] : r.labels) std::cout << "  " << k << "=" << val << "\n";
+    std::cout << "files:\n";
+    for (const auto& l : m["layers"]) {
+      std::string title = l.contains("annotations") ? l["annotations"].value("org.opencontainers.image.title", "") : "";
+      std::cout << "  " << title << "  " << l["digest"].get<std::string>() << "  " << l["size"].get<uint64_t>()
+                << " bytes  " << l["mediaType"].get<std::string>() << "\n";
+    }
+    std::cout << "provenance: " << (r.provenance_digest.empty() ? "-" : r.provenance_digest) << " ("
+              << (v.ok ? "signature verifies, key " + v.keyid : "NOT verified: " + util::join(v.problems, "; "))
+              << ")\n";
+    return 0;
+  };
+}
+
+}  // namespace imgbake::cli

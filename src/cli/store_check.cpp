@@ -1,0 +1,48 @@
+#include <iostream>
+
+#include "cli/store_verbs.h"
+#include "imgbake/publish.h"
+
+namespace imgbake::cli {
+
+// `imgbake store check` and `imgbake store gc`.
+Action setup_store(CLI::App& sub, const GlobalOptions& global) {
+  auto what = std::make_shared<std::string>();
+  sub.add_option("what", *what,
+                 "check: verify the catalog, the audit chain and every blob; gc: remove unreferenced blobs")
+      ->required()
+      ->check(CLI::IsMember({"check", "gc"}));
+  return [what, &global] {
+    auto st = open_store();
+    if (*what == "gc") {
+      store::GcReport r = st->gc();
+      std::cout << "gc: removed " << r.removed << " unreferenced blobs (" << r.bytes << " bytes), kept " << r.kept
+                << "\n";
+      return 0;
+    }
+    auto keys = trusted_keys(*st);
+    store::CheckReport r = st->check([&](const store::ImageRecord& img) {
+      Verification v = verify_image(*st, img, keys);
+      return v.ok ? std::string() : util::join(v.problems, "; ");
+    });
+    if (global.output == "json") {
+      std::cout << nlohmann::json{{"ok", r.ok()},
+                                  {"problems", r.problems},
+                                  {"notes", r.notes},
+                                  {"images", r.images},
+                                  {"blobs_checked", r.blobs_checked},
+                                  {"audit_entries", r.audit_entries}}
+                       .dump(2)
+                << "\n";
+      return r.ok() ? 0 : 1;
+    }
+    for (const auto& p : r.problems) std::cout << "PROBLEM: " << p << "\n";
+    for (const auto& n : r.notes) std::cout << "note: " << n << "\n";
+    std::cout << "store " << st->home().string() << ": " << r.images << " images, " << r.blobs_checked
+              << " blobs checked, " << r.audit_entries
+              << " audit entries: " << (r.ok() ? "OK" : std::to_string(r.problems.size()) + " problem(s)") << "\n";
+    return r.ok() ? 0 : 1;
+  };
+}
+
+}  // namespace imgbake::cli
