@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,12 @@ using LineSink = std::function<void(std::string_view line)>;
 // Runs to completion and returns the exit status (128+N when killed by signal N).
 // Throws Cancelled when `cancel` fires (after the group is killed and reaped) and
 // BuildError when the program can't be started or the timeout passes.
+// Held while a child is being started (until it has exec'd) and while an executable
+// temp file is open for writing: a child forked while another thread writes a script
+// would keep a writable descriptor to it, and executing the script fails with
+// "Text file busy".
+std::mutex& spawn_mutex();
+
 int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& err, const CancelToken& cancel);
 
 }  // namespace imgbake

@@ -1,5 +1,6 @@
 #include "shell-local/shell_local.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -48,9 +49,10 @@ std::string format_var(const std::string& fmt, const std::string& k, const std::
 class TempScript {
  public:
   TempScript(const std::string& body, const std::string& ext) {
+    std::lock_guard lock(spawn_mutex());
     const char* tmpdir = std::getenv("TMPDIR");
     std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/imgbake-shell-local-XXXXXX" + ext;
-    int fd = mkstemps(tmpl.data(), static_cast<int>(ext.size()));
+    int fd = mkostemps(tmpl.data(), static_cast<int>(ext.size()), O_CLOEXEC);
     if (fd < 0) throw BuildError("cannot create a temporary script in " + tmpl);
     path_ = tmpl;
     size_t off = 0;

@@ -90,7 +90,7 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
   if (in.fd < 0) throw StoreError("cannot read " + src.string() + ": " + std::strerror(errno));
   fs::create_directories(temp_dir());
   std::string tmpl = (temp_dir() / "blob-XXXXXX").string();
-  Fd out(mkstemp(tmpl.data()));
+  Fd out(mkostemp(tmpl.data(), O_CLOEXEC));
   if (out.fd < 0) throw StoreError("cannot create a temporary blob in " + temp_dir().string());
   // Registered so that a second Ctrl-C (which exits at once) does not leave it behind.
   struct TempGuard {

@@ -61,6 +61,11 @@ void kill_group(pid_t pid, int& status) {
 
 }  // namespace
 
+std::mutex& spawn_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+
 int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& err, const CancelToken& cancel) {
   cancel.throw_if_cancelled();
   if (spec.argv.empty()) throw BuildError("no command to run");
@@ -111,7 +116,11 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   argv.push_back(nullptr);
 
   pid_t pid = 0;
-  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+  int rc;
+  {
+    std::lock_guard lock(spawn_mutex());  // glibc's posix_spawn returns once the child has exec'd
+    rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), envp.data());
+  }
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   close(out_pipe[1]);

@@ -162,7 +162,7 @@ std::string read_file(const std::filesystem::path& path) {
 void write_file_atomic(const std::filesystem::path& path, std::string_view content, int mode) {
   auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   std::string tmpl = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
-  int fd = mkstemp(tmpl.data());
+  int fd = mkostemp(tmpl.data(), O_CLOEXEC);
   if (fd < 0)
     throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
   auto fail = [&](const char* what) {
