@@ -158,6 +158,8 @@ class Store {
 
   // REF = name (latest version), name:version, name:channel, name@sha256:…
   ImageRecord resolve(const std::string& ref) const;
+  // An image a new build starts from (its parent): refuses a revoked one.
+  ImageRecord resolve_parent(const std::string& ref) const;
   std::vector<ImageRecord> images(const std::string& name = "") const;
   std::vector<ChannelRecord> channels(const std::string& name) const;
 

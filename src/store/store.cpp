@@ -428,6 +428,14 @@ ImageRecord Store::resolve(const std::string& ref) const {
   throw StoreError("no version or channel '" + tag + "' of image '" + name + "' in the store");
 }
 
+ImageRecord Store::resolve_parent(const std::string& ref) const {
+  ImageRecord r = resolve(ref);
+  if (r.revoked)
+    throw StoreError("refusing to build on " + r.ref() + ": it is revoked (" + r.revoked_reason +
+                     "); choose another base image");
+  return r;
+}
+
 std::vector<ImageRecord> Store::images(const std::string& name) const {
   std::vector<ImageRecord> out;
   std::string sql = std::string("SELECT ") + kImageColumns + " FROM images" + (name.empty() ? "" : " WHERE name = ?") +

@@ -107,6 +107,7 @@ TEST_F(StoreTest, RevokedImagesAreNotPromotedAndDescendantsFollow) {
   auto child = st.commit(child_req);
   auto revoked = st.revoke("web:1", "CVE-2026-1", true);
   EXPECT_EQ(revoked, (std::vector<std::string>{"web:1", "web:2"}));
+  EXPECT_THROW(st.resolve_parent("web:1"), StoreError);
   try {
     st.promote("web:2", "prod", "", true);
     FAIL() << "promote of a revoked image succeeded";
