@@ -153,6 +153,7 @@ class Store {
 
   const std::filesystem::path& home() const { return home_; }
   BlobStore& blobs() { return blobs_; }
+  const BlobStore& blobs() const { return blobs_; }
 
   ImageRecord commit(const CommitRequest& req);
 

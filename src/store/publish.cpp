@@ -87,15 +87,14 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
     problem("the image has no provenance");
     return v;
   }
-  store::Store& mst = const_cast<store::Store&>(st);
-  std::string blob_problem = mst.blobs().check(img.provenance_digest);
+  std::string blob_problem = st.blobs().check(img.provenance_digest);
   if (!blob_problem.empty()) {
     problem("provenance envelope: " + blob_problem);
     return v;
   }
   nlohmann::json env;
   try {
-    env = nlohmann::json::parse(mst.blobs().read(img.provenance_digest));
+    env = nlohmann::json::parse(st.blobs().read(img.provenance_digest));
   } catch (const std::exception& e) {
     problem(std::string("provenance envelope is not JSON: ") + e.what());
     return v;
@@ -117,7 +116,7 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
   // Every subject must match what the store holds now.
   std::map<std::string, std::string> actual;  // name -> sha256 hex
   actual[img.ref()] = img.manifest_digest.substr(7);
-  std::string man_problem = mst.blobs().check(img.manifest_digest);
+  std::string man_problem = st.blobs().check(img.manifest_digest);
   if (!man_problem.empty()) problem("manifest: " + man_problem);
   try {
     nlohmann::json m = st.manifest(img);
@@ -125,7 +124,7 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
       std::string d = l["digest"];
       std::string title = l.contains("annotations") ? l["annotations"].value("org.opencontainers.image.title", d) : d;
       actual[title] = d.substr(7);
-      std::string lp = mst.blobs().check(d);
+      std::string lp = st.blobs().check(d);
       if (!lp.empty()) problem(title + ": " + lp);
     }
   } catch (const std::exception& e) {

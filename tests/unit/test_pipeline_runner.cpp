@@ -39,19 +39,11 @@ enum class Behaviour { Succeed, Throw, ThrowCancelled, CancelToken };
 
 class FakeStep : public Step {
  public:
-  FakeStep(std::string name, std::vector<std::string>& log, CancelToken& token, Behaviour b, bool on_abort,
-           bool silent)
-      : name_(std::move(name)),
-        log_(log),
-        token_(token),
-        behaviour_(b),
-        on_abort_(on_abort),
-        silent_(silent) {}
+  FakeStep(std::string name, std::vector<std::string>& log, CancelToken& token, Behaviour b, bool on_abort, bool silent)
+      : name_(std::move(name)), log_(log), token_(token), behaviour_(b), on_abort_(on_abort), silent_(silent) {}
 
   std::string name() const override { return name_; }
-  nlohmann::json key_material(const State& /*st*/) const override {
-    return {{"type", "fake"}, {"name", name_}};
-  }
+  nlohmann::json key_material(const State& /*st*/) const override { return {{"type", "fake"}, {"name", name_}}; }
   void run(State& /*st*/) override {
     log_.push_back("run:" + name_);
     switch (behaviour_) {
@@ -80,12 +72,10 @@ class FakeStep : public Step {
 class RunnerTest : public ::testing::Test {
  protected:
   RunnerTest()
-      : file_(std::tmpfile()),
-        ui_(OutputMode::Json, file_, file_, false, std::make_shared<imgbake::Masker>()) {}
+      : file_(std::tmpfile()), ui_(OutputMode::Json, file_, file_, false, std::make_shared<imgbake::Masker>()) {}
   ~RunnerTest() override { std::fclose(file_); }
 
-  void Add(const std::string& name, Behaviour b = Behaviour::Succeed, bool on_abort = false,
-           bool silent = false) {
+  void Add(const std::string& name, Behaviour b = Behaviour::Succeed, bool on_abort = false, bool silent = false) {
     steps_.push_back(std::make_unique<FakeStep>(name, log_, cancel_, b, on_abort, silent));
   }
 
@@ -152,8 +142,7 @@ TEST_F(RunnerTest, SilentStepsRunAndCleanUpButAreNotShownOrTimed) {
   Add("c");
   StepOutcome out = Run();
   EXPECT_TRUE(out.ok);
-  EXPECT_THAT(log_, ElementsAre("run:a", "run:bookkeeping", "run:c", "cleanup:c", "cleanup:bookkeeping",
-                                "cleanup:a"));
+  EXPECT_THAT(log_, ElementsAre("run:a", "run:bookkeeping", "run:c", "cleanup:c", "cleanup:bookkeeping", "cleanup:a"));
   ASSERT_EQ(out.steps.size(), 2u);
   auto starts = Events("step_start");
   ASSERT_EQ(starts.size(), 2u);
@@ -328,9 +317,7 @@ class NoKeyStep : public Step {
  public:
   explicit NoKeyStep(std::vector<std::string>& log) : log_(log) {}
   std::string name() const override { return "nokey"; }
-  nlohmann::json key_material(const State& /*st*/) const override {
-    throw std::runtime_error("unreadable file");
-  }
+  nlohmann::json key_material(const State& /*st*/) const override { throw std::runtime_error("unreadable file"); }
   void run(State& /*st*/) override { log_.push_back("run:nokey"); }
   void cleanup(State& /*st*/) noexcept override { log_.push_back("cleanup:nokey"); }
 
@@ -386,14 +373,11 @@ TEST(StepKey, ChangesWithThePreviousKey) {
 }
 
 TEST(StepKey, IndependentOfKeyOrder) {
-  auto m1 =
-      nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [1, {"p": 1, "q": 2}]}, "z": true})");
-  auto m2 =
-      nlohmann::json::parse(R"({"z": true, "opts": {"y": [1, {"q": 2, "p": 1}], "x": 1}, "type": "file"})");
+  auto m1 = nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [1, {"p": 1, "q": 2}]}, "z": true})");
+  auto m2 = nlohmann::json::parse(R"({"z": true, "opts": {"y": [1, {"q": 2, "p": 1}], "x": 1}, "type": "file"})");
   EXPECT_EQ(imgbake::step_key(m1, "sha256:prev"), imgbake::step_key(m2, "sha256:prev"));
   // Array order, on the other hand, matters.
-  auto m3 =
-      nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [{"p": 1, "q": 2}, 1]}, "z": true})");
+  auto m3 = nlohmann::json::parse(R"({"type": "file", "opts": {"x": 1, "y": [{"p": 1, "q": 2}, 1]}, "z": true})");
   EXPECT_NE(imgbake::step_key(m1, "sha256:prev"), imgbake::step_key(m3, "sha256:prev"));
 }
 

@@ -85,8 +85,7 @@ TEST_F(ConfigReaderTest, StringOfTheWrongTypeIsAnErrorAtTheValue) {
 // ---------------------------------------------------------------- booleans
 
 TEST_F(ConfigReaderTest, Booleans) {
-  auto& r =
-      Reader(R"({"t": true, "f": false, "st": "true", "s1": "1", "sf": "false", "s0": "0", "n": null})");
+  auto& r = Reader(R"({"t": true, "f": false, "st": "true", "s1": "1", "sf": "false", "s0": "0", "n": null})");
   EXPECT_TRUE(r.boolean("t", false));
   EXPECT_FALSE(r.boolean("f", true));
   EXPECT_TRUE(r.boolean("st", false));

@@ -17,8 +17,8 @@ using std::chrono::system_clock;
 system_clock::time_point make_time(int y, unsigned mo, unsigned d, int h, int mi, int s, long long ns) {
   using namespace std::chrono;
   const sys_days date = year{y} / month{mo} / day{d};
-  return system_clock::time_point{duration_cast<system_clock::duration>(
-      date.time_since_epoch() + hours{h} + minutes{mi} + seconds{s} + nanoseconds{ns})};
+  return system_clock::time_point{duration_cast<system_clock::duration>(date.time_since_epoch() + hours{h} +
+                                                                        minutes{mi} + seconds{s} + nanoseconds{ns})};
 }
 
 // Sunday 2026-11-22T02:33:06.120Z, day 326 of the year.
@@ -228,8 +228,7 @@ TEST(CleanResourceName, NonAsciiFollowsGoToLower) {
   // Checked with Packer 1.6.6: 70 x 'A' + " \u00c9\u212a\u0130\u1e9e\u2c6f\u023a" gave
   // 70 x 'a' + "---ki-------": space; É (2 bytes) -> é (2); KELVIN SIGN -> k; İ -> i;
   // ẞ (3) -> ß (2); Ɐ (3) -> ɐ (2); Ⱥ (2) -> ⱥ (3).
-  const std::string in =
-      std::string(70, 'A') + " \xc3\x89\xe2\x84\xaa\xc4\xb0\xe1\xba\x9e\xe2\xb1\xaf\xc8\xba";
+  const std::string in = std::string(70, 'A') + " \xc3\x89\xe2\x84\xaa\xc4\xb0\xe1\xba\x9e\xe2\xb1\xaf\xc8\xba";
   EXPECT_EQ(clean_resource_name(in), std::string(70, 'a') + "---ki-------");
   EXPECT_EQ(clean_resource_name("caf\xc3\xa9"), "caf--");
   EXPECT_EQ(clean_resource_name("\xf0\x9f\x98\x80x"), "----x");  // 4-byte emoji

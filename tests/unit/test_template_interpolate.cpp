@@ -27,8 +27,8 @@ using ::testing::Not;
 std::chrono::system_clock::time_point FixedNow() {
   using namespace std::chrono;
   const sys_days date = year{2021} / January / day{2};
-  return system_clock::time_point{duration_cast<system_clock::duration>(
-      date.time_since_epoch() + hours{3} + minutes{4} + seconds{5} + milliseconds{678})};
+  return system_clock::time_point{duration_cast<system_clock::duration>(date.time_since_epoch() + hours{3} +
+                                                                        minutes{4} + seconds{5} + milliseconds{678})};
 }
 
 class InterpolateTest : public ::testing::Test {

@@ -274,9 +274,7 @@ TEST(JsonParse, DeepNestingIsAnErrorNotACrash) {
 
 // ---------------------------------------------------------------- strings and numbers
 
-TEST(JsonParse, SimpleEscapes) {
-  EXPECT_EQ(ParseString(R"("a\"b\\c\/d\be\ff\ng\rh\ti")"), "a\"b\\c/d\be\ff\ng\rh\ti");
-}
+TEST(JsonParse, SimpleEscapes) { EXPECT_EQ(ParseString(R"("a\"b\\c\/d\be\ff\ng\rh\ti")"), "a\"b\\c/d\be\ff\ng\rh\ti"); }
 
 TEST(JsonParse, UnicodeEscapes) {
   EXPECT_EQ(ParseString(R"("\u0041")"), "A");

@@ -46,8 +46,7 @@ std::vector<Diagnostic> Errors(const std::string& text) {
       EXPECT_GT(d.pos.line, 0) << d.message;
       EXPECT_GT(d.pos.col, 0) << d.message;
       EXPECT_FALSE(d.warning) << d.message;
-      const std::string where =
-          "t.json:" + std::to_string(d.pos.line) + ":" + std::to_string(d.pos.col) + ": ";
+      const std::string where = "t.json:" + std::to_string(d.pos.line) + ":" + std::to_string(d.pos.col) + ": ";
       EXPECT_EQ(d.str().rfind(where, 0), 0u) << d.str();
       EXPECT_THAT(std::string(e.what()), HasSubstr(d.str()));
     }
@@ -98,8 +97,7 @@ TEST(TemplateParse, TemplateDirIsTheAbsoluteDirectoryOfThePath) {
 }
 
 TEST(TemplateParse, DescriptionAndMinVersion) {
-  Template t =
-      Parse(R"({"description": "hello", "min_packer_version": "1.6.0", "builders": [{"type": "null"}]})");
+  Template t = Parse(R"({"description": "hello", "min_packer_version": "1.6.0", "builders": [{"type": "null"}]})");
   EXPECT_EQ(t.description, "hello");
   EXPECT_EQ(t.min_version, "1.6.0");
 
@@ -215,8 +213,7 @@ TEST(TemplateParse, PushIsAcceptedAsAnObject) {
 }
 
 TEST(TemplateParse, ImgbakeSectionIsAccepted) {
-  Template t =
-      Parse(R"({"imgbake": {"image": "acme/base", "version": "1.0"}, "builders": [{"type": "null"}]})");
+  Template t = Parse(R"({"imgbake": {"image": "acme/base", "version": "1.0"}, "builders": [{"type": "null"}]})");
   ASSERT_TRUE(t.imgbake.has_value());
   ASSERT_TRUE(t.imgbake->is_object());
   ASSERT_NE(t.imgbake->find("image"), nullptr);
@@ -327,8 +324,7 @@ TEST(TemplateParse, SensitiveVariablesMarkVariables) {
 }
 
 TEST(TemplateParse, SensitiveVariablesBeforeVariablesInTheFileStillApply) {
-  Template t =
-      Parse(R"({"sensitive-variables": ["pw"], "variables": {"pw": "x"}, "builders": [{"type": "null"}]})");
+  Template t = Parse(R"({"sensitive-variables": ["pw"], "variables": {"pw": "x"}, "builders": [{"type": "null"}]})");
   EXPECT_TRUE(t.variable("pw")->sensitive);
 }
 
@@ -496,8 +492,7 @@ TEST(TemplateParse, ProvisionerGenericKeysAreParsedAndRemoved) {
 }
 
 TEST(TemplateParse, ProvisionerDefaults) {
-  Template t = Parse(
-      R"({"builders": [{"type": "null"}], "provisioners": [{"type": "shell-local", "inline": ["x"]}]})");
+  Template t = Parse(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "shell-local", "inline": ["x"]}]})");
   ASSERT_EQ(t.provisioners.size(), 1u);
   const auto& p = t.provisioners[0];
   EXPECT_TRUE(p.only.empty());
@@ -510,9 +505,8 @@ TEST(TemplateParse, ProvisionerDefaults) {
 
 TEST(TemplateParse, ProvisionerWeaklyTypedValues) {
   // Packer decodes these weakly: a single string is a one-element list, "2" is 2.
-  Template t =
-      Parse(R"({"builders": [{"type": "null"}], "provisioners": [)"
-            R"({"type": "shell-local", "only": "null", "max_retries": "2", "pause_before": "500ms"}]})");
+  Template t = Parse(R"({"builders": [{"type": "null"}], "provisioners": [)"
+                     R"({"type": "shell-local", "only": "null", "max_retries": "2", "pause_before": "500ms"}]})");
   const auto& p = t.provisioners[0];
   EXPECT_THAT(p.only, ElementsAre("null"));
   EXPECT_EQ(p.max_retries, 2);
@@ -549,26 +543,22 @@ TEST(TemplateParse, InvalidPauseBeforeIsRejected) {
 
 TEST(TemplateParse, OutOfRangeDurationIsAConfigError) {
   // A number too large for any duration is a located template error, not a crash.
-  Diagnostic d = OneError(
-      R"({"builders": [{"type": "null"}], "provisioners": [)"
-      R"({"type": "x", "pause_before": "99999999999999999999"}]})");
+  Diagnostic d = OneError(R"({"builders": [{"type": "null"}], "provisioners": [)"
+                          R"({"type": "x", "pause_before": "99999999999999999999"}]})");
   EXPECT_THAT(d.message, HasSubstr("pause_before"));
 }
 
 TEST(TemplateParse, InvalidTimeoutIsRejected) {
-  Diagnostic d =
-      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": "5x"}]})");
+  Diagnostic d = OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": "5x"}]})");
   EXPECT_THAT(d.message, HasSubstr("timeout"));
-  Diagnostic arr =
-      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": []}]})");
+  Diagnostic arr = OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "timeout": []}]})");
   EXPECT_THAT(arr.message, HasSubstr("timeout"));
 }
 
 TEST(TemplateParse, InvalidMaxRetriesIsRejected) {
   for (const char* v : {"-1", "\"abc\"", "1.5", "[]", "\"3x\""}) {
     std::string text =
-        std::string(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "max_retries": )") +
-        v + "}]}";
+        std::string(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "max_retries": )") + v + "}]}";
     Diagnostic d = OneError(text);
     EXPECT_THAT(d.message, HasSubstr("max_retries")) << v;
     EXPECT_THAT(d, At(1, 80)) << v;
@@ -576,17 +566,14 @@ TEST(TemplateParse, InvalidMaxRetriesIsRejected) {
 }
 
 TEST(TemplateParse, InvalidOnlyExceptAndOverride) {
-  EXPECT_THAT(
-      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "only": {}}]})").message,
-      HasSubstr("only"));
-  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "except": [[]]}]})")
-                  .message,
+  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "only": {}}]})").message,
+              HasSubstr("only"));
+  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "except": [[]]}]})").message,
               HasSubstr("except"));
-  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": []}]})")
-                  .message,
+  EXPECT_THAT(OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": []}]})").message,
               HasSubstr("override"));
-  Diagnostic d = OneError(
-      R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": {"null": 1}}]})");
+  Diagnostic d =
+      OneError(R"({"builders": [{"type": "null"}], "provisioners": [{"type": "x", "override": {"null": 1}}]})");
   EXPECT_THAT(d.message, HasSubstr("override"));
   EXPECT_THAT(d.message, HasSubstr("null"));
   EXPECT_THAT(d, At(1, 86));
@@ -677,16 +664,15 @@ TEST(TemplateParse, PostProcessorsStringObjectAndChain) {
 }
 
 TEST(TemplateParse, KeepInputArtifactFalseIsKept) {
-  Template t = Parse(
-      R"({"builders": [{"type": "null"}], "post-processors": [)"
-      R"({"type": "m", "keep_input_artifact": false}]})");
+  Template t = Parse(R"({"builders": [{"type": "null"}], "post-processors": [)"
+                     R"({"type": "m", "keep_input_artifact": false}]})");
   ASSERT_TRUE(t.post_processors[0][0].keep_input_artifact.has_value());
   EXPECT_FALSE(*t.post_processors[0][0].keep_input_artifact);
 }
 
 TEST(TemplateParse, KeepInputArtifactMustBeABoolean) {
-  Diagnostic d = OneError(
-      R"({"builders": [{"type": "null"}], "post-processors": [{"type": "m", "keep_input_artifact": [1]}]})");
+  Diagnostic d =
+      OneError(R"({"builders": [{"type": "null"}], "post-processors": [{"type": "m", "keep_input_artifact": [1]}]})");
   EXPECT_THAT(d.message, HasSubstr("keep_input_artifact"));
   EXPECT_THAT(d, At(1, 91));
 }

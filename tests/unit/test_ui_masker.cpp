@@ -236,8 +236,8 @@ TEST_F(UiJsonTest, OneJsonObjectPerLineWithMaskedText) {
     EXPECT_TRUE(e.contains("time")) << e.dump();
     names.push_back(e["event"].get<std::string>());
   }
-  EXPECT_THAT(names, ElementsAre("build_start", "step_start", "log", "log", "message", "message", "error",
-                                 "artifact", "step_end", "build_end", "summary"));
+  EXPECT_THAT(names, ElementsAre("build_start", "step_start", "log", "log", "message", "message", "error", "artifact",
+                                 "step_end", "build_end", "summary"));
 
   EXPECT_EQ(ev[0]["build"], "web");
   EXPECT_EQ(ev[0]["builder_type"], "null");

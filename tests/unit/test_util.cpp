@@ -56,8 +56,8 @@ TEST(ParseDuration, BareNumberIsSeconds) {
 }
 
 TEST(ParseDuration, Malformed) {
-  for (const char* bad : {"", " ", "5x", "s", "ms", "1d", "1 s", "1h 2m", "h1", "-", "+", "1.5", "1e3s",
-                          "abc", "1s2", "--1s"}) {
+  for (const char* bad :
+       {"", " ", "5x", "s", "ms", "1d", "1 s", "1h 2m", "h1", "-", "+", "1.5", "1e3s", "abc", "1s2", "--1s"}) {
     EXPECT_EQ(parse_duration(bad), std::nullopt) << "'" << bad << "'";
   }
 }
@@ -97,9 +97,8 @@ TEST(FormatDuration, JustBelowAMinuteDoesNotPrintSixtySeconds) {
 // ---------------------------------------------------------------- closest_match
 
 TEST(ClosestMatch, Typos) {
-  const std::vector<std::string> roots = {"variables",         "sensitive-variables", "builders",
-                                          "provisioners",      "post-processors",     "description",
-                                          "min_packer_version"};
+  const std::vector<std::string> roots = {"variables",       "sensitive-variables", "builders",          "provisioners",
+                                          "post-processors", "description",         "min_packer_version"};
   EXPECT_EQ(closest_match("provisoners", roots), "provisioners");
   EXPECT_EQ(closest_match("bulders", roots), "builders");
   EXPECT_EQ(closest_match("builder", roots), "builders");
@@ -153,14 +152,11 @@ TEST(GlobMatch, Fnmatch) {
 // ---------------------------------------------------------------- digests
 
 TEST(Sha256, KnownVectors) {
-  EXPECT_EQ(imgbake::util::sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(imgbake::util::sha256_hex(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(imgbake::util::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(imgbake::util::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(imgbake::util::sha256_hex("The quick brown fox jumps over the lazy dog"),
             "d7a8fbb307d7809469ca9abcb0082e4f8d5651e46d3cdb762d02d0bf37c9e592");
-  EXPECT_EQ(imgbake::util::sha256_hex(std::string("a\0b", 3)),
-            imgbake::util::sha256_hex(std::string("a\0b", 3)));
+  EXPECT_EQ(imgbake::util::sha256_hex(std::string("a\0b", 3)), imgbake::util::sha256_hex(std::string("a\0b", 3)));
   EXPECT_NE(imgbake::util::sha256_hex(std::string("a\0b", 3)), imgbake::util::sha256_hex("a"));
 }
 
@@ -189,8 +185,7 @@ TEST_F(TempDirTest, FileDigests) {
   EXPECT_EQ(imgbake::util::file_digest_hex(dir_ / "abc.txt"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(imgbake::util::file_digest_hex(dir_ / "abc.txt", "md5"), "900150983cd24fb0d6963f7d28e17f72");
-  EXPECT_EQ(imgbake::util::file_digest_hex(dir_ / "abc.txt", "sha1"),
-            "a9993e364706816aba3e25717850c26c9cd0d89d");
+  EXPECT_EQ(imgbake::util::file_digest_hex(dir_ / "abc.txt", "sha1"), "a9993e364706816aba3e25717850c26c9cd0d89d");
   EXPECT_THROW(imgbake::util::file_digest_hex(dir_ / "abc.txt", "crc32"), std::runtime_error);
   EXPECT_THROW(imgbake::util::file_digest_hex(dir_ / "missing.txt"), std::runtime_error);
   for (const char* a : {"md5", "sha1", "sha224", "sha256", "sha384", "sha512"})

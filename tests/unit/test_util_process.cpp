@@ -198,8 +198,7 @@ TEST_F(ProcessTest, EnvAddIsVisibleToTheChild) {
   ASSERT_EQ(setenv("IMGBAKE_UT_PARENT", "inherited", 1), 0);
   ASSERT_EQ(setenv("IMGBAKE_UT_OVERRIDE", "old", 1), 0);
   ProcessSpec spec;
-  spec.argv = {"sh", "-c",
-               "echo \"$IMGBAKE_UT_X\"; echo \"$IMGBAKE_UT_PARENT\"; echo \"$IMGBAKE_UT_OVERRIDE\""};
+  spec.argv = {"sh", "-c", "echo \"$IMGBAKE_UT_X\"; echo \"$IMGBAKE_UT_PARENT\"; echo \"$IMGBAKE_UT_OVERRIDE\""};
   spec.env_add = {{"IMGBAKE_UT_X", "hello world"}, {"IMGBAKE_UT_OVERRIDE", "new=value"}};
   EXPECT_EQ(RunSpec(spec), 0);
   EXPECT_THAT(out_, ElementsAre("hello world", "inherited", "new=value"));
@@ -279,9 +278,8 @@ TEST_F(ProcessTest, TimeoutMessageNamesTheProgram) {
 
 TEST_F(ProcessTest, TimeoutKillsAGroupThatIgnoresSigterm) {
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_THROW(
-      Run({"sh", "-c", "trap '' TERM; echo $$ > pidfile; sleep 30 & echo $! > bgpid; wait; wait"}, 300ms),
-      BuildError);
+  EXPECT_THROW(Run({"sh", "-c", "trap '' TERM; echo $$ > pidfile; sleep 30 & echo $! > bgpid; wait; wait"}, 300ms),
+               BuildError);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
   auto pid = ReadPid("pidfile");
   auto bg = ReadPid("bgpid");
@@ -305,9 +303,8 @@ TEST_F(ProcessTest, CancellationFromAnotherThreadKillsTheWholeGroup) {
     cancel_.cancel(SIGINT);
   });
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_THROW(
-      Run({"sh", "-c", "echo $$ > pidfile; sleep 30 & echo $! > bgpid.tmp; mv bgpid.tmp bgpid; wait"}),
-      Cancelled);
+  EXPECT_THROW(Run({"sh", "-c", "echo $$ > pidfile; sleep 30 & echo $! > bgpid.tmp; mv bgpid.tmp bgpid; wait"}),
+               Cancelled);
   canceller.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s);
   auto pid = ReadPid("pidfile");
