@@ -8,5 +8,5 @@ files=$(git ls-files '*.cpp' '*.h' | grep -v '^tests/e2e/')
 clang-format --dry-run --Werror $files
 cpp=$(git ls-files '*.cpp' | grep -v '^tests/')
 # -Wshadow=local is a GCC spelling that clang does not know.
-clang-tidy -p "$build" --quiet --extra-arg=-Wno-unknown-warning-option $cpp
+printf '%s\n' $cpp | xargs -P "$(nproc)" -n 4 clang-tidy -p "$build" --quiet --extra-arg=-Wno-unknown-warning-option
 echo "lint: clang-format and clang-tidy clean"

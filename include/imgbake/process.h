@@ -35,4 +35,28 @@ std::mutex& spawn_mutex();
 
 int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& err, const CancelToken& cancel);
 
+// A long-running child (a VM): started in its own process group with stdout/stderr
+// sent to a log file; the destructor stops the group (TERM, then KILL) and reaps it.
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  int pid() const { return pid_; }
+  // Whether it has exited (reaps it when it has); exit_status() is valid afterwards.
+  bool exited();
+  int exit_status() const { return status_; }
+  // Waits up to `d` for it to exit by itself; true when it did.
+  bool wait_for(std::chrono::milliseconds d, const CancelToken& cancel);
+  // TERM, then KILL after `grace`.
+  void stop(std::chrono::milliseconds grace = std::chrono::seconds(3));
+
+ private:
+  int pid_ = -1;
+  bool reaped_ = false;
+  int status_ = -1;
+};
+
 }  // namespace imgbake

@@ -55,6 +55,8 @@ class BlobStore {
   // Recomputes the digest. Returns "" when fine, else what is wrong.
   std::string check(const std::string& digest) const;
   std::vector<std::string> list() const;  // "sha256:…" of every blob
+  // Files that are not blobs: temp files of interrupted writes.
+  std::vector<std::filesystem::path> leftovers() const;
   void remove(const std::string& digest);
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path temp_dir() const;
@@ -118,6 +120,7 @@ struct CommitRequest {
   std::string git_commit;
   std::string parent;
   std::vector<std::string> channels;  // promote to these after the commit
+  bool signature_trusted = false;     // the signing key is one the store trusts (protected channels)
   // Builds the provenance envelope (JSON) once the version and digests are known.
   std::function<nlohmann::json(const std::string& version, const std::string& manifest_digest,
                                const std::vector<Descriptor>& layers)>
@@ -134,7 +137,8 @@ struct CheckReport {
 };
 
 struct GcReport {
-  size_t removed = 0;
+  size_t removed = 0;       // unreferenced blobs
+  size_t temp_removed = 0;  // temp files of interrupted writes
   uint64_t bytes = 0;
   size_t kept = 0;
 };
@@ -170,7 +174,9 @@ class Store {
   void promote(const std::string& ref, const std::string& channel, const std::string& reason, bool signature_ok,
                bool protect = false);
   // Points the channel back at the image it held before its latest promotion.
-  ImageRecord rollback(const std::string& name, const std::string& channel, const std::string& reason);
+  // A protected channel only goes back to an image for which `signature_ok` holds.
+  ImageRecord rollback(const std::string& name, const std::string& channel, const std::string& reason,
+                       const std::function<bool(const ImageRecord&)>& signature_ok = nullptr);
   std::vector<AuditEntry> history(const std::string& name, const std::string& channel = "") const;
   // Revokes the image (and with `descendants`, every image whose parent chain leads to it).
   std::vector<std::string> revoke(const std::string& ref, const std::string& reason, bool descendants);

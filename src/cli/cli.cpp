@@ -36,9 +36,10 @@ const std::vector<Command>& commands() {
 
 std::vector<std::string> normalize_args(int argc, char** argv) {
   static const std::vector<std::string> long_flags = {
-      "var",   "var-file",         "only",        "except", "force", "on-error", "parallel-builds",
-      "debug", "machine-readable", "syntax-only", "color",  "check", "write",    "output",
-      "help",  "version",          "timestamp-ui"};
+      "var",    "var-file",         "only",         "except", "force",       "on-error", "parallel-builds",
+      "debug",  "machine-readable", "syntax-only",  "color",  "check",       "write",    "output",
+      "help",   "version",          "timestamp-ui", "label",  "signing-key", "no-store", "channel",
+      "reason", "protect",          "descendants",  "format", "key",         "out"};
   std::vector<std::string> out;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include <iostream>
 
 #include "cli/store_verbs.h"
@@ -41,10 +43,32 @@ void export_tar(store::Store& st, const nlohmann::json& manifest, const std::str
       archive_write_free(a);
       throw BuildError("blob " + digest + " is missing; run imgbake store check");
     }
+    // The blob is hashed as it is written out: a damaged store never exports silently.
+    EVP_MD_CTX* md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
     ssize_t n;
-    while ((n = ::read(fd, buf.data(), buf.size())) > 0) archive_write_data(a, buf.data(), static_cast<size_t>(n));
+    while ((n = ::read(fd, buf.data(), buf.size())) > 0) {
+      EVP_DigestUpdate(md, buf.data(), static_cast<size_t>(n));
+      archive_write_data(a, buf.data(), static_cast<size_t>(n));
+    }
     close(fd);
     archive_entry_free(e);
+    unsigned char out_md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(md, out_md, &len);
+    EVP_MD_CTX_free(md);
+    std::string hex;
+    for (unsigned i = 0; i < len; ++i) {
+      static const char* h = "0123456789abcdef";
+      hex += h[out_md[i] >> 4];
+      hex += h[out_md[i] & 0xF];
+    }
+    if ("sha256:" + hex != digest) {
+      archive_write_free(a);
+      std::filesystem::remove(tmp);
+      throw BuildError("blob " + digest + " (" + name + ") is corrupt: its content hashes to sha256:" + hex +
+                       "; nothing was exported (imgbake store check)");
+    }
   }
   archive_write_close(a);
   archive_write_free(a);

@@ -7,7 +7,7 @@ namespace imgbake::cli {
 
 Action setup_promote(CLI::App& sub, const GlobalOptions&) {
   struct Opts {
-    std::string ref, channel, reason, key;
+    std::string ref, channel, reason;
     bool protect = false;
   };
   auto o = std::make_shared<Opts>();
@@ -15,12 +15,13 @@ Action setup_promote(CLI::App& sub, const GlobalOptions&) {
   sub.add_option("--channel", o->channel, "The channel (environment), e.g. staging, production")->required();
   sub.add_option("--reason", o->reason, "Why (kept in the audit log)");
   sub.add_flag("--protect", o->protect, "Mark the channel protected: it only accepts images whose provenance verifies");
-  sub.add_option("--key", o->key, "Verify with this public key (default: the trusted keys)");
   return [o] {
     auto st = open_store();
     store::ImageRecord img = st->resolve(o->ref);
-    Verification v = verify_image(*st, img, trusted_keys(*st, o->key));
-    st->promote(o->ref, o->channel, o->reason, v.ok, o->protect);
+    // Only keys the store trusts count for protected channels (not one the caller brings),
+    // and the promotion is pinned to the digest that was verified.
+    Verification v = verify_image(*st, img, trusted_keys(*st));
+    st->promote(img.name + "@" + img.manifest_digest, o->channel, o->reason, v.ok, o->protect);
     std::cout << img.name << ":" << o->channel << " -> " << img.ref() << " (" << img.manifest_digest << ")\n";
     if (!v.ok) std::cerr << "warning: provenance not verified: " << util::join(v.problems, "; ") << "\n";
     return 0;
@@ -37,7 +38,9 @@ Action setup_rollback(CLI::App& sub, const GlobalOptions&) {
   sub.add_option("--reason", o->reason, "Why (kept in the audit log)");
   return [o] {
     auto st = open_store();
-    store::ImageRecord r = st->rollback(o->name, o->channel, o->reason);
+    auto keys = trusted_keys(*st);
+    store::ImageRecord r = st->rollback(o->name, o->channel, o->reason,
+                                        [&](const store::ImageRecord& img) { return verify_image(*st, img, keys).ok; });
     std::cout << o->name << ":" << o->channel << " -> " << r.ref() << " (" << r.manifest_digest << ")\n";
     return 0;
   };
@@ -77,6 +80,10 @@ Action setup_history(CLI::App& sub, const GlobalOptions& global) {
       std::string what = e.action;
       if (!e.channel.empty()) what += " " + e.channel;
       std::string move = e.from_ref.empty() ? e.to_ref : e.from_ref + " -> " + e.to_ref;
+      if (e.action == "label") {
+        auto d = nlohmann::json::parse(e.detail, nullptr, false);
+        if (d.is_object()) move += "  " + d.value("key", "") + "=" + d.value("new", "");
+      }
       std::printf("%4lld  %s  %-20s  %-22s %s%s\n", static_cast<long long>(e.seq), e.time.c_str(), e.who.c_str(),
                   what.c_str(), move.c_str(), e.reason.empty() ? "" : ("  (" + e.reason + ")").c_str());
     }

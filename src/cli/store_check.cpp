@@ -16,8 +16,8 @@ Action setup_store(CLI::App& sub, const GlobalOptions& global) {
     auto st = open_store();
     if (*what == "gc") {
       store::GcReport r = st->gc();
-      std::cout << "gc: removed " << r.removed << " unreferenced blobs (" << r.bytes << " bytes), kept " << r.kept
-                << "\n";
+      std::cout << "gc: removed " << r.removed << " unreferenced blobs and " << r.temp_removed << " temporary files ("
+                << r.bytes << " bytes), kept " << r.kept << " blobs\n";
       return 0;
     }
     auto keys = trusted_keys(*st);

@@ -16,6 +16,11 @@ Action setup_verify(CLI::App& sub, const GlobalOptions& global) {
     auto st = open_store();
     store::ImageRecord img = st->resolve(o->ref);
     Verification v = verify_image(*st, img, trusted_keys(*st, o->key));
+    if (img.revoked) {
+      v.ok = false;
+      v.problems.push_back("the image is revoked: " + img.revoked_reason);
+    }
+    if (!v.statement.is_object()) v.statement = nlohmann::json::object();
     const auto& pred = v.statement.value("predicate", nlohmann::json::object());
     auto def = pred.value("buildDefinition", nlohmann::json::object());
     auto run = pred.value("runDetails", nlohmann::json::object());
@@ -40,7 +45,7 @@ Action setup_verify(CLI::App& sub, const GlobalOptions& global) {
     }
     std::cout << (v.ok ? "VERIFIED " : "NOT VERIFIED ") << img.ref() << " (" << img.manifest_digest << ")\n";
     for (const auto& p : v.problems) std::cout << "  problem: " << p << "\n";
-    if (!v.statement.is_null()) {
+    if (!v.statement.empty()) {
       std::cout << "  signed by:  " << (v.keyid.empty() ? "-" : v.keyid) << "\n"
                 << "  builder:    " << builder << "\n"
                 << "  template:   sha256:" << tdigest << "\n"
@@ -62,8 +67,8 @@ Action setup_keygen(CLI::App& sub, const GlobalOptions&) {
   return [o] {
     std::filesystem::path p = o->out.empty() ? default_signing_key_path() : std::filesystem::path(o->out);
     if (std::filesystem::exists(p) && !o->force) {
-      std::cerr << "imgbake: " << p.string() << " exists; --force replaces it (images signed by it stay verifiable "
-                << "only with its .pub)\n";
+      std::cerr << "imgbake: " << p.string() << " exists; --force replaces it and its .pub (keep a copy of the "
+                << ".pub in $IMGBAKE_HOME/trusted/ to go on verifying images it signed)\n";
       return 1;
     }
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <filesystem>
+#include <regex>
 #include <set>
 
 #include "imgbake/build.h"
@@ -328,6 +329,18 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
         chain.push_back(std::move(pp));
       }
       if (!chain.empty()) plan.chains.push_back(std::move(chain));
+    }
+    // imgbake's own section is rendered per build too (its image name may use variables).
+    if (t.imgbake) {
+      json::Value v = render_value(*t.imgbake, plan.interp, src);
+      if (const json::Value* img = v.find("image"); img && img->is_string() && !img->text.empty()) {
+        static const std::regex repo("[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*");
+        if (!std::regex_match(img->text, repo))
+          diags.error(t.path, img->pos,
+                      "'imgbake': image name '" + img->text +
+                          "' is not a valid OCI repository name (lower-case letters, digits, '.', "
+                          "'_', '-', '/')");
+      }
     }
     if (selected(plan.name, opts)) plans.push_back(std::move(plan));
   }

@@ -81,7 +81,17 @@ Descriptor BlobStore::put_bytes(std::string_view data, std::string media_type) {
   std::error_code ec;
   if (fs::exists(p, ec)) return d;
   fs::create_directories(p.parent_path());
-  util::write_file_atomic(p, data, 0444);
+  // Written in tmp/ and renamed into blobs/sha256, so that the blob directory only ever
+  // holds complete blobs (an interrupted write leaves its temp file in tmp/).
+  fs::create_directories(temp_dir());
+  fs::path tmp = temp_dir() / ("small-" + d.digest.substr(7) + "-" + util::uuid_v4());
+  util::write_file_atomic(tmp, data, 0444);
+  if (rename(tmp.c_str(), p.c_str()) != 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    throw StoreError("cannot move a blob into place: " + std::string(std::strerror(e)));
+  }
+  fsync_dir(p.parent_path());
   return d;
 }
 
@@ -167,7 +177,24 @@ std::vector<std::string> BlobStore::list() const {
   std::error_code ec;
   fs::path dir = root_ / "blobs" / "sha256";
   if (!fs::exists(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back("sha256:" + e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string n = e.path().filename().string();
+    if (n.size() == 64 && n.find_first_not_of("0123456789abcdef") == std::string::npos) out.push_back("sha256:" + n);
+  }
+  return out;
+}
+
+std::vector<fs::path> BlobStore::leftovers() const {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const fs::path& dir : {root_ / "blobs" / "sha256", temp_dir()}) {
+    if (!fs::exists(dir, ec)) continue;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      std::string n = e.path().filename().string();
+      bool blob = n.size() == 64 && n.find_first_not_of("0123456789abcdef") == std::string::npos;
+      if (!blob || dir == temp_dir()) out.push_back(e.path());
+    }
+  }
   return out;
 }
 

@@ -1,5 +1,9 @@
 #include "imgbake/publish.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "imgbake/cancel.h"
@@ -56,6 +60,17 @@ provenance::SigningKey load_signing_key(const std::string& path, bool& created) 
   std::error_code ec;
   if (fs::exists(p, ec)) return provenance::SigningKey::load_private(p.string());
   fs::create_directories(p.parent_path());
+  // Builds starting together on a fresh machine must agree on one key: create it under a
+  // lock and look again once we hold it.
+  int fd = open((p.parent_path() / ".signing.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) flock(fd, LOCK_EX);
+  struct Unlock {
+    int fd;
+    ~Unlock() {
+      if (fd >= 0) close(fd);
+    }
+  } unlock{fd};
+  if (fs::exists(p, ec)) return provenance::SigningKey::load_private(p.string());
   auto key = provenance::SigningKey::generate();
   key.save(p.string());
   created = true;
@@ -100,10 +115,18 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
     return v;
   }
   if (keys.empty()) problem("no trusted key to verify with (imgbake keygen, or --key PUB)");
+  // With several trusted keys, report the most telling failure: a signature by a
+  // trusted key that does not verify beats "not signed by this other key".
   provenance::EnvelopeCheck best;
+  bool have = false;
   for (const auto& k : keys) {
-    best = provenance::verify_envelope(env, k);
-    if (best.ok) break;
+    provenance::EnvelopeCheck c = provenance::verify_envelope(env, k);
+    bool telling = c.error.rfind("no signature by key", 0) != 0;
+    if (c.ok || !have || telling) {
+      best = c;
+      have = true;
+    }
+    if (c.ok) break;
   }
   if (!keys.empty() && !best.ok) problem("signature: " + best.error);
   v.keyid = best.keyid;

@@ -205,6 +205,25 @@ void append_audit(sqlite3* db, AuditEntry e) {
   ins.run();
 }
 
+// Commits hold the store's lock file shared, gc holds it exclusively: gc never sees a
+// commit's blobs before the catalog references them, and commits run side by side.
+class StoreLock {
+ public:
+  StoreLock(const fs::path& home, bool exclusive) {
+    fd_ = open((home / ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw StoreError("cannot open the store's lock file in " + home.string());
+    flock(fd_, exclusive ? LOCK_EX : LOCK_SH);
+  }
+  ~StoreLock() { close(fd_); }
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+bool valid_version(const std::string& s) { return valid_name_part(s) && s.find('/') == std::string::npos; }
+
 std::string layer_media_type(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
   if (ext == ".qcow2") return kDiskQcow2MediaType;
@@ -280,8 +299,9 @@ void Store::sync_index() const {
 
 ImageRecord Store::commit(const CommitRequest& req) {
   if (!valid_name_part(req.name)) throw StoreError("invalid image name '" + req.name + "'");
-  if (req.version && !valid_name_part(*req.version))
-    throw StoreError("invalid version '" + *req.version + "' (no ':', '@' or spaces)");
+  if (req.version && !valid_version(*req.version))
+    throw StoreError("invalid version '" + *req.version + "' (no ':', '@', '/' or spaces)");
+  StoreLock lock(home_, false);
 
   // The large part first, outside the catalog's lock: content-addressed blobs are
   // the same whatever version they end up in.
@@ -382,10 +402,15 @@ ImageRecord Store::commit(const CommitRequest& req) {
       std::string from;
       {
         Stmt c(db,
-               "SELECT i.version FROM channels c JOIN images i ON c.image_id = i.id "
+               "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
                "WHERE c.name = ? AND c.channel = ?");
         c.bind(1, req.name).bind(2, channel);
-        if (c.step()) from = req.name + ":" + c.text(0);
+        if (c.step()) {
+          from = req.name + ":" + c.text(0);
+          if (c.integer(1) != 0 && !req.signature_trusted)
+            throw StoreError("refusing to put " + req.name + ":" + version + " into protected channel '" + channel +
+                             "': it is signed by a key the store does not trust");
+        }
       }
       Stmt up(db,
               "INSERT INTO channels(name, channel, image_id) VALUES(?,?,?) "
@@ -500,7 +525,16 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
     if ((is_protected || protect) && !signature_ok)
       throw StoreError("refusing to promote " + img.ref() + " to protected channel '" + channel +
                        "': its provenance signature does not verify with a trusted key");
-    if (from == img.ref() && !protect) throw StoreError(img.ref() + " is already in channel '" + channel + "'");
+    if (from == img.ref()) {
+      if (!protect || is_protected) throw StoreError(img.ref() + " is already in channel '" + channel + "'");
+      // Only marking the channel protected: not a move, so not a step rollback can undo.
+      Stmt pr(db, "UPDATE channels SET protected = 1 WHERE name = ? AND channel = ?");
+      pr.bind(1, img.name).bind(2, channel);
+      pr.run();
+      append_audit(db, AuditEntry{0, "", who(), "protect", img.name, channel, "", img.ref(), reason, "{}", "", ""});
+      tx.commit();
+      return;
+    }
     Stmt up(db,
             "INSERT INTO channels(name, channel, image_id, protected) VALUES(?,?,?,?) "
             "ON CONFLICT(name, channel) DO UPDATE SET image_id = excluded.image_id, "
@@ -515,7 +549,8 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
   sync_index();
 }
 
-ImageRecord Store::rollback(const std::string& name, const std::string& channel, const std::string& reason) {
+ImageRecord Store::rollback(const std::string& name, const std::string& channel, const std::string& reason,
+                            const std::function<bool(const ImageRecord&)>& signature_ok) {
   sqlite3* db = db_->db;
   ImageRecord target;
   {
@@ -553,6 +588,13 @@ ImageRecord Store::rollback(const std::string& name, const std::string& channel,
       rule = "the version before " + from;
     }
     target = resolve(to);
+    {
+      Stmt c(db, "SELECT protected FROM channels WHERE name = ? AND channel = ?");
+      c.bind(1, name).bind(2, channel);
+      if (c.step() && c.integer(0) != 0 && (!signature_ok || !signature_ok(target)))
+        throw StoreError("refusing to roll back protected channel '" + channel + "' to " + to +
+                         ": its provenance signature does not verify with a trusted key");
+    }
     if (target.revoked)
       throw StoreError("refusing to roll back '" + channel + "' to " + to + ": it is revoked (" +
                        target.revoked_reason + "); promote another version instead");
@@ -605,10 +647,18 @@ std::vector<std::string> Store::revoke(const std::string& ref, const std::string
         revoked.push_back(cur.ref());
       }
       if (!descendants) continue;
-      // Children name their parent by store ref (name:version) or manifest digest.
-      Stmt c(db, (std::string("SELECT ") + kImageColumns + " FROM images WHERE parent IN (?, ?, ?)").c_str());
-      c.bind(1, cur.ref()).bind(2, cur.manifest_digest).bind(3, cur.name + "@" + cur.manifest_digest);
-      while (c.step()) todo.push_back(read_image(c));
+      // Children name their parent by store ref, by manifest digest, or by the digest of
+      // a file of it they were made from (a disk used as a base).
+      std::vector<std::string> ids = {cur.ref(), cur.manifest_digest, cur.name + "@" + cur.manifest_digest};
+      try {
+        for (const auto& l : manifest(cur)["layers"]) ids.push_back(l["digest"].get<std::string>());
+      } catch (const std::exception&) {
+      }
+      for (const auto& id : ids) {
+        Stmt c(db, (std::string("SELECT ") + kImageColumns + " FROM images WHERE parent = ?").c_str());
+        c.bind(1, id);
+        while (c.step()) todo.push_back(read_image(c));
+      }
     }
     tx.commit();
   }
@@ -699,15 +749,18 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   }
   for (const auto& d : blobs_.list())
     if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
-  std::error_code ec;
-  if (fs::exists(blobs_.temp_dir(), ec) && !fs::is_empty(blobs_.temp_dir(), ec))
-    rep.notes.push_back("temporary files of interrupted commits in " + blobs_.temp_dir().string() +
-                        " (gc removes them)");
+  for (const auto& p : blobs_.leftovers())
+    rep.notes.push_back("temporary file of an interrupted write: " + p.string() + " (gc removes it)");
+  for (const auto& img : images())
+    if (img.revoked && !img.channels.empty())
+      rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +
+                          " point at the revoked " + img.ref());
   return rep;
 }
 
 GcReport Store::gc() {
   GcReport rep;
+  StoreLock lock(home_, true);  // no commit is running while we look
   // Everything a version references is kept; versions are never deleted, channels and
   // history entries point at versions.
   std::set<std::string> keep;
@@ -727,27 +780,20 @@ GcReport Store::gc() {
       // A damaged image keeps whatever is left of it; store check reports it.
     }
   }
+  std::error_code ec;
   for (const auto& d : blobs_.list()) {
     if (keep.count(d)) {
       ++rep.kept;
       continue;
     }
-    std::error_code ec;
     rep.bytes += fs::file_size(blobs_.path(d), ec);
     blobs_.remove(d);
     ++rep.removed;
   }
-  std::error_code ec;
-  if (fs::exists(blobs_.temp_dir(), ec)) {
-    // Only files old enough not to belong to a commit running right now.
-    auto cutoff = fs::file_time_type::clock::now() - std::chrono::hours(1);
-    for (const auto& e : fs::directory_iterator(blobs_.temp_dir())) {
-      if (fs::last_write_time(e.path(), ec) < cutoff) {
-        rep.bytes += fs::file_size(e.path(), ec);
-        fs::remove(e.path(), ec);
-        ++rep.removed;
-      }
-    }
+  for (const auto& p : blobs_.leftovers()) {
+    rep.bytes += fs::file_size(p, ec);
+    fs::remove(p, ec);
+    ++rep.temp_removed;
   }
   return rep;
 }

@@ -193,4 +193,85 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   return 255;
 }
 
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, const std::string& log_path) {
+  if (argv.empty()) throw BuildError("no command to run");
+  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log < 0) throw BuildError("cannot create " + log_path + ": " + std::strerror(errno));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, log, 1);
+  posix_spawn_file_actions_adddup2(&fa, log, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t def, none;
+  sigemptyset(&def);
+  sigaddset(&def, SIGINT);
+  sigaddset(&def, SIGTERM);
+  sigaddset(&def, SIGPIPE);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargv;
+  cargv.reserve(args.size() + 1);
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc;
+  {
+    std::lock_guard lock(spawn_mutex());
+    rc = posix_spawnp(&pid, cargv[0], &fa, &attr, cargv.data(), environ);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  close(log);
+  if (rc != 0) throw BuildError("cannot run '" + argv[0] + "': " + std::strerror(rc));
+  pid_ = pid;
+  register_child_group(pid_);
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (!reaped_) stop();
+  unregister_child_group(pid_);
+}
+
+bool BackgroundProcess::exited() {
+  if (reaped_) return true;
+  int st = 0;
+  if (waitpid(pid_, &st, WNOHANG) == pid_) {
+    reaped_ = true;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    kill(-pid_, SIGKILL);  // anything it left in its group
+  }
+  return reaped_;
+}
+
+bool BackgroundProcess::wait_for(std::chrono::milliseconds d, const CancelToken& cancel) {
+  auto deadline = std::chrono::steady_clock::now() + d;
+  while (!exited()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    struct pollfd p = {cancel.fd(), POLLIN, 0};
+    poll(&p, 1, 50);
+    cancel.throw_if_cancelled();
+  }
+  return true;
+}
+
+void BackgroundProcess::stop(std::chrono::milliseconds grace) {
+  if (exited()) return;
+  kill(-pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (!exited() && std::chrono::steady_clock::now() < deadline) usleep(50 * 1000);
+  if (!exited()) {
+    kill(-pid_, SIGKILL);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    reaped_ = true;
+    status_ = 128 + SIGKILL;
+  }
+}
+
 }  // namespace imgbake

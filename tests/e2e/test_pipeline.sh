@@ -420,7 +420,7 @@ EOF
   expect_no_file notified
   expect_file_content out/x.txt "X"
   expect_not_contains "$STDOUT" "deleting the builder's artifact"
-  expect_match "$STDOUT" '^x +ok +[^ ]+ +file: sha256:'
+  expect_match "$STDOUT" '^x +ok +[^ ]+ +x:[0-9]+ +file: sha256:'
 }
 
 test_post_processor_failure() {
@@ -457,7 +457,7 @@ test_one_of_two_fails() {
 }
 EOF
   expect_exit 1 imgbake build mixed.json
-  expect_match "$STDOUT" '^good +ok +[^ ]+ +file: sha256:'
+  expect_match "$STDOUT" '^good +ok +[^ ]+ +good:1 +file: sha256:'
   expect_match "$STDOUT" '^bad +failed '
   expect_file_content out/good.txt "G"
 }

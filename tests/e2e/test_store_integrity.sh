@@ -20,14 +20,15 @@ PRISTINE="$E2E_ROOT/pristine"
 PRISTINE_CONFIG="$E2E_ROOT/pristine-config"
 
 make_pristine() {
-  [ -d "$PRISTINE" ] && return 0
+  [ -e "$PRISTINE.ok" ] && return 0
+  rm -rf "$PRISTINE" "$PRISTINE_CONFIG"
   (
     export IMGBAKE_HOME="$PRISTINE" IMGBAKE_CONFIG_HOME="$PRISTINE_CONFIG"
     mkdir -p "$E2E_ROOT/pristine-src" && cd "$E2E_ROOT/pristine-src" || exit 1
     write_app_template
     "$IMGBAKE" build -var n=1 app.json >build1.log 2>&1 || exit 1
     "$IMGBAKE" build -var n=2 app.json >build2.log 2>&1 || exit 1
-  )
+  ) && touch "$PRISTINE.ok"
 }
 
 # use_copy: IMGBAKE_HOME becomes a fresh copy (cp -a) of the pristine store.
@@ -284,7 +285,7 @@ test_gc_removes_stray_blob() {
   local before
   before=$(ls "$IMGBAKE_HOME/blobs/sha256" | wc -l)
   expect_exit 0 imgbake store gc || return
-  expect_match "$STDOUT" '^gc: removed 1 unreferenced blobs \([0-9]+ bytes\), kept [0-9]+$'
+  expect_match "$STDOUT" '^gc: removed 1 unreferenced blobs and 0 temporary files \([0-9]+ bytes\), kept [0-9]+ blobs$'
   expect_no_file "$(blob_path "$d")"
   expect_eq "blobs after gc" "$((before - 1))" "$(ls "$IMGBAKE_HOME/blobs/sha256" | wc -l)"
   expect_exit 0 imgbake verify app:1
