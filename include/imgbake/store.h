@@ -28,6 +28,7 @@ inline constexpr const char* kImageArtifactType = "application/vnd.imgbake.image
 inline constexpr const char* kFileLayerMediaType = "application/vnd.imgbake.file.v1";
 inline constexpr const char* kDiskQcow2MediaType = "application/vnd.imgbake.disk.v1.qcow2";
 inline constexpr const char* kDiskRawMediaType = "application/vnd.imgbake.disk.v1.raw";
+inline constexpr const char* kBuildInfoMediaType = "application/vnd.imgbake.build-info.v1+json";
 inline constexpr const char* kDsseMediaType = "application/vnd.dsse.envelope.v1+json";
 inline constexpr const char* kProvenanceArtifactType = "application/vnd.in-toto+json";
 inline constexpr const char* kEmptyMediaType = "application/vnd.oci.empty.v1+json";
@@ -121,6 +122,9 @@ struct CommitRequest {
   std::string parent;
   std::vector<std::string> channels;  // promote to these after the commit
   bool signature_trusted = false;     // the signing key is one the store trusts (protected channels)
+  // Adds build-info.json (name, version, template digest, git commit, build time, parent)
+  // to the image's files. Builders with a machine also upload it into the machine.
+  bool embed_build_info = true;
   // Builds the provenance envelope (JSON) once the version and digests are known.
   std::function<nlohmann::json(const std::string& version, const std::string& manifest_digest,
                                const std::vector<Descriptor>& layers)>

@@ -111,6 +111,7 @@ struct ImageSettings {
   std::map<std::string, std::string> labels;
   std::vector<std::string> channels;
   std::string signing_key;
+  bool embed_build_info = true;
 };
 
 ImageSettings image_settings(const Template& t, const BuildPlan& plan) {
@@ -122,6 +123,7 @@ ImageSettings image_settings(const Template& t, const BuildPlan& plan) {
   if (const auto* i = v.find("image"); i && i->is_string() && !i->text.empty()) s.image = i->text;
   if (const auto* i = v.find("version"); i && i->is_string()) s.version = i->text;
   if (const auto* i = v.find("signing_key"); i && i->is_string()) s.signing_key = i->text;
+  if (const auto* i = v.find("embed_build_info"); i && i->is_bool()) s.embed_build_info = i->boolean;
   if (const auto* i = v.find("labels"); i && i->is_object())
     for (const auto& m : i->members) s.labels[m.key] = m.value.text;
   if (const auto* i = v.find("channels"); i && i->is_array())
@@ -165,6 +167,7 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   req.git_commit = git.commit;
   req.parent = parent;
   req.channels = settings.channels;
+  req.embed_build_info = settings.embed_build_info;
 
   std::string key_path = opts.signing_key;
   if (key_path.empty())

@@ -339,6 +339,18 @@ ImageRecord Store::commit(const CommitRequest& req) {
     }
 
     std::string created = now_rfc3339();
+    if (req.embed_build_info) {
+      // The image's pedigree travels with it: a small file inside the image itself.
+      nlohmann::ordered_json info = {{"image", req.name},
+                                     {"version", version},
+                                     {"template_digest", req.template_digest},
+                                     {"git_commit", req.git_commit},
+                                     {"build_time", created},
+                                     {"parent", req.parent}};
+      Descriptor d = blobs_.put_bytes(info.dump(2) + "\n", kBuildInfoMediaType);
+      d.annotations["org.opencontainers.image.title"] = "build-info.json";
+      layers.push_back(d);
+    }
     nlohmann::ordered_json diff_ids = nlohmann::ordered_json::array();
     for (const auto& l : layers) diff_ids.push_back(l.digest);
     nlohmann::ordered_json labels = req.labels;

@@ -304,7 +304,8 @@ assert l.get("team") == "web", l
 assert l.get("io.imgbake.build") == "app", l
 assert d["Digest"] == sys.argv[1], (d["Digest"], sys.argv[1])
 layer = "sha256:" + hashlib.sha256(open("app-v2.txt", "rb").read()).hexdigest()
-assert d["Layers"] == [layer], (d["Layers"], layer)
+# The artifact, then build-info.json (the image carries its own pedigree).
+assert len(d["Layers"]) == 2 and d["Layers"][0] == layer, (d["Layers"], layer)
 ' "$d2"
   expect_exit 0 skopeo inspect "oci:$IMGBAKE_HOME:app:1"
   expect_contains "$STDOUT" '"org.opencontainers.image.version": "1"'
@@ -334,7 +335,13 @@ test_export_tar() {
   tar -xOf x.tar app.txt >extracted.txt 2>tar.err
   expect_eq "tar -xOf x.tar app.txt exit status" "0" "$?"
   check "the exported app.txt equals build 2's artifact (cmp)" cmp extracted.txt app-v2.txt
-  expect_eq "files in x.tar" "app.txt" "$(tar -tf x.tar)"
+  expect_eq "files in x.tar" "app.txt build-info.json" "$(tar -tf x.tar | tr '\n' ' ' | sed 's/ $//')"
+  py_check "build-info.json names the image, version and template digest" '
+import json, subprocess, sys
+info = json.loads(subprocess.run(["tar", "-xOf", "x.tar", "build-info.json"], capture_output=True).stdout)
+assert info["image"] == "app" and info["version"] == "2", info
+assert info["template_digest"].startswith("sha256:") and len(info["template_digest"]) == 71, info
+' 
   # A file image has no disk to convert.
   expect_exit 1 imgbake export app:2 --format raw -o x.raw
   expect_match "$STDERR" 'not a disk|tar'

@@ -34,6 +34,7 @@ class StoreTest : public ::testing::Test {
     r.name = "web";
     r.version = version;
     r.builder_type = "file";
+    r.embed_build_info = false;
     r.files.push_back({file("app-" + content + ".txt", content), content.size(), ""});
     return r;
   }
@@ -61,6 +62,23 @@ TEST_F(StoreTest, LayerBlobIsTheFileHashedWhileStored) {
   EXPECT_EQ(imgbake::util::read_file(st.blobs().path(digest)), "payload");
   EXPECT_EQ(m["layers"][0]["annotations"]["org.opencontainers.image.title"], "app-payload.txt");
   EXPECT_EQ(m["artifactType"], imgbake::store::kImageArtifactType);
+}
+
+TEST_F(StoreTest, BuildInfoTravelsInsideTheImage) {
+  Store st(dir_ / "store");
+  auto req = request("payload");
+  req.embed_build_info = true;
+  req.template_digest = "sha256:" + std::string(64, 'a');
+  req.git_commit = "0123abc";
+  auto img = st.commit(req);
+  auto m = st.manifest(img);
+  ASSERT_EQ(m["layers"].size(), 2u);
+  EXPECT_EQ(m["layers"][1]["annotations"]["org.opencontainers.image.title"], "build-info.json");
+  auto info = nlohmann::json::parse(st.blobs().read(m["layers"][1]["digest"]));
+  EXPECT_EQ(info["image"], "web");
+  EXPECT_EQ(info["version"], "1");
+  EXPECT_EQ(info["template_digest"], req.template_digest);
+  EXPECT_EQ(info["git_commit"], "0123abc");
 }
 
 TEST_F(StoreTest, RefsResolveByVersionChannelDigestAndLatest) {
