@@ -59,6 +59,23 @@ void kill_group(pid_t pid, int& status) {
   waitpid(pid, &status, 0);
 }
 
+// Children get default signal handling, an empty mask, and a process group of their
+// own: a terminal's Ctrl-C reaches only us, and we stop the child's whole tree
+// ourselves, in order, and then clean up.
+void init_child_attributes(posix_spawnattr_t& attr) {
+  posix_spawnattr_init(&attr);
+  sigset_t def, none;
+  sigemptyset(&def);
+  sigaddset(&def, SIGINT);
+  sigaddset(&def, SIGTERM);
+  sigaddset(&def, SIGPIPE);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+}
+
 }  // namespace
 
 std::mutex& spawn_mutex() {
@@ -82,19 +99,7 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
 
   posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t def, none;
-  sigemptyset(&def);
-  sigaddset(&def, SIGINT);
-  sigaddset(&def, SIGTERM);
-  sigaddset(&def, SIGPIPE);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setsigmask(&attr, &none);
-  // Its own process group: a terminal's Ctrl-C reaches only us, and we stop the
-  // child's whole tree ourselves, in order, and then clean up.
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  init_child_attributes(attr);
 
   std::map<std::string, std::string> env;
   for (char** e = environ; *e; ++e) {
@@ -203,17 +208,7 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, const
   posix_spawn_file_actions_adddup2(&fa, log, 1);
   posix_spawn_file_actions_adddup2(&fa, log, 2);
   posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t def, none;
-  sigemptyset(&def);
-  sigaddset(&def, SIGINT);
-  sigaddset(&def, SIGTERM);
-  sigaddset(&def, SIGPIPE);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  init_child_attributes(attr);
   std::vector<std::string> args = argv;
   std::vector<char*> cargv;
   cargv.reserve(args.size() + 1);
