@@ -663,7 +663,8 @@ std::vector<std::string> Store::revoke(const std::string& ref, const std::string
       // a file of it they were made from (a disk used as a base).
       std::vector<std::string> ids = {cur.ref(), cur.manifest_digest, cur.name + "@" + cur.manifest_digest};
       try {
-        for (const auto& l : manifest(cur)["layers"]) ids.push_back(l["digest"].get<std::string>());
+        nlohmann::json m = manifest(cur);  // a named object: the loop must not outlive it
+        for (const auto& l : m["layers"]) ids.push_back(l["digest"].get<std::string>());
       } catch (const std::exception&) {
       }
       for (const auto& id : ids) {
