@@ -24,6 +24,19 @@ struct ProcessSpec {
 
 using LineSink = std::function<void(std::string_view line)>;
 
+// Cuts a byte stream into lines (without "\n" or "\r\n") for a LineSink; flush()
+// delivers a last line that has no newline.
+class LineSplitter {
+ public:
+  explicit LineSplitter(const LineSink& sink) : sink_(sink) {}
+  void feed(const char* data, size_t n);
+  void flush();
+
+ private:
+  const LineSink& sink_;
+  std::string buf_;
+};
+
 // Runs to completion and returns the exit status (128+N when killed by signal N).
 // Throws Cancelled when `cancel` fires (after the group is killed and reaped) and
 // BuildError when the program can't be started or the timeout passes.

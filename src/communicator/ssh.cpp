@@ -99,32 +99,6 @@ class Fd {
   int fd_;
 };
 
-class LineSplitter {
- public:
-  explicit LineSplitter(const LineSink& sink) : sink_(sink) {}
-  void feed(const char* data, size_t n) {
-    buf_.append(data, n);
-    size_t start = 0;
-    while (true) {
-      size_t nl = buf_.find('\n', start);
-      if (nl == std::string::npos) break;
-      size_t end = nl;
-      if (end > start && buf_[end - 1] == '\r') --end;
-      if (sink_) sink_(std::string_view(buf_).substr(start, end - start));
-      start = nl + 1;
-    }
-    buf_.erase(0, start);
-  }
-  void flush() {
-    if (!buf_.empty() && sink_) sink_(buf_);
-    buf_.clear();
-  }
-
- private:
-  const LineSink& sink_;
-  std::string buf_;
-};
-
 std::string quote(std::string_view s) {
   std::string out = "'";
   for (char c : s) {

@@ -18,32 +18,6 @@ namespace imgbake {
 
 namespace {
 
-class LineSplitter {
- public:
-  explicit LineSplitter(const LineSink& sink) : sink_(sink) {}
-  void feed(const char* data, size_t n) {
-    buf_.append(data, n);
-    size_t start = 0;
-    while (true) {
-      size_t nl = buf_.find('\n', start);
-      if (nl == std::string::npos) break;
-      size_t end = nl;
-      if (end > start && buf_[end - 1] == '\r') --end;
-      if (sink_) sink_(std::string_view(buf_).substr(start, end - start));
-      start = nl + 1;
-    }
-    buf_.erase(0, start);
-  }
-  void flush() {
-    if (!buf_.empty() && sink_) sink_(buf_);
-    buf_.clear();
-  }
-
- private:
-  const LineSink& sink_;
-  std::string buf_;
-};
-
 // Kills the whole group: SIGTERM, then SIGKILL if it is still there after a grace period.
 void kill_group(pid_t pid, int& status) {
   kill(-pid, SIGTERM);
@@ -77,6 +51,25 @@ void init_child_attributes(posix_spawnattr_t& attr) {
 }
 
 }  // namespace
+
+void LineSplitter::feed(const char* data, size_t n) {
+  buf_.append(data, n);
+  size_t start = 0;
+  while (true) {
+    size_t nl = buf_.find('\n', start);
+    if (nl == std::string::npos) break;
+    size_t end = nl;
+    if (end > start && buf_[end - 1] == '\r') --end;
+    if (sink_) sink_(std::string_view(buf_).substr(start, end - start));
+    start = nl + 1;
+  }
+  buf_.erase(0, start);
+}
+
+void LineSplitter::flush() {
+  if (!buf_.empty() && sink_) sink_(buf_);
+  buf_.clear();
+}
 
 std::mutex& spawn_mutex() {
   static std::mutex mu;
