@@ -114,7 +114,10 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
     problem(std::string("provenance envelope is not JSON: ") + e.what());
     return v;
   }
-  if (keys.empty()) problem("no trusted key to verify with (imgbake keygen, or --key PUB)");
+  if (keys.empty()) {
+    problem("no trusted key to verify with (imgbake keygen, or --key PUB)");
+    return v;
+  }
   // With several trusted keys, report the most telling failure: a signature by a
   // trusted key that does not verify beats "not signed by this other key".
   provenance::EnvelopeCheck best;
