@@ -15,6 +15,8 @@ struct ArtifactFile {
   std::string path;
   uint64_t size = 0;
   std::string sha256;
+  // The store's layer media type; empty: chosen from the file name (.qcow2, .raw, other).
+  std::string media_type;
 };
 
 struct Artifact {

@@ -307,7 +307,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
   // the same whatever version they end up in.
   std::vector<Descriptor> layers;
   for (const auto& f : req.files) {
-    Descriptor d = blobs_.put_file(f.path, layer_media_type(f.path));
+    Descriptor d = blobs_.put_file(f.path, f.media_type.empty() ? layer_media_type(f.path) : f.media_type);
     if (!f.sha256.empty() && d.digest != "sha256:" + f.sha256)
       throw StoreError("artifact " + f.path + " changed while it was being stored");
     d.annotations["org.opencontainers.image.title"] = fs::path(f.path).filename().string();

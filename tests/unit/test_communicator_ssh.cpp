@@ -2,7 +2,7 @@
 // errors, command output and exit statuses, timeouts, cancellation, dropped connections, and
 // file transfers through SFTP and through both fallbacks (scp, then cat over exec).
 //
-// Three sshd instances share one set of keys: "full" (with SFTP), "nosftp" (no SFTP
+// Three sshd instances (sshd_fixture.h) share one set of keys: "full" (with SFTP), "nosftp" (no SFTP
 // subsystem: scp is used), and "bare" (neither SFTP nor scp on its PATH: cat is used, as with
 // dropbear). The tests skip, saying why, when /usr/sbin/sshd is missing or does not start
 // (Debian: apt-get install openssh-server).
@@ -39,6 +39,7 @@
 #include "imgbake/error.h"
 #include "imgbake/process.h"
 #include "imgbake/ssh.h"
+#include "sshd_fixture.h"
 
 namespace {
 
@@ -54,167 +55,9 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using namespace sshd_fixture;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-void WriteFile(const fs::path& p, const std::string& data, mode_t mode) {
-  {
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out << data;
-  }
-  ::chmod(p.c_str(), mode);
-}
-
-mode_t ModeOf(const fs::path& p) {
-  struct stat st;
-  if (::stat(p.c_str(), &st) != 0) return 0;
-  return st.st_mode & 07777;
-}
-
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
-  }
-  return s;
-}
-
-// A port nothing listens on (yet).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-bool Accepts(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::milliseconds limit = 3000ms) {
-  auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return cond();
-}
-
-std::string UserName() {
-  struct passwd* pw = getpwuid(geteuid());
-  return pw ? pw->pw_name : "root";
-}
-
-int Shell(const std::string& script) {
-  imgbake::ProcessSpec spec;
-  spec.argv = {"sh", "-c", script};
-  spec.timeout = 30s;
-  CancelToken cancel;
-  return imgbake::run_process(spec, nullptr, nullptr, cancel);
-}
-
-// One sshd -D process with a configuration of its own.
-class Sshd {
- public:
-  struct Options {
-    bool sftp = true;
-    bool scp = true;
-  };
-  // The host key and authorized_keys are in `keys`; the rest in `dir`.
-  Sshd(fs::path keys, fs::path dir, int port, Options opts)
-      : keys_(std::move(keys)), dir_(std::move(dir)), port_(port), opts_(opts) {}
-  ~Sshd() { Stop(); }
-
-  // Returns an empty string when sshd accepts connections, else why not.
-  std::string Start() {
-    fs::create_directories(dir_);
-    const fs::path& keys = keys_;
-    std::ofstream cfg(dir_ / "sshd_config");
-    cfg << "ListenAddress 127.0.0.1\n"
-        << "HostKey " << (keys / "host_key").string() << "\n"
-        << "PidFile " << (dir_ / "sshd.pid").string() << "\n"
-        << "AuthorizedKeysFile " << (keys / "authorized_keys").string() << "\n"
-        << "PermitRootLogin yes\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        // The key files live in a world-writable /tmp.
-        << "StrictModes no\n"
-        << "MaxStartups 100\nMaxSessions 100\nLogLevel VERBOSE\n";
-    if (opts_.sftp) cfg << "Subsystem sftp /usr/lib/openssh/sftp-server\n";
-    if (!opts_.scp) {
-      // Commands find only these tools, as on a minimal guest without scp.
-      fs::path bin = dir_ / "bin";
-      fs::create_directories(bin);
-      for (const char* tool : {"sh", "bash", "cat", "chmod", "mkdir", "stat", "test", "sleep", "kill", "echo"}) {
-        for (const char* d : {"/usr/bin/", "/bin/"}) {
-          std::error_code ec;
-          if (fs::exists(std::string(d) + tool)) {
-            fs::create_symlink(std::string(d) + tool, bin / tool, ec);
-            break;
-          }
-        }
-      }
-      cfg << "SetEnv PATH=" << bin.string() << "\n";
-    }
-    cfg.close();
-    std::string log = (dir_ / "sshd.log").string();
-    std::string conf = (dir_ / "sshd_config").string();
-    std::string port = std::to_string(port_);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", conf.c_str(), "-p", port.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    if (pid_ < 0) return "fork failed";
-    if (!Eventually([&] { return Accepts(port_); }, 5000ms)) {
-      Stop();
-      return "sshd did not start listening on port " + port + "; its log: " + ReadFile(log);
-    }
-    return "";
-  }
-  void Stop() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      int status;
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-  }
-  int port() const { return port_; }
-  std::string log() const { return ReadFile(dir_ / "sshd.log"); }
-
- private:
-  fs::path keys_, dir_;
-  int port_;
-  Options opts_;
-  pid_t pid_ = -1;
-};
 
 class SshTest : public ::testing::Test {
  protected:
@@ -229,13 +72,8 @@ class SshTest : public ::testing::Test {
       return;
     }
     root_ = tmpl;
-    std::error_code ec;
-    fs::create_directories("/run/sshd", ec);  // sshd's privilege separation directory
-    std::string q = root_.string();
-    if (Shell("ssh-keygen -q -t ed25519 -N '' -f '" + q + "/host_key' && ssh-keygen -q -t ed25519 -N '' -f '" + q +
-              "/id' && ssh-keygen -q -t ed25519 -N '' -f '" + q + "/wrong' && cp '" + q + "/id.pub' '" + q +
-              "/authorized_keys'") != 0) {
-      skip_ = "ssh-keygen failed";
+    if (std::string why = MakeSshKeys(root_); !why.empty()) {
+      skip_ = why;
       return;
     }
     full_ = std::make_unique<Sshd>(root_, root_ / "full", FreePort(), Sshd::Options{});

@@ -35,7 +35,7 @@ class StoreTest : public ::testing::Test {
     r.version = version;
     r.builder_type = "file";
     r.embed_build_info = false;
-    r.files.push_back({file("app-" + content + ".txt", content), content.size(), ""});
+    r.files.push_back({file("app-" + content + ".txt", content), content.size(), "", ""});
     return r;
   }
 

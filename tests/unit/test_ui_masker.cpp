@@ -201,7 +201,7 @@ TEST_F(UiJsonTest, OneJsonObjectPerLineWithMaskedText) {
   imgbake::Artifact art;
   art.builder_type = "file";
   art.id = "sha256:0123";
-  art.files.push_back({"out/disk.img", 13, "abcd"});
+  art.files.push_back({"out/disk.img", 13, "abcd", ""});
 
   imgbake::BuildSummary sum;
   sum.name = "web";
@@ -321,7 +321,7 @@ TEST_F(UiJsonTest, EveryFieldIsMasked) {
   imgbake::Artifact art;
   art.builder_type = "file";
   art.id = "sha256:ff";
-  art.files.push_back({"/out/hunter2/disk.img", 1, "ab"});
+  art.files.push_back({"/out/hunter2/disk.img", 1, "ab", ""});
   imgbake::BuildSummary sum;
   sum.name = "build-hunter2";
   sum.ok = true;

@@ -1,0 +1,694 @@
+#include "imgbake/fetch.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <variant>
+
+#include "imgbake/error.h"
+#include "imgbake/util.h"
+#include "imgbake/version.h"
+
+namespace imgbake {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// A download that another process holds the lock of is waited for this long at most: long enough
+// for a DVD image over a slow line, short enough that a wedged build does not block forever.
+constexpr auto kLockWait = 3h;
+constexpr auto kLockPoll = 100ms;
+constexpr auto kProgressInterval = 100ms;
+// SUMS files are small text files; anything bigger is not one.
+constexpr size_t kMaxSumsFileSize = 16u << 20;
+
+// The checksum types of Packer 1.6.6 (go-getter), with their hex lengths and BSD tags.
+struct DigestAlgo {
+  const char* name;
+  size_t hex_length;
+  const EVP_MD* (*md)();
+  const char* bsd_tag;
+};
+const DigestAlgo kAlgos[] = {
+    {"md5", 32, EVP_md5, "MD5"},
+    {"sha1", 40, EVP_sha1, "SHA1"},
+    {"sha256", 64, EVP_sha256, "SHA256"},
+    {"sha512", 128, EVP_sha512, "SHA512"},
+};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+const DigestAlgo* algo_by_name(std::string_view name) {
+  for (const auto& a : kAlgos)
+    if (name == a.name) return &a;
+  return nullptr;
+}
+
+const DigestAlgo* algo_by_hex_length(size_t n) {
+  for (const auto& a : kAlgos)
+    if (n == a.hex_length) return &a;
+  return nullptr;
+}
+
+const DigestAlgo* algo_by_bsd_tag(std::string_view tag) {
+  for (const auto& a : kAlgos)
+    if (lower(tag) == lower(a.bsd_tag)) return &a;
+  return nullptr;
+}
+
+bool is_hex(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c) != 0; });
+}
+
+std::string to_hex(const unsigned char* p, size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 0xF];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Checksum specifications
+
+struct ChecksumSpec {
+  enum class Kind { kNone, kHex, kSumsFile };
+  Kind kind = Kind::kNone;
+  const DigestAlgo* algo = nullptr;  // kHex
+  std::string hex;                   // kHex, lower case
+  std::string sums_location;         // kSumsFile: a URL or a path
+};
+
+const char* const kChecksumForms =
+    "use \"sha256:HEX\" (or md5:, sha1:, sha512:), a bare HEX, \"file:URL\" of a SUMS file, or \"none\"";
+
+// A well-formed checksum's parts, or a message for the user.
+std::variant<ChecksumSpec, std::string> parse_checksum(const std::string& text) {
+  ChecksumSpec spec;
+  if (text.empty()) return std::string("the checksum is empty: ") + kChecksumForms;
+  if (lower(text) == "none") return spec;
+  size_t colon = text.find(':');
+  if (colon == std::string::npos) {
+    if (!is_hex(text)) return "checksum '" + text + "' is neither hex digits nor TYPE:HEX; " + kChecksumForms;
+    spec.algo = algo_by_hex_length(text.size());
+    if (!spec.algo)
+      return "checksum '" + text + "' has " + std::to_string(text.size()) +
+             " hex digits; a bare checksum must have 32 (md5), 40 (sha1), 64 (sha256) or 128 (sha512) — "
+             "check that it was copied whole, or prefix it with its type (sha256:HEX)";
+    spec.kind = ChecksumSpec::Kind::kHex;
+    spec.hex = lower(text);
+    return spec;
+  }
+  std::string type = lower(text.substr(0, colon));
+  std::string value = text.substr(colon + 1);
+  if (type == "file") {
+    // "file:///abs/SUMS" is a file:// URL as a whole; "file:X" names X (URL or path).
+    spec.sums_location = value.starts_with("//") ? text : value;
+    if (util::trim(value).empty()) return "checksum '" + text + "' names no SUMS file: use file:URL or file:PATH";
+    spec.kind = ChecksumSpec::Kind::kSumsFile;
+    return spec;
+  }
+  spec.algo = algo_by_name(type);
+  if (!spec.algo)
+    return "checksum type '" + type + "' is not supported" +
+           util::did_you_mean(type, {"md5", "sha1", "sha256", "sha512", "file", "none"}) +
+           "; use md5, sha1, sha256 or sha512 (or file:URL of a SUMS file, or none)";
+  if (!is_hex(value))
+    return "checksum '" + text + "': after '" + type + ":' there must be hex digits only, found '" + value + "'";
+  if (value.size() != spec.algo->hex_length)
+    return "checksum '" + text + "': a " + type + " checksum has " + std::to_string(spec.algo->hex_length) +
+           " hex digits, this one has " + std::to_string(value.size()) + "; check that it was copied whole";
+  spec.kind = ChecksumSpec::Kind::kHex;
+  spec.hex = lower(value);
+  return spec;
+}
+
+// ---------------------------------------------------------------------------
+// Sources: what a URL points at
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+struct Source {
+  bool remote = false;
+  std::string url;        // as given
+  fs::path local_path;    // !remote: absolute path of the file
+  std::string file_name;  // looked up in SUMS files
+};
+
+std::variant<Source, std::string> classify(const std::string& url) {
+  Source src;
+  src.url = url;
+  std::string scheme;
+  if (size_t p = url.find("://"); p != std::string::npos) scheme = lower(url.substr(0, p));
+  if (scheme == "http" || scheme == "https") {
+    src.remote = true;
+    std::string_view rest = std::string_view(url).substr(scheme.size() + 3);
+    size_t path_start = rest.find('/');
+    std::string_view path = path_start == std::string_view::npos ? "" : rest.substr(path_start);
+    path = path.substr(0, path.find_first_of("?#"));
+    src.file_name = percent_decode(path.substr(path.rfind('/') + 1));
+    return src;
+  }
+  std::string path;
+  if (scheme == "file") {
+    path = percent_decode(std::string_view(url).substr(7));
+    if (path.starts_with("localhost/")) path = path.substr(9);
+  } else if (!scheme.empty()) {
+    return "URL '" + url + "' has the scheme '" + scheme +
+           "', which imgbake cannot fetch; use http://, https://, file:// or a local path";
+  } else {
+    path = url;
+  }
+  if (path.empty()) return "URL '" + url + "' names no file";
+  src.local_path = fs::absolute(fs::path(path)).lexically_normal();
+  src.file_name = src.local_path.filename().string();
+  return src;
+}
+
+// ---------------------------------------------------------------------------
+// Hashing
+
+class Hasher {
+ public:
+  explicit Hasher(const DigestAlgo& algo) : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
+    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), algo.md(), nullptr) != 1)
+      throw BuildError(std::string("OpenSSL cannot compute ") + algo.name + " digests");
+  }
+  void update(const void* data, size_t n) { EVP_DigestUpdate(ctx_.get(), data, n); }
+  std::string hex() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(ctx_.get(), out, &len);
+    return to_hex(out, len);
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
+};
+
+// Like util::file_digest_hex, but stops when cancelled: a DVD image takes seconds to hash.
+std::string hash_file(const fs::path& path, const DigestAlgo& algo, const CancelToken& cancel) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw BuildError("cannot read " + path.string() + ": " + std::strerror(errno));
+  Hasher hasher(algo);
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    if (cancel.cancelled()) {
+      close(fd);
+      throw Cancelled();
+    }
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      throw BuildError("cannot read " + path.string() + ": " + std::strerror(e));
+    }
+    if (n == 0) break;
+    hasher.update(buf.data(), static_cast<size_t>(n));
+  }
+  close(fd);
+  return hasher.hex();
+}
+
+std::string mismatch_message(const std::string& url, const DigestAlgo& algo, const std::string& expected,
+                             const std::string& got) {
+  return "checksum mismatch for " + url + ": expected " + algo.name + ":" + expected + " got " + algo.name + ":" + got;
+}
+
+// ---------------------------------------------------------------------------
+// HTTP(S) through libcurl
+
+void init_curl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      throw BuildError("libcurl could not be initialised (curl_global_init failed)");
+  });
+}
+
+// One GET; the body goes to `sink`, which returns an error message or "".
+struct Transfer {
+  using Sink = std::function<std::string(const char* data, size_t n)>;
+  Transfer(const CancelToken& c, const FetchProgress* p, Sink s) : cancel(c), progress(p), sink(std::move(s)) {}
+
+  const CancelToken& cancel;
+  const FetchProgress* progress;
+  Sink sink;
+  Clock::time_point last_progress{};
+  std::string sink_error;
+  std::exception_ptr callback_error;  // thrown by `sink` or `progress`; rethrown after curl returns
+};
+
+size_t on_curl_data(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  if (t->cancel.cancelled()) return 0;
+  try {
+    t->sink_error = t->sink(data, size * count);
+  } catch (...) {
+    t->callback_error = std::current_exception();
+    return 0;
+  }
+  return t->sink_error.empty() ? size * count : 0;
+}
+
+int on_curl_progress(void* user, curl_off_t total, curl_off_t done, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(user);
+  if (t->cancel.cancelled()) return 1;
+  if (t->progress && *t->progress && done > 0) {
+    auto now = Clock::now();
+    if (now - t->last_progress >= kProgressInterval) {
+      t->last_progress = now;
+      try {
+        (*t->progress)(static_cast<uint64_t>(done), static_cast<uint64_t>(std::max<curl_off_t>(total, 0)));
+      } catch (...) {
+        t->callback_error = std::current_exception();
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+// Throws Cancelled, or BuildError with a reason that does not repeat the URL.
+void http_get(const std::string& url, Transfer& t) {
+  init_curl_once();
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
+  if (!curl) throw BuildError("libcurl could not create a transfer");
+  static const std::string user_agent = std::string("imgbake/") + kVersion;
+  char error_text[CURL_ERROR_SIZE] = {};
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  // Redirects only to http(s): a server must not be able to point us at file:// or other schemes.
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 20L);
+  curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // builds run in threads
+  curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_text);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_curl_data);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  // The progress callback runs about once a second even when no data arrives, so a stalled
+  // download still notices cancellation promptly.
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_curl_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+
+  CURLcode rc = curl_easy_perform(c);
+  if (t.callback_error) std::rethrow_exception(t.callback_error);
+  if (t.cancel.cancelled()) throw Cancelled();
+  if (rc == CURLE_OK) return;
+  if (rc == CURLE_WRITE_ERROR && !t.sink_error.empty()) throw BuildError(t.sink_error);
+  if (rc == CURLE_HTTP_RETURNED_ERROR) {
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    std::string hint = status == 404                    ? " (no such file on the server; check the URL)"
+                       : status == 401 || status == 403 ? " (access denied)"
+                       : status >= 500                  ? " (a server error; try again later or use another mirror)"
+                                                        : "";
+    throw BuildError("the server answered HTTP " + std::to_string(status) + hint);
+  }
+  std::string detail = error_text[0] ? error_text : curl_easy_strerror(rc);
+  if (rc == CURLE_OPERATION_TIMEDOUT)
+    detail += " (imgbake gives up when connecting takes over 30 s or fewer than 1 KB/s arrive for 60 s)";
+  throw BuildError(detail);
+}
+
+std::string read_sums_file(const std::string& location, const CancelToken& cancel) {
+  auto classified = classify(location);
+  if (auto* error = std::get_if<std::string>(&classified)) throw BuildError(*error);
+  const Source& src = std::get<Source>(classified);
+  if (!src.remote) {
+    std::error_code ec;
+    if (!fs::is_regular_file(src.local_path, ec)) throw BuildError(src.local_path.string() + " does not exist");
+    if (fs::file_size(src.local_path, ec) > kMaxSumsFileSize)
+      throw BuildError(src.local_path.string() + " is too big to be a SUMS file");
+    try {
+      return util::read_file(src.local_path);
+    } catch (const std::runtime_error& e) {
+      throw BuildError(e.what());
+    }
+  }
+  std::string content;
+  Transfer t(cancel, nullptr, [&](const char* data, size_t n) -> std::string {
+    if (content.size() + n > kMaxSumsFileSize) return "the file is too big to be a SUMS file";
+    content.append(data, n);
+    return "";
+  });
+  http_get(src.url, t);
+  return content;
+}
+
+struct SumsEntry {
+  const DigestAlgo* algo;
+  std::string hex;
+};
+
+// The checksum for `file_name` in a SUMS file in GNU coreutils form ("HEX  name", "HEX *name") or BSD
+// form ("SHA256 (name) = HEX"); names may carry a "./" prefix. Lines of other shapes are skipped.
+std::optional<SumsEntry> find_in_sums(std::string_view content, const std::string& file_name) {
+  auto same_file = [&](std::string name) {
+    if (name.starts_with("./")) name = name.substr(2);
+    return name == file_name;
+  };
+  for (const std::string& raw : util::split(content, '\n')) {
+    std::string line = util::trim(raw);
+    if (line.empty() || line[0] == '#') continue;
+    if (size_t open = line.find(" ("), close = line.rfind(") = ");
+        open != std::string::npos && close != std::string::npos && close > open) {
+      const DigestAlgo* algo = algo_by_bsd_tag(line.substr(0, open));
+      std::string hex = util::trim(line.substr(close + 4));
+      if (algo && is_hex(hex) && hex.size() == algo->hex_length && same_file(line.substr(open + 2, close - open - 2)))
+        return SumsEntry{algo, lower(hex)};
+      continue;
+    }
+    size_t space = line.find_first_of(" \t");
+    if (space == std::string::npos) continue;
+    std::string hex = line.substr(0, space);
+    const DigestAlgo* algo = algo_by_hex_length(hex.size());
+    if (!algo || !is_hex(hex)) continue;
+    std::string name = util::trim(line.substr(space));
+    if (name.starts_with('*')) name = name.substr(1);  // binary mode
+    if (same_file(name)) return SumsEntry{algo, lower(hex)};
+  }
+  return std::nullopt;
+}
+
+// Not a problem of one URL: the other URLs need the same file.
+class SumsFileUnreadable : public BuildError {
+ public:
+  using BuildError::BuildError;
+};
+
+// ---------------------------------------------------------------------------
+// The cache
+
+// An exclusive flock on NAME.lock for one cache entry, so that two builds fetching the same ISO
+// download it once. The holder removes the lock file on release; a waiter that then finds its
+// descriptor no longer names the file on disk locks the new one instead.
+class EntryLock {
+ public:
+  EntryLock(fs::path path, const fs::path& entry, const CancelToken& cancel) : path_(std::move(path)) {
+    auto deadline = Clock::now() + kLockWait;
+    while (true) {
+      int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0)
+        throw BuildError("cannot create the lock file " + path_.string() + ": " + std::strerror(errno) +
+                         "; check that the download cache directory is writable");
+      while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+          int e = errno;
+          close(fd);
+          throw BuildError("cannot lock " + path_.string() + ": " + std::strerror(e));
+        }
+        if (Clock::now() >= deadline) {
+          close(fd);
+          throw BuildError("waited 3h for another imgbake process to finish downloading " + entry.string() +
+                           " (it holds " + path_.string() + "); let it finish or stop it, then try again");
+        }
+        try {
+          cancel.sleep_for(kLockPoll);  // flock has no descriptor to poll; checking often is cheap
+        } catch (...) {
+          close(fd);
+          throw;
+        }
+      }
+      struct stat held = {}, on_disk = {};
+      if (fstat(fd, &held) == 0 && stat(path_.c_str(), &on_disk) == 0 && held.st_dev == on_disk.st_dev &&
+          held.st_ino == on_disk.st_ino) {
+        fd_ = fd;
+        return;
+      }
+      close(fd);
+    }
+  }
+  ~EntryLock() {
+    unlink(path_.c_str());
+    close(fd_);
+  }
+  EntryLock(const EntryLock&) = delete;
+  EntryLock& operator=(const EntryLock&) = delete;
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+};
+
+// A download in progress: removed unless committed, also by a second interrupt (register_temp_path).
+class PartFile {
+ public:
+  explicit PartFile(fs::path path) : path_(std::move(path)) {
+    fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      throw BuildError("cannot create " + path_.string() + ": " + std::strerror(errno) +
+                       "; check that the download cache directory is writable and has space");
+    register_temp_path(path_.string());
+  }
+  ~PartFile() {
+    if (fd_ >= 0) close(fd_);
+    if (!committed_) unlink(path_.c_str());
+    unregister_temp_path(path_.string());
+  }
+  PartFile(const PartFile&) = delete;
+  PartFile& operator=(const PartFile&) = delete;
+
+  // "" or what went wrong.
+  std::string write(const char* data, size_t n) {
+    while (n > 0) {
+      ssize_t w = ::write(fd_, data, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return "cannot write " + path_.string() + ": " + std::strerror(errno);
+      }
+      data += w;
+      n -= static_cast<size_t>(w);
+    }
+    return "";
+  }
+
+  // Durable under `final_path` (fsync, rename, fsync of the directory).
+  void commit(const fs::path& final_path) {
+    if (fsync(fd_) != 0 || close(fd_) != 0) {
+      fd_ = -1;
+      throw BuildError("cannot write " + path_.string() + ": " + std::strerror(errno));
+    }
+    fd_ = -1;
+    if (rename(path_.c_str(), final_path.c_str()) != 0)
+      throw BuildError("cannot rename " + path_.string() + " to " + final_path.string() + ": " + std::strerror(errno));
+    committed_ = true;
+    int dir = open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      fsync(dir);
+      close(dir);
+    }
+  }
+
+ private:
+  fs::path path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+std::string random_suffix() {
+  unsigned char bytes[6];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw BuildError("no randomness available for a temporary file name");
+  return to_hex(bytes, sizeof bytes);
+}
+
+// `algo` is null for "none".
+FetchResult fetch_remote(const Source& src, const DigestAlgo* algo, const std::string& hex, const FetchRequest& req,
+                         const FetchProgress& progress, const CancelToken& cancel) {
+  FetchResult result;
+  result.url = src.url;
+  result.checksum_type = algo ? algo->name : "none";
+  result.checksum = algo ? hex : "";
+
+  fs::path cache_dir = req.cache_dir;
+  std::error_code ec;
+  fs::create_directories(cache_dir, ec);
+  if (ec)
+    throw BuildError("cannot create the download cache directory " + cache_dir.string() + ": " + ec.message() +
+                     "; set IMGBAKE_CACHE_DIR to a writable directory");
+  std::string extension = req.target_extension;
+  if (extension.starts_with('.')) extension = extension.substr(1);
+  // Content-addressed when the checksum is known (two mirrors share one entry); by URL otherwise.
+  std::string name = (algo ? hex : util::sha256_hex(src.url)) + (extension.empty() ? "" : "." + extension);
+  fs::path entry = cache_dir / name;
+  result.path = entry.string();
+
+  EntryLock lock(cache_dir / (name + ".lock"), entry, cancel);
+  if (fs::exists(entry, ec)) {
+    if (!algo || hash_file(entry, *algo, cancel) == hex) {
+      result.from_cache = true;
+      return result;
+    }
+    // Corrupt (a disk error, or someone edited it): fetch it again.
+    fs::remove(entry, ec);
+  }
+
+  PartFile part(cache_dir / (name + ".part-" + std::to_string(getpid()) + "-" + random_suffix()));
+  std::optional<Hasher> hasher;
+  if (algo) hasher.emplace(*algo);
+  uint64_t received = 0;
+  Transfer t(cancel, &progress, [&](const char* data, size_t n) {
+    if (hasher) hasher->update(data, n);
+    received += n;
+    return part.write(data, n);
+  });
+  http_get(src.url, t);
+  if (progress) progress(received, received);
+  if (hasher) {
+    std::string got = hasher->hex();
+    if (got != hex) throw BuildError(mismatch_message(src.url, *algo, hex, got));
+  }
+  part.commit(entry);
+  return result;
+}
+
+FetchResult fetch_local(const Source& src, const DigestAlgo* algo, const std::string& hex, const CancelToken& cancel) {
+  std::error_code ec;
+  auto status = fs::status(src.local_path, ec);
+  std::string from = src.url == src.local_path.string() ? "" : " (from " + src.url + ")";
+  if (!fs::exists(status)) throw BuildError("file " + src.local_path.string() + from + " does not exist");
+  if (fs::is_directory(status))
+    throw BuildError(src.local_path.string() + from + " is a directory; the URL must name a file");
+  FetchResult result;
+  result.path = src.local_path.string();
+  result.url = src.url;
+  result.checksum_type = algo ? algo->name : "none";
+  if (algo) {
+    std::string got = hash_file(src.local_path, *algo, cancel);
+    if (got != hex) throw BuildError(mismatch_message(src.url, *algo, hex, got));
+    result.checksum = hex;
+  }
+  return result;
+}
+
+}  // namespace
+
+std::optional<std::string> checksum_syntax_error(const std::string& checksum) {
+  auto parsed = parse_checksum(checksum);
+  if (auto* error = std::get_if<std::string>(&parsed)) return *error;
+  return std::nullopt;
+}
+
+std::string default_download_cache_dir() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  fs::path base;
+  if (std::string d = env("IMGBAKE_CACHE_DIR"); !d.empty()) {
+    base = d;
+  } else if (std::string x = env("XDG_CACHE_HOME"); !x.empty()) {
+    base = fs::path(x) / "imgbake";
+  } else {
+    std::string home = env("HOME");
+    if (home.empty())
+      if (struct passwd* pw = getpwuid(getuid()); pw && pw->pw_dir) home = pw->pw_dir;
+    base = fs::path(home.empty() ? "/root" : home) / ".cache" / "imgbake";
+  }
+  return (base / "downloads").string();
+}
+
+FetchResult fetch(const FetchRequest& req, const FetchProgress& progress, const CancelToken& cancel) {
+  auto parsed = parse_checksum(req.checksum);
+  if (auto* error = std::get_if<std::string>(&parsed)) throw BuildError(*error);
+  const ChecksumSpec& spec = std::get<ChecksumSpec>(parsed);
+  if (req.urls.empty()) throw BuildError("no URL to fetch: set iso_url or iso_urls");
+
+  // Read once, looked up per URL (mirrors may name the file differently).
+  std::optional<std::string> sums;
+  std::vector<std::string> failures;
+  for (const std::string& url : req.urls) {
+    cancel.throw_if_cancelled();
+    try {
+      auto classified = classify(url);
+      if (auto* error = std::get_if<std::string>(&classified)) throw BuildError(*error);
+      const Source& src = std::get<Source>(classified);
+      const DigestAlgo* algo = spec.algo;
+      std::string hex = spec.hex;
+      if (spec.kind == ChecksumSpec::Kind::kSumsFile) {
+        if (!sums) {
+          try {
+            sums = read_sums_file(spec.sums_location, cancel);
+          } catch (const BuildError& e) {
+            throw SumsFileUnreadable("cannot read the checksum file " + spec.sums_location + ": " + e.what());
+          }
+        }
+        if (src.file_name.empty())
+          throw BuildError(url + " has no file name to look up in the checksum file " + spec.sums_location);
+        auto found = find_in_sums(*sums, src.file_name);
+        if (!found)
+          throw BuildError("the checksum file " + spec.sums_location + " has no entry for '" + src.file_name +
+                           "' (the file name of " + url + "; also looked for './" + src.file_name +
+                           "'); check that the URL and the checksum file belong together");
+        algo = found->algo;
+        hex = found->hex;
+      }
+      if (src.remote) {
+        try {
+          return fetch_remote(src, algo, hex, req, progress, cancel);
+        } catch (const BuildError& e) {
+          std::string reason = e.what();
+          // Messages from fetch_remote's own checks already name the URL; curl's reasons do not.
+          if (reason.find(url) == std::string::npos) reason = "cannot download " + url + ": " + reason;
+          throw BuildError(reason);
+        }
+      }
+      return fetch_local(src, algo, hex, cancel);
+    } catch (const SumsFileUnreadable&) {
+      throw;  // every URL would need it: give up at once
+    } catch (const BuildError& e) {
+      if (req.urls.size() == 1) throw;
+      failures.emplace_back(e.what());
+    }
+  }
+  std::string message = "none of the " + std::to_string(req.urls.size()) + " URLs could be fetched:";
+  for (const auto& f : failures) message += "\n  - " + f;
+  throw BuildError(message);
+}
+
+}  // namespace imgbake

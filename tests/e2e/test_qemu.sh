@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# End-to-end: the qemu builder boots real guests (the tiny test guest of tests/fixtures, under
+# TCG), provisions them over SSH with the shell and file provisioners, shuts them down and
+# leaves a disk image; then the *output* image is booted and checked for what was baked in.
+# Failures, Ctrl-C and Packer compatibility (../shared/bench/packer-tiny.json unchanged) too.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$IMGBAKE_SOURCE_DIR
+GUEST=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
+export E2E_TIMEOUT=${E2E_TIMEOUT:-300}
+# A stuck accelerator probe must not slow the suite: the templates say tcg; IMGBAKE_QEMU_ACCEL
+# is left to the accelerator test.
+unset IMGBAKE_QEMU_ACCEL
+export IMGBAKE_CACHE_DIR="$E2E_ROOT/cache"
+
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  echo "SKIP: qemu-system-x86_64 is not installed (tools/setup.sh installs qemu-system-x86)"
+  exit 0
+fi
+if ! "$SRC/tests/fixtures/make-tiny-guest.sh" "$GUEST" --disk >"$E2E_ROOT/fixture.log" 2>&1; then
+  echo "the test guest could not be built:" >&2
+  cat "$E2E_ROOT/fixture.log" >&2
+  exit 1
+fi
+
+# qemu processes that this suite started (their command lines name the suite's scratch root).
+no_qemu_left() { ! pgrep -f "qemu-system-x86_64 .*$E2E_ROOT" >/dev/null; }
+expect_no_qemu() {
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for 5 no_qemu_left; then
+    fail "no qemu process is left" "none" "$(pgrep -af "qemu-system.*$E2E_ROOT")"
+    pkill -KILL -f "qemu-system.*$E2E_ROOT" 2>/dev/null
+  fi
+}
+expect_no_work_dirs() {
+  expect_eq "imgbake-qemu-* temporary directories left in $TMPDIR" "" \
+    "$(ls -A "$TMPDIR" 2>/dev/null | grep '^imgbake-qemu-' || true)"
+}
+
+# boot_output DISK CMD: boots a copy-on-write overlay of DISK as the guest's root disk and runs
+# CMD over ssh; its output goes to $STDOUT.
+boot_output() {
+  local disk=$1 cmd=$2 overlay=$TEST_DIR/check-overlay.qcow2
+  qemu-img create -q -f qcow2 -b "$disk" -F qcow2 "$overlay"
+  GUEST_CMD="$cmd" expect_exit 0 "$SRC/tests/fixtures/boot-tiny-guest.sh" "$GUEST" "$overlay"
+}
+
+test_disk_guest_is_baked_and_boots() {
+  mkdir -p files/conf.d
+  printf 'key=value\n' >files/conf.d/app.conf
+  printf '#!/bin/sh\necho "script ran as $(id -u) with MODE=$MODE"\necho "$MODE" > /etc/imgbake-demo/mode\n' >setup.sh
+  chmod 0750 setup.sh
+  printf '#!/bin/sh\nprintf tool\n' >tool.sh
+  chmod 0755 tool.sh
+  python3 - "$SRC/templates/qemu-disk.json" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["provisioners"] += [
+    {"type": "shell", "script": "setup.sh", "environment_vars": ["MODE=it's baked"]},
+    {"type": "file", "source": "files/conf.d", "destination": "/etc/app/"},
+    {"type": "file", "source": "tool.sh", "destination": "/opt/tools/"},
+    {"type": "file", "direction": "download", "source": "/etc/imgbake-demo/greeting", "destination": "downloaded/"},
+]
+print(json.dumps(t, indent=1))
+PY
+  expect_exit 0 imgbake build -var "dir=$GUEST" t.json || return
+  expect_contains "$STDOUT" "connected to SSH as root"
+  expect_contains "$STDOUT" "script ran as 0 with MODE=it's baked"
+  expect_contains "$STDOUT" "the guest powered off"
+  cp "$STDOUT" build.out
+  local disk=output-disk/tiny-disk.qcow2
+  expect_file "$disk"
+  expect_eq "output format" "qcow2" "$(qemu-img info --output=json "$disk" | json_get /dev/stdin 'd["format"]')"
+  expect_eq "virtual size is disk_size (256M)" "268435456" \
+    "$(qemu-img info --output=json "$disk" | json_get /dev/stdin 'd["virtual-size"]')"
+  run qemu-img check "$disk"
+  expect_eq "qemu-img check of the output" 0 "$RC"
+  # The artifact id printed is the disk's sha256.
+  local sum
+  sum=$(sha256sum "$disk" | cut -d' ' -f1)
+  expect_contains build.out "artifact qemu: sha256:$sum"
+  expect_file_content downloaded/greeting "hello from imgbake"
+  expect_no_qemu
+  expect_no_work_dirs
+  # The image is in the store with the disk as a qcow2 layer.
+  expect_exit 0 imgbake show tiny-disk:1 --output json
+  expect_contains "$STDOUT" "application/vnd.imgbake.disk.v1.qcow2"
+
+  # Boot the output and look at what was baked in.
+  boot_output "$PWD/$disk" 'cat /etc/imgbake-demo/greeting /etc/imgbake-demo/motd /etc/imgbake-demo/mode /etc/app/conf.d/app.conf; /opt/tools/tool.sh; echo; stat -c "%a %n" /opt/tools/tool.sh'
+  expect_contains "$STDOUT" "hello from imgbake"
+  expect_contains "$STDOUT" "baked by disk"
+  expect_contains "$STDOUT" "it's baked"
+  expect_contains "$STDOUT" "key=value"
+  expect_contains "$STDOUT" "tool"
+  expect_contains "$STDOUT" "755 /opt/tools/tool.sh"
+}
+
+test_packer_template_builds_unchanged() {
+  # The same command line as for packer: only -var dir and -var kernel.
+  cp "$SRC/../shared/bench/packer-tiny.json" . 2>/dev/null || {
+    skip "../shared/bench/packer-tiny.json is not there"
+    return
+  }
+  mkdir -p pk
+  cp "$GUEST/base.qcow2" "$GUEST/initramfs.cpio.gz" "$GUEST/key" "$GUEST/key.pub" pk/
+  expect_exit 0 imgbake build -var "dir=$PWD/pk" -var "kernel=$GUEST/vmlinuz" packer-tiny.json || return
+  expect_contains "$STDOUT" "hello"
+  expect_contains "$STDOUT" "ssh-ed25519"
+  expect_file pk/out-packer/packer-tiny
+  expect_eq "output format" "qcow2" "$(qemu-img info --output=json pk/out-packer/packer-tiny | json_get /dev/stdin 'd["format"]')"
+  # Packer resizes a disk_image to disk_size (default 40960M).
+  expect_eq "resized to the default disk_size" "42949672960" \
+    "$(qemu-img info --output=json pk/out-packer/packer-tiny | json_get /dev/stdin 'd["virtual-size"]')"
+  expect_no_qemu
+
+  # A second build refuses the existing output directory, and -force replaces it.
+  expect_exit 1 imgbake build -var "dir=$PWD/pk" -var "kernel=$GUEST/vmlinuz" packer-tiny.json
+  expect_contains "$STDERR" "already exists"
+  expect_contains "$STDERR" "-force"
+  expect_file pk/out-packer/packer-tiny
+  expect_no_qemu
+}
+
+test_failing_script_runs_error_cleanup_provisioner() {
+  python3 - "$SRC/templates/qemu-tiny.json" "$PWD" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["provisioners"] = [
+    {"type": "shell", "inline": ["echo about to fail", "exit 7"]},
+    {"type": "shell", "inline": ["echo never runs"]},
+]
+t["error-cleanup-provisioner"] = {"type": "shell-local", "inline": ["echo cleaned > " + sys.argv[2] + "/cleanup-ran"]}
+print(json.dumps(t))
+PY
+  expect_exit 1 imgbake build -var "dir=$GUEST" t.json
+  expect_contains "$STDOUT" "about to fail"
+  expect_not_contains "$STDOUT" "never runs"
+  expect_contains "$STDERR" "status 7"
+  expect_file_content cleanup-ran "cleaned"
+  expect_no_qemu
+  expect_no_work_dirs
+  expect_no_file output-tiny
+}
+
+test_ctrl_c_while_a_remote_command_runs() {
+  python3 - "$SRC/templates/qemu-tiny.json" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["provisioners"] = [{"type": "shell", "inline": ["echo sleeping now", "sleep 120", "echo woke up"]}]
+print(json.dumps(t))
+PY
+  set -m
+  "$IMGBAKE" build -var "dir=$GUEST" t.json >"$STDOUT" 2>"$STDERR" </dev/null &
+  local pid=$!
+  set +m
+  E2E_BG_PIDS+=("$pid")
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for 120 grep -q "sleeping now" "$STDOUT"; then
+    fail "the build reaches the remote sleep" "'sleeping now' within 120 s" "not seen"
+    e2e_show_file stdout "$STDOUT"
+    e2e_show_file stderr "$STDERR"
+    kill -KILL -- "-$pid"
+    return
+  fi
+  local t0
+  t0=$(now_ms)
+  kill -INT -- "-$pid"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  wait_for 10 pid_gone "$pid" || fail "imgbake exits within 10 s of Ctrl-C" "exit" "still running"
+  local rc=0
+  wait "$pid" || rc=$?
+  expect_eq "exit status after Ctrl-C" 130 "$rc"
+  echo "  (Ctrl-C to exit: $(($(now_ms) - t0)) ms)"
+  expect_not_contains "$STDOUT" "woke up"
+  expect_no_qemu
+  expect_no_work_dirs
+  expect_no_file output-tiny
+}
+
+test_qemu_that_cannot_start_is_reported() {
+  python3 - "$SRC/templates/qemu-tiny.json" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["builders"][0]["qemuargs"].append(["-no-such-qemu-flag"])
+print(json.dumps(t))
+PY
+  expect_exit 1 imgbake build -var "dir=$GUEST" t.json
+  expect_contains "$STDERR" "no-such-qemu-flag"
+  expect_no_qemu
+  expect_no_file output-tiny
+}
+
+test_bad_options_are_named_with_their_position() {
+  cat >t.json <<'EOF'
+{"builders": [{"type": "qemu", "iso_url": "x.qcow2", "iso_checksum": "sha256:abc",
+  "format": "vmdk", "disk_size": "12Q", "ssh_username": "root", "acclerator": "tcg"}]}
+EOF
+  expect_exit 1 imgbake validate t.json
+  expect_match "$STDERR" "t.json:1:[0-9]+: .*checksum 'sha256:abc'"
+  expect_match "$STDERR" "t.json:2:13: .*'vmdk' must be qcow2 or raw"
+  expect_match "$STDERR" "t.json:2:34: .*'12Q' is not a size"
+  expect_contains "$STDERR" "did you mean 'accelerator'"
+}
+
+test_accelerator_auto_never_hangs() {
+  if [ ! -e /dev/kvm ]; then
+    skip "no /dev/kvm here: auto means tcg, nothing to probe"
+    return
+  fi
+  python3 - "$SRC/templates/qemu-tiny.json" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+b = t["builders"][0]
+b["accelerator"] = "auto"
+b["accelerator_probe_timeout"] = "15s"
+t["provisioners"] = [{"type": "shell", "inline": ["echo booted"]}]
+print(json.dumps(t))
+PY
+  expect_exit 0 imgbake build -var "dir=$GUEST" t.json || return
+  expect_contains "$STDOUT" "booted"
+  if grep -q "made no progress under kvm" "$STDOUT" "$STDERR"; then
+    # The verdict is remembered: the next build goes straight to tcg.
+    rm -rf output-tiny
+    expect_exit 0 imgbake build -var "dir=$GUEST" t.json
+    expect_contains "$STDOUT" "an earlier build found that guests make no progress under kvm"
+    expect_not_contains "$STDERR" "made no progress under kvm"
+  fi
+  expect_no_qemu
+}
+
+run_test disk_guest_is_baked_and_boots test_disk_guest_is_baked_and_boots
+run_test packer_template_builds_unchanged test_packer_template_builds_unchanged
+run_test failing_script_runs_error_cleanup_provisioner test_failing_script_runs_error_cleanup_provisioner
+run_test ctrl_c_while_a_remote_command_runs test_ctrl_c_while_a_remote_command_runs
+run_test qemu_that_cannot_start_is_reported test_qemu_that_cannot_start_is_reported
+run_test bad_options_are_named_with_their_position test_bad_options_are_named_with_their_position
+run_test accelerator_auto_never_hangs test_accelerator_auto_never_hangs
+summary
