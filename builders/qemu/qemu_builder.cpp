@@ -2,15 +2,15 @@
 // provisions it over SSH, shuts it down and leaves a compacted disk image. The build is
 // the flat list of steps in QemuBuilder::steps(); they share one QemuRun.
 #include <fcntl.h>
-#include <csignal>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -239,8 +239,8 @@ class FetchSourceStep : public Step {
     if (res.checksum_type == "none")
       st.message("using " + res.path + " (not verified: iso_checksum is none)");
     else
-      st.message("using " + res.path + " (" + res.checksum_type + " verified" + (res.from_cache ? ", from the cache" : "") +
-                 ")");
+      st.message("using " + res.path + " (" + res.checksum_type + " verified" +
+                 (res.from_cache ? ", from the cache" : "") + ")");
   }
 
  private:
@@ -299,8 +299,10 @@ class DiskStep : public Step {
   explicit DiskStep(QemuRun& r) : r_(r) {}
   std::string name() const override { return "create disk"; }
   nlohmann::json key_material(const State&) const override {
-    return {{"step", "qemu-disk"},     {"format", r_.cfg.format},
-            {"size", r_.cfg.disk_size}, {"backing", r_.cfg.use_backing_file},
+    return {{"step", "qemu-disk"},
+            {"format", r_.cfg.format},
+            {"size", r_.cfg.disk_size},
+            {"backing", r_.cfg.use_backing_file},
             {"disk_image", r_.cfg.disk_image}};
   }
   void run(State& st) override {
@@ -312,8 +314,8 @@ class DiskStep : public Step {
       r_.source_format = info.value("format", "raw");
       uint64_t virtual_size = info.value("virtual-size", uint64_t{0});
       if (c.use_backing_file) {
-        std::vector<std::string> argv = {"qemu-img", "create", "-f", "qcow2", "-b", r_.source_path, "-F",
-                                         r_.source_format};
+        std::vector<std::string> argv = {"qemu-img", "create",       "-f", "qcow2",
+                                         "-b",       r_.source_path, "-F", r_.source_format};
         argv.insert(argv.end(), c.qemu_img_args_create.begin(), c.qemu_img_args_create.end());
         argv.push_back(disk);
         run_tool(st, argv);
@@ -368,8 +370,8 @@ class HttpServerStep : public Step {
   }
   void run(State& st) override {
     const QemuConfig& c = r_.cfg;
-    r_.http = HttpServer::start(c.http_directory, c.http_content, c.http_bind_address, static_cast<int>(c.http_port_min),
-                                static_cast<int>(c.http_port_max));
+    r_.http = HttpServer::start(c.http_directory, c.http_content, c.http_bind_address,
+                                static_cast<int>(c.http_port_min), static_cast<int>(c.http_port_max));
     Ui& ui = st.ui;
     std::string build = st.build.name;
     r_.http->log = [&ui, build](std::string_view line) { ui.message(build, "http: " + std::string(line)); };
@@ -393,7 +395,8 @@ void launch(State& st, QemuRun& r, std::mt19937& rng) {
   st.data["Name"] = c.vm_name;
   std::string last_error;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    r.host_port = c.skip_nat_mapping ? 0 : free_port(static_cast<int>(c.host_port_min), static_cast<int>(c.host_port_max), rng);
+    r.host_port =
+        c.skip_nat_mapping ? 0 : free_port(static_cast<int>(c.host_port_min), static_cast<int>(c.host_port_max), rng);
     st.data["SSHHostPort"] = std::to_string(r.host_port);
     std::vector<std::vector<std::string>> qemuargs;
     for (const auto& entry : c.qemuargs) {
@@ -441,16 +444,19 @@ class LaunchStep : public Step {
   LaunchStep(QemuRun& r, std::mt19937& rng) : r_(r), rng_(rng) {}
   std::string name() const override { return "start VM"; }
   nlohmann::json key_material(const State&) const override {
-    return {{"step", "qemu-launch"}, {"accelerator", r_.cfg.accelerator}, {"memory", r_.cfg.memory},
-            {"cpus", r_.cfg.cpus},   {"qemuargs", r_.cfg.qemuargs}};
+    return {{"step", "qemu-launch"},
+            {"accelerator", r_.cfg.accelerator},
+            {"memory", r_.cfg.memory},
+            {"cpus", r_.cfg.cpus},
+            {"qemuargs", r_.cfg.qemuargs}};
   }
   void run(State& st) override {
     QemuConfig& c = r_.cfg;
     if (const char* env = std::getenv("IMGBAKE_QEMU_ACCEL"); env && *env && c.accelerator != env) {
       st.message("IMGBAKE_QEMU_ACCEL=" + std::string(env) + " replaces accelerator '" + c.accelerator + "'");
       c.accelerator = env;
-      c.accel = c.accelerator == "kvm"   ? Accelerator::Kvm
-                : c.accelerator == "tcg" ? Accelerator::Tcg
+      c.accel = c.accelerator == "kvm"    ? Accelerator::Kvm
+                : c.accelerator == "tcg"  ? Accelerator::Tcg
                 : c.accelerator == "none" ? Accelerator::None
                                           : Accelerator::Auto;
     }
@@ -461,8 +467,10 @@ class LaunchStep : public Step {
           st.message("accelerator auto: /dev/kvm is not usable here, using tcg (software emulation)");
         } else if (kvm_known_stuck(c)) {
           r_.accel = "tcg";
-          st.message("accelerator auto: an earlier build found that guests make no progress under kvm on this host "
-                     "(" + accel_verdict_file().string() + "), using tcg");
+          st.message(
+              "accelerator auto: an earlier build found that guests make no progress under kvm on this host "
+              "(" +
+              accel_verdict_file().string() + "), using tcg");
         } else {
           r_.accel = "kvm";
         }
@@ -529,10 +537,12 @@ class WaitForSshStep : public Step {
       if (o == Outcome::KvmNoProgress) {
         remember_kvm_stuck(r_.cfg);
         st.ui.warn(st.build.name,
-                   "the guest made no progress under kvm in " + util::format_duration(r_.cfg.accelerator_probe_timeout) +
+                   "the guest made no progress under kvm in " +
+                       util::format_duration(r_.cfg.accelerator_probe_timeout) +
                        " (no serial output, no SSH): this host's /dev/kvm cannot run it (nested virtualization?). "
                        "Restarting with accelerator tcg; set \"accelerator\": \"tcg\" (or IMGBAKE_QEMU_ACCEL=tcg) to "
-                       "skip this probe. The verdict is kept in " + accel_verdict_file().string());
+                       "skip this probe. The verdict is kept in " +
+                       accel_verdict_file().string());
         r_.qmp.reset();
         r_.vm->stop(seconds(1));
         r_.vm.reset();

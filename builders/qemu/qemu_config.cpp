@@ -26,11 +26,16 @@ std::optional<uint64_t> parse_disk_size(const std::string& text) {
   }
   // Packer: a bare number is MiB.
   int shift = 20;
-  if (unit.empty() || unit == "M") shift = 20;
-  else if (unit == "K") shift = 10;
-  else if (unit == "G") shift = 30;
-  else if (unit == "T") shift = 40;
-  else return std::nullopt;
+  if (unit.empty() || unit == "M")
+    shift = 20;
+  else if (unit == "K")
+    shift = 10;
+  else if (unit == "G")
+    shift = 30;
+  else if (unit == "T")
+    shift = 40;
+  else
+    return std::nullopt;
   return n << shift;
 }
 
@@ -51,12 +56,16 @@ std::vector<std::vector<std::string>> read_qemuargs(ConfigReader& cfg) {
     }
     std::vector<std::string> parts;
     for (const auto& p : entry.items) {
-      if (p.kind == json::Value::Kind::String) parts.push_back(p.text);
-      else if (p.kind == json::Value::Kind::Number) parts.push_back(p.text);
-      else cfg.error("qemuargs", "each entry must hold strings");
+      if (p.kind == json::Value::Kind::String)
+        parts.push_back(p.text);
+      else if (p.kind == json::Value::Kind::Number)
+        parts.push_back(p.text);
+      else
+        cfg.error("qemuargs", "each entry must hold strings");
     }
     if (!parts.empty() && (parts[0].empty() || parts[0][0] != '-'))
-      cfg.error("qemuargs", "'" + parts[0] + "' is not a qemu flag: each entry starts with one, e.g. [\"-m\", \"1024M\"]");
+      cfg.error("qemuargs",
+                "'" + parts[0] + "' is not a qemu flag: each entry starts with one, e.g. [\"-m\", \"1024M\"]");
     out.push_back(std::move(parts));
   }
   return out;
@@ -81,7 +90,8 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   std::string checksum_type = cfg.string("iso_checksum_type");
   if (!checksum_type.empty()) {
     // Packer before 1.6 spelled the algorithm separately.
-    if (checksum_type == "none") c.iso_checksum = "none";
+    if (checksum_type == "none")
+      c.iso_checksum = "none";
     else if (!c.iso_checksum.empty() && c.iso_checksum.find(':') == std::string::npos)
       c.iso_checksum = checksum_type + ":" + c.iso_checksum;
   }
@@ -91,7 +101,8 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   c.disk_image = cfg.boolean("disk_image", false);
   c.use_backing_file = cfg.boolean("use_backing_file", false);
   c.skip_resize_disk = cfg.boolean("skip_resize_disk", false);
-  if (c.iso_urls.empty()) cfg.error("'iso_url' or 'iso_urls' is required (with disk_image: true, the disk to start from)");
+  if (c.iso_urls.empty())
+    cfg.error("'iso_url' or 'iso_urls' is required (with disk_image: true, the disk to start from)");
   if (c.iso_checksum.empty())
     cfg.error("'iso_checksum' is required: \"sha256:HEX\", \"file:URL-of-SHA256SUMS\", or \"none\" to skip the check");
   else if (auto err = checksum_syntax_error(c.iso_checksum))
@@ -102,14 +113,19 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
 
   // Machine
   c.accelerator = cfg.string("accelerator", c.accelerator);
-  if (c.accelerator == "auto" || c.accelerator.empty()) c.accel = Accelerator::Auto;
-  else if (c.accelerator == "kvm") c.accel = Accelerator::Kvm;
-  else if (c.accelerator == "tcg") c.accel = Accelerator::Tcg;
-  else if (c.accelerator == "none") c.accel = Accelerator::None;
+  if (c.accelerator == "auto" || c.accelerator.empty())
+    c.accel = Accelerator::Auto;
+  else if (c.accelerator == "kvm")
+    c.accel = Accelerator::Kvm;
+  else if (c.accelerator == "tcg")
+    c.accel = Accelerator::Tcg;
+  else if (c.accelerator == "none")
+    c.accel = Accelerator::None;
   else if (c.accelerator == "xen" || c.accelerator == "hax" || c.accelerator == "hvf" || c.accelerator == "whpx")
     c.accel = Accelerator::Other;
   else
-    cfg.error("accelerator", "'" + c.accelerator + "' is not an accelerator: auto, kvm, tcg, none, xen, hax, hvf or whpx");
+    cfg.error("accelerator",
+              "'" + c.accelerator + "' is not an accelerator: auto, kvm, tcg, none, xen, hax, hvf or whpx");
   if (auto d = cfg.duration("accelerator_probe_timeout")) c.accelerator_probe_timeout = *d;
   c.memory = cfg.integer("memory", c.memory);
   c.cpus = cfg.integer("cpus", c.cpus);
@@ -194,8 +210,7 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   c.cd_content = cfg.string_map("cd_content");
   c.cd_label = cfg.string("cd_label");
   for (const char* k : {"floppy_files", "floppy_dirs"}) {
-    if (!cfg.strings(k).empty())
-      cfg.error(k, std::string(k) + " is not supported: use cd_files (a seed CD) instead");
+    if (!cfg.strings(k).empty()) cfg.error(k, std::string(k) + " is not supported: use cd_files (a seed CD) instead");
   }
   cfg.accept({"floppy_label", "vnc_bind_address", "vnc_port_min", "vnc_port_max", "vnc_use_password", "disable_vnc",
               "qmp_enable", "qmp_socket_path", "run_once"});
@@ -215,8 +230,10 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   c.ssh.username = cfg.string("ssh_username");
   c.ssh.password = cfg.string("ssh_password");
   c.ssh.private_key_file = cfg.string("ssh_private_key_file");
-  if (auto d = cfg.duration("ssh_timeout")) c.ssh.timeout = *d;
-  else if (auto w = cfg.duration("ssh_wait_timeout")) c.ssh.timeout = *w;
+  if (auto d = cfg.duration("ssh_timeout"))
+    c.ssh.timeout = *d;
+  else if (auto w = cfg.duration("ssh_wait_timeout"))
+    c.ssh.timeout = *w;
   c.ssh.handshake_attempts = static_cast<int>(cfg.integer("ssh_handshake_attempts", 10));
   c.ssh.pty = cfg.boolean("ssh_pty", false);
   if (auto d = cfg.duration("ssh_keep_alive_interval")) c.ssh.keep_alive_interval = *d;
@@ -231,11 +248,17 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   for (const char* k : {"ssh_bastion_host", "ssh_proxy_host", "ssh_certificate_file"}) {
     if (!cfg.string(k).empty()) cfg.error(k, std::string(k) + " is not supported yet");
   }
-  cfg.accept({"ssh_bastion_agent_auth", "ssh_bastion_certificate_file", "ssh_bastion_interactive",
-              "ssh_bastion_password", "ssh_bastion_port", "ssh_bastion_private_key_file", "ssh_bastion_username",
-              "ssh_proxy_password", "ssh_proxy_port", "ssh_proxy_username", "ssh_local_tunnels", "ssh_remote_tunnels",
-              "ssh_interface", "winrm_host", "winrm_insecure", "winrm_no_proxy", "winrm_password", "winrm_port",
-              "winrm_timeout", "winrm_use_ntlm", "winrm_use_ssl", "winrm_username"});
+  cfg.accept({"ssh_bastion_agent_auth",  "ssh_bastion_certificate_file",
+              "ssh_bastion_interactive", "ssh_bastion_password",
+              "ssh_bastion_port",        "ssh_bastion_private_key_file",
+              "ssh_bastion_username",    "ssh_proxy_password",
+              "ssh_proxy_port",          "ssh_proxy_username",
+              "ssh_local_tunnels",       "ssh_remote_tunnels",
+              "ssh_interface",           "winrm_host",
+              "winrm_insecure",          "winrm_no_proxy",
+              "winrm_password",          "winrm_port",
+              "winrm_timeout",           "winrm_use_ntlm",
+              "winrm_use_ssl",           "winrm_username"});
   if (c.communicator == "ssh") {
     if (c.ssh.username.empty()) cfg.require("ssh_username");
     bool has_auth = !c.ssh.password.empty() || !c.ssh.private_key_file.empty() || c.ssh.agent_auth;
@@ -266,13 +289,14 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
   add("-machine", machine);
   if (!c.cpu_model.empty()) add("-cpu", c.cpu_model);
   if (f.host_port > 0)
-    add("-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:" + std::to_string(f.host_port) + "-:" + std::to_string(c.ssh_port));
+    add("-netdev",
+        "user,id=user.0,hostfwd=tcp:127.0.0.1:" + std::to_string(f.host_port) + "-:" + std::to_string(c.ssh_port));
   else
     add("-netdev", "user,id=user.0");
   add("-device", c.net_device + ",netdev=user.0");
   auto drive = [&](const std::string& path, const std::string& fmt) {
-    std::string d = "file=" + path + ",if=" + c.disk_interface + ",cache=" + c.disk_cache + ",discard=" + c.disk_discard +
-                    ",format=" + fmt;
+    std::string d = "file=" + path + ",if=" + c.disk_interface + ",cache=" + c.disk_cache +
+                    ",discard=" + c.disk_discard + ",format=" + fmt;
     if (c.disk_detect_zeroes != "off") d += ",detect-zeroes=" + c.disk_detect_zeroes;
     return d;
   };
@@ -285,9 +309,12 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
   add("-m", std::to_string(c.memory) + "M");
   add("-smp", "cpus=" + std::to_string(c.cpus) + ",sockets=" + std::to_string(c.cpus));
   if (!c.firmware.empty()) add("-bios", c.firmware);
-  if (!c.display.empty()) add("-display", c.display);
-  else if (c.headless || std::getenv("DISPLAY") == nullptr) add("-display", "none");
-  else if (!c.use_default_display) add("-display", "gtk");
+  if (!c.display.empty())
+    add("-display", c.display);
+  else if (c.headless || std::getenv("DISPLAY") == nullptr)
+    add("-display", "none");
+  else if (!c.use_default_display)
+    add("-display", "gtk");
   add("-qmp", "unix:" + f.qmp_socket + ",server=on,wait=off");
   add("-serial", "file:" + f.serial_log);
 

@@ -80,7 +80,7 @@ struct QemuConfig {
   // Communicator
   std::string communicator = "ssh";
   SshConfig ssh;
-  std::string ssh_host;  // empty: 127.0.0.1 with the forwarded port
+  std::string ssh_host;   // empty: 127.0.0.1 with the forwarded port
   int64_t ssh_port = 22;  // the guest's port
   bool ssh_temporary_key_pair = false;
   std::chrono::milliseconds pause_before_connecting{0};

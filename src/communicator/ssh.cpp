@@ -16,6 +16,7 @@
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -351,6 +352,59 @@ AttemptResult attempt(const SshConfig& c, ssh_key key, const CancelToken& cancel
   return res;
 }
 
+// Waits until the server sends its SSH banner, keeping several TCP connections in flight:
+// a new one every kProbeInterval, each given kBannerTimeout. Under qemu user networking a
+// connection made before the guest's network is up is accepted by the host and then stalls
+// (the guest never saw its SYN) until slirp retransmits seconds later; a fresh connection made
+// just after sshd starts answers at once. Returns when a banner arrived or `overall` passed;
+// the libssh attempt that follows reports what went wrong.
+void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_point overall) {
+  constexpr milliseconds kProbeInterval{250};
+  addrinfo hints = {};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(c.host.c_str(), std::to_string(c.port).c_str(), &hints, &res) != 0 || !res) return;
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
+  struct Probe {
+    int fd;
+    Clock::time_point started;
+  };
+  std::vector<Probe> probes;
+  auto close_probe = [&](size_t i) {
+    ::close(probes[i].fd);
+    probes.erase(probes.begin() + static_cast<std::ptrdiff_t>(i));
+  };
+  Clock::time_point next = Clock::now();
+  bool found = false;
+  while (!found && Clock::now() < overall && !cancel.cancelled()) {
+    auto now = Clock::now();
+    if (now >= next && probes.size() < 16) {
+      int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd >= 0) {
+        if (::connect(fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS)
+          probes.push_back({fd, now});
+        else
+          ::close(fd);
+      }
+      next = now + kProbeInterval;
+    }
+    for (size_t i = probes.size(); i-- > 0;)
+      if (now - probes[i].started > kBannerTimeout) close_probe(i);
+    std::vector<pollfd> fds;
+    for (const auto& p : probes) fds.push_back({p.fd, POLLIN, 0});
+    fds.push_back({cancel.fd(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 50);
+    for (size_t i = probes.size(); i-- > 0;) {
+      if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+      char buf[8];
+      ssize_t n = ::recv(probes[i].fd, buf, sizeof buf, MSG_PEEK);
+      if (n >= 4 && std::memcmp(buf, "SSH-", 4) == 0) found = true;
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n >= 4) close_probe(i);
+    }
+  }
+  for (const auto& p : probes) ::close(p.fd);
+}
+
 SessionPtr establish(const SshConfig& c, ssh_key key, const CancelToken& cancel,
                      const std::function<void(std::string_view)>& progress) {
   auto start = Clock::now();
@@ -359,6 +413,7 @@ SessionPtr establish(const SshConfig& c, ssh_key key, const CancelToken& cancel,
   const int max_refusals = std::max(1, c.handshake_attempts);
   std::string last;
   if (progress) progress("Waiting for SSH on " + endpoint(c) + " (timeout " + seconds(c.timeout) + ")");
+  wait_for_banner(c, cancel, overall);
   while (true) {
     cancel.throw_if_cancelled();
     AttemptResult r = attempt(c, key, cancel, overall);
