@@ -358,7 +358,8 @@ AttemptResult attempt(const SshConfig& c, ssh_key key, const CancelToken& cancel
 // (the guest never saw its SYN) until slirp retransmits seconds later; a fresh connection made
 // just after sshd starts answers at once. Returns when a banner arrived or `overall` passed;
 // the libssh attempt that follows reports what went wrong.
-void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_point overall) {
+void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_point overall,
+                     const std::function<void(std::string_view)>& progress) {
   constexpr milliseconds kProbeInterval{250};
   addrinfo hints = {};
   hints.ai_socktype = SOCK_STREAM;
@@ -376,6 +377,11 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
   };
   Clock::time_point next = Clock::now();
   bool found = false;
+  std::string last;
+  auto saw = [&](const std::string& what) {
+    if (what != last && progress) progress("SSH on " + endpoint(c) + " not ready: " + what);
+    last = what;
+  };
   while (!found && Clock::now() < overall && !cancel.cancelled()) {
     auto now = Clock::now();
     if (now >= next && probes.size() < 16) {
@@ -388,8 +394,13 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
       }
       next = now + kProbeInterval;
     }
-    for (size_t i = probes.size(); i-- > 0;)
-      if (now - probes[i].started > kBannerTimeout) close_probe(i);
+    for (size_t i = probes.size(); i-- > 0;) {
+      if (now - probes[i].started > kBannerTimeout) {
+        saw("banner not received within " + seconds(kBannerTimeout) +
+            " (the port accepts connections, but no SSH server answers yet)");
+        close_probe(i);
+      }
+    }
     std::vector<pollfd> fds;
     for (const auto& p : probes) fds.push_back({p.fd, POLLIN, 0});
     fds.push_back({cancel.fd(), POLLIN, 0});
@@ -399,6 +410,9 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
       char buf[8];
       ssize_t n = ::recv(probes[i].fd, buf, sizeof buf, MSG_PEEK);
       if (n >= 4 && std::memcmp(buf, "SSH-", 4) == 0) found = true;
+      if (n == 0) saw("the connection was closed before the SSH server greeted");
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        saw(errno == ECONNREFUSED ? "connection refused" : std::string("cannot connect: ") + std::strerror(errno));
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n >= 4) close_probe(i);
     }
   }
@@ -413,7 +427,7 @@ SessionPtr establish(const SshConfig& c, ssh_key key, const CancelToken& cancel,
   const int max_refusals = std::max(1, c.handshake_attempts);
   std::string last;
   if (progress) progress("Waiting for SSH on " + endpoint(c) + " (timeout " + seconds(c.timeout) + ")");
-  wait_for_banner(c, cancel, overall);
+  wait_for_banner(c, cancel, overall, progress);
   while (true) {
     cancel.throw_if_cancelled();
     AttemptResult r = attempt(c, key, cancel, overall);

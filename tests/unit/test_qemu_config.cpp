@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +32,7 @@ using imgbake::qemu::parse_disk_size;
 using imgbake::qemu::qemu_command_line;
 using imgbake::qemu::QemuConfig;
 using imgbake::qemu::read_config;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -40,15 +43,6 @@ constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 
 const std::string kHex = "3f1c9e7a5b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6";
-
-}  // namespace
-
-namespace imgbake {
-// So that a failing expectation shows the message, not the bytes.
-void PrintTo(const Diagnostic& d, std::ostream* os) { *os << d.str(); }
-}  // namespace imgbake
-
-namespace {
 
 MATCHER_P2(At, line, col, "at " + std::to_string(line) + ":" + std::to_string(col)) {
   *result_listener << "is at " << arg.pos.line << ":" << arg.pos.col << " (" << arg.message << ")";
@@ -140,7 +134,13 @@ class QemuConfigTest : public ::testing::Test {
   }
 
   std::vector<Diagnostic> Errors() const { return diags_.errors(); }
-  std::vector<Diagnostic> Warnings() const { return diags_.warnings(); }
+  static std::vector<std::string> MessagesOf(const std::vector<Diagnostic>& diags) {
+    std::vector<std::string> out;
+    for (const auto& d : diags) out.push_back(d.message);
+    return out;
+  }
+  std::vector<std::string> ErrorMessages() const { return MessagesOf(diags_.errors()); }
+  std::vector<std::string> WarningMessages() const { return MessagesOf(diags_.warnings()); }
 
   imgbake::json::Value value_;
   Diagnostics diags_;
@@ -148,13 +148,13 @@ class QemuConfigTest : public ::testing::Test {
 
 TEST_F(QemuConfigTest, MinimalConfigIsValid) {
   ReadWith("");
-  EXPECT_THAT(Errors(), IsEmpty());
-  EXPECT_THAT(Warnings(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
+  EXPECT_THAT(WarningMessages(), IsEmpty());
 }
 
 TEST_F(QemuConfigTest, Defaults) {
   QemuConfig c = ReadWith("");
-  ASSERT_THAT(Errors(), IsEmpty());
+  ASSERT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.iso_urls, std::vector<std::string>{"file:///srv/os.iso"});
   EXPECT_EQ(c.iso_checksum, "sha256:" + kHex);
   EXPECT_EQ(c.iso_target_extension, "iso");
@@ -201,10 +201,13 @@ TEST_F(QemuConfigTest, Defaults) {
 
 TEST_F(QemuConfigTest, NoTemporaryKeyPairWithAPasswordOrAKeyOrTheAgent) {
   EXPECT_FALSE(ReadWith(R"("ssh_password": "secret")").ssh_temporary_key_pair);
-  EXPECT_FALSE(ReadWith(R"("ssh_private_key_file": "/dev/null")").ssh_temporary_key_pair);
+  std::string key = ::testing::TempDir() + "/imgbake-test-qemu-config-key";
+  { std::ofstream(key) << "not checked when reading the config\n"; }
+  EXPECT_FALSE(ReadWith(R"("ssh_private_key_file": ")" + key + "\"").ssh_temporary_key_pair);
+  std::remove(key.c_str());
   EXPECT_FALSE(ReadWith(R"("ssh_agent_auth": true)").ssh_temporary_key_pair);
   EXPECT_TRUE(ReadWith(R"("ssh_password": "secret", "ssh_temporary_key_pair": true)").ssh_temporary_key_pair);
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
 }
 
 TEST_F(QemuConfigTest, OptionsAreRead) {
@@ -215,7 +218,7 @@ TEST_F(QemuConfigTest, OptionsAreRead) {
       "shutdown_timeout": "90s", "ssh_timeout": "20m", "ssh_port": 2022, "host_port_min": 5000,
       "host_port_max": 5010, "qemuargs": [["-m", "1G"], ["-nographic"]],
       "qemu_img_args": {"create": ["-o", "preallocation=metadata"]})");
-  ASSERT_THAT(Errors(), IsEmpty());
+  ASSERT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.accel, Accelerator::Tcg);
   EXPECT_EQ(c.accelerator_probe_timeout, 45s);
   EXPECT_EQ(c.memory, 2048);
@@ -246,7 +249,7 @@ TEST_F(QemuConfigTest, OlderSpellingsOfPortsAndTimeouts) {
   // ssh_skip_nat_mapping and the SSH wait ssh_wait_timeout.
   QemuConfig c = ReadWith(R"("ssh_host_port_min": 6000, "ssh_host_port_max": 6001,
       "ssh_skip_nat_mapping": true, "ssh_wait_timeout": "7m")");
-  ASSERT_THAT(Errors(), IsEmpty());
+  ASSERT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.host_port_min, 6000);
   EXPECT_EQ(c.host_port_max, 6001);
   EXPECT_TRUE(c.skip_nat_mapping);
@@ -256,7 +259,7 @@ TEST_F(QemuConfigTest, OlderSpellingsOfPortsAndTimeouts) {
 TEST_F(QemuConfigTest, IsoUrlsListAndDiskImage) {
   QemuConfig c = Read(R"({"iso_urls": ["https://a/os.qcow2", "https://b/os.qcow2"], "iso_checksum": ")" + kHex +
                       R"(", "disk_image": true, "use_backing_file": true, "ssh_username": "root"})");
-  ASSERT_THAT(Errors(), IsEmpty());
+  ASSERT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_THAT(c.iso_urls, ElementsAre("https://a/os.qcow2", "https://b/os.qcow2"));
   EXPECT_TRUE(c.disk_image);
   EXPECT_TRUE(c.use_backing_file);
@@ -265,22 +268,22 @@ TEST_F(QemuConfigTest, IsoUrlsListAndDiskImage) {
 TEST_F(QemuConfigTest, IsoChecksumTypeLegacyFormIsCombined) {
   QemuConfig c = Read(R"({"iso_url": "file:///srv/os.iso", "iso_checksum": ")" + kHex +
                       R"(", "iso_checksum_type": "sha256", "ssh_username": "root"})");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.iso_checksum, "sha256:" + kHex);
 }
 
 TEST_F(QemuConfigTest, IsoChecksumTypeNoneTurnsTheCheckOffWithAWarning) {
   QemuConfig c = Read(R"({"iso_url": "file:///srv/os.iso", "iso_checksum": "", "iso_checksum_type": "none",
                           "ssh_username": "root"})");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.iso_checksum, "none");
-  EXPECT_THAT(Warnings(), ElementsAre(Says("will not be verified")));
+  EXPECT_THAT(WarningMessages(), ElementsAre(HasSubstr("will not be verified")));
 }
 
 TEST_F(QemuConfigTest, IsoChecksumWithItsOwnTypeIgnoresIsoChecksumType) {
   QemuConfig c = Read(R"({"iso_url": "file:///srv/os.iso", "iso_checksum": "sha256:)" + kHex +
                       R"(", "iso_checksum_type": "md5", "ssh_username": "root"})");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.iso_checksum, "sha256:" + kHex);
 }
 
@@ -312,13 +315,13 @@ TEST_F(QemuConfigTest, MalformedIsoChecksumIsAnErrorAtItsValue) {
 
 TEST_F(QemuConfigTest, MisspelledChecksumTypeSaysDidYouMean) {
   Read(R"({"iso_url": "file:///srv/os.iso", "iso_checksum": "sha265:)" + kHex + R"(", "ssh_username": "root"})");
-  EXPECT_THAT(Errors(), ElementsAre(Says("did you mean 'sha256'?")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("did you mean 'sha256'?")));
 }
 
 TEST_F(QemuConfigTest, IsoUrlAndIsoUrlsTogetherAreAnError) {
   Read(R"({"iso_url": "file:///a.iso", "iso_urls": ["file:///b.iso"], "iso_checksum": "none",
            "ssh_username": "root"})");
-  EXPECT_THAT(Errors(), ElementsAre(Says("either 'iso_url' or 'iso_urls'")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("either 'iso_url' or 'iso_urls'")));
 }
 
 TEST_F(QemuConfigTest, BadFormatIsAnErrorAtItsValue) {
@@ -348,7 +351,7 @@ TEST_F(QemuConfigTest, EveryAcceleratorPackerKnowsIsAccepted) {
     EXPECT_EQ(c.accel, Accelerator::Other) << other;
     EXPECT_EQ(c.accelerator, other);
   }
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
 }
 
 TEST_F(QemuConfigTest, BadDiskCacheIsAnErrorThatListsTheModes) {
@@ -361,7 +364,8 @@ TEST_F(QemuConfigTest, BadDiskCacheIsAnErrorThatListsTheModes) {
 
 TEST_F(QemuConfigTest, BadDiskDiscardAndDetectZeroes) {
   ReadWith(R"("disk_discard": "trim", "disk_detect_zeroes": "yes")");
-  EXPECT_THAT(Errors(), ElementsAre(Says("'trim' must be ignore or unmap"), Says("'yes' must be off, on or unmap")));
+  EXPECT_THAT(ErrorMessages(),
+              ElementsAre(HasSubstr("'trim' must be ignore or unmap"), HasSubstr("'yes' must be off, on or unmap")));
 }
 
 TEST_F(QemuConfigTest, BadDiskSizeIsAnErrorAtItsValue) {
@@ -374,7 +378,7 @@ TEST_F(QemuConfigTest, BadDiskSizeIsAnErrorAtItsValue) {
 
 TEST_F(QemuConfigTest, DiskSizeAsANumberIsMiB) {
   QemuConfig c = ReadWith(R"("disk_size": 10240)");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.disk_size, 10 * kGiB);
 }
 
@@ -385,20 +389,20 @@ TEST_F(QemuConfigTest, DiskSizeZeroOrEmptyMeansTheDefaultAsInPacker) {
   EXPECT_EQ(zero.disk_size, 40960 * kMiB);
   QemuConfig empty = ReadWith(R"("disk_size": "")");
   EXPECT_EQ(empty.disk_size, 40960 * kMiB);
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
 }
 
 TEST_F(QemuConfigTest, DiskAdditionalSizeAsOneStringIsOneDisk) {
   GTEST_SKIP() << "bug in read_config: a disk_additional_size that is not a list (\"10G\") is silently "
                   "ignored; every other list option takes a single string as a one-element list";
   QemuConfig c = ReadWith(R"("disk_additional_size": "10G")");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_THAT(c.disk_additional_size, ElementsAre(10 * kGiB));
 }
 
 TEST_F(QemuConfigTest, MemoryAndCpusHaveLowerBounds) {
   ReadWith(R"("memory": 8, "cpus": 0)");
-  EXPECT_THAT(Errors(), ElementsAre(Says("at least 16"), Says("cpus must be at least 1")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("at least 16"), HasSubstr("cpus must be at least 1")));
 }
 
 TEST_F(QemuConfigTest, UseBackingFileWithoutDiskImageIsAnError) {
@@ -414,29 +418,32 @@ TEST_F(QemuConfigTest, UseBackingFileWithFormatRawIsAnError) {
                   "refuses it); the overlay is made as qcow2 but qemu is then told format=raw";
   Read(R"({"iso_url": "file:///srv/os.qcow2", "iso_checksum": "none", "disk_image": true,
            "use_backing_file": true, "format": "raw", "ssh_username": "root"})");
-  EXPECT_THAT(Errors(), ElementsAre(Says("use_backing_file")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("use_backing_file")));
 }
 
 TEST_F(QemuConfigTest, DiskCompressionNeedsQcow2) {
   ReadWith(R"("format": "raw", "disk_compression": true)");
-  EXPECT_THAT(Errors(), ElementsAre(Says("disk_compression needs format qcow2")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("disk_compression needs format qcow2")));
 }
 
 TEST_F(QemuConfigTest, PortRangesMustBeRanges) {
   ReadWith(R"("host_port_min": 5000, "host_port_max": 4000, "http_port_min": 0)");
-  EXPECT_THAT(Errors(), ElementsAre(Says("host_port_min..host_port_max must be a range of TCP ports"),
-                                    Says("http_port_min..http_port_max must be a range of TCP ports")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("host_port_min..host_port_max must be a range of TCP ports"),
+                                           HasSubstr("http_port_min..http_port_max must be a range of TCP ports")));
 }
 
 TEST_F(QemuConfigTest, HttpDirectoryMustExist) {
   ReadWith(R"("http_directory": "/nonexistent/imgbake-http")");
-  EXPECT_THAT(Errors(), ElementsAre(Says("'/nonexistent/imgbake-http' is not a directory")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("'/nonexistent/imgbake-http' is not a directory")));
   EXPECT_EQ(ReadWith(R"("http_directory": "/")").http_directory, "/");
 }
 
 TEST_F(QemuConfigTest, QemuargsMustBeListsThatStartWithAFlag) {
+  // The empty entry and the bare string make the same message at the same place: shown once.
   ReadWith(R"("qemuargs": [["m", "1G"], [], "-nographic"])");
-  EXPECT_THAT(Errors(), ElementsAre(Says("'m' is not a qemu flag"), Says("non-empty list"), Says("non-empty list")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("'m' is not a qemu flag"), HasSubstr("non-empty list")));
+  ReadWith(R"("qemuargs": "-nographic")");
+  EXPECT_THAT(ErrorMessages(), Contains(HasSubstr("must be a list of lists of strings")));
 }
 
 TEST_F(QemuConfigTest, FloppyFilesAreRefused) {
@@ -464,24 +471,24 @@ TEST_F(QemuConfigTest, WinrmIsRefused) {
 
 TEST_F(QemuConfigTest, UnknownCommunicatorIsAnError) {
   ReadWith(R"("communicator": "telnet")");
-  EXPECT_THAT(Errors(), ElementsAre(Says("'telnet' must be ssh or none")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("'telnet' must be ssh or none")));
 }
 
 TEST_F(QemuConfigTest, CommunicatorNoneNeedsNoUsername) {
   QemuConfig c = Read(R"({"iso_url": "file:///srv/os.iso", "iso_checksum": "none", "communicator": "none"})");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.communicator, "none");
   EXPECT_FALSE(c.ssh_temporary_key_pair);
 }
 
 TEST_F(QemuConfigTest, SshUsernameIsRequired) {
   Read(R"({"iso_url": "file:///srv/os.iso", "iso_checksum": "none"})");
-  EXPECT_THAT(Errors(), ElementsAre(Says("'ssh_username' is required")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("'ssh_username' is required")));
 }
 
 TEST_F(QemuConfigTest, MissingPrivateKeyFileIsAnError) {
   ReadWith(R"("ssh_private_key_file": "/nonexistent/id_ed25519")");
-  EXPECT_THAT(Errors(), ElementsAre(Says("'/nonexistent/id_ed25519' does not exist")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("'/nonexistent/id_ed25519' does not exist")));
 }
 
 TEST_F(QemuConfigTest, NetBridgeBastionProxyAndCertificatesAreRefused) {
@@ -494,7 +501,7 @@ TEST_F(QemuConfigTest, NetBridgeBastionProxyAndCertificatesAreRefused) {
 
 TEST_F(QemuConfigTest, OnlyEd25519TemporaryKeys) {
   ReadWith(R"("temporary_key_pair_type": "rsa")");
-  EXPECT_THAT(Errors(), ElementsAre(Says("only ed25519")));
+  EXPECT_THAT(ErrorMessages(), ElementsAre(HasSubstr("only ed25519")));
 }
 
 TEST_F(QemuConfigTest, PackerOptionsWithoutAnEffectAreAccepted) {
@@ -504,7 +511,7 @@ TEST_F(QemuConfigTest, PackerOptionsWithoutAnEffectAreAccepted) {
               "ssh_clear_authorized_keys": true, "ssh_file_transfer_method": "sftp", "ssh_interface": "eth0",
               "temporary_key_pair_bits": 4096, "ssh_bastion_port": 22, "winrm_use_ssl": true,
               "ssh_local_tunnels": [], "_comment": "ignored")");
-  EXPECT_THAT(Errors(), IsEmpty());
+  EXPECT_THAT(ErrorMessages(), IsEmpty());
 }
 
 TEST_F(QemuConfigTest, UnknownOptionSaysDidYouMean) {
@@ -650,7 +657,7 @@ TEST_F(QemuCommandLineTest, VirtioScsiInterfacesMakeAValidCommandLine) {
   config.cdrom_interface = "virtio-scsi";
   auto argv = Argv();
   for (const auto& d : ValuesOf(argv, "-drive")) EXPECT_THAT(d, Not(HasSubstr("if=virtio-scsi")));
-  EXPECT_THAT(ValuesOf(argv, "-device"), ::testing::Contains(HasSubstr("virtio-scsi")));
+  EXPECT_THAT(ValuesOf(argv, "-device"), Contains(HasSubstr("virtio-scsi")));
 }
 
 TEST_F(QemuCommandLineTest, DisplayChoices) {
