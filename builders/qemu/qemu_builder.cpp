@@ -277,7 +277,13 @@ class SeedCdStep : public Step {
   explicit SeedCdStep(QemuRun& r) : r_(r) {}
   std::string name() const override { return "seed CD"; }
   nlohmann::json key_material(const State&) const override {
-    return {{"step", "qemu-cd"}, {"files", r_.cfg.cd_files}, {"label", r_.cfg.cd_label}};
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : r_.cfg.cd_files) {
+      std::error_code ec;
+      files.push_back(
+          {{"path", f}, {"sha256", fs::is_regular_file(f, ec) ? util::file_digest_hex(f) : std::string("not a file")}});
+    }
+    return {{"step", "qemu-cd"}, {"files", files}, {"content", r_.cfg.cd_content}, {"label", r_.cfg.cd_label}};
   }
   void run(State& st) override {
     CdSpec spec;
@@ -287,7 +293,7 @@ class SeedCdStep : public Step {
     r_.cd_path = (r_.work_dir / "cd.iso").string();
     make_cd(spec, r_.cd_path, st.cancel);
     st.message("made " + r_.cd_path + " (" + std::to_string(spec.files.size() + spec.content.size()) + " entries" +
-               (spec.label.empty() ? "" : ", label " + spec.label) + ")");
+               ", label " + (spec.label.empty() ? std::string("packer") : spec.label) + ")");
   }
 
  private:
@@ -512,7 +518,17 @@ class BootCommandStep : public Step {
     for (const auto& w : boot_command_warnings(text)) st.ui.warn(st.build.name, w);
     auto events = parse_boot_command(text);
     st.message("typing the boot command (" + std::to_string(events.size()) + " key events)");
-    type_boot_command(*r_.qmp, events, r_.cfg.boot_key_interval.value_or(kDefaultBootKeyInterval), st.cancel);
+    // As in Packer: boot_key_interval, else $PACKER_KEY_INTERVAL, else 100ms.
+    milliseconds interval = kDefaultBootKeyInterval;
+    if (r_.cfg.boot_key_interval) {
+      interval = *r_.cfg.boot_key_interval;
+    } else if (const char* env = std::getenv("PACKER_KEY_INTERVAL"); env && *env) {
+      if (auto d = util::parse_duration(env))
+        interval = *d;
+      else
+        st.ui.warn(st.build.name, "PACKER_KEY_INTERVAL='" + std::string(env) + "' is not a duration: using 100ms");
+    }
+    type_boot_command(*r_.qmp, events, interval, st.cancel);
   }
 
  private:
