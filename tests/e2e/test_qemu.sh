@@ -122,6 +122,38 @@ test_packer_template_builds_unchanged() {
   expect_no_qemu
 }
 
+test_boot_command_and_http_server() {
+  # The guest runs a root shell on tty1 (the VGA console): what boot_command types over QMP runs
+  # there. The line is typed twice in case the first came before the keyboard was ready.
+  python3 - "$SRC/templates/qemu-tiny.json" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+b = t["builders"][0]
+b["boot_wait"] = "6s"
+b["boot_command"] = ["echo typed-over-qmp:{{ .HTTPPort }} > /tmp/typed<enter>", "<wait5>",
+                     "echo typed-over-qmp:{{ .HTTPPort }} > /tmp/typed<enter>"]
+b["http_content"] = {"/hello.txt": "served by imgbake\n"}
+b["http_directory"] = "www"
+t["provisioners"] = [{"type": "shell", "inline": [
+    "i=0; while [ ! -s /tmp/typed ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done",
+    "echo typed: $(cat /tmp/typed)",
+    "echo http: $(wget -qO- http://$PACKER_HTTP_ADDR/hello.txt) $(wget -qO- http://$PACKER_HTTP_ADDR/dir/page.txt)",
+    "echo addr: $PACKER_HTTP_ADDR"]}]
+print(json.dumps(t))
+PY
+  mkdir -p www/dir
+  echo "from the directory" >www/dir/page.txt
+  expect_exit 0 imgbake build -var "dir=$GUEST" t.json || return
+  local port
+  port=$(sed -n 's/.*serving .* on 127.0.0.1:\([0-9]*\) .*/\1/p' "$STDOUT" | head -1)
+  expect_match "$STDOUT" "typing the boot command \\([0-9]+ key events\\)"
+  expect_contains "$STDOUT" "typed: typed-over-qmp:$port"
+  expect_contains "$STDOUT" "http: served by imgbake from the directory"
+  expect_contains "$STDOUT" "addr: 10.0.2.2:$port"
+  expect_contains "$STDOUT" "GET /hello.txt 200"
+  expect_no_qemu
+}
+
 test_failing_script_runs_error_cleanup_provisioner() {
   python3 - "$SRC/templates/qemu-tiny.json" "$PWD" <<'PY' >t.json
 import json, sys
@@ -231,6 +263,7 @@ PY
 
 run_test disk_guest_is_baked_and_boots test_disk_guest_is_baked_and_boots
 run_test packer_template_builds_unchanged test_packer_template_builds_unchanged
+run_test boot_command_and_http_server test_boot_command_and_http_server
 run_test failing_script_runs_error_cleanup_provisioner test_failing_script_runs_error_cleanup_provisioner
 run_test ctrl_c_while_a_remote_command_runs test_ctrl_c_while_a_remote_command_runs
 run_test qemu_that_cannot_start_is_reported test_qemu_that_cannot_start_is_reported
