@@ -38,9 +38,9 @@ std::vector<KeyEvent> parse_boot_command(std::string_view text);
 // key ("<entr>" → did you mean <enter>?). Packer types them silently; a build should say so.
 std::vector<std::string> boot_command_warnings(std::string_view text);
 
-// Types the events: a Press is one QMP send-key (with "shift" first when the character needs
-// it), Down and Up are QMP input-send-event key events (so a key stays held across later
-// presses), Wait sleeps. Pauses `key_interval` after every key event (Packer's
+// Types the events with QMP input-send-event: a Press is a key down (with "shift" first when
+// the character needs it), a short hold, and the key up; Down and Up are single key events (so
+// a key stays held across later presses); Wait sleeps. Pauses `key_interval` after every key event (Packer's
 // boot_key_interval). Throws BuildError with QMP's message when qemu refuses a key, and
 // Cancelled when `cancel` fires (also in the middle of a wait).
 void type_boot_command(QmpClient& qmp, const std::vector<KeyEvent>& events, std::chrono::milliseconds key_interval,

@@ -154,6 +154,93 @@ PY
   expect_no_qemu
 }
 
+test_download_cache_backing_file_and_temporary_key() {
+  # The source disk over HTTP with a SHA256SUMS file; no key in the template: imgbake makes a
+  # temporary key pair and the boot command authorizes it through the guest's tty1 shell.
+  mkdir -p srv
+  cp "$GUEST/base.qcow2" srv/base.qcow2
+  (cd srv && sha256sum base.qcow2 >SHA256SUMS)
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  python3 -m http.server --bind 127.0.0.1 --directory srv "$port" >http.log 2>&1 &
+  E2E_BG_PIDS+=($!)
+  wait_for 10 python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1])' \
+    "http://127.0.0.1:$port/SHA256SUMS" 2>/dev/null
+  python3 - "$SRC/templates/qemu-tiny.json" "$port" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+b = t["builders"][0]
+port = sys.argv[2]
+b["iso_url"] = f"http://127.0.0.1:{port}/base.qcow2"
+b["iso_checksum"] = f"file:http://127.0.0.1:{port}/SHA256SUMS"
+b["use_backing_file"] = True
+del b["ssh_private_key_file"]
+b["boot_wait"] = "5s"
+b["boot_key_interval"] = "10ms"
+# No quotes: a line whose start was typed before the shell ran must not leave one open.
+line = "mkdir -p /root/.ssh; echo {{ .SSHPublicKey }} >> /root/.ssh/authorized_keys<enter>"
+b["boot_command"] = [line, "<wait4>", line]
+t["provisioners"] = [{"type": "shell", "inline": ["echo logged in with $(tail -c 30 /root/.ssh/authorized_keys | head -c 8)..."]}]
+print(json.dumps(t))
+PY
+  expect_exit 0 imgbake build -var "dir=$GUEST" t.json || return
+  expect_contains "$STDOUT" "sha256 verified"
+  expect_contains "$STDOUT" "logged in with"
+  expect_contains "$STDOUT" "use_backing_file: not converting"
+  local cached
+  cached=$(ls "$IMGBAKE_CACHE_DIR"/downloads/ | grep -v '\.lock$' | head -1)
+  expect_eq "cache entry is named by the checksum" "$(sha256sum srv/base.qcow2 | cut -d' ' -f1).iso" "$cached"
+  expect_eq "the output is an overlay on the cached source" "$IMGBAKE_CACHE_DIR/downloads/$cached" \
+    "$(qemu-img info --output=json output-tiny/packer-tiny | json_get /dev/stdin 'd["backing-filename"]')"
+  # The temporary key is gone with the build's temp dir; it never reaches the output or the log.
+  expect_no_work_dirs
+  expect_not_contains "$STDOUT" "PRIVATE KEY"
+  # A second build takes the source from the cache: the server is not asked for it again.
+  local gets
+  gets=$(grep -c 'GET /base.qcow2' http.log)
+  rm -rf output-tiny
+  expect_exit 0 imgbake build -var "dir=$GUEST" t.json
+  expect_contains "$STDOUT" "from the cache"
+  expect_eq "GET /base.qcow2 requests after the second build" "$gets" "$(grep -c 'GET /base.qcow2' http.log)"
+  expect_no_qemu
+}
+
+test_raw_output_and_shutdown_without_a_command() {
+  # Without shutdown_command imgbake asks for an ACPI power-down; the tiny guest ignores it, so
+  # after shutdown_timeout qemu is killed and the build fails, saying so.
+  python3 - "$SRC/templates/qemu-tiny.json" <<'PY' >t.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+b = t["builders"][0]
+del b["shutdown_command"]
+b["shutdown_timeout"] = "3s"
+t["provisioners"] = [{"type": "shell", "inline": ["echo up"]}]
+print(json.dumps(t))
+PY
+  expect_exit 1 imgbake build -var "dir=$GUEST" t.json
+  expect_contains "$STDOUT" "asking the guest to power off (ACPI"
+  expect_contains "$STDERR" "did not power off within shutdown_timeout (3.000s)"
+  expect_contains "$STDERR" "qemu was killed"
+  expect_no_qemu
+  expect_no_file output-tiny
+
+  # format raw, with a shutdown command: a raw disk of disk_size.
+  python3 - "$SRC/templates/qemu-tiny.json" <<'PY' >raw.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+b = t["builders"][0]
+b["format"] = "raw"
+b["disk_size"] = "100M"
+b["output_directory"] = "output-raw"
+t["provisioners"] = [{"type": "shell", "inline": ["echo up"]}]
+print(json.dumps(t))
+PY
+  expect_exit 0 imgbake build -var "dir=$GUEST" raw.json || return
+  expect_eq "raw output format" "raw" "$(qemu-img info --output=json output-raw/packer-tiny | json_get /dev/stdin 'd["format"]')"
+  expect_eq "raw output size" "104857600" "$(stat -c %s output-raw/packer-tiny)"
+  expect_no_qemu
+}
+
 test_failing_script_runs_error_cleanup_provisioner() {
   python3 - "$SRC/templates/qemu-tiny.json" "$PWD" <<'PY' >t.json
 import json, sys
@@ -264,6 +351,8 @@ PY
 run_test disk_guest_is_baked_and_boots test_disk_guest_is_baked_and_boots
 run_test packer_template_builds_unchanged test_packer_template_builds_unchanged
 run_test boot_command_and_http_server test_boot_command_and_http_server
+run_test download_cache_backing_file_and_temporary_key test_download_cache_backing_file_and_temporary_key
+run_test raw_output_and_shutdown_without_a_command test_raw_output_and_shutdown_without_a_command
 run_test failing_script_runs_error_cleanup_provisioner test_failing_script_runs_error_cleanup_provisioner
 run_test ctrl_c_while_a_remote_command_runs test_ctrl_c_while_a_remote_command_runs
 run_test qemu_that_cannot_start_is_reported test_qemu_that_cannot_start_is_reported
