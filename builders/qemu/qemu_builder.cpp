@@ -464,7 +464,8 @@ class LaunchStep : public Step {
       c.accel = c.accelerator == "kvm"    ? Accelerator::Kvm
                 : c.accelerator == "tcg"  ? Accelerator::Tcg
                 : c.accelerator == "none" ? Accelerator::None
-                                          : Accelerator::Auto;
+                : c.accelerator == "auto" ? Accelerator::Auto
+                                          : Accelerator::Other;
     }
     switch (c.accel) {
       case Accelerator::Auto:

@@ -13,29 +13,25 @@ std::optional<uint64_t> parse_disk_size(const std::string& text) {
   std::string s = util::trim(text);
   size_t i = 0;
   while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
-  if (i == 0 || i > 15) return std::nullopt;
+  if (i == 0 || i > 19) return std::nullopt;
   uint64_t n = std::stoull(s.substr(0, i));
   std::string unit = s.substr(i);
   for (auto& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  for (const char* suffix : {"IB", "B"}) {
-    if (unit.size() > 1 && unit.size() >= std::string_view(suffix).size() &&
-        unit.compare(unit.size() - std::string_view(suffix).size(), std::string::npos, suffix) == 0) {
-      unit.resize(unit.size() - std::string_view(suffix).size());
-      break;
-    }
-  }
-  // Packer: a bare number is MiB.
-  int shift = 20;
-  if (unit.empty() || unit == "M")
+  // A lone "B" means bytes (Packer: ^[0-9]+(b|k|m|g|t)?$); "10GB" and "10GiB" are "10G".
+  int shift = 0;
+  if (unit == "B")
+    shift = 0;
+  else if (unit.empty() || unit == "M" || unit == "MB" || unit == "MIB")
     shift = 20;
-  else if (unit == "K")
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
     shift = 10;
-  else if (unit == "G")
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
     shift = 30;
-  else if (unit == "T")
+  else if (unit == "T" || unit == "TB" || unit == "TIB")
     shift = 40;
   else
     return std::nullopt;
+  if (n > (UINT64_MAX >> shift)) return std::nullopt;  // beyond 16 EiB
   return n << shift;
 }
 
@@ -110,6 +106,8 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   else if (c.iso_checksum == "none")
     cfg.warn("iso_checksum", "iso_checksum is \"none\": the source will not be verified");
   if (c.use_backing_file && !c.disk_image) cfg.error("use_backing_file", "use_backing_file needs disk_image: true");
+  if (c.use_backing_file && cfg.string("format", "qcow2") != "qcow2")
+    cfg.error("use_backing_file", "use_backing_file needs format qcow2 (the output is a qcow2 overlay)");
 
   // Machine
   c.accelerator = cfg.string("accelerator", c.accelerator);
@@ -135,6 +133,9 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   c.cpu_model = cfg.string("cpu_model");
   c.net_device = cfg.string("net_device", c.net_device);
   c.disk_interface = cfg.string("disk_interface", c.disk_interface);
+  static const std::vector<std::string> interfaces = {"virtio", "virtio-scsi", "ide", "scsi", "sd", "none"};
+  if (std::find(interfaces.begin(), interfaces.end(), c.disk_interface) == interfaces.end())
+    cfg.error("disk_interface", "'" + c.disk_interface + "' is not a disk interface: " + util::join(interfaces, ", "));
   c.disk_cache = cfg.string("disk_cache", c.disk_cache);
   c.disk_discard = cfg.string("disk_discard", c.disk_discard);
   c.disk_detect_zeroes = cfg.string("disk_detect_zeroes", c.disk_detect_zeroes);
@@ -145,13 +146,17 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
     cfg.error("disk_discard", "'" + c.disk_discard + "' must be ignore or unmap");
   if (c.disk_detect_zeroes != "off" && c.disk_detect_zeroes != "on" && c.disk_detect_zeroes != "unmap")
     cfg.error("disk_detect_zeroes", "'" + c.disk_detect_zeroes + "' must be off, on or unmap");
-  if (const json::Value* v = cfg.raw("disk_size"); v && v->kind != json::Value::Kind::Null) {
+  // As in Packer, "" and 0 mean the default.
+  if (const json::Value* v = cfg.raw("disk_size");
+      v && v->kind != json::Value::Kind::Null && v->text != "" && v->text != "0") {
     bool ok = false;
     c.disk_size = read_size(cfg, "disk_size", *v, ok);
     c.disk_size_given = ok;
   }
-  if (const json::Value* v = cfg.raw("disk_additional_size"); v && v->kind == json::Value::Kind::Array) {
-    for (const auto& item : v->items) {
+  if (const json::Value* v = cfg.raw("disk_additional_size"); v && v->kind != json::Value::Kind::Null) {
+    // A single size is a one-element list, as for other list options.
+    std::vector<json::Value> items = v->kind == json::Value::Kind::Array ? v->items : std::vector<json::Value>{*v};
+    for (const auto& item : items) {
       bool ok = false;
       uint64_t n = read_size(cfg, "disk_additional_size", item, ok);
       if (ok) c.disk_additional_size.push_back(n);
@@ -294,17 +299,36 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
   else
     add("-netdev", "user,id=user.0");
   add("-device", c.net_device + ",netdev=user.0");
-  auto drive = [&](const std::string& path, const std::string& fmt) {
-    std::string d = "file=" + path + ",if=" + c.disk_interface + ",cache=" + c.disk_cache +
-                    ",discard=" + c.disk_discard + ",format=" + fmt;
-    if (c.disk_detect_zeroes != "off") d += ",detect-zeroes=" + c.disk_detect_zeroes;
-    return d;
+  // virtio-scsi is not a -drive bus: as Packer does, a virtio-scsi-pci controller with
+  // scsi-hd/scsi-cd devices on drives of if=none.
+  int drives = 0;
+  bool scsi_controller = false;
+  auto on_virtio_scsi = [&](const std::string& spec, const char* device) {
+    if (!scsi_controller) add("-device", "virtio-scsi-pci,id=scsi0");
+    scsi_controller = true;
+    std::string id = "drive" + std::to_string(drives++);
+    add("-drive", spec + ",if=none,id=" + id);
+    add("-device", std::string(device) + ",bus=scsi0.0,drive=" + id);
   };
-  add("-drive", drive(f.disk_path, c.format));
-  for (const auto& d : f.extra_disks) add("-drive", drive(d, c.format));
-  std::string cd_if = c.cdrom_interface.empty() ? "" : ",if=" + c.cdrom_interface;
-  if (!f.iso_path.empty()) add("-drive", "file=" + f.iso_path + ",media=cdrom" + cd_if);
-  if (!f.cd_path.empty()) add("-drive", "file=" + f.cd_path + ",media=cdrom" + cd_if);
+  auto disk = [&](const std::string& path) {
+    std::string opts = ",cache=" + c.disk_cache + ",discard=" + c.disk_discard + ",format=" + c.format;
+    if (c.disk_detect_zeroes != "off") opts += ",detect-zeroes=" + c.disk_detect_zeroes;
+    if (c.disk_interface == "virtio-scsi")
+      on_virtio_scsi("file=" + path + opts, "scsi-hd");
+    else
+      add("-drive", "file=" + path + ",if=" + c.disk_interface + opts);
+  };
+  auto cdrom = [&](const std::string& path) {
+    std::string d = "file=" + path + ",media=cdrom";
+    if (c.cdrom_interface == "virtio-scsi")
+      on_virtio_scsi(d, "scsi-cd");
+    else
+      add("-drive", d + (c.cdrom_interface.empty() ? "" : ",if=" + c.cdrom_interface));
+  };
+  disk(f.disk_path);
+  for (const auto& d : f.extra_disks) disk(d);
+  if (!f.iso_path.empty()) cdrom(f.iso_path);
+  if (!f.cd_path.empty()) cdrom(f.cd_path);
   add("-boot", c.disk_image ? "c" : "once=d");
   add("-m", std::to_string(c.memory) + "M");
   add("-smp", "cpus=" + std::to_string(c.cpus) + ",sockets=" + std::to_string(c.cpus));
@@ -329,7 +353,15 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
       user.push_back({flag, {}});
       it = user.end() - 1;
     }
-    if (entry.size() > 1) it->second.push_back(value);
+    if (!value.empty()) it->second.push_back(value);  // ["-nographic", ""] is a bare flag
+  }
+  // As Packer 1.6.6 does (its issue #6804): a template that gives its own -device entries
+  // but no network card still gets the default one.
+  for (auto& [flag, vals] : user) {
+    if (flag != "-device") continue;
+    bool has_nic = std::any_of(vals.begin(), vals.end(),
+                               [&](const std::string& v) { return v.find(c.net_device) != std::string::npos; });
+    if (!has_nic) vals.push_back(c.net_device + ",netdev=user.0");
   }
   std::vector<std::string> argv = {c.qemu_binary};
   auto emit = [&](const std::string& flag, const std::vector<std::string>& vals) {
