@@ -76,12 +76,12 @@ test_unknown_builder_type() {
 {
   "builders": [
     {"type": "amazon-ebs", "region": "us-east-1"},
-    {"type": "qemu", "name": "vm"},
+    {"type": "virtualbox-iso", "name": "vm"},
     {"type": "null"}
   ]
 }
 EOF
-  expect_invalid ebs.json "ebs.json:3:5: " "unknown builder type 'amazon-ebs'" "ebs.json:4:5: " "unknown builder type 'qemu'"
+  expect_invalid ebs.json "ebs.json:3:5: " "unknown builder type 'amazon-ebs'" "ebs.json:4:5: " "unknown builder type 'virtualbox-iso'"
   # It lists the types that exist.
   expect_match "$STDERR" "amazon-ebs.*file, null"
   # Unknown provisioner and post-processor types, with a suggestion.
