@@ -407,6 +407,7 @@ void launch(State& st, QemuRun& r, std::mt19937& rng) {
     std::vector<std::vector<std::string>> qemuargs;
     for (const auto& entry : c.qemuargs) {
       std::vector<std::string> rendered;
+      rendered.reserve(entry.size());
       for (const auto& part : entry) rendered.push_back(st.render(part));
       qemuargs.push_back(std::move(rendered));
     }

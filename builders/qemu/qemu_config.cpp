@@ -371,13 +371,15 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
       argv.push_back(v);
     }
   };
-  for (const auto& [flag, vals] : args) {
+  for (const auto& entry : args) {
+    const std::string& flag = entry.first;
     auto it = std::find_if(user.begin(), user.end(), [&](const auto& p) { return p.first == flag; });
-    emit(flag, it == user.end() ? vals : it->second);
+    emit(flag, it == user.end() ? entry.second : it->second);
   }
-  for (const auto& [flag, vals] : user) {
+  for (const auto& entry : user) {
+    const std::string& flag = entry.first;
     bool is_default = std::any_of(args.begin(), args.end(), [&](const auto& p) { return p.first == flag; });
-    if (!is_default) emit(flag, vals);
+    if (!is_default) emit(flag, entry.second);
   }
   return argv;
 }

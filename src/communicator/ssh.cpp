@@ -402,6 +402,7 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
       }
     }
     std::vector<pollfd> fds;
+    fds.reserve(probes.size() + 1);
     for (const auto& p : probes) fds.push_back({p.fd, POLLIN, 0});
     fds.push_back({cancel.fd(), POLLIN, 0});
     ::poll(fds.data(), fds.size(), 50);
