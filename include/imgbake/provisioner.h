@@ -2,6 +2,7 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
@@ -24,6 +25,10 @@ class Provisioner {
 };
 
 using ProvisionerRegistry = ComponentRegistry<Provisioner>;
+
+// [{"path", "sha256"}] for the host files a provisioner reads (scripts), for key_material();
+// a file that cannot be read has "missing" (prepare() has reported it).
+nlohmann::json host_file_digests(const std::vector<std::string>& paths);
 
 }  // namespace imgbake
 

@@ -17,6 +17,7 @@
 #include "imgbake/communicator.h"
 #include "imgbake/error.h"
 #include "imgbake/provisioner.h"
+#include "imgbake/temp_file.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -77,43 +78,6 @@ std::string content_digest(const std::string& path) {
   std::sort(entries.begin(), entries.end());
   return "tree:" + util::sha256_hex(util::join(entries, "\n"));
 }
-
-// A host file holding `content`; removed when it goes out of scope (also on failure or interrupt).
-class ContentFile {
- public:
-  explicit ContentFile(const std::string& content) {
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/imgbake-file-XXXXXX";
-    int fd = mkostemp(tmpl.data(), O_CLOEXEC);
-    if (fd < 0) throw BuildError("cannot create a temporary file in " + tmpl + ": " + std::strerror(errno));
-    path_ = tmpl;
-    register_temp_path(path_);
-    size_t off = 0;
-    while (off < content.size()) {
-      ssize_t n = ::write(fd, content.data() + off, content.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        std::string why = std::strerror(errno);
-        ::close(fd);
-        throw BuildError("cannot write the temporary file " + path_ + ": " + why);
-      }
-      off += static_cast<size_t>(n);
-    }
-    ::fchmod(fd, 0644);  // what a newly written file usually gets; mkostemp makes 0600
-    ::close(fd);
-  }
-  ~ContentFile() {
-    unregister_temp_path(path_);
-    std::error_code ec;
-    fs::remove(path_, ec);
-  }
-  ContentFile(const ContentFile&) = delete;
-  ContentFile& operator=(const ContentFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class FileProvisioner : public Provisioner {
  public:
@@ -215,7 +179,7 @@ void FileProvisioner::upload(State& st) const {
   Communicator& comm = *st.communicator;
   if (content_) {
     st.message("writing " + std::to_string(content_->size()) + " bytes of content to " + destination_);
-    ContentFile local(*content_);
+    TempFile local(*content_, "imgbake-file", 0644);
     comm.upload(local.path(), destination_, st.cancel);
     return;
   }

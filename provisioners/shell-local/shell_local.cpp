@@ -11,6 +11,8 @@
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
 #include "imgbake/process.h"
+#include "imgbake/provisioner.h"
+#include "imgbake/temp_file.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -43,43 +45,6 @@ std::string format_var(const std::string& fmt, const std::string& k, const std::
   }
   return out;
 }
-
-// A temporary script file that is removed when it goes out of scope (also when the
-// build is interrupted or fails).
-class TempScript {
- public:
-  TempScript(const std::string& body, const std::string& ext) {
-    std::lock_guard lock(spawn_mutex());
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/imgbake-shell-local-XXXXXX" + ext;
-    int fd = mkostemps(tmpl.data(), static_cast<int>(ext.size()), O_CLOEXEC);
-    if (fd < 0) throw BuildError("cannot create a temporary script in " + tmpl);
-    path_ = tmpl;
-    size_t off = 0;
-    while (off < body.size()) {
-      ssize_t n = ::write(fd, body.data() + off, body.size() - off);
-      if (n <= 0) {
-        close(fd);
-        throw BuildError("cannot write the temporary script " + path_);
-      }
-      off += static_cast<size_t>(n);
-    }
-    fchmod(fd, 0700);
-    close(fd);
-    register_temp_path(path_);
-  }
-  ~TempScript() {
-    unregister_temp_path(path_);
-    std::error_code ec;
-    std::filesystem::remove(path_, ec);
-  }
-  TempScript(const TempScript&) = delete;
-  TempScript& operator=(const TempScript&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 }  // namespace
 
@@ -118,16 +83,7 @@ void ShellLocalRunner::prepare(ConfigReader& cfg) {
 }
 
 nlohmann::json ShellLocalRunner::key_material() const {
-  nlohmann::json scripts = nlohmann::json::array();
-  for (const auto& s : scripts_) {
-    std::string digest;
-    try {
-      digest = util::file_digest_hex(s);
-    } catch (const std::exception&) {
-      digest = "missing";
-    }
-    scripts.push_back({{"path", s}, {"sha256", digest}});
-  }
+  nlohmann::json scripts = host_file_digests(scripts_);
   return {{"inline", inline_},
           {"scripts", scripts},
           {"inline_shebang", inline_shebang_},
@@ -164,12 +120,12 @@ void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& 
   for (const auto& [k, v] : env) vars += format_var(env_var_format_, k, v);
   if (!vars.empty() && vars.back() == ' ') vars.pop_back();
 
-  std::vector<std::unique_ptr<TempScript>> temps;
+  std::vector<std::unique_ptr<TempFile>> temps;
   std::vector<std::string> paths;
   if (!inline_.empty()) {
     std::string body = "#!" + inline_shebang_ + "\n";
     for (const auto& line : inline_) body += line + "\n";
-    temps.push_back(std::make_unique<TempScript>(body, tempfile_extension_));
+    temps.push_back(std::make_unique<TempFile>(body, "imgbake-shell-local", 0700, tempfile_extension_));
     paths.push_back(temps.back()->path());
   }
   for (const auto& s : scripts_) paths.push_back(std::filesystem::absolute(s).string());

@@ -26,6 +26,7 @@
 #include "imgbake/error.h"
 #include "imgbake/interpolate.h"
 #include "imgbake/provisioner.h"
+#include "imgbake/temp_file.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -82,44 +83,6 @@ std::string join_path(const std::string& folder, const std::string& file) {
   if (folder.empty()) return file;
   return folder.back() == '/' ? folder + file : folder + "/" + file;
 }
-
-// A host file holding what is uploaded; removed when it goes out of scope (also on failure
-// or interrupt).
-class LocalTempFile {
- public:
-  LocalTempFile(const std::string& content, mode_t mode) {
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/imgbake-shell-XXXXXX";
-    int fd = mkostemp(tmpl.data(), O_CLOEXEC);
-    if (fd < 0) throw BuildError("cannot create a temporary file in " + tmpl + ": " + std::strerror(errno));
-    path_ = tmpl;
-    register_temp_path(path_);
-    size_t off = 0;
-    while (off < content.size()) {
-      ssize_t n = ::write(fd, content.data() + off, content.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        std::string why = std::strerror(errno);
-        ::close(fd);
-        throw BuildError("cannot write the temporary file " + path_ + ": " + why);
-      }
-      off += static_cast<size_t>(n);
-    }
-    ::fchmod(fd, mode);
-    ::close(fd);
-  }
-  ~LocalTempFile() {
-    unregister_temp_path(path_);
-    std::error_code ec;
-    std::filesystem::remove(path_, ec);
-  }
-  LocalTempFile(const LocalTempFile&) = delete;
-  LocalTempFile& operator=(const LocalTempFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class ShellProvisioner : public Provisioner {
  public:
@@ -212,16 +175,7 @@ void ShellProvisioner::prepare(ConfigReader& cfg) {
 }
 
 nlohmann::json ShellProvisioner::key_material() const {
-  nlohmann::json scripts = nlohmann::json::array();
-  for (const auto& s : scripts_) {
-    std::string digest;
-    try {
-      digest = util::file_digest_hex(s);
-    } catch (const std::exception&) {
-      digest = "missing";
-    }
-    scripts.push_back({{"path", s}, {"sha256", digest}});
-  }
+  nlohmann::json scripts = host_file_digests(scripts_);
   // The default remote file name is random: only what the user chose identifies the work.
   return {{"inline", inline_},
           {"scripts", scripts},
@@ -374,7 +328,7 @@ void ShellProvisioner::provision(State& st) {
   std::string vars, var_file;
   if (use_env_var_file_) {
     var_file = join_path(remote_folder_, "varfile_" + random_number() + ".sh");
-    LocalTempFile local(formatted, 0600);
+    TempFile local(formatted, "imgbake-shell", 0600);
     retry_while_unreachable(st, "uploading the variables file",
                             [&] { comm.upload(local.path(), var_file, st.cancel); });
     vars = ". " + var_file + " &&";
@@ -403,7 +357,7 @@ void ShellProvisioner::provision(State& st) {
     }
     run.command += command;
     st.message("running " + script.name + " on the machine as " + remote_path_);
-    LocalTempFile local(script.body, 0755);
+    TempFile local(script.body, "imgbake-shell", 0755);
     auto out = [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stdout, l); };
     auto err = [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stderr, l); };
     int status = retry_while_unreachable(st, "starting " + script.name, [&] {
