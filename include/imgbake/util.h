@@ -26,6 +26,21 @@ std::string read_file(const std::filesystem::path& path);  // throws std::runtim
 void write_file_atomic(const std::filesystem::path& path, std::string_view content, int mode = 0644);
 
 std::string sha256_hex(std::string_view data);
+std::string to_hex(const unsigned char* bytes, size_t n);  // lower case
+// A streaming digest (OpenSSL EVP): update() as data arrives, hex() once at the end.
+// algo: md5, sha1, sha224, sha256, sha384, sha512.
+class Hasher {
+ public:
+  explicit Hasher(std::string_view algo = "sha256");
+  ~Hasher();
+  Hasher(const Hasher&) = delete;
+  Hasher& operator=(const Hasher&) = delete;
+  void update(const void* data, size_t n);
+  std::string hex();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
 // Hashes a file while streaming it (constant memory). algo: md5, sha1, sha224, sha256, sha384, sha512.
 std::string file_digest_hex(const std::filesystem::path& path, std::string_view algo = "sha256");
 bool is_supported_digest(std::string_view algo);

@@ -4,14 +4,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <iostream>
 
 #include "cli/store_verbs.h"
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
 #include "imgbake/process.h"
+#include "imgbake/util.h"
 
 namespace imgbake::cli {
 
@@ -44,25 +43,15 @@ void export_tar(store::Store& st, const nlohmann::json& manifest, const std::str
       throw BuildError("blob " + digest + " is missing; run imgbake store check");
     }
     // The blob is hashed as it is written out: a damaged store never exports silently.
-    EVP_MD_CTX* md = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(md, EVP_sha256(), nullptr);
+    util::Hasher hasher;
     ssize_t n;
     while ((n = ::read(fd, buf.data(), buf.size())) > 0) {
-      EVP_DigestUpdate(md, buf.data(), static_cast<size_t>(n));
+      hasher.update(buf.data(), static_cast<size_t>(n));
       archive_write_data(a, buf.data(), static_cast<size_t>(n));
     }
     close(fd);
     archive_entry_free(e);
-    unsigned char out_md[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    EVP_DigestFinal_ex(md, out_md, &len);
-    EVP_MD_CTX_free(md);
-    std::string hex;
-    for (unsigned i = 0; i < len; ++i) {
-      static const char* h = "0123456789abcdef";
-      hex += h[out_md[i] >> 4];
-      hex += h[out_md[i] & 0xF];
-    }
+    std::string hex = hasher.hex();
     if ("sha256:" + hex != digest) {
       archive_write_free(a);
       std::filesystem::remove(tmp);

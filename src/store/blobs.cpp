@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -58,21 +56,6 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
-using MdCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-
-std::string finish_hex(EVP_MD_CTX* ctx) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 0xF];
-  }
-  return out;
-}
-
 }  // namespace
 
 Descriptor BlobStore::put_bytes(std::string_view data, std::string media_type) {
@@ -113,8 +96,7 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
     }
   } guard(tmpl);
 
-  MdCtx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  util::Hasher hasher;
   uint64_t size = 0;
   std::vector<char> buf(1 << 20);
   // A reflink shares the source's extents (btrfs, xfs): then only read once, to hash.
@@ -128,7 +110,7 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
       throw StoreError("cannot read " + src.string() + ": " + std::strerror(errno));
     }
     if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    hasher.update(buf.data(), static_cast<size_t>(n));
     size += static_cast<uint64_t>(n);
     if (!cloned) {
       size_t off = 0;
@@ -144,7 +126,7 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
   }
   if (fsync(out.fd) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
   fchmod(out.fd, 0444);
-  Descriptor d{std::move(media_type), "sha256:" + finish_hex(ctx.get()), size, {}};
+  Descriptor d{std::move(media_type), "sha256:" + hasher.hex(), size, {}};
   fs::path dest = path(d.digest);
   fs::create_directories(dest.parent_path());
   std::error_code ec;

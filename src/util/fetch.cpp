@@ -82,17 +82,6 @@ bool is_hex(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c) != 0; });
 }
 
-std::string to_hex(const unsigned char* p, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out += digits[p[i] >> 4];
-    out += digits[p[i] & 0xF];
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------
 // Checksum specifications
 
@@ -205,29 +194,11 @@ std::variant<Source, std::string> classify(const std::string& url) {
 // ---------------------------------------------------------------------------
 // Hashing
 
-class Hasher {
- public:
-  explicit Hasher(const DigestAlgo& algo) : ctx_(EVP_MD_CTX_new(), EVP_MD_CTX_free) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), algo.md(), nullptr) != 1)
-      throw BuildError(std::string("OpenSSL cannot compute ") + algo.name + " digests");
-  }
-  void update(const void* data, size_t n) { EVP_DigestUpdate(ctx_.get(), data, n); }
-  std::string hex() {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx_.get(), out, &len);
-    return to_hex(out, len);
-  }
-
- private:
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
-};
-
 // Like util::file_digest_hex, but stops when cancelled: a DVD image takes seconds to hash.
 std::string hash_file(const fs::path& path, const DigestAlgo& algo, const CancelToken& cancel) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw BuildError("cannot read " + path.string() + ": " + std::strerror(errno));
-  Hasher hasher(algo);
+  util::Hasher hasher(algo.name);
   std::vector<char> buf(1 << 20);
   while (true) {
     if (cancel.cancelled()) {
@@ -534,7 +505,7 @@ class PartFile {
 std::string random_suffix() {
   unsigned char bytes[6];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw BuildError("no randomness available for a temporary file name");
-  return to_hex(bytes, sizeof bytes);
+  return util::to_hex(bytes, sizeof bytes);
 }
 
 // `algo` is null for "none".
@@ -569,8 +540,8 @@ FetchResult fetch_remote(const Source& src, const DigestAlgo* algo, const std::s
   }
 
   PartFile part(cache_dir / (name + ".part-" + std::to_string(getpid()) + "-" + random_suffix()));
-  std::optional<Hasher> hasher;
-  if (algo) hasher.emplace(*algo);
+  std::optional<util::Hasher> hasher;
+  if (algo) hasher.emplace(algo->name);
   uint64_t received = 0;
   Transfer t(cancel, &progress, [&](const char* data, size_t n) {
     if (hasher) hasher->update(data, n);

@@ -210,19 +210,33 @@ const EVP_MD* digest_by_name(std::string_view algo) {
   return nullptr;
 }
 
-std::string to_hex(const unsigned char* p, unsigned n) {
-  static const char* hex = "0123456789abcdef";
+}  // namespace
+
+std::string to_hex(const unsigned char* bytes, size_t n) {
+  static const char* digits = "0123456789abcdef";
   std::string out;
   out.reserve(n * 2);
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[p[i] >> 4];
-    out += hex[p[i] & 0xF];
+  for (size_t i = 0; i < n; ++i) {
+    out += digits[bytes[i] >> 4];
+    out += digits[bytes[i] & 0xF];
   }
   return out;
 }
 
-using MdCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-}  // namespace
+Hasher::Hasher(std::string_view algo) : ctx_(EVP_MD_CTX_new()) {
+  const EVP_MD* md = digest_by_name(algo);
+  if (!md) throw std::runtime_error("unsupported digest '" + std::string(algo) + "'");
+  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), md, nullptr) != 1)
+    throw std::runtime_error("OpenSSL cannot compute " + std::string(algo) + " digests");
+}
+Hasher::~Hasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+void Hasher::update(const void* data, size_t n) { EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n); }
+std::string Hasher::hex() {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), out, &len);
+  return to_hex(out, len);
+}
 
 bool is_supported_digest(std::string_view algo) { return digest_by_name(algo) != nullptr; }
 
@@ -234,12 +248,9 @@ std::string sha256_hex(std::string_view data) {
 }
 
 std::string file_digest_hex(const std::filesystem::path& path, std::string_view algo) {
-  const EVP_MD* md = digest_by_name(algo);
-  if (!md) throw std::runtime_error("unsupported digest '" + std::string(algo) + "'");
+  Hasher hasher(algo);
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
-  MdCtx ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), md, nullptr);
   std::vector<char> buf(1 << 20);
   while (true) {
     ssize_t n = ::read(fd, buf.data(), buf.size());
@@ -250,13 +261,10 @@ std::string file_digest_hex(const std::filesystem::path& path, std::string_view 
       throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(e));
     }
     if (n == 0) break;
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    hasher.update(buf.data(), static_cast<size_t>(n));
   }
   close(fd);
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(ctx.get(), out, &len);
-  return to_hex(out, len);
+  return hasher.hex();
 }
 
 std::string uuid_v4() {
