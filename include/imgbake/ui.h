@@ -78,6 +78,16 @@ class Ui {
   std::optional<std::string> ask(const std::string& build, std::string_view question);
 
   std::string mask(std::string_view s) const { return masker_ ? masker_->mask(s) : std::string(s); }
+  // Masks every string of a JSON document in place (names and paths can hold secrets too).
+  template <typename Json>
+  void mask_strings(Json& j) const {
+    if (!masker_) return;
+    if (j.is_string()) {
+      j = masker_->mask(j.template get_ref<const std::string&>());
+    } else if (j.is_structured()) {
+      for (auto& v : j) mask_strings(v);
+    }
+  }
 
  private:
   void emit(nlohmann::json ev);

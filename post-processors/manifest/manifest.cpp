@@ -16,14 +16,6 @@
 namespace imgbake {
 namespace {
 
-void mask_strings(nlohmann::ordered_json& j, const Ui& ui) {
-  if (j.is_string()) {
-    j = ui.mask(j.get_ref<const std::string&>());
-  } else if (j.is_structured()) {
-    for (auto& v : j) mask_strings(v, ui);
-  }
-}
-
 class ManifestPostProcessor : public PostProcessor {
  public:
   void prepare(ConfigReader& cfg) override {
@@ -80,7 +72,7 @@ class ManifestPostProcessor : public PostProcessor {
                            "); move it away or choose another 'output'");
         }
       }
-      mask_strings(build, st.ui);  // before escaping, so a secret with quotes is still found
+      st.ui.mask_strings(build);  // before escaping, so a secret with quotes is still found
       doc["builds"].push_back(build);
       doc["last_run_uuid"] = st.build.run_uuid;
       util::write_file_atomic(out, doc.dump(2) + "\n");

@@ -96,14 +96,6 @@ class ErrorCleanupStep : public Step {
   PlannedProvisioner* p_;
 };
 
-void mask_values(nlohmann::json& j, const Ui& ui) {
-  if (j.is_string()) {
-    j = ui.mask(j.get_ref<const std::string&>());
-  } else if (j.is_structured()) {
-    for (auto& v : j) mask_values(v, ui);
-  }
-}
-
 // The template's "imgbake" section, rendered for this build.
 struct ImageSettings {
   std::string image;
@@ -212,7 +204,7 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
     // The statement's values are masked too: a secret must not reach provenance by any
     // path (keys are not, so a short secret cannot break the document's structure).
     nlohmann::json statement = provenance::make_statement(facts);
-    mask_values(statement, st.ui);
+    st.ui.mask_strings(statement);
     std::string payload = statement.dump();
     return provenance::sign_envelope(key, provenance::kInTotoPayloadType, payload);
   };

@@ -75,20 +75,8 @@ double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double
 
 std::string Ui::prefix(const std::string& build) const { return build.empty() ? "" : build + ": "; }
 
-namespace {
-// Masks every string in an event (names and paths can hold secrets too).
-void mask_json(nlohmann::json& j, const Masker* m) {
-  if (!m) return;
-  if (j.is_string()) {
-    j = m->mask(j.get_ref<const std::string&>());
-  } else if (j.is_structured()) {
-    for (auto& v : j) mask_json(v, m);
-  }
-}
-}  // namespace
-
 void Ui::emit(nlohmann::json ev) {
-  mask_json(ev, masker_.get());
+  mask_strings(ev);
   nlohmann::json line = {{"time", now_rfc3339()}};
   line.update(ev);
   std::string s = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
