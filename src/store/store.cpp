@@ -721,7 +721,8 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     }
   }
   std::set<std::string> referenced;
-  for (const auto& img : images()) {
+  const std::vector<ImageRecord> all = images();
+  for (const auto& img : all) {
     ++rep.images;
     auto it = committed.find(img.ref());
     if (it == committed.end())
@@ -764,7 +765,7 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
   for (const auto& p : blobs_.leftovers())
     rep.notes.push_back("temporary file of an interrupted write: " + p.string() + " (gc removes it)");
-  for (const auto& img : images())
+  for (const auto& img : all)
     if (img.revoked && !img.channels.empty())
       rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +
                           " point at the revoked " + img.ref());
