@@ -6,6 +6,7 @@
 // rewritten (atomically) after every change, and on open when a crash left it behind.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -64,6 +65,28 @@ class BlobStore {
 
  private:
   std::filesystem::path root_;  // the layout's root (blobs/sha256 below it)
+};
+
+// Writes one blob from a stream (a pull): hashes while writing a temp file in the store's
+// tmp/; commit() fsyncs it and renames it into place when the digest and size are the ones
+// expected. The destructor removes an uncommitted temp file; the file is also registered
+// so that a second Ctrl-C (which exits at once) does not leave it behind.
+class BlobWriter {
+ public:
+  explicit BlobWriter(BlobStore& blobs);
+  ~BlobWriter();
+  BlobWriter(const BlobWriter&) = delete;
+  BlobWriter& operator=(const BlobWriter&) = delete;
+
+  void write(const char* data, size_t n);
+  uint64_t bytes_written() const;
+  // Throws StoreError when the content's digest or size is not `expected_digest`/`expected_size`
+  // (the temp file is removed then). An existing blob with that digest is kept as it is.
+  Descriptor commit(const std::string& expected_digest, uint64_t expected_size, std::string media_type);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 struct ImageRecord {
@@ -131,6 +154,17 @@ struct CommitRequest {
       make_provenance;
 };
 
+// A pulled image to catalogue (Store::import_image). Every blob both manifests name must
+// already be in the store (BlobWriter); the manifests themselves are written by the import.
+struct ImportRequest {
+  std::string name;                    // the local image name
+  std::optional<std::string> version;  // default: the version the image says it is (its
+                                       // org.opencontainers.image.version / build-info), else auto
+  std::string manifest_bytes;           // the image manifest exactly as pulled
+  std::string referrer_manifest_bytes;  // the provenance referrer manifest, may be empty
+  std::string source;                   // where it came from, e.g. "127.0.0.1:5000/team/app@sha256:…"
+};
+
 struct CheckReport {
   std::vector<std::string> problems;  // each one exact: what, where
   std::vector<std::string> notes;     // harmless findings (orphan blobs gc would remove)
@@ -164,6 +198,14 @@ class Store {
   const BlobStore& blobs() const { return blobs_; }
 
   ImageRecord commit(const CommitRequest& req);
+  // Catalogues a pulled image as NAME:VERSION with the manifest digest it was pulled with
+  // (the bytes are stored as they are, never re-serialized). Builder type, template digest,
+  // git commit, parent and labels come from the image's own manifest annotations, config and
+  // build-info.json when it has them; an image imgbake did not build is accepted too. Checks
+  // that every blob of both manifests is stored; records the provenance referrer and an audit
+  // entry "pull" with the source. The same digest imported again under the same name returns
+  // the existing record; a version that exists with another digest is a StoreError.
+  ImageRecord import_image(const ImportRequest& req);
 
   // REF = name (latest version), name:version, name:channel, name@sha256:…
   ImageRecord resolve(const std::string& ref) const;
@@ -190,6 +232,12 @@ class Store {
 
   // The manifest JSON of an image.
   nlohmann::json manifest(const ImageRecord& img) const;
+  // What a push uploads besides the image manifest itself, in upload order: the config, the
+  // layers (with their annotations), then, when the image has provenance, the referrer's
+  // config and layers (the DSSE envelope) and last the referrer manifest (media type
+  // kManifestMediaType: PUT it as a manifest, after the image manifest it names as subject).
+  // Every descriptor's file is blobs().path(digest). Throws StoreError when a manifest is unreadable.
+  std::vector<Descriptor> blobs_of(const ImageRecord& img) const;
 
  private:
   struct Catalog;

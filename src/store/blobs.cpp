@@ -185,4 +185,89 @@ void BlobStore::remove(const std::string& digest) {
   fs::remove(path(digest), ec);
 }
 
+struct BlobWriter::Impl {
+  BlobStore& blobs;
+  std::string temp_path;
+  int fd = -1;
+  util::Hasher hasher;
+  uint64_t size = 0;
+  bool done = false;  // renamed into place or removed
+
+  explicit Impl(BlobStore& b) : blobs(b) {}
+  void discard() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+    if (!done) unlink(temp_path.c_str());
+    unregister_temp_path(temp_path);
+    done = true;
+  }
+};
+
+BlobWriter::BlobWriter(BlobStore& blobs) : impl_(std::make_unique<Impl>(blobs)) {
+  fs::create_directories(blobs.temp_dir());
+  std::string tmpl = (blobs.temp_dir() / "pull-XXXXXX").string();
+  impl_->fd = mkostemp(tmpl.data(), O_CLOEXEC);
+  if (impl_->fd < 0)
+    throw StoreError("cannot create a temporary blob in " + blobs.temp_dir().string() + ": " + std::strerror(errno));
+  impl_->temp_path = tmpl;
+  register_temp_path(impl_->temp_path);
+}
+
+BlobWriter::~BlobWriter() {
+  if (!impl_->done) impl_->discard();
+}
+
+uint64_t BlobWriter::bytes_written() const { return impl_->size; }
+
+void BlobWriter::write(const char* data, size_t n) {
+  if (impl_->done) throw StoreError("BlobWriter::write after commit");
+  impl_->hasher.update(data, n);
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = ::write(impl_->fd, data + off, n - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw StoreError("cannot write a blob into " + impl_->blobs.root().string() + ": " + std::strerror(errno));
+    }
+    off += static_cast<size_t>(w);
+  }
+  impl_->size += n;
+}
+
+Descriptor BlobWriter::commit(const std::string& expected_digest, uint64_t expected_size, std::string media_type) {
+  if (impl_->done) throw StoreError("BlobWriter::commit called twice");
+  fs::path dest = impl_->blobs.path(expected_digest);  // throws on a malformed digest
+  std::string actual = "sha256:" + impl_->hasher.hex();
+  if (actual != expected_digest || impl_->size != expected_size) {
+    impl_->discard();
+    throw StoreError("blob " + expected_digest + " (" + std::to_string(expected_size) + " bytes) arrived as " +
+                     std::to_string(impl_->size) + " bytes hashing to " + actual +
+                     "; it was not stored (a damaged transfer or a registry serving the wrong content: try again)");
+  }
+  if (fsync(impl_->fd) != 0) {
+    int e = errno;
+    impl_->discard();
+    throw StoreError("cannot fsync a blob: " + std::string(std::strerror(e)));
+  }
+  fchmod(impl_->fd, 0444);
+  close(impl_->fd);
+  impl_->fd = -1;
+  Descriptor d{std::move(media_type), expected_digest, expected_size, {}};
+  fs::create_directories(dest.parent_path());
+  std::error_code ec;
+  if (fs::exists(dest, ec)) {  // same content already stored; the temp goes away
+    impl_->discard();
+    return d;
+  }
+  if (rename(impl_->temp_path.c_str(), dest.c_str()) != 0) {
+    int e = errno;
+    impl_->discard();
+    throw StoreError("cannot move a blob into place: " + std::string(std::strerror(e)));
+  }
+  impl_->done = true;
+  unregister_temp_path(impl_->temp_path);
+  fsync_dir(dest.parent_path());
+  return d;
+}
+
 }  // namespace imgbake::store

@@ -163,7 +163,8 @@ test_download_cache_backing_file_and_temporary_key() {
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   python3 -m http.server --bind 127.0.0.1 --directory srv "$port" >http.log 2>&1 &
-  E2E_BG_PIDS+=($!)
+  local server=$!
+  E2E_BG_PIDS+=("$server")
   wait_for 10 python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1])' \
     "http://127.0.0.1:$port/SHA256SUMS" 2>/dev/null
   python3 - "$SRC/templates/qemu-tiny.json" "$port" <<'PY' >t.json
@@ -203,6 +204,8 @@ PY
   expect_contains "$STDOUT" "from the cache"
   expect_eq "GET /base.qcow2 requests after the second build" "$gets" "$(grep -c 'GET /base.qcow2' http.log)"
   expect_no_qemu
+  kill "$server" 2>/dev/null
+  wait "$server" 2>/dev/null
 }
 
 test_raw_output_and_shutdown_without_a_command() {
