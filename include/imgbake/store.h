@@ -157,9 +157,9 @@ struct CommitRequest {
 // A pulled image to catalogue (Store::import_image). Every blob both manifests name must
 // already be in the store (BlobWriter); the manifests themselves are written by the import.
 struct ImportRequest {
-  std::string name;                    // the local image name
-  std::optional<std::string> version;  // default: the version the image says it is (its
-                                       // org.opencontainers.image.version / build-info), else auto
+  std::string name;                     // the local image name
+  std::optional<std::string> version;   // default: the version the image says it is (its
+                                        // org.opencontainers.image.version / build-info), else auto
   std::string manifest_bytes;           // the image manifest exactly as pulled
   std::string referrer_manifest_bytes;  // the provenance referrer manifest, may be empty
   std::string source;                   // where it came from, e.g. "127.0.0.1:5000/team/app@sha256:…"

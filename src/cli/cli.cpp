@@ -29,6 +29,10 @@ const std::vector<Command>& commands() {
       {"export", "Write an image out as tar, raw or qcow2", setup_export},
       {"store", "Check the store (store check) or remove unreferenced blobs (store gc)", setup_store},
       {"keygen", "Make an Ed25519 signing key", setup_keygen},
+      {"push", "Push an image and its provenance to an OCI registry", setup_push},
+      {"pull", "Pull an image (and its provenance) from an OCI registry into the store", setup_pull},
+      {"copy", "Copy an image from one registry to another, keeping its digest", setup_copy},
+      {"login", "Store credentials for a registry", setup_login},
       {"version", "Print the version", setup_version},
   };
   return table;

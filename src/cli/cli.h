@@ -44,6 +44,10 @@ Action setup_verify(CLI::App& sub, const GlobalOptions& global);
 Action setup_export(CLI::App& sub, const GlobalOptions& global);
 Action setup_store(CLI::App& sub, const GlobalOptions& global);
 Action setup_keygen(CLI::App& sub, const GlobalOptions& global);
+Action setup_push(CLI::App& sub, const GlobalOptions& global);
+Action setup_pull(CLI::App& sub, const GlobalOptions& global);
+Action setup_copy(CLI::App& sub, const GlobalOptions& global);
+Action setup_login(CLI::App& sub, const GlobalOptions& global);
 
 // Rewrites Packer's single-dash long flags ("-var", "-only=x") to "--var", "--only=x".
 std::vector<std::string> normalize_args(int argc, char** argv);

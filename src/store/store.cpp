@@ -225,6 +225,20 @@ class StoreLock {
 
 bool valid_version(const std::string& s) { return valid_name_part(s) && s.find('/') == std::string::npos; }
 
+// The seq the next version of `name` gets, and its next automatic version number.
+std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name) {
+  int64_t seq = 1, next_number = 1;
+  Stmt s(db, "SELECT version, seq FROM images WHERE name = ?");
+  s.bind(1, name);
+  while (s.step()) {
+    seq = std::max(seq, s.integer(1) + 1);
+    const std::string v = s.text(0);
+    if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
+      next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
+  }
+  return {seq, next_number};
+}
+
 std::string layer_media_type(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
   if (ext == ".qcow2") return kDiskQcow2MediaType;
@@ -319,17 +333,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
   ImageRecord rec;
   {
     Transaction tx(db);
-    int64_t seq = 1, next_number = 1;
-    {
-      Stmt s(db, "SELECT version, seq FROM images WHERE name = ?");
-      s.bind(1, req.name);
-      while (s.step()) {
-        seq = std::max(seq, s.integer(1) + 1);
-        const std::string v = s.text(0);
-        if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
-          next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
-      }
-    }
+    auto [seq, next_number] = next_seq_and_number(db, req.name);
     std::string version = req.version.value_or(std::to_string(next_number));
     if (find_image(db, "name = ? AND version = ?", {req.name, version}))
       throw StoreError("image " + req.name + ":" + version + " already exists; versions are immutable");
@@ -824,12 +828,16 @@ namespace {
 
 constexpr uint64_t kMaxMetadataBlob = 4u << 20;  // configs and build-info.json are read whole
 
+std::string string_field(const nlohmann::json& j, const std::string& key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
+}
+
 Descriptor descriptor_from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("digest") || !j["digest"].is_string() || !j.contains("size") ||
       !j["size"].is_number_unsigned())
     throw StoreError(where + " is not a descriptor with a digest and a size");
   Descriptor d;
-  d.media_type = j.value("mediaType", "");
+  d.media_type = string_field(j, "mediaType");
   d.digest = j["digest"].get<std::string>();
   d.size = j["size"].get<uint64_t>();
   if (j.contains("annotations") && j["annotations"].is_object())
@@ -852,9 +860,9 @@ ParsedManifest parse_manifest(const std::string& bytes, const std::string& what)
   } catch (const std::exception& e) {
     throw StoreError(what + " is not JSON: " + e.what());
   }
-  if (!p.json.is_object() || p.json.value("schemaVersion", 0) != 2)
+  if (!p.json.is_object() || !p.json.contains("schemaVersion") || p.json["schemaVersion"] != 2)
     throw StoreError(what + " is not an image manifest (schemaVersion 2)");
-  std::string media_type = p.json.value("mediaType", "");
+  std::string media_type = string_field(p.json, "mediaType");
   if (!media_type.empty() && media_type != kManifestMediaType)
     throw StoreError(what + " has media type " + media_type + "; only OCI image manifests (" + kManifestMediaType +
                      ") can be imported (pick one platform's manifest of an index)");
@@ -872,10 +880,6 @@ std::string annotation(const nlohmann::json& j, const std::string& key) {
   return a.contains(key) && a[key].is_string() ? a[key].get<std::string>() : "";
 }
 
-std::string string_field(const nlohmann::json& j, const std::string& key) {
-  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
-}
-
 // Reads a small JSON blob (a config, build-info.json); a null json when it is not JSON.
 nlohmann::json read_metadata(const BlobStore& blobs, const Descriptor& d) {
   if (d.size > kMaxMetadataBlob) return nullptr;
@@ -884,20 +888,6 @@ nlohmann::json read_metadata(const BlobStore& blobs, const Descriptor& d) {
   } catch (const std::exception&) {
     return nullptr;
   }
-}
-
-// The seq the next version of `name` gets, and its next automatic version number.
-std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name) {
-  int64_t seq = 1, next_number = 1;
-  Stmt s(db, "SELECT version, seq FROM images WHERE name = ?");
-  s.bind(1, name);
-  while (s.step()) {
-    seq = std::max(seq, s.integer(1) + 1);
-    const std::string v = s.text(0);
-    if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
-      next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
-  }
-  return {seq, next_number};
 }
 
 }  // namespace
@@ -937,8 +927,8 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   Descriptor envelope, referrer;
   if (!req.referrer_manifest_bytes.empty()) {
     const ParsedManifest ref = parse_manifest(req.referrer_manifest_bytes, what + ": the provenance referrer");
-    if (ref.json.value("artifactType", "") != kProvenanceArtifactType)
-      throw StoreError(what + ": the provenance referrer's artifactType is '" + ref.json.value("artifactType", "") +
+    if (string_field(ref.json, "artifactType") != kProvenanceArtifactType)
+      throw StoreError(what + ": the provenance referrer's artifactType is '" + string_field(ref.json, "artifactType") +
                        "', not " + kProvenanceArtifactType);
     std::string subject = ref.json.contains("subject") && ref.json["subject"].is_object()
                               ? string_field(ref.json["subject"], "digest")
@@ -962,14 +952,15 @@ ImageRecord Store::import_image(const ImportRequest& req) {
     }
     if (envelope.digest.empty())
       throw StoreError(what + ": the provenance referrer holds no " + kDsseMediaType + " layer");
-    referrer = blobs_.put_bytes(req.referrer_manifest_bytes, kManifestMediaType);
   }
   if (!missing.empty())
     throw StoreError(what + ": " + util::join(missing, "; ") + " (pull the image's blobs before importing it)");
+  if (!req.referrer_manifest_bytes.empty())
+    referrer = blobs_.put_bytes(req.referrer_manifest_bytes, kManifestMediaType);
 
   // What the image says about itself: the manifest's annotations, the config's labels and
   // build-info.json (an image imgbake built has all three; others may have none).
-  const bool built_by_imgbake = image.json.value("artifactType", "") == kImageArtifactType ||
+  const bool built_by_imgbake = string_field(image.json, "artifactType") == kImageArtifactType ||
                                 !annotation(image.json, "io.imgbake.image.name").empty();
   std::map<std::string, std::string> labels;
   std::string created = annotation(image.json, "org.opencontainers.image.created");

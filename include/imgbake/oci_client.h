@@ -1,0 +1,131 @@
+// A client for OCI distribution registries (Harbor, ECR, GHCR, Artifactory, the distribution
+// registry) on libcurl: blobs (HEAD, cross-repository mount, monolithic PUT, chunked PATCH with
+// resume), manifests, tags, and referrers (OCI 1.1 API or the referrers tag schema); anonymous,
+// basic and bearer-token auth; bounded retries. Credentials and tokens never reach a log.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imgbake/cancel.h"
+#include "imgbake/error.h"
+#include "imgbake/store.h"
+
+namespace imgbake::registry {
+
+// registry/repository[:tag][@digest], as docker and skopeo spell it ("docker://" is accepted).
+struct Reference {
+  std::string registry;    // "127.0.0.1:5000", "ghcr.io"; Docker Hub is "registry-1.docker.io"
+  std::string repository;  // "team/app" (a one-part Docker Hub name gets "library/")
+  std::string tag;         // may be empty
+  std::string digest;      // "sha256:…", may be empty
+  // Throws UsageError saying what is wrong.
+  static Reference parse(const std::string& text);
+  std::string str() const;
+};
+
+struct Credentials {
+  std::string username;
+  std::string password;        // or a token used as password
+  std::string identity_token;  // docker's "identitytoken" (OAuth2 refresh token)
+};
+
+// Credentials for a registry host, looked up as docker does: $DOCKER_CONFIG/config.json (else
+// ~/.docker/config.json): credHelpers[host], then credsStore (both via `docker-credential-NAME
+// get`), then auths[host] ("auth" base64 user:password, or username/password, identitytoken);
+// then imgbake's own file written by `imgbake login` ($IMGBAKE_CONFIG_HOME/auth.json, the same
+// format). nullopt: anonymous.
+std::optional<Credentials> find_credentials(const std::string& registry);
+// What `imgbake login` stores (mode 0600, written atomically).
+void store_credentials(const std::string& registry, const Credentials& c);
+
+struct ClientOptions {
+  bool plain_http = false;  // --insecure-registry HOST:PORT: http:// instead of https://
+  bool tls_verify = true;
+  int max_retries = 4;                // 429, 5xx and dropped connections, with backoff
+  uint64_t chunk_size = 8ull << 20;   // larger blobs go up in PATCH chunks of this size
+  std::function<void(std::string_view)> log;  // retries, resumes, mounts: never credentials
+};
+
+using TransferProgress = std::function<void(uint64_t done, uint64_t total)>;
+
+struct BlobPushResult {
+  bool existed = false;  // HEAD found it: nothing sent
+  bool mounted = false;  // cross-repository mount
+  bool resumed = false;  // an interrupted upload was continued
+  uint64_t bytes_sent = 0;
+};
+
+struct Manifest {
+  std::string media_type;
+  std::string bytes;   // exactly as served
+  std::string digest;  // sha256 of `bytes`
+};
+
+// An error a registry answered with: its HTTP status and its own error code and message
+// ("MANIFEST_UNKNOWN: manifest unknown").
+class RegistryError : public BuildError {
+ public:
+  RegistryError(const std::string& what, int status, std::string code)
+      : BuildError(what), status_(status), code_(std::move(code)) {}
+  int status() const { return status_; }
+  const std::string& code() const { return code_; }
+
+ private:
+  int status_;
+  std::string code_;
+};
+
+class Client {
+ public:
+  Client(std::string registry, ClientOptions options, std::optional<Credentials> credentials);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // GET /v2/: reachable and the credentials work. Throws RegistryError/BuildError otherwise.
+  void ping();
+  bool has_blob(const std::string& repo, const std::string& digest);
+  // HEAD (skip when present), then a cross-repository mount when `mount_from` is a repository
+  // of this registry that may hold it, then a monolithic PUT (size <= chunk_size) or PATCH
+  // chunks; after a dropped connection the upload is resumed from the offset the registry
+  // reports (GET on the upload URL, Range header). The Location header is used as returned.
+  BlobPushResult push_blob(const std::string& repo, const std::string& digest, uint64_t size,
+                           const std::filesystem::path& file, const std::string& mount_from,
+                           const TransferProgress& progress, const CancelToken& cancel);
+  BlobPushResult push_blob_bytes(const std::string& repo, const std::string& digest, std::string_view data,
+                                 const CancelToken& cancel);
+  // Streams the blob into `sink`, checking size and digest as it arrives; throws on mismatch.
+  void get_blob(const std::string& repo, const std::string& digest, uint64_t expected_size,
+                const std::function<void(const char*, size_t)>& sink, const TransferProgress& progress,
+                const CancelToken& cancel);
+  // nullopt when the registry answers 404 (MANIFEST_UNKNOWN / NAME_UNKNOWN).
+  std::optional<Manifest> get_manifest(const std::string& repo, const std::string& reference);
+  // PUT with the given media type; returns the digest of `bytes` (checked against the
+  // registry's Docker-Content-Digest when it sends one).
+  std::string put_manifest(const std::string& repo, const std::string& reference, const std::string& media_type,
+                           const std::string& bytes);
+  std::vector<std::string> tags(const std::string& repo);
+  // Referrers of `digest` (optionally of one artifactType): the OCI 1.1 referrers API when the
+  // registry has it, else the index at the referrers tag schema tag "sha256-HEX".
+  std::vector<store::Descriptor> referrers(const std::string& repo, const std::string& digest,
+                                           const std::string& artifact_type = "");
+  // Whether GET /v2/REPO/referrers/DIGEST is implemented (distribution 2.8 answers 404).
+  bool has_referrers_api(const std::string& repo);
+
+  // Blob bytes sent by this client so far (a re-push of an unchanged image sends 0).
+  uint64_t blob_bytes_sent() const;
+  const std::string& registry() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace imgbake::registry

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# End-to-end: push, pull, copy and login against real registries (Debian's docker-registry,
+# started here on 127.0.0.1), checked with skopeo as an independent reader and writer.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$IMGBAKE_SOURCE_DIR
+if ! command -v docker-registry >/dev/null; then
+  echo "SKIP: docker-registry is not installed (tools/setup.sh installs it)"
+  exit 0
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+registry_up() { python3 -c 'import sys, urllib.request, urllib.error
+try: urllib.request.urlopen(sys.argv[1])
+except urllib.error.HTTPError: pass' "http://127.0.0.1:$1/v2/" 2>/dev/null; }
+
+# start_registry DIR [HTPASSWD]: prints the port.
+start_registry() {
+  local dir=$1 htpasswd=${2:-} port
+  port=$(free_port)
+  mkdir -p "$dir/data"
+  {
+    echo "version: 0.1"
+    echo "log: {level: error}"
+    echo "storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}"
+    echo "http: {addr: 127.0.0.1:$port}"
+    [ -n "$htpasswd" ] && echo "auth: {htpasswd: {realm: imgbake-test, path: $htpasswd}}"
+  } >"$dir/config.yml"
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  E2E_BG_PIDS+=($!)
+  wait_for 10 registry_up "$port" || {
+    echo "registry did not start: $(cat "$dir/log")" >&2
+    return 1
+  }
+  echo "$port"
+}
+
+PORT=$(start_registry "$E2E_ROOT/reg") || exit 1
+REG=127.0.0.1:$PORT
+INSECURE=(--insecure-registry "$REG")
+
+build_hello() {
+  expect_exit 0 imgbake build "$SRC/templates/hello.json"
+}
+
+test_push_then_skopeo_reads_it() {
+  build_hello || return
+  local digest
+  digest=$(imgbake show hello:1 --output json | json_get /dev/stdin 'd["digest"]')
+  expect_exit 0 imgbake push hello:1 "$REG/team/hello" "${INSECURE[@]}" --tag stable --output json || return
+  expect_eq "pushed digest" "$digest" "$(json_get <(tail -n 1 "$STDOUT") 'd["digest"]')"
+  expect_eq "tags" '["1", "stable"]' "$(json_get <(tail -n 1 "$STDOUT") 'd["tags"]')"
+  # skopeo, an independent reader, sees the same manifest under both tags.
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/team/hello:1"
+  expect_eq "skopeo's manifest digest" "$digest" "sha256:$(sha256sum <"$STDOUT" | cut -d' ' -f1)"
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/team/hello:stable"
+  expect_eq "tag stable" "$digest" "sha256:$(sha256sum <"$STDOUT" | cut -d' ' -f1)"
+  # The provenance is a referrer, found through the referrers tag schema (distribution 2.8).
+  local tag=${digest/:/-}
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/team/hello:$tag"
+  expect_contains "$STDOUT" "application/vnd.in-toto+json"
+  # A re-push of the unchanged image sends no blob bytes.
+  expect_exit 0 imgbake push hello:1 "$REG/team/hello" "${INSECURE[@]}" --output json
+  expect_eq "blob bytes of a re-push" "0" "$(json_get <(tail -n 1 "$STDOUT") 'd["blob_bytes"]')"
+}
+
+test_pull_into_another_store_verifies() {
+  build_hello || return
+  expect_exit 0 imgbake push hello:1 "$REG/pull/hello" "${INSECURE[@]}" || return
+  local digest
+  digest=$(imgbake show hello:1 --output json | json_get /dev/stdin 'd["digest"]')
+  export IMGBAKE_HOME=$TEST_DIR/other-store
+  expect_exit 0 imgbake pull "$REG/pull/hello:1" "${INSECURE[@]}" --output json || return
+  expect_eq "pulled as" "hello:1" "$(json_get <(tail -n 1 "$STDOUT") 'd["local_ref"]')"
+  expect_exit 0 imgbake show hello:1 --output json
+  expect_eq "same digest in the other store" "$digest" "$(json_get "$STDOUT" 'd["digest"]')"
+  expect_exit 0 imgbake verify hello:1
+  expect_contains "$STDOUT" "VERIFIED hello:1"
+  expect_exit 0 imgbake store check
+}
+
+test_pull_what_skopeo_pushed() {
+  build_hello || return
+  expect_exit 0 skopeo copy --dest-tls-verify=false "oci:$IMGBAKE_HOME:hello:1" "docker://$REG/skopeo/hello:v7" || return
+  export IMGBAKE_HOME=$TEST_DIR/other-store
+  expect_exit 0 imgbake pull "$REG/skopeo/hello:v7" "${INSECURE[@]}" --name from-skopeo --version 7 || return
+  expect_exit 0 imgbake show from-skopeo:7
+  expect_exit 0 imgbake store check
+}
+
+test_copy_keeps_the_digest() {
+  build_hello || return
+  expect_exit 0 imgbake push hello:1 "$REG/src/hello" "${INSECURE[@]}" || return
+  local digest
+  digest=$(imgbake show hello:1 --output json | json_get /dev/stdin 'd["digest"]')
+  expect_exit 0 imgbake copy "$REG/src/hello:1" "$REG/dst/hello:prod" "${INSECURE[@]}" --output json || return
+  expect_eq "copied digest" "$digest" "$(json_get <(tail -n 1 "$STDOUT") 'd["digest"]')"
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/dst/hello:prod"
+  expect_eq "skopeo sees the same digest" "$digest" "sha256:$(sha256sum <"$STDOUT" | cut -d' ' -f1)"
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/dst/hello:${digest/:/-}"
+  expect_contains "$STDOUT" "application/vnd.in-toto+json"
+}
+
+test_basic_auth_and_login() {
+  htpasswd -Bbn ops 'pa55-word' >htpasswd
+  local port
+  port=$(start_registry "$TEST_DIR/authreg" "$PWD/htpasswd") || return
+  local reg=127.0.0.1:$port
+  build_hello || return
+  export DOCKER_CONFIG=$TEST_DIR/docker-config
+  expect_exit 1 imgbake push hello:1 "$reg/team/hello" --insecure-registry "$reg"
+  expect_contains "$STDERR" "401"
+  printf 'wrong\n' >pw
+  timeout 60 "$IMGBAKE" login "$reg" -u ops --password-stdin --insecure-registry "$reg" <pw >"$STDOUT" 2>"$STDERR"
+  expect_eq "login with a wrong password fails" 1 "$?"
+  expect_not_contains "$STDERR" "wrong"
+  printf 'pa55-word\n' >pw
+  timeout 60 "$IMGBAKE" login "$reg" -u ops --password-stdin --insecure-registry "$reg" <pw >"$STDOUT" 2>"$STDERR"
+  expect_eq "login with the right password" 0 "$?"
+  expect_contains "$STDOUT" "Login Succeeded"
+  expect_eq "credentials file mode" 600 "$(stat -c %a "$IMGBAKE_CONFIG_HOME/auth.json")"
+  expect_exit 0 imgbake push hello:1 "$reg/team/hello" --insecure-registry "$reg" || return
+  expect_not_contains "$STDOUT" "pa55-word"
+  expect_not_contains "$STDERR" "pa55-word"
+  expect_exit 0 skopeo inspect --tls-verify=false --creds ops:pa55-word --raw "docker://$reg/team/hello:1"
+}
+
+run_test push_then_skopeo_reads_it test_push_then_skopeo_reads_it
+run_test pull_into_another_store_verifies test_pull_into_another_store_verifies
+run_test pull_what_skopeo_pushed test_pull_what_skopeo_pushed
+run_test copy_keeps_the_digest test_copy_keeps_the_digest
+run_test basic_auth_and_login test_basic_auth_and_login
+summary
