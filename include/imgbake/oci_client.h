@@ -48,8 +48,8 @@ void store_credentials(const std::string& registry, const Credentials& c);
 struct ClientOptions {
   bool plain_http = false;  // --insecure-registry HOST:PORT: http:// instead of https://
   bool tls_verify = true;
-  int max_retries = 4;                // 429, 5xx and dropped connections, with backoff
-  uint64_t chunk_size = 8ull << 20;   // larger blobs go up in PATCH chunks of this size
+  int max_retries = 4;                        // 429, 5xx and dropped connections, with backoff
+  uint64_t chunk_size = 8ull << 20;           // larger blobs go up in PATCH chunks of this size
   std::function<void(std::string_view)> log;  // retries, resumes, mounts: never credentials
 };
 
