@@ -205,7 +205,7 @@ PY
   expect_eq "GET /base.qcow2 requests after the second build" "$gets" "$(grep -c 'GET /base.qcow2' http.log)"
   expect_no_qemu
   kill "$server" 2>/dev/null
-  wait "$server" 2>/dev/null
+  wait "$server" 2>/dev/null || true
 }
 
 test_raw_output_and_shutdown_without_a_command() {
