@@ -30,6 +30,12 @@ using ProvisionerRegistry = ComponentRegistry<Provisioner>;
 // a file that cannot be read has "missing" (prepare() has reported it).
 nlohmann::json host_file_digests(const std::vector<std::string>& paths);
 
+// Inside '…' a single quote is written '"'"' (close, quoted quote, reopen), as Packer does.
+std::string escape_single_quotes(const std::string& value);
+// Packer's env_var_format: a printf format with two %s, the name, then the escaped value
+// ("%s='%s' " → "NAME='it'"'"'s' ").
+std::string format_env_var(const std::string& format, const std::string& name, const std::string& value);
+
 }  // namespace imgbake
 
 #define IMGBAKE_REGISTER_PROVISIONER(NAME, CLASS) IMGBAKE_REGISTER(::imgbake::Provisioner, NAME, CLASS)

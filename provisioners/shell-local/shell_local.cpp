@@ -17,37 +17,6 @@
 
 namespace imgbake {
 
-namespace {
-
-std::string shell_quote_single(const std::string& v) {
-  // Inside '…' a single quote is written '"'"' (close, quoted quote, reopen).
-  std::string out;
-  for (char c : v) {
-    if (c == '\'')
-      out += "'\"'\"'";
-    else
-      out += c;
-  }
-  return out;
-}
-
-std::string format_var(const std::string& fmt, const std::string& k, const std::string& v) {
-  // Packer's env_var_format is a printf format with two %s: name, value.
-  std::string out;
-  int n = 0;
-  for (size_t i = 0; i < fmt.size(); ++i) {
-    if (fmt[i] == '%' && i + 1 < fmt.size() && fmt[i + 1] == 's') {
-      out += n++ == 0 ? k : shell_quote_single(v);
-      ++i;
-    } else {
-      out += fmt[i];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 void ShellLocalRunner::prepare(ConfigReader& cfg) {
   inline_ = cfg.strings("inline");
   std::string command = cfg.string("command");
@@ -117,7 +86,7 @@ void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& 
   }
   for (const auto& [k, v] : env_) env[k] = v;
   std::string vars;
-  for (const auto& [k, v] : env) vars += format_var(env_var_format_, k, v);
+  for (const auto& [k, v] : env) vars += format_env_var(env_var_format_, k, v);
   if (!vars.empty() && vars.back() == ' ') vars.pop_back();
 
   std::vector<std::unique_ptr<TempFile>> temps;

@@ -34,34 +34,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Inside '…' a single quote is written '"'"' (close, quoted quote, reopen), as Packer does.
-std::string escape_single_quotes(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\'')
-      out += "'\"'\"'";
-    else
-      out += c;
-  }
-  return out;
-}
-
 std::string shell_quote(const std::string& v) { return "'" + escape_single_quotes(v) + "'"; }
-
-// env_var_format is a printf format with two %s: the name, then the (escaped) value.
-std::string format_var(const std::string& fmt, const std::string& name, const std::string& value) {
-  std::string out;
-  int n = 0;
-  for (size_t i = 0; i < fmt.size(); ++i) {
-    if (fmt[i] == '%' && i + 1 < fmt.size() && fmt[i + 1] == 's') {
-      out += n++ == 0 ? name : escape_single_quotes(value);
-      ++i;
-    } else {
-      out += fmt[i];
-    }
-  }
-  return out;
-}
 
 // Packer's UnixReader: scripts written on Windows must still run under /bin/sh.
 std::string to_unix_line_endings(const std::string& text) {
@@ -321,7 +294,7 @@ void ShellProvisioner::provision(State& st) {
 
   std::map<std::string, std::string> env = environment(st);
   std::string formatted;
-  for (const auto& [k, v] : env) formatted += format_var(env_var_format_, k, v);
+  for (const auto& [k, v] : env) formatted += format_env_var(env_var_format_, k, v);
 
   // With use_env_var_file the variables travel in a file that is sourced; {{.Vars}} then
   // sources it, so that a custom execute_command written with {{.Vars}} still works.
