@@ -376,8 +376,12 @@ class HttpServerStep : public Step {
   }
   void run(State& st) override {
     const QemuConfig& c = r_.cfg;
-    r_.http = HttpServer::start(c.http_directory, c.http_content, c.http_bind_address,
-                                static_cast<int>(c.http_port_min), static_cast<int>(c.http_port_max));
+    // http_content may use run-time values such as {{ .SSHPublicKey }} (a preseed file that
+    // authorizes the temporary key).
+    std::map<std::string, std::string> content;
+    for (const auto& [path, body] : c.http_content) content[path] = st.render(body);
+    r_.http = HttpServer::start(c.http_directory, content, c.http_bind_address, static_cast<int>(c.http_port_min),
+                                static_cast<int>(c.http_port_max));
     Ui& ui = st.ui;
     std::string build = st.build.name;
     r_.http->log = [&ui, build](std::string_view line) { ui.message(build, "http: " + std::string(line)); };
@@ -811,7 +815,7 @@ class QemuBuilder : public Builder {
  public:
   QemuBuilder() : rng_(std::random_device{}()) {}
   std::set<std::string> runtime_keys() const override {
-    return {"qemuargs", "boot_command", "cd_content", "shutdown_command"};
+    return {"qemuargs", "boot_command", "cd_content", "http_content", "shutdown_command"};
   }
   void prepare(ConfigReader& cfg) override { read_config(cfg, run_.cfg); }
   StepList steps(StepList provision) override {

@@ -210,8 +210,8 @@ void append_audit(sqlite3* db, AuditEntry e) {
 // commit's blobs before the catalog references them, and commits run side by side.
 class StoreLock {
  public:
-  StoreLock(const fs::path& home, bool exclusive) {
-    fd_ = open((home / ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  StoreLock(const fs::path& home, bool exclusive, const char* file = ".lock") {
+    fd_ = open((home / file).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
     if (fd_ < 0) throw StoreError("cannot open the store's lock file in " + home.string());
     flock(fd_, exclusive ? LOCK_EX : LOCK_SH);
   }
@@ -261,7 +261,13 @@ Store::Store(fs::path home) : home_(std::move(home)), blobs_(home_) {
   fs::create_directories(home_ / "blobs" / "sha256");
   if (!fs::exists(home_ / "oci-layout"))
     util::write_file_atomic(home_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
-  db_ = std::make_unique<Catalog>(home_ / "catalog.db");
+  {
+    // Opening sets WAL mode and creates the tables: two processes doing that at once on a
+    // new store can get SQLITE_BUSY at once (SQLite does not wait where waiting could
+    // deadlock), so openings take turns.
+    StoreLock opening(home_, true, ".catalog-open.lock");
+    db_ = std::make_unique<Catalog>(home_ / "catalog.db");
+  }
   sync_index();
 }
 

@@ -156,7 +156,7 @@ PY
 
 test_download_cache_backing_file_and_temporary_key() {
   # The source disk over HTTP with a SHA256SUMS file; no key in the template: imgbake makes a
-  # temporary key pair and the boot command authorizes it through the guest's tty1 shell.
+  # temporary key pair, and the boot command authorizes it through the guest's tty1 shell.
   mkdir -p srv
   cp "$GUEST/base.qcow2" srv/base.qcow2
   (cd srv && sha256sum base.qcow2 >SHA256SUMS)
@@ -177,10 +177,14 @@ b["iso_checksum"] = f"file:http://127.0.0.1:{port}/SHA256SUMS"
 b["use_backing_file"] = True
 del b["ssh_private_key_file"]
 b["boot_wait"] = "5s"
-b["boot_key_interval"] = "10ms"
-# No quotes: a line whose start was typed before the shell ran must not leave one open.
-line = "mkdir -p /root/.ssh; echo {{ .SSHPublicKey }} >> /root/.ssh/authorized_keys<enter>"
-b["boot_command"] = [line, "<wait4>", line]
+b["boot_key_interval"] = "50ms"
+# The key reaches the guest in a script served by the HTTP server (http_content is rendered when
+# the build runs); the short line that fetches it is typed every 6 s until the guest's tty1 shell
+# and network surely run (keys typed before the shell opened tty1 are lost; a loaded CI machine
+# boots the guest slowly).
+b["http_content"] = {"/authorize": "mkdir -p /root/.ssh; echo '{{ .SSHPublicKey }}' >> /root/.ssh/authorized_keys\n"}
+line = "wget -qO- http://{{ .HTTPIP }}:{{ .HTTPPort }}/authorize|sh<enter>"
+b["boot_command"] = [line, "<wait6>", line, "<wait6>", line]
 t["provisioners"] = [{"type": "shell", "inline": ["echo logged in with $(tail -c 30 /root/.ssh/authorized_keys | head -c 8)..."]}]
 print(json.dumps(t))
 PY

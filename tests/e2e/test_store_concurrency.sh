@@ -162,7 +162,10 @@ test_concurrent_first_builds_share_one_key() {
     wait_builds 8
     bad=0
     for i in $(seq 1 8); do
-      expect_eq "round $round: exit status of build $i" "0" "$(cat "run$i/rc")" || bad=1
+      expect_eq "round $round: exit status of build $i" "0" "$(cat "run$i/rc")" || {
+        bad=1
+        e2e_show_file "build $i stderr" "run$i/stderr"
+      }
     done
     expect_file "$IMGBAKE_CONFIG_HOME/signing.key" || bad=1
     expect_exit 0 imgbake store check || {
