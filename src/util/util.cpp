@@ -223,11 +223,15 @@ std::string to_hex(const unsigned char* bytes, size_t n) {
   return out;
 }
 
-Hasher::Hasher(std::string_view algo) : ctx_(EVP_MD_CTX_new()) {
+Hasher::Hasher(std::string_view algo) : ctx_(nullptr) {
   const EVP_MD* md = digest_by_name(algo);
   if (!md) throw std::runtime_error("unsupported digest '" + std::string(algo) + "'");
-  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), md, nullptr) != 1)
+  auto* ctx = EVP_MD_CTX_new();
+  if (!ctx || EVP_DigestInit_ex(ctx, md, nullptr) != 1) {
+    EVP_MD_CTX_free(ctx);
     throw std::runtime_error("OpenSSL cannot compute " + std::string(algo) + " digests");
+  }
+  ctx_ = ctx;
 }
 Hasher::~Hasher() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
 void Hasher::update(const void* data, size_t n) { EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, n); }
