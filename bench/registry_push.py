@@ -121,6 +121,12 @@ def main():
             res["imgbake"].append((wall, peak))
             print(f"round {r + 1}: imgbake push {wall:6.2f} s  {size / wall / (1 << 20):7.1f} MiB/s  "
                   f"peak RSS {peak / 1024:6.1f} MiB", flush=True)
+            # skopeo remembers where blobs are (its blob info cache) and would mount them from
+            # an earlier round's repository: forget, so that both upload everything.
+            for cache in ("/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+                          os.path.expanduser("~/.local/share/containers/cache/blob-info-cache-v1.boltdb")):
+                if os.path.exists(cache):
+                    os.remove(cache)
             wall, peak, _ = measure(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
                                      f"oci:{env['IMGBAKE_HOME']}:big:1", f"docker://{reg}/skopeo{r}/big:1"], env)
             res["skopeo"].append((wall, peak))
