@@ -80,6 +80,15 @@ struct ChannelDeleter {
 };
 using ChannelPtr = std::unique_ptr<ssh_channel_struct, ChannelDeleter>;
 
+// Removes a half-written download unless it completed (done = true).
+struct UnlinkUnlessDone {
+  const std::string& path;
+  bool done = false;
+  ~UnlinkUnlessDone() {
+    if (!done) ::unlink(path.c_str());
+  }
+};
+
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
@@ -1145,14 +1154,7 @@ struct SshCommunicator::Impl {
     } close_remote{f};
     Fd fd(::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (fd.get() < 0) throw BuildError(what + ": cannot create '" + local + "': " + std::strerror(errno));
-    // Removes a half-written download unless it completed.
-    struct Cleanup {
-      const std::string& path;
-      bool done = false;
-      ~Cleanup() {
-        if (!done) ::unlink(path.c_str());
-      }
-    } cleanup{local};
+    UnlinkUnlessDone cleanup{local};
     std::vector<char> buf(kChunk);
     while (true) {
       cancel.throw_if_cancelled();
@@ -1217,14 +1219,7 @@ struct SshCommunicator::Impl {
     }
     Fd fd(::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (fd.get() < 0) throw BuildError(what + ": cannot create '" + local + "': " + std::strerror(errno));
-    // Removes a half-written download unless it completed.
-    struct Cleanup {
-      const std::string& path;
-      bool done = false;
-      ~Cleanup() {
-        if (!done) ::unlink(path.c_str());
-      }
-    } cleanup{local};
+    UnlinkUnlessDone cleanup{local};
     ExecIo io;
     std::string err;
     io.out = [&](const char* d, size_t n) {
