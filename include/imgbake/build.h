@@ -32,6 +32,8 @@ struct BuildOptions {
   std::string version;                        // --version (else the template's, else auto)
   std::map<std::string, std::string> labels;  // --label k=v
   std::string signing_key;                    // --signing-key (else IMGBAKE_SIGNING_KEY, template, default)
+  bool no_cache = false;                      // --no-cache: image builders run every step
+  bool explain_cache = false;                 // --explain-cache: print each step key's inputs
 };
 
 struct Variables {
@@ -65,6 +67,11 @@ struct BuildPlan {
   std::vector<std::vector<PlannedPostProcessor>> chains;
   interp::Context interp;
 };
+
+// The "config" object of the template's "imgbake" section as an OCI image config
+// (Env as ["K=V"], ExposedPorts/Volumes as sets); unknown keys and bad values are
+// reported through the reader.
+nlohmann::ordered_json read_image_config(ConfigReader& r);
 
 // Full validation: every builder/provisioner/post-processor is created and prepared.
 // Problems are added to `diags`; plans are returned for the builds that -only/-except select.

@@ -36,6 +36,12 @@ struct BuildInfo {
   std::string run_uuid;
   std::string template_path;
   interp::Context interp;  // user variables, template_dir, build name/type, run time
+  // For builders that keep a build cache or write to the store while they build (rootfs).
+  std::string store_home;  // "" = store::Store::default_home()
+  bool no_cache = false;
+  bool explain_cache = false;
+  bool commit = true;                                                      // the image will be committed
+  nlohmann::ordered_json image_config = nlohmann::ordered_json::object();  // the "imgbake" section's "config"
 };
 
 class State {

@@ -33,6 +33,7 @@ inline constexpr const char* kBuildInfoMediaType = "application/vnd.imgbake.buil
 inline constexpr const char* kDsseMediaType = "application/vnd.dsse.envelope.v1+json";
 inline constexpr const char* kProvenanceArtifactType = "application/vnd.in-toto+json";
 inline constexpr const char* kEmptyMediaType = "application/vnd.oci.empty.v1+json";
+inline constexpr const char* kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 
 struct Descriptor {
   std::string media_type;
@@ -62,6 +63,11 @@ class BlobStore {
   void remove(const std::string& digest);
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path temp_dir() const;
+  // Moves a file the caller wrote under temp_dir() (and hashed while writing) into place as
+  // blob `digest`: fsync, read-only, rename. No second read. An existing blob is kept and the
+  // file removed.
+  Descriptor adopt(const std::filesystem::path& temp_file, const std::string& digest, uint64_t size,
+                   std::string media_type);
 
  private:
   std::filesystem::path root_;  // the layout's root (blobs/sha256 below it)
@@ -107,6 +113,7 @@ struct ImageRecord {
   std::string revoked_reason;
   std::map<std::string, std::string> labels;
   std::vector<std::string> channels;  // channels that point here now
+  bool unchanged = false;             // commit(): the same content was already this version
 
   std::string ref() const { return name + ":" + version; }
 };
@@ -133,6 +140,32 @@ struct ChannelRecord {
   bool is_protected = false;
 };
 
+// A container image whose layers are already blobs (the rootfs builder writes them while
+// it builds): committed as a plain OCI image (no artifactType), with the config the
+// builder describes. Nothing in it depends on the version or on the time of the commit,
+// so the same inputs give the same manifest digest.
+struct OciImage {
+  struct Layer {
+    Descriptor blob;  // a tar layer (media type …tar+gzip, …tar+zstd, …tar)
+    std::string diff_id;
+  };
+  std::vector<Layer> layers;
+  nlohmann::ordered_json config = nlohmann::ordered_json::object();  // Env, Entrypoint, Cmd, … (OCI "config")
+  nlohmann::ordered_json history = nlohmann::ordered_json::array();
+  std::string created;  // RFC 3339 (SOURCE_DATE_EPOCH when set)
+};
+
+// A layer the rootfs builder made for one step, kept under the step's content key.
+struct CacheEntry {
+  std::string key;       // sha256 hex of the step's key material chained with the previous key
+  std::string material;  // the key's preimage (canonical JSON), for --explain-cache
+  bool empty = false;    // the step changed nothing: no layer
+  Descriptor blob;
+  std::string diff_id;
+  std::string created_by;  // the history line
+  std::string created;     // when the entry was made
+};
+
 // What a build hands to the store.
 struct CommitRequest {
   std::string name;
@@ -152,6 +185,9 @@ struct CommitRequest {
   std::function<nlohmann::json(const std::string& version, const std::string& manifest_digest,
                                const std::vector<Descriptor>& layers)>
       make_provenance;
+  // Set by image builders (rootfs): the image is this OCI image, `files` is ignored, and
+  // build-info.json is not added (it would change the digest of every build).
+  std::optional<OciImage> oci;
 };
 
 // A pulled image to catalogue (Store::import_image). Every blob both manifests name must
@@ -179,6 +215,7 @@ struct GcReport {
   size_t temp_removed = 0;  // temp files of interrupted writes
   uint64_t bytes = 0;
   size_t kept = 0;
+  size_t cache_forgotten = 0;  // cache entries dropped by prune_cache
 };
 
 class Store {
@@ -228,7 +265,16 @@ class Store {
   std::vector<std::string> revoke(const std::string& ref, const std::string& reason, bool descendants);
 
   CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
-  GcReport gc();
+  // Unreferenced blobs go; layers of the build cache are kept unless `prune_cache`, which
+  // first forgets every cache entry.
+  GcReport gc(bool prune_cache = false);
+
+  // The build cache (rootfs builder layers by step key). `slot` names a step of a build
+  // ("BUILD#N") so that a miss can be explained against the key that slot had last time.
+  std::optional<CacheEntry> cache_get(const std::string& key) const;
+  void cache_put(const CacheEntry& entry, const std::string& slot);
+  std::optional<CacheEntry> cache_last_in_slot(const std::string& slot) const;
+  size_t cache_size() const;
 
   // The manifest JSON of an image.
   nlohmann::json manifest(const ImageRecord& img) const;

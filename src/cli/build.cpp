@@ -18,6 +18,8 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     std::vector<std::string> labels;
     std::string signing_key;
     bool no_store = false;
+    bool no_cache = false;
+    bool explain_cache = false;
   };
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
@@ -32,6 +34,9 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   sub.add_option("--label", o->labels, "Label the committed image: --label key=value (repeatable)");
   sub.add_option("--signing-key", o->signing_key, "Sign the provenance with this private key (PEM)");
   sub.add_flag("--no-store", o->no_store, "Do not commit the artifacts to the store");
+  sub.add_flag("--no-cache", o->no_cache, "Run every step of image builders (rootfs) instead of reusing cached layers");
+  sub.add_flag("--explain-cache", o->explain_cache,
+               "Print each cached step's key and its inputs, and on a miss which input changed");
   sub.add_flag("--timestamp-ui", o->timestamp_ui, "Accepted for Packer compatibility (JSON events carry times)");
 
   return [o, &global] {
@@ -44,6 +49,8 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     opts.on_error = *parse_on_error(o->on_error);
     opts.parallel_builds = o->parallel;
     opts.commit = !o->no_store;
+    opts.no_cache = o->no_cache;
+    opts.explain_cache = o->explain_cache;
     opts.version = o->version;
     opts.signing_key = o->signing_key;
     for (const auto& kv : o->labels) {

@@ -12,10 +12,13 @@ Action setup_store(CLI::App& sub, const GlobalOptions& global) {
                  "check: verify the catalog, the audit chain and every blob; gc: remove unreferenced blobs")
       ->required()
       ->check(CLI::IsMember({"check", "gc"}));
-  return [what, &global] {
+  auto prune_cache = std::make_shared<bool>(false);
+  sub.add_flag("--prune-cache", *prune_cache, "gc: forget the build cache first, so its layers can go too");
+  return [what, prune_cache, &global] {
     auto st = open_store();
     if (*what == "gc") {
-      store::GcReport r = st->gc();
+      store::GcReport r = st->gc(*prune_cache);
+      if (*prune_cache) std::cout << "gc: forgot " << r.cache_forgotten << " build cache entries\n";
       std::cout << "gc: removed " << r.removed << " unreferenced blobs and " << r.temp_removed << " temporary files ("
                 << r.bytes << " bytes), kept " << r.kept << " blobs\n";
       return 0;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "imgbake/build.h"
@@ -104,6 +105,7 @@ struct ImageSettings {
   std::vector<std::string> channels;
   std::string signing_key;
   bool embed_build_info = true;
+  nlohmann::ordered_json image_config = nlohmann::ordered_json::object();
 };
 
 ImageSettings image_settings(const Template& t, const BuildPlan& plan) {
@@ -120,7 +122,40 @@ ImageSettings image_settings(const Template& t, const BuildPlan& plan) {
     for (const auto& m : i->members) s.labels[m.key] = m.value.text;
   if (const auto* i = v.find("channels"); i && i->is_array())
     for (const auto& c : i->items) s.channels.push_back(c.text);
+  if (const auto* i = v.find("config"); i && i->is_object()) {
+    ConfigReader r(*i, t.path, "'imgbake.config'", ignored);
+    s.image_config = read_image_config(r);
+  }
   return s;
+}
+
+// The container image an image builder described in its artifact's metadata.
+store::OciImage oci_image_from(const nlohmann::json& j) {
+  store::OciImage img;
+  for (const auto& l : j.at("layers")) {
+    store::OciImage::Layer layer;
+    layer.blob.media_type = l.at("media_type").get<std::string>();
+    layer.blob.digest = l.at("digest").get<std::string>();
+    layer.blob.size = l.at("size").get<uint64_t>();
+    layer.diff_id = l.at("diff_id").get<std::string>();
+    img.layers.push_back(layer);
+  }
+  img.config = nlohmann::ordered_json::parse(j.at("config").dump());
+  img.history = nlohmann::ordered_json::parse(j.at("history").dump());
+  img.created = j.value("created", "");
+  return img;
+}
+
+// Env lists ("K=V"): entries of `over` replace those of `base` with the same name.
+nlohmann::ordered_json merge_env(const nlohmann::ordered_json& base, const nlohmann::ordered_json& over) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  auto name_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
+  std::set<std::string> overridden;
+  for (const auto& e : over) overridden.insert(name_of(e.get<std::string>()));
+  for (const auto& e : base)
+    if (!overridden.count(name_of(e.get<std::string>()))) out.push_back(e);
+  for (const auto& e : over) out.push_back(e);
+  return out;
 }
 
 // Commits the build's artifacts to the store as NAME:VERSION with signed provenance.
@@ -128,11 +163,13 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
                      const BuildOptions& opts, std::chrono::system_clock::time_point started) {
   std::vector<ArtifactFile> files;
   std::string parent;
+  std::optional<store::OciImage> oci;
   for (const auto& a : summary.artifacts) {
     files.insert(files.end(), a->files.begin(), a->files.end());
     if (parent.empty() && a->metadata.contains("parent")) parent = a->metadata["parent"].get<std::string>();
+    if (!oci && a->metadata.contains("oci_image")) oci = oci_image_from(a->metadata["oci_image"]);
   }
-  if (files.empty()) {
+  if (files.empty() && !oci) {
     st.message("nothing to commit to the store: the build produced no files");
     return;
   }
@@ -160,6 +197,17 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   req.parent = parent;
   req.channels = settings.channels;
   req.embed_build_info = settings.embed_build_info;
+  if (oci) {
+    req.oci = std::move(oci);
+    // The template's runtime settings over the builder's (the builder's Env carries PATH).
+    for (const auto& [k, v] : settings.image_config.items()) {
+      if (k == "Env" && req.oci->config.contains("Env")) {
+        req.oci->config["Env"] = merge_env(req.oci->config["Env"], v);
+        continue;
+      }
+      req.oci->config[k] = v;
+    }
+  }
 
   std::string key_path = opts.signing_key;
   if (key_path.empty())
@@ -199,8 +247,11 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   req.make_provenance = [&](const std::string& version, const std::string& manifest_digest,
                             const std::vector<store::Descriptor>& layers) {
     facts.subjects.push_back({req.name + ":" + version, manifest_digest.substr(7)});
-    for (const auto& l : layers)
-      facts.subjects.push_back({l.annotations.at("org.opencontainers.image.title"), l.digest.substr(7)});
+    for (size_t i = 0; i < layers.size(); ++i) {
+      auto title = layers[i].annotations.find("org.opencontainers.image.title");
+      facts.subjects.push_back({title != layers[i].annotations.end() ? title->second : "layer " + std::to_string(i + 1),
+                                layers[i].digest.substr(7)});
+    }
     // The statement's values are masked too: a secret must not reach provenance by any
     // path (keys are not, so a short secret cannot break the document's structure).
     nlohmann::json statement = provenance::make_statement(facts);
@@ -214,6 +265,10 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
     if (k.keyid() == key.keyid()) req.signature_trusted = true;
   store::ImageRecord rec = store.commit(req);
   summary.image_ref = rec.ref();
+  if (rec.unchanged) {
+    st.say("unchanged: " + rec.ref() + " (" + rec.manifest_digest + ") already has this content; no new version");
+    return;
+  }
   st.say("committed " + rec.ref() + " (" + rec.manifest_digest + ") to the store " + store.home().string() +
          "; provenance signed by " + key.keyid());
   for (const auto& c : rec.channels) st.message("channel '" + c + "' now points at " + rec.ref());
@@ -243,6 +298,11 @@ BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opt
   info.template_path = template_path;
   info.interp = plan.interp;
   info.interp.defer_unknown = false;
+  info.store_home = opts.store_home;
+  info.no_cache = opts.no_cache;
+  info.explain_cache = opts.explain_cache;
+  info.commit = opts.commit;
+  info.image_config = image_settings(t, plan).image_config;
   State st(ui, global_cancel(), std::move(info));
 
   StepList provision;

@@ -138,6 +138,31 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
   return d;
 }
 
+Descriptor BlobStore::adopt(const fs::path& temp_file, const std::string& digest, uint64_t size,
+                            std::string media_type) {
+  Descriptor d{std::move(media_type), digest, size, {}};
+  fs::path dest = path(digest);  // validates the digest's form
+  {
+    Fd f(open(temp_file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (f.fd < 0) throw StoreError("cannot read " + temp_file.string() + ": " + std::strerror(errno));
+    struct stat sb {};
+    if (fstat(f.fd, &sb) != 0 || static_cast<uint64_t>(sb.st_size) != size)
+      throw StoreError(temp_file.string() + " is not the " + std::to_string(size) + " bytes its writer reported");
+    if (fsync(f.fd) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
+    fchmod(f.fd, 0444);
+  }
+  fs::create_directories(dest.parent_path());
+  std::error_code ec;
+  if (fs::exists(dest, ec)) {
+    fs::remove(temp_file, ec);
+    return d;
+  }
+  if (rename(temp_file.c_str(), dest.c_str()) != 0)
+    throw StoreError("cannot move a blob into place: " + std::string(std::strerror(errno)));
+  fsync_dir(dest.parent_path());
+  return d;
+}
+
 std::string BlobStore::read(const std::string& digest) const { return util::read_file(path(digest)); }
 
 std::string BlobStore::check(const std::string& digest) const {

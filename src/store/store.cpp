@@ -48,7 +48,11 @@ struct Store::Catalog {
       CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, who TEXT NOT NULL,
         action TEXT NOT NULL, name TEXT NOT NULL, channel TEXT NOT NULL, from_ref TEXT NOT NULL,
         to_ref TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL);)");
+        hash TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS layer_cache(key TEXT PRIMARY KEY, material TEXT NOT NULL,
+        empty INTEGER NOT NULL, media_type TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+        diff_id TEXT NOT NULL, created_by TEXT NOT NULL, created TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS layer_cache_slots(slot TEXT PRIMARY KEY, key TEXT NOT NULL);)");
   }
   ~Catalog() { sqlite3_close_v2(db); }
 
@@ -129,6 +133,27 @@ class Transaction {
   sqlite3* db_;
   bool done_ = false;
 };
+
+// The config of a container image: the builder's runtime settings plus the labels, its
+// layers' diff_ids and history. Keys keep a fixed order so the bytes are reproducible.
+nlohmann::ordered_json oci_config(const OciImage& img, const std::map<std::string, std::string>& labels) {
+  nlohmann::ordered_json runtime = img.config;
+  if (!labels.empty()) {
+    nlohmann::ordered_json l = runtime.contains("Labels") ? runtime["Labels"] : nlohmann::ordered_json::object();
+    for (const auto& [k, v] : labels) l[k] = v;
+    runtime["Labels"] = l;
+  }
+  nlohmann::ordered_json diff_ids = nlohmann::ordered_json::array();
+  for (const auto& l : img.layers) diff_ids.push_back(l.diff_id);
+  nlohmann::ordered_json c = nlohmann::ordered_json::object();
+  if (!img.created.empty()) c["created"] = img.created;
+  c["architecture"] = "amd64";
+  c["os"] = "linux";
+  c["config"] = runtime;
+  c["rootfs"] = {{"type", "layers"}, {"diff_ids", diff_ids}};
+  if (!img.history.empty()) c["history"] = img.history;
+  return c;
+}
 
 std::string now_rfc3339() { return gotime::format("2006-01-02T15:04:05Z07:00", std::chrono::system_clock::now()); }
 
@@ -327,7 +352,12 @@ ImageRecord Store::commit(const CommitRequest& req) {
   // The large part first, outside the catalog's lock: content-addressed blobs are
   // the same whatever version they end up in.
   std::vector<Descriptor> layers;
-  for (const auto& f : req.files) {
+  if (req.oci)
+    for (const auto& l : req.oci->layers) {
+      if (!blobs_.exists(l.blob.digest)) throw StoreError("layer " + l.blob.digest + " is not in the store");
+      layers.push_back(l.blob);
+    }
+  for (const auto& f : req.oci ? std::vector<ArtifactFile>{} : req.files) {
     Descriptor d = blobs_.put_file(f.path, f.media_type.empty() ? layer_media_type(f.path) : f.media_type);
     if (!f.sha256.empty() && d.digest != "sha256:" + f.sha256)
       throw StoreError("artifact " + f.path + " changed while it was being stored");
@@ -350,7 +380,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
     }
 
     std::string created = now_rfc3339();
-    if (req.embed_build_info) {
+    if (req.embed_build_info && !req.oci) {
       // The image's pedigree travels with it: a small file inside the image itself.
       nlohmann::ordered_json info = {{"image", req.name},
                                      {"version", version},
@@ -371,6 +401,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
                                      {"os", "linux"},
                                      {"config", {{"Labels", labels}}},
                                      {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
+    if (req.oci) config = oci_config(*req.oci, req.labels);
     Descriptor cfg = blobs_.put_bytes(config.dump(), kConfigMediaType);
     nlohmann::ordered_json layer_json = nlohmann::ordered_json::array();
     for (const auto& l : layers) layer_json.push_back(l.to_json());
@@ -384,6 +415,14 @@ ImageRecord Store::commit(const CommitRequest& req) {
                                          {"org.opencontainers.image.version", version},
                                          {"io.imgbake.image.name", req.name},
                                          {"io.imgbake.builder", req.builder_type}}}};
+    if (req.oci) {
+      // A plain container image that podman/umoci run; only its content decides its digest
+      // (the version lives in the catalog and in registry tags).
+      manifest.erase("artifactType");
+      manifest["annotations"] = {{"org.opencontainers.image.created", req.oci->created},
+                                 {"io.imgbake.builder", req.builder_type}};
+      if (req.oci->created.empty()) manifest["annotations"].erase("org.opencontainers.image.created");
+    }
     Descriptor man = blobs_.put_bytes(manifest.dump(), kManifestMediaType);
 
     Descriptor envelope, referrer;
@@ -403,6 +442,15 @@ ImageRecord Store::commit(const CommitRequest& req) {
       referrer = blobs_.put_bytes(ref_manifest.dump(), kManifestMediaType);
     }
 
+    if (req.oci && !req.version) {
+      // The same content built again (a cache hit on every step) is the same image.
+      if (auto same = find_image(db, "name = ? AND manifest_digest = ? AND revoked = 0", {req.name, man.digest})) {
+        tx.commit();
+        rec = *same;
+        rec.unchanged = true;
+        return rec;
+      }
+    }
     Stmt ins(db,
              "INSERT INTO images(name, version, seq, manifest_digest, manifest_size, created, builder_type, "
              "template_digest, git_commit, parent, provenance_digest, referrer_digest, referrer_size) "
@@ -772,6 +820,20 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
       if (!sig.empty()) rep.problems.push_back(img.ref() + ": provenance: " + sig);
     }
   }
+  // The build cache: a damaged cached layer would poison every build that hits it.
+  {
+    Stmt c(db, "SELECT key, digest FROM layer_cache WHERE empty = 0");
+    while (c.step()) {
+      std::string d = c.text(1);
+      if (referenced.count(d)) continue;
+      referenced.insert(d);
+      ++rep.blobs_checked;
+      std::string problem = blobs_.check(d);
+      if (!problem.empty())
+        rep.problems.push_back("build cache entry " + c.text(0).substr(0, 12) + ": " + problem +
+                               " (imgbake store gc --prune-cache forgets the cache)");
+    }
+  }
   for (const auto& d : blobs_.list())
     if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
   for (const auto& p : blobs_.leftovers())
@@ -783,12 +845,20 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   return rep;
 }
 
-GcReport Store::gc() {
+GcReport Store::gc(bool prune_cache) {
   GcReport rep;
   StoreLock lock(home_, true);  // no commit is running while we look
   // Everything a version references is kept; versions are never deleted, channels and
-  // history entries point at versions.
+  // history entries point at versions. The build cache's layers are kept until pruned.
   std::set<std::string> keep;
+  if (prune_cache) {
+    rep.cache_forgotten = cache_size();
+    db_->exec("DELETE FROM layer_cache; DELETE FROM layer_cache_slots;");
+  }
+  {
+    Stmt c(db_->db, "SELECT digest FROM layer_cache WHERE empty = 0");
+    while (c.step()) keep.insert(c.text(0));
+  }
   for (const auto& img : images()) {
     keep.insert(img.manifest_digest);
     keep.insert(img.provenance_digest);
@@ -821,6 +891,68 @@ GcReport Store::gc() {
     ++rep.temp_removed;
   }
   return rep;
+}
+
+namespace {
+
+CacheEntry cache_entry_from(const Stmt& s) {
+  CacheEntry e;
+  e.key = s.text(0);
+  e.material = s.text(1);
+  e.empty = s.integer(2) != 0;
+  e.blob.media_type = s.text(3);
+  e.blob.digest = s.text(4);
+  e.blob.size = static_cast<uint64_t>(s.integer(5));
+  e.diff_id = s.text(6);
+  e.created_by = s.text(7);
+  e.created = s.text(8);
+  return e;
+}
+
+constexpr const char* kCacheColumns = "key, material, empty, media_type, digest, size, diff_id, created_by, created";
+
+}  // namespace
+
+std::optional<CacheEntry> Store::cache_get(const std::string& key) const {
+  Stmt s(db_->db, (std::string("SELECT ") + kCacheColumns + " FROM layer_cache WHERE key = ?").c_str());
+  s.bind(1, key);
+  if (!s.step()) return std::nullopt;
+  CacheEntry e = cache_entry_from(s);
+  // A layer that gc or a damaged store lost is a miss, not an error.
+  if (!e.empty && !blobs_.exists(e.blob.digest)) return std::nullopt;
+  return e;
+}
+
+void Store::cache_put(const CacheEntry& e, const std::string& slot) {
+  Transaction tx(db_->db);
+  Stmt s(db_->db,
+         (std::string("INSERT OR REPLACE INTO layer_cache(") + kCacheColumns + ") VALUES(?,?,?,?,?,?,?,?,?)").c_str());
+  s.bind(1, e.key).bind(2, e.material).bind(3, int64_t{e.empty ? 1 : 0}).bind(4, e.blob.media_type);
+  s.bind(5, e.blob.digest).bind(6, static_cast<int64_t>(e.blob.size)).bind(7, e.diff_id).bind(8, e.created_by);
+  s.bind(9, e.created.empty() ? now_rfc3339() : e.created);
+  s.run();
+  if (!slot.empty()) {
+    Stmt sl(db_->db, "INSERT OR REPLACE INTO layer_cache_slots(slot, key) VALUES(?,?)");
+    sl.bind(1, slot).bind(2, e.key);
+    sl.run();
+  }
+  tx.commit();
+}
+
+std::optional<CacheEntry> Store::cache_last_in_slot(const std::string& slot) const {
+  Stmt s(db_->db, (std::string("SELECT c.key, c.material, c.empty, c.media_type, c.digest, c.size, c.diff_id, "
+                               "c.created_by, c.created FROM layer_cache_slots sl JOIN layer_cache c ON c.key = "
+                               "sl.key WHERE sl.slot = ?"))
+                      .c_str());
+  s.bind(1, slot);
+  if (!s.step()) return std::nullopt;
+  return cache_entry_from(s);
+}
+
+size_t Store::cache_size() const {
+  Stmt s(db_->db, "SELECT COUNT(*) FROM layer_cache");
+  s.step();
+  return static_cast<size_t>(s.integer(0));
 }
 
 }  // namespace imgbake::store

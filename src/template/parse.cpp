@@ -6,6 +6,7 @@
 #include <regex>
 #include <set>
 
+#include "imgbake/build.h"
 #include "imgbake/config.h"
 #include "imgbake/interpolate.h"
 #include "imgbake/template.h"
@@ -164,6 +165,14 @@ class TemplateParser {
     r.boolean("embed_build_info", true);
     if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
       r.error("cache", "'cache' must be true, false or an object");
+    if (const json::Value* c = r.raw("config")) {
+      if (c->is_object()) {
+        ConfigReader cr(*c, t_.path, "'imgbake.config'", d_);
+        read_image_config(cr);
+      } else {
+        r.error("config", "'config' must be an object (Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts, …)");
+      }
+    }
     r.finish();
   }
 

@@ -1,0 +1,49 @@
+// The "config" object of the template's "imgbake" section: how a container image runs
+// (OCI image config: Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts, Volumes,
+// StopSignal, Labels). Read by the template check and by image builders.
+#include "imgbake/build.h"
+#include "imgbake/config.h"
+
+namespace imgbake {
+
+nlohmann::ordered_json read_image_config(ConfigReader& r) {
+  nlohmann::ordered_json c = nlohmann::ordered_json::object();
+  // Env: ["K=V", …] as in the OCI config, or {"K": "V"} (kept in the order written).
+  if (const json::Value* env = r.raw("Env")) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    if (env->is_object()) {
+      for (const auto& m : env->members) {
+        if (!m.value.is_string()) r.error("Env", "'Env' values must be strings ('" + m.key + "' is not)");
+        list.push_back(m.key + "=" + m.value.text);
+      }
+    } else {
+      for (const auto& e : r.strings("Env")) {
+        if (e.find('=') == std::string::npos || e.front() == '=')
+          r.error("Env", "'Env' entry '" + e + "' is not NAME=VALUE");
+        list.push_back(e);
+      }
+    }
+    c["Env"] = list;
+  }
+  for (const char* k : {"Entrypoint", "Cmd"})
+    if (r.has(k)) c[k] = r.strings(k);
+  for (const char* k : {"WorkingDir", "User", "StopSignal"})
+    if (r.has(k)) c[k] = r.string(k);
+  if (auto wd = c.find("WorkingDir"); wd != c.end() && !wd->get<std::string>().starts_with("/"))
+    r.error("WorkingDir", "'WorkingDir' must be an absolute path");
+  for (const char* k : {"ExposedPorts", "Volumes"}) {
+    if (!r.has(k)) continue;
+    nlohmann::ordered_json set = nlohmann::ordered_json::object();
+    for (const auto& p : r.strings(k)) set[p] = nlohmann::ordered_json::object();
+    c[k] = set;
+  }
+  if (r.has("Labels")) {
+    nlohmann::ordered_json labels = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : r.string_map("Labels")) labels[k] = v;
+    c["Labels"] = labels;
+  }
+  r.finish();
+  return c;
+}
+
+}  // namespace imgbake
