@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(
   cmake ninja-build g++ pkg-config git python3 procps skopeo umoci qemu-utils qemu-system-x86 xorriso busybox-static dropbear-bin openssh-sftp-server cpio gzip e2fsprogs xz-utils zstd openssh-client openssh-server docker-registry apache2-utils
+  bubblewrap debootstrap apt-utils curl
   libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev
   libsqlite3-dev libgtest-dev libgmock-dev clang-format clang-tidy
 )
@@ -18,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   apt-get update -qq || true  # the machine may have current lists already; the install says if not
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The .debs of the local apt mirror the rootfs tests install from (tests talk only to 127.0.0.1).
+if [ "$(id -u)" -eq 0 ]; then
+  tools/fetch-test-debs.sh "${IMGBAKE_TEST_DEBS:-/var/cache/imgbake-test-debs}"
+else
+  echo "setup: not root: skipping tools/fetch-test-debs.sh (the debootstrap e2e test needs it)" >&2
 fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGBAKE_WERROR=ON >/dev/null
 cmake --build build

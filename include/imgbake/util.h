@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
 // number of seconds. Returns nullopt when malformed.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 std::string format_duration(std::chrono::nanoseconds d);  // "1.234s", "2m03s"
+std::string format_bytes(uint64_t n);                     // "512 B", "3.4 MiB"
 
 std::string read_file(const std::filesystem::path& path);  // throws std::runtime_error naming the path
 // Writes via a temp file in the same directory, fsync, rename: readers never see a half file.

@@ -2,6 +2,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "cli/store_verbs.h"
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
+#include "imgbake/layer.h"
 #include "imgbake/process.h"
 #include "imgbake/util.h"
 
@@ -64,11 +66,111 @@ void export_tar(store::Store& st, const nlohmann::json& manifest, const std::str
   std::filesystem::rename(tmp, out);
 }
 
+// Whether the image is a container image (tar layers) rather than files or a disk.
+bool is_container_image(const nlohmann::json& manifest) {
+  if (manifest["layers"].empty()) return false;
+  for (const auto& l : manifest["layers"])
+    if (!l.value("mediaType", "").starts_with("application/vnd.oci.image.layer.v1.tar")) return false;
+  return true;
+}
+
+// "512M", "2G", "1048576" → bytes; 0 when it is not a size.
+uint64_t parse_size(const std::string& s) {
+  if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return 0;
+  size_t used = 0;
+  uint64_t n = std::stoull(s, &used);
+  std::string unit = s.substr(used);
+  if (unit.empty() || unit == "B") return n;
+  if (unit == "K" || unit == "KiB") return n << 10;
+  if (unit == "M" || unit == "MiB") return n << 20;
+  if (unit == "G" || unit == "GiB") return n << 30;
+  return 0;
+}
+
+uint64_t tree_bytes(const std::filesystem::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); it != decltype(it)(); it.increment(ec)) {
+    struct stat sb {};
+    if (lstat(it->path().c_str(), &sb) == 0) total += static_cast<uint64_t>(sb.st_blocks) * 512 + 256;
+  }
+  return total;
+}
+
+// A container image as a flattened root filesystem: a tar, or an ext4 disk (raw/qcow2).
+void export_rootfs(store::Store& st, const store::ImageRecord& img, const nlohmann::json& manifest,
+                   const std::string& format, const std::string& size, const std::string& out) {
+  nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
+  const auto& diff_ids = config["rootfs"]["diff_ids"];
+  std::filesystem::path scratch = st.blobs().temp_dir() / ("export-" + util::uuid_v4());
+  std::filesystem::create_directories(scratch / "rootfs");
+  std::filesystem::permissions(scratch / "rootfs", std::filesystem::perms(0755));
+  register_temp_path(scratch.string());
+  struct Remove {
+    std::filesystem::path p;
+    ~Remove() {
+      std::error_code ec;
+      std::filesystem::remove_all(p, ec);
+      unregister_temp_path(p.string());
+    }
+  } remove{scratch};
+  std::filesystem::path tree = scratch / "rootfs";
+  for (size_t i = 0; i < manifest["layers"].size(); ++i) {
+    std::string digest = manifest["layers"][i]["digest"];
+    std::string got = layer::apply(st.blobs().path(digest), tree, global_cancel());
+    if (i < diff_ids.size() && got != diff_ids[i])
+      throw BuildError("layer " + digest + " unpacks to " + got + ", not its diff_id " +
+                       diff_ids[i].get<std::string>() + " (imgbake store check)");
+  }
+  if (format == "tar") {
+    layer::Options opts;
+    opts.compression = layer::Compression::None;
+    layer::write_tree(tree, out, opts, global_cancel());
+    return;
+  }
+  uint64_t bytes = parse_size(size);
+  if (!size.empty() && bytes == 0) throw UsageError("--size '" + size + "': expected a size such as 512M or 2G");
+  if (bytes == 0) bytes = tree_bytes(tree) * 5 / 4 + (64u << 20);  // content plus room for ext4 and changes
+  bytes = (bytes + (1u << 20) - 1) / (1u << 20) * (1u << 20);
+  std::filesystem::path raw = format == "raw" ? std::filesystem::path(out + ".imgbake-tmp") : scratch / "disk.raw";
+  auto run = [](std::vector<std::string> argv, const std::string& what) {
+    ProcessSpec spec;
+    spec.argv = std::move(argv);
+    std::string err;
+    int rc = run_process(
+        spec, [&](std::string_view l) { err += std::string(l) + "\n"; },
+        [&](std::string_view l) { err += std::string(l) + "\n"; }, global_cancel());
+    if (rc != 0) throw BuildError(what + " failed: " + err);
+  };
+  struct RemoveFile {
+    std::filesystem::path p;
+    bool keep = false;
+    ~RemoveFile() {
+      std::error_code ec;
+      if (!keep) std::filesystem::remove(p, ec);
+    }
+  } raw_guard{raw};
+  // mkfs.ext4 -d fills the file system from the tree without mounting anything.
+  run({"mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree.string(), raw.string(), std::to_string(bytes >> 10) + "k"},
+      "mkfs.ext4");
+  if (format == "raw") {
+    std::filesystem::rename(raw, out);
+    raw_guard.keep = true;
+    return;
+  }
+  std::string tmp = out + ".imgbake-tmp";
+  RemoveFile tmp_guard{tmp};
+  run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.string(), tmp}, "qemu-img convert");
+  std::filesystem::rename(tmp, out);
+  tmp_guard.keep = true;
+  (void)img;
+}
+
 }  // namespace
 
 Action setup_export(CLI::App& sub, const GlobalOptions&) {
   struct Opts {
-    std::string ref, format, out;
+    std::string ref, format, out, size;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("ref", o->ref, "The image")->required();
@@ -76,10 +178,20 @@ Action setup_export(CLI::App& sub, const GlobalOptions&) {
       ->required()
       ->check(CLI::IsMember({"tar", "raw", "qcow2"}));
   sub.add_option("-o,--out", o->out, "Where to write")->required();
+  sub.add_option("--size", o->size,
+                 "Container images as raw/qcow2: the disk's size (e.g. 2G; default: the content plus a quarter "
+                 "plus 64 MiB)");
   return [o] {
     auto st = open_store();
     store::ImageRecord img = st->resolve(o->ref);
     nlohmann::json m = st->manifest(img);
+    if (is_container_image(m)) {
+      export_rootfs(*st, img, m, o->format, o->size, o->out);
+      std::cout << "exported " << img.ref() << " (" << m["layers"].size() << " layers, flattened) as "
+                << (o->format == "tar" ? "a root filesystem tar" : "an ext4 " + o->format + " disk") << " to " << o->out
+                << "\n";
+      return 0;
+    }
     if (o->format == "tar") {
       export_tar(*st, m, o->out);
       std::cout << "exported " << img.ref() << " (" << m["layers"].size() << " files) to " << o->out << "\n";

@@ -146,9 +146,13 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
   if (!man_problem.empty()) problem("manifest: " + man_problem);
   try {
     nlohmann::json m = st.manifest(img);
+    size_t index = 0;
     for (const auto& l : m["layers"]) {
       std::string d = l["digest"];
-      std::string title = l.contains("annotations") ? l["annotations"].value("org.opencontainers.image.title", d) : d;
+      // Untitled layers (a container image's) are named by position, as the provenance names them.
+      std::string untitled = "layer " + std::to_string(++index);
+      std::string title =
+          l.contains("annotations") ? l["annotations"].value("org.opencontainers.image.title", untitled) : untitled;
       actual[title] = d.substr(7);
       std::string lp = st.blobs().check(d);
       if (!lp.empty()) problem(title + ": " + lp);

@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
@@ -133,6 +134,20 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   }
   auto ms = std::chrono::milliseconds(std::llround(total_ms));
   return neg ? -ms : ms;
+}
+
+std::string format_bytes(uint64_t n) {
+  if (n < 1024) return std::to_string(n) + " B";
+  static const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(n);
+  int u = -1;
+  while (v >= 1024 && u < 3) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
 }
 
 std::string format_duration(std::chrono::nanoseconds d) {

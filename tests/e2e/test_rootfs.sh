@@ -1,0 +1,310 @@
+# End-to-end: the rootfs builder. Real sandboxes (bubblewrap), real layers read back by
+# umoci and skopeo, the layer cache across builds, reproducible digests, export, and a
+# debootstrap base from a local apt mirror on 127.0.0.1 with a package installed by apt.
+. "$(dirname "$0")/lib.sh"
+
+fresh_store() {
+  export IMGBAKE_HOME="$TEST_DIR/store"
+  export IMGBAKE_CONFIG_HOME="$TEST_DIR/config"
+}
+
+# busybox_tarball FILE: a tiny root filesystem (busybox-static and its applets) as a tarball.
+busybox_tarball() {
+  local root="$TEST_DIR/bb-root"
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/dev" "$root/root"
+  cp /bin/busybox "$root/bin/busybox"
+  local c
+  for c in sh ls cat echo rm mkdir chmod sleep true env id sed; do ln -sf busybox "$root/bin/$c"; done
+  echo "to be deleted" >"$root/etc/old.txt"
+  mkdir -p "$root/var/cache/junk" && echo x >"$root/var/cache/junk/a"
+  tar -C "$root" -czf "$1" .
+}
+
+# write_bb_template [SECOND_LINE]: bb.json, a busybox base, a shell step, a file step.
+write_bb_template() {
+  local line=${1:-'echo second'}
+  echo "payload v1" >payload.txt
+  write_file bb.json <<EOF
+{
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [
+    {"type": "shell", "inline": ["echo hello > /etc/motd", "rm /etc/old.txt", "rm -r /var/cache/junk",
+                                 "echo \$GREETING > /etc/greeting"]},
+    {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"},
+    {"type": "shell", "inline": ["$line > /root/last.txt"]}
+  ],
+  "imgbake": {"image": "bb", "config": {"Env": {"GREETING": "hey"}, "Cmd": ["/bin/sh"], "WorkingDir": "/root",
+                                        "ExposedPorts": ["8080/tcp"]}}
+}
+EOF
+}
+
+# both: stdout and stderr of the last command, in one file; prints its name.
+both() {
+  cat "$STDOUT" "$STDERR" >"$TEST_DIR/both.out"
+  echo "$TEST_DIR/both.out"
+}
+
+count_lines() { grep -c -- "$1" "$2" || true; }
+
+manifest_digest() { "$IMGBAKE" show "$1" 2>/dev/null | sed -n 's/^digest: *//p'; }
+
+# ---------------------------------------------------------------------------
+
+test_build_layers_read_back() {
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  expect_exit 0 imgbake build bb.json || return
+  expect_match "$STDOUT" '^==> rootfs: committed bb:1 \(sha256:[0-9a-f]{64}\)'
+  # umoci, an independent reader, unpacks the store's OCI layout.
+  check "umoci unpacks bb:1" umoci unpack --image "$IMGBAKE_HOME:bb:1" bundle >/dev/null 2>umoci.err || {
+    cat umoci.err
+    return
+  }
+  expect_file_content bundle/rootfs/etc/motd "hello"
+  expect_file_content bundle/rootfs/etc/greeting "hey"
+  expect_file_content bundle/rootfs/root/payload.txt "payload v1"
+  expect_file_content bundle/rootfs/root/last.txt "second"
+  expect_no_file bundle/rootfs/etc/old.txt
+  expect_no_file bundle/rootfs/var/cache/junk
+  expect_file bundle/rootfs/bin/busybox
+  # skopeo: four layers (base + three steps), the runtime config from the template.
+  run skopeo inspect --config "oci:$IMGBAKE_HOME:bb:1"
+  cp "$STDOUT" config.json
+  expect_eq "diff_ids" 4 "$(json_get config.json 'len(d["rootfs"]["diff_ids"])')"
+  expect_eq "Env" '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GREETING=hey"]' \
+    "$(json_get config.json 'd["config"]["Env"]')"
+  expect_eq "Cmd" '["/bin/sh"]' "$(json_get config.json 'd["config"]["Cmd"]')"
+  expect_eq "WorkingDir" "/root" "$(json_get config.json 'd["config"]["WorkingDir"]')"
+  expect_eq "ExposedPorts" '{"8080/tcp": {}}' "$(json_get config.json 'd["config"]["ExposedPorts"]')"
+  expect_eq "history" 4 "$(json_get config.json 'len(d["history"])')"
+  run skopeo inspect "oci:$IMGBAKE_HOME:bb:1"
+  cp "$STDOUT" inspect.json
+  expect_eq "layers" 4 "$(json_get inspect.json 'len(d["Layers"])')"
+  # The deletions are whiteouts in the first step's layer.
+  local l2
+  l2=$(json_get inspect.json 'd["Layers"][1]')
+  run tar -tzf "$IMGBAKE_HOME/blobs/sha256/${l2#sha256:}"
+  expect_contains "$STDOUT" "etc/.wh.old.txt"
+  expect_contains "$STDOUT" "var/cache/.wh.junk"
+  expect_exit 0 imgbake verify bb:1
+  expect_exit 0 imgbake store check
+  # Nothing is left of the build tree.
+  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+}
+
+test_cache_hits_and_misses() {
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  expect_exit 0 imgbake build bb.json || return
+  local d1
+  d1=$(manifest_digest bb:1)
+  # Nothing changed: every step is a cache hit, no step runs, and the image is the same.
+  expect_exit 0 imgbake build bb.json || return
+  cp "$STDOUT" second.out
+  expect_eq "cached steps" 3 "$(count_lines 'cached: ' second.out)"
+  expect_contains second.out "base: cached layer"
+  expect_not_contains second.out "running inline script"
+  expect_not_contains second.out "uploading payload.txt"
+  expect_contains second.out "unchanged: bb:1 ($d1)"
+  # The last step changed: only it runs again; the earlier ones come from the cache.
+  write_bb_template 'echo changed'
+  expect_exit 0 imgbake build --explain-cache bb.json || return
+  cp "$STDOUT" third.out
+  expect_eq "cached steps after changing the last one" 2 "$(count_lines 'cached: ' third.out)"
+  expect_contains third.out "running inline script \"echo changed > /root/last.txt\""
+  expect_match third.out 'cache: provisioner 3 \(shell\): miss; last time this step had key [0-9a-f]{16}, changed:'
+  expect_match third.out 'step\.config\.inline\[0\]: "echo second > /root/last.txt" -> "echo changed > /root/last.txt"'
+  expect_match "$STDOUT" '^==> rootfs: committed bb:2 '
+  run umoci unpack --image "$IMGBAKE_HOME:bb:2" bundle
+  expect_file_content bundle/rootfs/root/last.txt "changed"
+  # The file a step uploads is part of its key: a new payload reruns that step and the next.
+  echo "payload v2" >payload.txt
+  write_file bb.json < <(sed 's/"echo changed/"echo changed/' bb.json)
+  expect_exit 0 imgbake build bb.json || return
+  expect_eq "cached steps after changing the payload" 1 "$(count_lines 'cached: ' "$STDOUT")"
+  # --no-cache runs everything.
+  expect_exit 0 imgbake build --no-cache bb.json || return
+  expect_eq "cached steps with --no-cache" 0 "$(count_lines 'cached' "$STDOUT")"
+  expect_contains "$STDOUT" "running inline script"
+  # gc keeps the cache; --prune-cache forgets it, and the images stay whole.
+  expect_exit 0 imgbake store gc
+  expect_exit 0 imgbake build bb.json
+  expect_eq "cached steps after gc" 3 "$(count_lines 'cached: ' "$STDOUT")"
+  expect_exit 0 imgbake store gc --prune-cache
+  expect_match "$STDOUT" '^gc: forgot [0-9]+ build cache entries'
+  expect_exit 0 imgbake store check
+  expect_exit 0 imgbake build bb.json
+  expect_eq "cached steps after --prune-cache" 0 "$(count_lines 'cached: ' "$STDOUT")"
+}
+
+test_reproducible_digests() {
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  local a b
+  # Two clean builds (fresh stores, no cache), a minute's worth of mtimes apart.
+  IMGBAKE_HOME="$TEST_DIR/s1" SOURCE_DATE_EPOCH=1700000000 expect_exit 0 imgbake build --no-cache bb.json || return
+  a=$(IMGBAKE_HOME="$TEST_DIR/s1" manifest_digest bb:1)
+  touch -d "2020-01-01" payload.txt
+  IMGBAKE_HOME="$TEST_DIR/s2" SOURCE_DATE_EPOCH=1700000000 expect_exit 0 imgbake build --no-cache bb.json || return
+  b=$(IMGBAKE_HOME="$TEST_DIR/s2" manifest_digest bb:1)
+  check "a digest was printed" test -n "$a"
+  expect_eq "manifest digest of two clean builds" "$a" "$b"
+  # Every mtime is clamped to SOURCE_DATE_EPOCH and `created` is that time.
+  IMGBAKE_HOME="$TEST_DIR/s1" run skopeo inspect --config "oci:$TEST_DIR/s1:bb:1"
+  cp "$STDOUT" config.json
+  expect_eq "created" "2023-11-14T22:13:20Z" "$(json_get config.json 'd["created"]')"
+  local l
+  for l in $(json_get <(skopeo inspect "oci:$TEST_DIR/s1:bb:1") '" ".join(d["Layers"])'); do
+    tar --numeric-owner -tvzf "$TEST_DIR/s1/blobs/sha256/${l#sha256:}" | awk '{print $4" "$5}' >>mtimes.txt
+  done
+  expect_eq "mtimes later than SOURCE_DATE_EPOCH" "" "$(awk '$1" "$2 > "2023-11-14 22:13"' mtimes.txt)"
+}
+
+test_export_formats() {
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  expect_exit 0 imgbake build bb.json || return
+  expect_exit 0 imgbake export bb:1 --format tar -o root.tar
+  run tar -xOf root.tar etc/motd
+  expect_eq "etc/motd in the flattened tar" "hello" "$(cat "$STDOUT")"
+  run tar -tf root.tar
+  expect_not_contains "$STDOUT" ".wh."
+  expect_not_contains "$STDOUT" "etc/old.txt"
+  expect_exit 0 imgbake export bb:1 --format raw -o root.raw
+  run debugfs -R "cat /root/payload.txt" root.raw
+  expect_eq "payload in the ext4 disk" "payload v1" "$(cat "$STDOUT")"
+  expect_exit 0 imgbake export bb:1 --format qcow2 --size 128M -o root.qcow2
+  run qemu-img info --output json root.qcow2
+  cp "$STDOUT" info.json
+  expect_eq "qcow2 format" "qcow2" "$(json_get info.json 'd["format"]')"
+  expect_eq "qcow2 virtual size" "134217728" "$(json_get info.json 'd["virtual-size"]')"
+  expect_exit 2 imgbake export bb:1 --format raw --size lots -o bad.raw
+  expect_no_file bad.raw
+}
+
+test_store_image_as_base() {
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  expect_exit 0 imgbake build bb.json || return
+  local base
+  base=$(manifest_digest bb:1)
+  write_file child.json <<'EOF'
+{
+  "builders": [{"type": "rootfs", "source": "bb:1"}],
+  "provisioners": [{"type": "shell", "inline": ["cat /etc/motd > /root/from-base.txt", "echo $GREETING >> /root/from-base.txt"]}],
+  "imgbake": {"image": "child"}
+}
+EOF
+  expect_exit 0 imgbake build child.json || return
+  run umoci unpack --image "$IMGBAKE_HOME:child:1" bundle
+  expect_file_content bundle/rootfs/root/from-base.txt "hello
+hey"
+  run skopeo inspect --config "oci:$IMGBAKE_HOME:child:1"
+  cp "$STDOUT" config.json
+  expect_eq "layers of child" 5 "$(json_get config.json 'len(d["rootfs"]["diff_ids"])')"
+  expect_eq "the base's Cmd is inherited" '["/bin/sh"]' "$(json_get config.json 'd["config"]["Cmd"]')"
+  run "$IMGBAKE" show child:1
+  expect_contains "$STDOUT" "$base"
+  # A revoked base is refused.
+  expect_exit 0 imgbake revoke bb:1 --reason "test"
+  expect_exit 1 imgbake build --no-cache child.json
+  expect_contains "$(both)" "revoked"
+}
+
+test_failure_and_interrupt_clean_up() {
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_file fail.json <<'EOF'
+{
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [{"type": "shell", "inline": ["echo about to fail", "exit 3"]}]
+}
+EOF
+  expect_exit 1 imgbake build fail.json
+  expect_contains "$(both)" "exited with status 3"
+  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+  write_file slow.json <<'EOF'
+{
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [{"type": "shell", "inline": ["echo sleeping", "sleep 60"]}]
+}
+EOF
+  "$IMGBAKE" build slow.json >slow.out 2>&1 &
+  local pid=$!
+  wait_for 30 grep -q "sleeping" slow.out || fail "the sandboxed command started"
+  local t0 rc=0
+  t0=$(now_ms)
+  kill -INT "$pid"
+  wait "$pid" || rc=$?
+  expect_eq "exit status after Ctrl-C" 130 "$rc"
+  check "stopped within 5 s" test $(($(now_ms) - t0)) -lt 5000
+  check "no sandbox left" bash -c "! pgrep -f '^bwrap .*$IMGBAKE_HOME' >/dev/null"
+  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+}
+
+test_bad_options() {
+  fresh_store
+  write_file bad.json <<'EOF'
+{
+  "builders": [{"type": "rootfs",
+                "source": "tar:missing.tar",
+                "layer_compression": "bzip2"}]
+}
+EOF
+  expect_exit 1 imgbake validate bad.json
+  expect_match "$(both)" 'bad.json:3:[0-9]+: .*the rootfs tarball .missing.tar. does not exist'
+  expect_match "$(both)" 'bad.json:4:[0-9]+: .*layer_compression .bzip2. is not gzip, zstd or none'
+}
+
+# debootstrap from the local mirror, apt-get install from it, and a file: the issue's
+# "done when" template. The .debs come from tools/fetch-test-debs.sh (run by tools/setup.sh).
+test_debootstrap_install_and_cache() {
+  local debs=${IMGBAKE_TEST_DEBS:-/var/cache/imgbake-test-debs}
+  if [ ! -f "$debs/.fetch-test-debs.stamp" ]; then
+    fail "the test packages are in $debs" "tools/fetch-test-debs.sh $debs has run (tools/setup.sh does it)" "missing"
+    return
+  fi
+  . "$IMGBAKE_SOURCE_DIR/tests/fixtures/apt-mirror.sh"
+  apt_mirror_start "$debs" "$TEST_DIR/mirror" || {
+    fail "the local apt mirror starts"
+    return
+  }
+  trap apt_mirror_stop EXIT
+  fresh_store
+  echo "baked by imgbake" >motd
+  E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" \
+    "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
+  cp "$STDOUT" first.out
+  expect_match first.out '^==> debian: committed debian-hello:1 '
+  run umoci unpack --image "$IMGBAKE_HOME:debian-hello:1" bundle
+  expect_file bundle/rootfs/usr/bin/hello
+  run chroot bundle/rootfs /usr/bin/hello
+  expect_eq "hello, run from the unpacked image" "Hello, world!" "$(cat "$STDOUT")"
+  expect_file_content bundle/rootfs/etc/motd "baked by imgbake"
+  # The apt lists and caches the install step made are not in the image.
+  expect_eq "apt lists left in the image" "" "$(ls bundle/rootfs/var/lib/apt/lists/ 2>/dev/null | grep -v -e '^partial$' -e '^lock$')"
+  # Unchanged: every step is a cache hit and nothing is unpacked or run.
+  expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json"
+  expect_eq "cached steps" 2 "$(count_lines 'cached: ' "$STDOUT")"
+  expect_contains "$STDOUT" "base: cached layer"
+  expect_not_contains "$STDOUT" "debootstrap bookworm"
+  expect_not_contains "$STDOUT" "unpacking layer"
+  expect_contains "$STDOUT" "unchanged: debian-hello:1"
+  apt_mirror_stop
+  trap - EXIT
+}
+
+run_test build_layers_read_back test_build_layers_read_back
+run_test cache_hits_and_misses test_cache_hits_and_misses
+run_test reproducible_digests test_reproducible_digests
+run_test export_formats test_export_formats
+run_test store_image_as_base test_store_image_as_base
+run_test failure_and_interrupt_clean_up test_failure_and_interrupt_clean_up
+run_test bad_options test_bad_options
+run_test debootstrap_install_and_cache test_debootstrap_install_and_cache
+summary
