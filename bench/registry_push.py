@@ -9,7 +9,8 @@ repository (nothing changed: 0 blob bytes expected).
 
 Prints median wall time and throughput of each, imgbake/skopeo throughput (target >= 1.0),
 the re-push time (target < 0.5 s) and bytes, and imgbake's peak RSS while pushing (target <=
-64 MiB). Not a test; docs/benchmarks.md records what was seen.
+64 MiB), with the machine's load average at the start and the end (other work on the same
+cores slows both tools). Not a test; docs/benchmarks.md records what was seen.
 
 usage: bench/registry_push.py [--size 2G] [--rounds 3] [--imgbake PATH]
 """
@@ -114,6 +115,7 @@ def main():
         os.remove(big)
         shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
 
+        load_before = os.getloadavg()
         res = {"imgbake": [], "skopeo": [], "repush": []}
         for r in range(args.rounds):
             wall, peak, _ = measure([args.imgbake, "push", "big:1", f"{reg}/imgbake{r}/big", "--insecure-registry", reg,
@@ -142,10 +144,13 @@ def main():
         server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
+    load_after = os.getloadavg()
     med = lambda xs: statistics.median(xs)
     iw, sw = med(w for w, _ in res["imgbake"]), med(w for w, _ in res["skopeo"])
     print()
-    print(f"image size             {size / (1 << 20):.0f} MiB")
+    print(f"image size             {size / (1 << 20):.0f} MiB, {args.rounds} rounds")
+    print("load average (1/5/15)  at start " + " ".join(f"{x:.2f}" for x in load_before) +
+          ", at end " + " ".join(f"{x:.2f}" for x in load_after) + f" ({os.cpu_count()} cores)")
     print(f"imgbake push           {iw:.2f} s  {size / iw / (1 << 20):.1f} MiB/s  "
           f"peak RSS {max(m for _, m in res['imgbake']) / 1024:.1f} MiB (target <= 64)")
     print(f"skopeo copy            {sw:.2f} s  {size / sw / (1 << 20):.1f} MiB/s")

@@ -51,6 +51,12 @@ struct ClientOptions {
   int max_retries = 4;                        // 429, 5xx and dropped connections, with backoff
   uint64_t chunk_size = 8ull << 20;           // larger blobs go up in PATCH chunks of this size
   std::function<void(std::string_view)> log;  // retries, resumes, mounts: never credentials
+  // Bytes moved of each blob being uploaded or downloaded: at most about 10 calls a second per
+  // blob, and always a last call with done == total when the blob is complete. Blobs that are
+  // not sent (the registry has them, or they are mounted) get no calls. include/imgbake/progress.h
+  // turns these calls into terminal lines or JSON events. May be called from any thread that
+  // uses the Client; an exception thrown here stops the transfer.
+  std::function<void(const std::string& digest, uint64_t done, uint64_t total)> progress;
 };
 
 using TransferProgress = std::function<void(uint64_t done, uint64_t total)>;
@@ -101,6 +107,11 @@ class Client {
                            const TransferProgress& progress, const CancelToken& cancel);
   BlobPushResult push_blob_bytes(const std::string& repo, const std::string& digest, std::string_view data,
                                  const CancelToken& cancel);
+  // Only the cheap ways: the blob is already in `repo` (existed) or a cross-repository mount
+  // from `from_repo` works (mounted). When the registry refuses the mount, the upload session
+  // it opened instead is cancelled (DELETE) and neither flag is set; no byte is sent.
+  BlobPushResult mount_blob(const std::string& repo, const std::string& digest, const std::string& from_repo,
+                            const CancelToken& cancel);
   // Streams the blob into `sink`, checking size and digest as it arrives; throws on mismatch.
   void get_blob(const std::string& repo, const std::string& digest, uint64_t expected_size,
                 const std::function<void(const char*, size_t)>& sink, const TransferProgress& progress,

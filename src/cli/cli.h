@@ -4,10 +4,16 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "imgbake/provenance.h"
 #include "imgbake/ui.h"
+
+namespace imgbake::registry {
+class Client;
+}
 
 namespace imgbake::cli {
 
@@ -48,6 +54,18 @@ Action setup_push(CLI::App& sub, const GlobalOptions& global);
 Action setup_pull(CLI::App& sub, const GlobalOptions& global);
 Action setup_copy(CLI::App& sub, const GlobalOptions& global);
 Action setup_login(CLI::App& sub, const GlobalOptions& global);
+
+// Options of the verbs that reach registries (registry_verbs.cpp): push, pull, copy, login, and
+// promote, rollback, history, revoke and verify on a REGISTRY/REPO reference.
+struct RegistryFlags {
+  std::vector<std::string> insecure;  // HOST:PORT served over plain HTTP
+  bool tls_verify = true;
+  std::string signing_key;  // records are signed with it (else $IMGBAKE_SIGNING_KEY, else the default key)
+};
+void add_registry_flags(CLI::App& sub, RegistryFlags& flags, bool signs_records = false);
+std::unique_ptr<registry::Client> make_registry_client(const std::string& host, const RegistryFlags& flags, Ui& ui,
+                                                       bool progress = false);
+provenance::SigningKey record_signing_key(const RegistryFlags& flags);
 
 // Rewrites Packer's single-dash long flags ("-var", "-only=x") to "--var", "--only=x".
 std::vector<std::string> normalize_args(int argc, char** argv);

@@ -182,6 +182,8 @@ struct Body {
   }
 };
 
+struct BlobProgress;
+
 struct Request {
   std::string method = "GET";
   std::string url;
@@ -192,9 +194,13 @@ struct Request {
   std::string fixed_authorization;
   const std::function<void(const char*, size_t)>* sink = nullptr;  // the body of a 2xx answer
   const TransferProgress* progress = nullptr;
+  BlobProgress* blob_progress = nullptr;  // ClientOptions::progress of the blob this request moves
   uint64_t progress_base = 0;
   uint64_t progress_total = 0;
   const CancelToken* cancel = nullptr;
+  // false: failures and 429/5xx answers come back at once, because the caller recovers itself
+  // (an upload asks the registry how much arrived before it sends more).
+  bool retry = true;
 };
 
 struct Response {
@@ -204,6 +210,46 @@ struct Response {
   std::string header(const std::string& name) const {
     auto it = headers.find(name);
     return it == headers.end() ? "" : it->second;
+  }
+};
+
+// An answer to a blob upload request that the registry may give again in a moment (429, 5xx):
+// the upload code asks the registry where the upload stands before it sends more.
+class BusyAnswer : public std::exception {
+ public:
+  BusyAnswer(std::string action, Response response) : action_(std::move(action)), response_(std::move(response)) {}
+  const char* what() const noexcept override { return "the registry is busy"; }
+  const std::string& action() const { return action_; }
+  const Response& response() const { return response_; }
+
+ private:
+  std::string action_;
+  Response response_;
+};
+
+bool is_busy(long status) { return status == 429 || status >= 500; }
+
+// The registry no longer knows an upload it said it had: distribution cancels an interrupted
+// upload when it notices the broken connection, which may be after it answered the status GET.
+class UploadGone : public std::exception {
+ public:
+  const char* what() const noexcept override { return "the registry dropped the upload"; }
+};
+
+// ClientOptions::progress for one blob: the calls of all its requests (chunks, retries) together
+// are limited to one per kProgressInterval, plus the last one.
+struct BlobProgress {
+  const std::function<void(const std::string&, uint64_t, uint64_t)>* callback = nullptr;
+  std::string digest;
+  uint64_t total = 0;
+  Clock::time_point last_call{};
+
+  void report(uint64_t done, bool complete) {
+    if (!callback || !*callback) return;
+    auto now = Clock::now();
+    if (!complete && now - last_call < kProgressInterval) return;
+    last_call = now;
+    (*callback)(digest, std::min(done, total), total);
   }
 };
 
@@ -282,13 +328,17 @@ int on_progress(void* user, curl_off_t download_total, curl_off_t downloaded, cu
   auto* t = static_cast<Transfer*>(user);
   if (t->request.cancel->cancelled()) return 1;
   const TransferProgress* progress = t->request.progress;
-  if (!progress || !*progress) return 0;
-  auto now = Clock::now();
-  if (now - t->last_progress < kProgressInterval) return 0;
-  t->last_progress = now;
+  bool success = t->response.status == 0 || (t->response.status >= 200 && t->response.status < 300);
   uint64_t done = t->request.body ? static_cast<uint64_t>(uploaded) : static_cast<uint64_t>(downloaded);
-  uint64_t total = t->request.progress_total ? t->request.progress_total : static_cast<uint64_t>(download_total);
   try {
+    // A download's bytes count only when they are the blob (not a 401 or an error page).
+    if (t->request.blob_progress && (t->request.body || success))
+      t->request.blob_progress->report(t->request.progress_base + done, false);
+    if (!progress || !*progress) return 0;
+    auto now = Clock::now();
+    if (now - t->last_progress < kProgressInterval) return 0;
+    t->last_progress = now;
+    uint64_t total = t->request.progress_total ? t->request.progress_total : static_cast<uint64_t>(download_total);
     (*progress)(t->request.progress_base + done, total);
   } catch (...) {
     t->callback_error = std::current_exception();
@@ -347,8 +397,12 @@ struct Client::Impl {
   CURL* curl = nullptr;
   char curl_error[CURL_ERROR_SIZE] = {};
 
-  std::optional<Challenge> challenge;         // what the registry asked for, once it did
-  std::map<std::string, std::string> tokens;  // scopes → bearer token
+  std::optional<Challenge> challenge;  // what the registry asked for, once it did
+  struct Token {
+    std::string value;
+    Clock::time_point renew_after;
+  };
+  std::map<std::string, Token> tokens;  // scopes → bearer token
   uint64_t bytes_sent = 0;
 
   void log(const std::string& line) const {
@@ -430,11 +484,17 @@ struct Client::Impl {
     if (challenge->scheme != "bearer") return "";
     std::string key = util::join(scopes, " ");
     auto it = tokens.find(key);
+    // A token about to expire is renewed before it is used: a refused PATCH would have sent a
+    // whole chunk for nothing.
+    if (it != tokens.end() && Clock::now() >= it->second.renew_after) {
+      tokens.erase(it);
+      it = tokens.end();
+    }
     if (it == tokens.end()) it = tokens.emplace(key, fetch_token(scopes, cancel)).first;
-    return it->second.empty() ? "" : "Authorization: Bearer " + it->second;
+    return it->second.value.empty() ? "" : "Authorization: Bearer " + it->second.value;
   }
 
-  std::string fetch_token(const std::vector<std::string>& scopes, const CancelToken& cancel) {
+  Token fetch_token(const std::vector<std::string>& scopes, const CancelToken& cancel) {
     std::string realm = challenge->params["realm"];
     if (realm.empty())
       throw RegistryError("registry " + registry + " asked for a bearer token but named no token service (realm)", 401,
@@ -460,15 +520,22 @@ struct Client::Impl {
       if (credentials) req.fixed_authorization = basic_authorization();
     }
     Response resp = send(req);
-    std::string token;
+    Token token;
     if (resp.status == 200) {
+      // The token specification's default lifetime is 60 s when the service names none.
+      int64_t lifetime_seconds = 60;
       try {
         auto doc = nlohmann::json::parse(resp.body);
-        token = doc.value("token", "");
-        if (token.empty()) token = doc.value("access_token", "");
+        token.value = doc.value("token", "");
+        if (token.value.empty()) token.value = doc.value("access_token", "");
+        if (auto e = doc.find("expires_in"); e != doc.end() && e->is_number_integer() && e->get<int64_t>() > 0)
+          lifetime_seconds = e->get<int64_t>();
       } catch (const nlohmann::json::exception&) {
       }
-      if (token.empty())
+      // Renewed a little early (clocks and the time the request takes), at most 30 s early.
+      token.renew_after =
+          Clock::now() + std::chrono::seconds(lifetime_seconds - std::min<int64_t>(30, lifetime_seconds / 4));
+      if (token.value.empty())
         throw RegistryError("the token service of registry " + registry + " (" + split_url(realm).authority +
                                 ") answered without a token; check the registry's auth configuration",
                             200, "");
@@ -512,6 +579,7 @@ struct Client::Impl {
     std::string url = req.url;
     const std::string origin = split_url(req.url).authority;
     int retries = 0, redirects = 0;
+    const int max_retries = req.retry ? options.max_retries : 0;
     bool challenge_answered = false;
     while (true) {
       cancel.throw_if_cancelled();
@@ -528,7 +596,7 @@ struct Client::Impl {
       if (cancel.cancelled()) throw Cancelled();
       if (!t.failure.empty()) throw BuildError(method + " " + path_of(url) + " on " + registry + ": " + t.failure);
       if (rc != CURLE_OK) {
-        if (is_retryable(rc) && !t.delivered && retries < options.max_retries) {
+        if (is_retryable(rc) && !t.delivered && retries < max_retries) {
           backoff(retries++, std::nullopt, method + " " + path_of(url) + ": " + curl_easy_strerror(rc), cancel);
           continue;
         }
@@ -556,7 +624,7 @@ struct Client::Impl {
         }
         continue;
       }
-      if ((status == 429 || status >= 500) && retries < options.max_retries) {
+      if (is_busy(status) && retries < max_retries) {
         backoff(retries++, retry_after(resp), method + " " + path_of(url) + " answered HTTP " + std::to_string(status),
                 cancel);
         continue;
@@ -584,6 +652,15 @@ struct Client::Impl {
     auto [errors, code] = registry_errors(resp.body);
     std::string hint = credentials_hint(resp.status);
     if (resp.status == 429) hint = "; the registry limits the request rate: try again later";
+    if (resp.status == 401) {
+      // distribution: `Bearer realm=…,scope="repository:team/app:push",error="insufficient_scope"`.
+      auto refusal = parse_challenge(resp.header("www-authenticate"));
+      if (refusal && refusal->params["error"] == "insufficient_scope")
+        hint = "; the token from the registry's token service does not grant " +
+               (refusal->params["scope"].empty() ? std::string("this access") : refusal->params["scope"]) +
+               ": ask the registry's administrators for that permission" +
+               (credentials ? "" : ", or log in (imgbake login " + registry + ")");
+    }
     throw RegistryError("registry " + registry + ": " + action + " failed: HTTP " + std::to_string(resp.status) +
                             (errors.empty() ? "" : ": " + errors) + hint,
                         static_cast<int>(resp.status), code);
@@ -632,6 +709,7 @@ struct Client::Impl {
               const TransferProgress* progress, const CancelToken& cancel, BlobPushResult& result) {
     const uint64_t size = whole.length;
     const uint64_t chunk = std::max<uint64_t>(options.chunk_size, 1);
+    BlobProgress blob_progress{&options.progress, digest, size};
     uint64_t offset = 0;
     int recoveries = 0;
     if (location.empty()) location = start_upload(repo, cancel);
@@ -639,7 +717,7 @@ struct Client::Impl {
       uint64_t sent_before = bytes_sent;
       try {
         if (offset == 0 && size <= chunk) {
-          finish_upload(repo, digest, location, whole, progress, cancel);
+          finish_upload(repo, digest, location, whole, progress, &blob_progress, result.resumed, cancel);
         } else {
           while (offset < size) {
             uint64_t n = std::min(chunk, size - offset);
@@ -651,56 +729,61 @@ struct Client::Impl {
                            "Content-Range: " + std::to_string(offset) + "-" + std::to_string(offset + n - 1)};
             req.body = whole.slice(offset, n);
             req.progress = progress;
+            req.blob_progress = &blob_progress;
             req.progress_base = offset;
             req.progress_total = size;
             req.cancel = &cancel;
-            Response resp = send_once_on_drop(req);
+            req.retry = false;
+            Response resp = send(req);
+            if (is_busy(resp.status)) throw BusyAnswer("PATCH " + path_of(location), std::move(resp));
+            if (resp.status == 404 && result.resumed) throw UploadGone();
             if (resp.status != 202 || resp.header("location").empty()) fail("PATCH " + path_of(location), resp);
             location = resolve_url(location, resp.header("location"));
             offset += n;
           }
-          finish_upload(repo, digest, location, Body::of_bytes({}), nullptr, cancel);
+          finish_upload(repo, digest, location, Body::of_bytes({}), nullptr, nullptr, result.resumed, cancel);
         }
         result.bytes_sent += bytes_sent - sent_before;
+        blob_progress.report(size, true);
         return;
       } catch (const TransportError& e) {
         result.bytes_sent += bytes_sent - sent_before;
         if (++recoveries > options.max_retries) throw;
         log("resume: the connection dropped while uploading " + digest + " to " + repo + " (" + e.what() +
             "); asking the registry how much arrived");
-        auto status = upload_status(repo, location, cancel);
-        result.resumed = true;
-        if (status && status->first <= size) {
-          offset = status->first;
-          location = status->second;
-          log("resume: continuing the upload of " + digest + " at byte " + std::to_string(offset) + " of " +
-              std::to_string(size));
-        } else {
-          log("resume: the registry dropped the interrupted upload of " + digest +
-              "; uploading it again from the start");
-          offset = 0;
-          location = start_upload(repo, cancel);
-        }
+      } catch (const BusyAnswer& busy) {
+        result.bytes_sent += bytes_sent - sent_before;
+        if (++recoveries > options.max_retries) fail(busy.action(), busy.response());
+        backoff(recoveries - 1, retry_after(busy.response()),
+                busy.action() + " answered HTTP " + std::to_string(busy.response().status), cancel);
+        log("resume: asking the registry how much of " + digest + " arrived before it answered HTTP " +
+            std::to_string(busy.response().status));
+      } catch (const UploadGone&) {
+        result.bytes_sent += bytes_sent - sent_before;
+        if (++recoveries > options.max_retries)
+          throw BuildError("registry " + registry + " dropped the upload of " + digest + " to " + repo + " " +
+                           std::to_string(recoveries) + " times; check the registry's log");
+      }
+      auto status = upload_status(repo, location, cancel);
+      result.resumed = true;
+      if (status && status->first <= size) {
+        offset = status->first;
+        location = status->second;
+        log("resume: continuing the upload of " + digest + " at byte " + std::to_string(offset) + " of " +
+            std::to_string(size));
+      } else {
+        log("resume: the registry dropped the interrupted upload of " + digest + "; uploading it again from the start");
+        offset = 0;
+        location = start_upload(repo, cancel);
       }
     }
   }
 
-  // A body that broke off must not be sent again blindly: the caller asks the registry first.
-  Response send_once_on_drop(Request req) {
-    int saved = options.max_retries;
-    options.max_retries = 0;
-    try {
-      Response resp = send(req);
-      options.max_retries = saved;
-      return resp;
-    } catch (...) {
-      options.max_retries = saved;
-      throw;
-    }
-  }
-
+  // Sent once: after a broken connection or a busy answer the caller asks the registry how much
+  // arrived before it sends anything again.
   void finish_upload(const std::string& repo, const std::string& digest, const std::string& location, const Body& body,
-                     const TransferProgress* progress, const CancelToken& cancel) {
+                     const TransferProgress* progress, BlobProgress* blob_progress, bool resumed,
+                     const CancelToken& cancel) {
     Request req;
     req.method = "PUT";
     req.url = with_query(location, "digest=" + url_encode(digest));
@@ -708,9 +791,13 @@ struct Client::Impl {
     req.headers = {kOctetStream};
     req.body = body;
     req.progress = progress;
+    req.blob_progress = blob_progress;
     req.progress_total = body.length;
     req.cancel = &cancel;
-    Response resp = send_once_on_drop(req);
+    req.retry = false;
+    Response resp = send(req);
+    if (is_busy(resp.status)) throw BusyAnswer("PUT " + path_of(location), std::move(resp));
+    if (resp.status == 404 && resumed) throw UploadGone();
     if (resp.status != 201) fail("PUT " + path_of(location), resp);
     std::string served = resp.header("docker-content-digest");
     if (!served.empty() && served != digest)
@@ -743,6 +830,41 @@ struct Client::Impl {
       location = resolve_url(req.url, resp.header("location"));
     }
     upload(repo, digest, body, location, progress, cancel, result);
+    return result;
+  }
+
+  BlobPushResult mount_only(const std::string& repo, const std::string& digest, const std::string& from,
+                            const CancelToken& cancel) {
+    BlobPushResult result;
+    if (has_blob(repo, digest, cancel)) {
+      result.existed = true;
+      return result;
+    }
+    Request req;
+    req.method = "POST";
+    req.url = url_for("/v2/" + repo + "/blobs/uploads/?mount=" + url_encode(digest) + "&from=" + url_encode(from));
+    req.scopes = {push(repo), pull(from)};
+    req.cancel = &cancel;
+    Response resp = send(req);
+    if (resp.status == 201) {
+      log("mount: " + digest + " from " + from + " into " + repo);
+      result.mounted = true;
+      return result;
+    }
+    if (resp.status != 202 || resp.header("location").empty()) fail("POST " + path_of(req.url) + " (mount)", resp);
+    // The registry opened an upload instead: give it back rather than leave it to expire.
+    Request del;
+    del.method = "DELETE";
+    del.url = resolve_url(req.url, resp.header("location"));
+    del.scopes = {push(repo)};
+    del.cancel = &cancel;
+    try {
+      send(del);
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const std::exception&) {
+      // An upload left open expires by itself on the registry (purging).
+    }
     return result;
   }
 
@@ -809,6 +931,11 @@ BlobPushResult Client::push_blob_bytes(const std::string& repo, const std::strin
   return impl_->push(repo, digest, Body::of_bytes(data), "", nullptr, cancel);
 }
 
+BlobPushResult Client::mount_blob(const std::string& repo, const std::string& digest, const std::string& from_repo,
+                                  const CancelToken& cancel) {
+  return impl_->mount_only(repo, digest, from_repo, cancel);
+}
+
 void Client::get_blob(const std::string& repo, const std::string& digest, uint64_t expected_size,
                       const std::function<void(const char*, size_t)>& sink, const TransferProgress& progress,
                       const CancelToken& cancel) {
@@ -829,7 +956,9 @@ void Client::get_blob(const std::string& repo, const std::string& digest, uint64
   req.url = impl_->url_for("/v2/" + repo + "/blobs/" + digest);
   req.scopes = {Impl::pull(repo)};
   req.sink = &checked;
+  BlobProgress blob_progress{&impl_->options.progress, digest, expected_size};
   req.progress = &progress;
+  req.blob_progress = &blob_progress;
   req.progress_total = expected_size;
   req.cancel = &cancel;
   Response resp = impl_->send(req);
@@ -841,6 +970,7 @@ void Client::get_blob(const std::string& repo, const std::string& digest, uint64
   if (got != digest)
     throw BuildError("blob " + digest + " from " + impl_->registry + "/" + repo + " arrived with digest " + got +
                      "; the registry's copy is corrupt or the transfer was altered");
+  blob_progress.report(received, true);
 }
 
 std::optional<Manifest> Client::get_manifest(const std::string& repo, const std::string& reference) {

@@ -1,14 +1,20 @@
 #include "registry/transfer.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "imgbake/error.h"
+#include "imgbake/records.h"
 #include "imgbake/util.h"
 
 namespace fs = std::filesystem;
@@ -91,7 +97,80 @@ nlohmann::json referrer_descriptor(const std::string& bytes, const std::string& 
           {"artifactType", m.value("artifactType", "")}};
 }
 
+// The cheap ways first: already there, or a cross-repository mount (no byte moves).
+bool try_mount(Client& to, const std::string& repo, const store::Descriptor& blob, const std::string& from_repo,
+               BlobPushResult& result, const CancelToken& cancel) {
+  result = to.mount_blob(repo, blob.digest, from_repo, cancel);
+  return result.mounted || result.existed;
+}
+
+// Copies one blob without touching the disk: through memory when it is small enough.
+uint64_t stream_through_memory(Client& from, const std::string& src_repo, Client& to, const std::string& dest_repo,
+                               const store::Descriptor& blob, const CancelToken& cancel) {
+  std::string data;
+  data.reserve(blob.size);
+  from.get_blob(
+      src_repo, blob.digest, blob.size, [&](const char* p, size_t n) { data.append(p, n); }, TransferProgress(),
+      cancel);
+  return to.push_blob_bytes(dest_repo, blob.digest, data, cancel).bytes_sent;
+}
+
+// Larger blobs: a temp file in `staging_dir` (Client::push_blob reads a file it can seek in).
+// TODO(client): a push from a reader would let these stream too.
+BlobPushResult stream_through_file(Client& from, const std::string& src_repo, Client& to, const std::string& dest_repo,
+                                   const store::Descriptor& blob, const std::string& staging_dir,
+                                   const CancelToken& cancel) {
+  fs::path tmp = fs::path(staging_dir) / ("imgbake-copy-" + blob.digest.substr(7, 16));
+  register_temp_path(tmp.string());
+  struct Remove {
+    fs::path p;
+    ~Remove() {
+      std::error_code ec;
+      fs::remove(p, ec);
+      unregister_temp_path(p.string());
+    }
+  } remove{tmp};
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    from.get_blob(
+        src_repo, blob.digest, blob.size,
+        [&](const char* data, size_t n) { out.write(data, static_cast<std::streamsize>(n)); }, TransferProgress(),
+        cancel);
+    if (!out) throw BuildError("cannot write " + tmp.string() + " (the staging file of a large blob); set TMPDIR");
+  }
+  return to.push_blob(dest_repo, blob.digest, blob.size, tmp, "", TransferProgress(), cancel);
+}
+
+// Refuses an image with a trusted revocation record unless the policy allows it; returns the
+// revocation that was let through.
+std::optional<CheckedRecord> check_revocation(Client& client, const std::string& repo, const std::string& digest,
+                                              const std::string& what, const RevocationPolicy& policy,
+                                              const TransferLog& log, const CancelToken& cancel) {
+  static const std::vector<provenance::VerifyingKey> no_keys;
+  auto records = image_records(client, repo, digest, policy.keys ? *policy.keys : no_keys, cancel);
+  for (const auto& r : records)
+    if (r.record.action == "revoke" && !r.verified && log)
+      log("ignored an untrusted revocation record " + r.digest + " of " + what + ": " + r.problem);
+  auto revocation = find_revocation(records);
+  if (!revocation) return std::nullopt;
+  std::string why = what + " (" + digest + ") is revoked: " + revocation->record.reason + " (revocation record " +
+                    revocation->digest + " by " + revocation->record.who + " at " + revocation->record.time + ")";
+  if (!policy.allow_revoked) throw BuildError(why + "; --allow-revoked takes it anyway");
+  if (log) log("warning: " + why + "; taken because of --allow-revoked");
+  return revocation;
+}
+
 }  // namespace
+
+bool put_referrer(Client& client, const std::string& repo, const std::string& subject,
+                  const std::string& referrer_bytes, const std::string& referrer_digest) {
+  std::string stored = client.put_manifest(repo, referrer_digest, store::kManifestMediaType, referrer_bytes);
+  if (stored != referrer_digest)
+    throw BuildError("the registry stored the referrer as " + stored + ", not " + referrer_digest);
+  if (client.has_referrers_api(repo)) return false;
+  update_referrers_index(client, repo, subject, referrer_descriptor(referrer_bytes, referrer_digest));
+  return true;
+}
 
 std::string referrers_tag(const std::string& digest) {
   std::string tag = digest;
@@ -100,8 +179,8 @@ std::string referrers_tag(const std::string& digest) {
 }
 
 TransferReport push_image(store::Store& st, const store::ImageRecord& img, Client& client, const Reference& dest,
-                          const std::vector<std::string>& extra_tags, const TransferLog& log,
-                          const CancelToken& cancel) {
+                          const std::vector<std::string>& extra_tags, const provenance::SigningKey* record_key,
+                          const TransferLog& log, const CancelToken& cancel) {
   TransferReport rep;
   const std::string& repo = dest.repository;
   std::string bytes = st.blobs().read(img.manifest_digest);
@@ -119,19 +198,21 @@ TransferReport push_image(store::Store& st, const store::ImageRecord& img, Clien
   if (!img.referrer_digest.empty()) {
     std::string ref_bytes = st.blobs().read(img.referrer_digest);
     push_local_blobs(st, client, repo, nlohmann::json::parse(ref_bytes), rep, log, cancel);
-    client.put_manifest(repo, img.referrer_digest, store::kManifestMediaType, ref_bytes);
+    rep.referrers_tag_schema = put_referrer(client, repo, img.manifest_digest, ref_bytes, img.referrer_digest);
     rep.referrer_digest = img.referrer_digest;
-    if (!client.has_referrers_api(repo)) {
-      update_referrers_index(client, repo, img.manifest_digest, referrer_descriptor(ref_bytes, img.referrer_digest));
-      rep.referrers_tag_schema = true;
-    }
     if (log) log("provenance " + short_digest(img.referrer_digest) + " pushed as a referrer of the image");
+  }
+  if (record_key) {
+    rep.record_digests = push_local_records(st, img, client, dest, *record_key, cancel);
+    if (log && !rep.record_digests.empty())
+      log(std::to_string(rep.record_digests.size()) + " record(s) of the local audit log pushed as signed referrers");
   }
   return rep;
 }
 
 TransferReport pull_image(store::Store& st, Client& client, const Reference& src, const std::string& name,
-                          const std::string& version, const TransferLog& log, const CancelToken& cancel) {
+                          const std::string& version, const RevocationPolicy& policy, const TransferLog& log,
+                          const CancelToken& cancel) {
   TransferReport rep;
   const std::string& repo = src.repository;
   std::string reference = src.digest.empty() ? (src.tag.empty() ? "latest" : src.tag) : src.digest;
@@ -144,6 +225,8 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
     throw BuildError(src.str() + ": " + manifest->media_type +
                      " is not an image manifest (indexes are not pulled yet)");
   rep.manifest_digest = manifest->digest;
+  auto revocation = check_revocation(client, repo, manifest->digest, src.str(), policy, log, cancel);
+  if (revocation) rep.revocation = revocation->digest;
 
   auto fetch_blobs = [&](const nlohmann::json& m) {
     for (const auto& b : blobs_of(m)) {
@@ -184,18 +267,22 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
   if (!version.empty()) req.version = version;
   store::ImageRecord rec = st.import_image(req);
   rep.local_ref = rec.ref();
+  if (revocation && !rec.revoked) st.revoke(rec.ref(), revocation->record.reason, false);
   return rep;
 }
 
 TransferReport copy_image(Client& from, const Reference& src, Client& to, const Reference& dest,
-                          const std::string& staging_dir, const TransferLog& log, const CancelToken& cancel) {
+                          const std::string& staging_dir, const RevocationPolicy& policy, const TransferLog& log,
+                          const CancelToken& cancel) {
   TransferReport rep;
   std::string reference = src.digest.empty() ? (src.tag.empty() ? "latest" : src.tag) : src.digest;
   auto manifest = from.get_manifest(src.repository, reference);
   if (!manifest) throw BuildError(src.str() + ": no such image in the registry");
   if (!src.digest.empty() && manifest->digest != src.digest)
     throw BuildError(src.str() + ": the registry served a manifest with digest " + manifest->digest);
-  bool same_registry = from.registry() == to.registry();
+  if (auto revocation = check_revocation(from, src.repository, manifest->digest, src.str(), policy, log, cancel))
+    rep.revocation = revocation->digest;
+  const bool same_registry = from.registry() == to.registry() && src.repository != dest.repository;
 
   auto copy_blobs = [&](const nlohmann::json& m) {
     for (const auto& b : blobs_of(m)) {
@@ -203,33 +290,21 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
         ++rep.blobs_skipped;
         continue;
       }
-      // Staged in a temp file, then pushed (mounted instead when both are on one registry).
-      // TODO(issue 6): try the mount before downloading, and stream registry to registry.
-      fs::path tmp = fs::path(staging_dir) / ("imgbake-copy-" + b.digest.substr(7, 16));
-      register_temp_path(tmp.string());
-      {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        from.get_blob(
-            src.repository, b.digest, b.size,
-            [&](const char* data, size_t n) { out.write(data, static_cast<std::streamsize>(n)); }, TransferProgress(),
-            cancel);
-        if (!out) throw BuildError("cannot write " + tmp.string());
-      }
       BlobPushResult r;
-      try {
-        r = to.push_blob(dest.repository, b.digest, b.size, tmp, same_registry ? src.repository : "",
-                         TransferProgress(), cancel);
-      } catch (...) {
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        unregister_temp_path(tmp.string());
-        throw;
+      std::string how;
+      if (same_registry && try_mount(to, dest.repository, b, src.repository, r, cancel)) {
+        how = r.mounted ? "mounted" : "already there";
+      } else if (b.size <= kCopyMemoryLimit) {
+        r = BlobPushResult();
+        r.bytes_sent = stream_through_memory(from, src.repository, to, dest.repository, b, cancel);
+        how = "streamed";
+      } else {
+        r = stream_through_file(from, src.repository, to, dest.repository, b, staging_dir, cancel);
+        ++rep.blobs_staged;
+        how = "copied through a temp file";
       }
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      unregister_temp_path(tmp.string());
       count(rep, r);
-      if (log) log(short_digest(b.digest) + " " + mib(b.size) + (r.mounted ? ": mounted" : ": copied"));
+      if (log) log(short_digest(b.digest) + " " + mib(b.size) + ": " + how);
     }
   };
   copy_blobs(nlohmann::json::parse(manifest->bytes));
@@ -241,16 +316,14 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
     to.put_manifest(dest.repository, dest.tag, manifest->media_type, manifest->bytes);
     rep.tags.push_back(dest.tag);
   }
+  // Every referrer goes along: the provenance and the records (promotions, revocations).
   for (const auto& d : from.referrers(src.repository, manifest->digest)) {
     auto ref = from.get_manifest(src.repository, d.digest);
     if (!ref) continue;
     copy_blobs(nlohmann::json::parse(ref->bytes));
-    to.put_manifest(dest.repository, ref->digest, ref->media_type, ref->bytes);
-    if (!to.has_referrers_api(dest.repository)) {
-      update_referrers_index(to, dest.repository, manifest->digest, referrer_descriptor(ref->bytes, ref->digest));
-      rep.referrers_tag_schema = true;
-    }
-    rep.referrer_digest = ref->digest;
+    if (put_referrer(to, dest.repository, manifest->digest, ref->bytes, ref->digest)) rep.referrers_tag_schema = true;
+    if (nlohmann::json::parse(ref->bytes).value("artifactType", "") == store::kProvenanceArtifactType)
+      rep.referrer_digest = ref->digest;
   }
   return rep;
 }

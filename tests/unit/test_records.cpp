@@ -1,0 +1,357 @@
+// Signed registry records (promote, rollback, revoke): their statements and signatures, the
+// replay rollback does, and records and copies against a real docker-registry on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "imgbake/process.h"
+#include "imgbake/records.h"
+#include "imgbake/util.h"
+#include "registry/transfer.h"
+#include "sshd_fixture.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using namespace imgbake;
+using namespace imgbake::registry;
+using sshd_fixture::Accepts;
+using sshd_fixture::Eventually;
+using sshd_fixture::FreePort;
+using sshd_fixture::ReadFile;
+using sshd_fixture::WriteFile;
+
+constexpr const char* kRegistryBinary = "/usr/bin/docker-registry";
+const std::string kImage = "sha256:" + std::string(64, 'a');
+const std::string kOther = "sha256:" + std::string(64, 'b');
+
+std::string Sha256(const std::string& data) { return "sha256:" + util::sha256_hex(data); }
+
+Record Promotion(const std::string& to, const std::string& from, const std::string& time,
+                 const std::string& previous = "") {
+  return Record{
+      "promote", "reg.test/team/app", "staging", from, to, "tests passed", "ci@runner", time, previous, "", "", ""};
+}
+
+CheckedRecord Checked(const Record& r, const std::string& digest, bool verified = true) {
+  CheckedRecord c;
+  c.record = r;
+  c.digest = digest;
+  c.subject = r.to_digest;
+  c.verified = verified;
+  return c;
+}
+
+std::vector<provenance::VerifyingKey> KeysOf(const provenance::SigningKey& key) {
+  std::vector<provenance::VerifyingKey> keys;
+  keys.push_back(provenance::VerifyingKey::from_pem(key.public_pem()));
+  return keys;
+}
+
+TEST(RegistryRecords, AStatementNamesTheImageAndEveryFactOfTheMove) {
+  nlohmann::json s = record_statement(Promotion(kImage, kOther, "2026-11-22T03:04:05.123Z", "sha256:prev"));
+  EXPECT_EQ(s["_type"], "https://in-toto.io/Statement/v1");
+  EXPECT_EQ(s["predicateType"], kRecordPredicateType);
+  ASSERT_EQ(s["subject"].size(), 1u);
+  EXPECT_EQ(s["subject"][0]["digest"]["sha256"], std::string(64, 'a'));
+  const auto& p = s["predicate"];
+  EXPECT_EQ(p["action"], "promote");
+  EXPECT_EQ(p["repository"], "reg.test/team/app");
+  EXPECT_EQ(p["channel"], "staging");
+  EXPECT_EQ(p["from_digest"], kOther);
+  EXPECT_EQ(p["to_digest"], kImage);
+  EXPECT_EQ(p["reason"], "tests passed");
+  EXPECT_EQ(p["who"], "ci@runner");
+  EXPECT_EQ(p["time"], "2026-11-22T03:04:05.123Z");
+  EXPECT_EQ(p["previous"], "sha256:prev");
+  EXPECT_FALSE(p.contains("imported_from"));
+}
+
+TEST(RegistryRecords, ASignedRecordVerifiesWithItsKeyOnly) {
+  auto key = provenance::SigningKey::generate();
+  auto other = provenance::SigningKey::generate();
+  Record r = Promotion(kImage, "", "2026-11-22T03:04:05.123Z");
+  nlohmann::json env = sign_record(r, key);
+
+  CheckedRecord good = check_record(env, kImage, KeysOf(key));
+  EXPECT_TRUE(good.verified) << good.problem;
+  EXPECT_EQ(good.keyid, key.keyid());
+  EXPECT_EQ(good.record.to_digest, kImage);
+  EXPECT_EQ(good.record.reason, "tests passed");
+
+  CheckedRecord foreign = check_record(env, kImage, KeysOf(other));
+  EXPECT_FALSE(foreign.verified);
+  EXPECT_NE(foreign.problem.find("signature"), std::string::npos) << foreign.problem;
+  // What it claims is still readable, to show it flagged.
+  EXPECT_EQ(foreign.record.action, "promote");
+  EXPECT_EQ(foreign.record.channel, "staging");
+
+  CheckedRecord no_keys = check_record(env, kImage, {});
+  EXPECT_FALSE(no_keys.verified);
+  EXPECT_NE(no_keys.problem.find("no trusted key"), std::string::npos) << no_keys.problem;
+}
+
+TEST(RegistryRecords, AnAlteredPayloadOrAnotherImageIsRefused) {
+  auto key = provenance::SigningKey::generate();
+  nlohmann::json env = sign_record(Promotion(kImage, "", "2026-11-22T03:04:05.123Z"), key);
+
+  nlohmann::json altered = env;
+  nlohmann::json statement = nlohmann::json::parse(provenance::base64_decode(env["payload"].get<std::string>()));
+  statement["predicate"]["reason"] = "nobody looked";
+  altered["payload"] = provenance::base64_encode(statement.dump());
+  CheckedRecord a = check_record(altered, kImage, KeysOf(key));
+  EXPECT_FALSE(a.verified);
+  EXPECT_NE(a.problem.find("signature"), std::string::npos) << a.problem;
+
+  // A valid record of one image attached (copied) next to another one does not count for it.
+  CheckedRecord moved = check_record(env, kOther, KeysOf(key));
+  EXPECT_FALSE(moved.verified);
+  EXPECT_NE(moved.problem.find("not about " + kOther), std::string::npos) << moved.problem;
+}
+
+TEST(RegistryRecords, RecordsSortByTimeAcrossPrecisionsAndThenByTheChain) {
+  std::vector<CheckedRecord> recs = {
+      Checked(Promotion(kOther, kImage, "2026-11-22T03:04:05.500Z", "sha256:1"), "sha256:2"),
+      Checked(Promotion(kImage, "", "2026-11-22T03:04:05Z"), "sha256:1"),  // a local entry: seconds only
+      Checked(Promotion(kImage, kOther, "2026-11-22T03:04:05.500Z", "sha256:2"), "sha256:0"),
+  };
+  sort_records(recs);
+  EXPECT_EQ(recs[0].digest, "sha256:1");
+  EXPECT_EQ(recs[1].digest, "sha256:2");
+  EXPECT_EQ(recs[2].digest, "sha256:0");  // same instant: it names sha256:2 as previous
+}
+
+TEST(RegistryRecords, RollbackReplaysOnlyTrustedRecordsOfTheChannel) {
+  const std::string d1 = "sha256:" + std::string(64, '1'), d2 = "sha256:" + std::string(64, '2'),
+                    d3 = "sha256:" + std::string(64, '3');
+  std::vector<CheckedRecord> recs = {
+      Checked(Promotion(d1, "", "2026-11-22T03:00:00.000Z"), "sha256:r1"),
+      Checked(Promotion(d2, d1, "2026-11-22T03:01:00.000Z"), "sha256:r2"),
+      Checked(Promotion(d3, d2, "2026-11-22T03:02:00.000Z"), "sha256:forged", false),
+  };
+  Record other_channel = Promotion(d3, d2, "2026-11-22T03:03:00.000Z");
+  other_channel.channel = "production";
+  recs.push_back(Checked(other_channel, "sha256:r3"));
+  Record imported = Promotion(d3, d2, "2026-11-22T03:04:00.000Z");
+  imported.imported_from = kImportedFromLocalStore;
+  recs.push_back(Checked(imported, "sha256:r4"));
+
+  EXPECT_EQ(rollback_target(recs, "reg.test/team/app", "staging"), d1);
+  EXPECT_EQ(chain_head(recs, "reg.test/team/app", "staging"), "sha256:r2");
+
+  Record back = Promotion(d1, d2, "2026-11-22T03:05:00.000Z", "sha256:r2");
+  back.action = "rollback";
+  recs.push_back(Checked(back, "sha256:r5"));
+  // After the rollback the channel's records hold d1 only, promoted onto an empty tag.
+  try {
+    rollback_target(recs, "reg.test/team/app", "staging");
+    FAIL() << "a rollback past the first promotion must be refused";
+  } catch (const BuildError& e) {
+    EXPECT_NE(std::string(e.what()).find("no earlier image"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(rollback_target(recs, "reg.test/team/app", "qa"), BuildError);
+}
+
+TEST(RegistryRecords, RegistryReferencesAreToldFromStoreReferences) {
+  EXPECT_TRUE(names_registry("127.0.0.1:5000/team/app:1"));
+  EXPECT_TRUE(names_registry("ghcr.io/team/app@sha256:abc"));
+  EXPECT_TRUE(names_registry("localhost/app"));
+  EXPECT_TRUE(names_registry("docker://registry.example/app"));
+  EXPECT_FALSE(names_registry("web:3"));
+  EXPECT_FALSE(names_registry("web@sha256:abc"));
+  EXPECT_FALSE(names_registry("my.app:production"));
+  EXPECT_FALSE(names_registry("team/app"));
+}
+
+// ---- against a real registry ---------------------------------------------------------------
+
+fs::path MakeTempDir(const std::string& prefix) {
+  std::string tmpl = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+class LocalRegistry {
+ public:
+  LocalRegistry() {
+    dir_ = MakeTempDir("imgbake-records-registry");
+    port_ = FreePort();
+    WriteFile(dir_ / "config.yml",
+              "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: " + (dir_ / "data").string() +
+                  "}}\nhttp: {addr: 127.0.0.1:" + std::to_string(port_) + "}\n",
+              0644);
+    process_ = std::make_unique<BackgroundProcess>(
+        std::vector<std::string>{kRegistryBinary, "serve", (dir_ / "config.yml").string()},
+        (dir_ / "registry.log").string());
+    ready_ = Eventually([&] { return Accepts(port_); }, 10s);
+  }
+  ~LocalRegistry() {
+    process_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  bool ready() const { return ready_; }
+  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string log() const { return ReadFile(dir_ / "registry.log"); }
+
+ private:
+  fs::path dir_;
+  int port_ = 0;
+  std::unique_ptr<BackgroundProcess> process_;
+  bool ready_ = false;
+};
+
+std::unique_ptr<Client> ClientFor(const LocalRegistry& r) {
+  ClientOptions o;
+  o.plain_http = true;
+  return std::make_unique<Client>(r.host(), o, std::nullopt);
+}
+
+// A small image (config + one layer) tagged `tag`; returns its manifest.
+Manifest PushImage(Client& client, const std::string& repo, const std::string& tag, const std::string& layer) {
+  CancelToken cancel;
+  std::string config = "{}";
+  client.push_blob_bytes(repo, Sha256(config), config, cancel);
+  client.push_blob_bytes(repo, Sha256(layer), layer, cancel);
+  nlohmann::ordered_json m = {
+      {"schemaVersion", 2},
+      {"mediaType", store::kManifestMediaType},
+      {"config", {{"mediaType", store::kConfigMediaType}, {"digest", Sha256(config)}, {"size", config.size()}}},
+      {"layers",
+       nlohmann::json::array(
+           {{{"mediaType", "application/octet-stream"}, {"digest", Sha256(layer)}, {"size", layer.size()}}})}};
+  Manifest out{store::kManifestMediaType, m.dump(), ""};
+  out.digest = client.put_manifest(repo, tag, out.media_type, out.bytes);
+  return out;
+}
+
+class RegistryRecordsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (access(kRegistryBinary, X_OK) == 0) registry_ = new LocalRegistry();
+  }
+  static void TearDownTestSuite() {
+    delete registry_;
+    registry_ = nullptr;
+  }
+  void SetUp() override {
+    if (!registry_) GTEST_SKIP() << kRegistryBinary << " is missing (Debian: apt-get install docker-registry)";
+    if (!registry_->ready()) GTEST_SKIP() << "docker-registry did not start: " << registry_->log();
+  }
+  static LocalRegistry* registry_;
+  CancelToken cancel_;
+};
+
+LocalRegistry* RegistryRecordsTest::registry_ = nullptr;
+
+TEST_F(RegistryRecordsTest, PromotionsAreTagMovesWithChainedRecordsAndRollbackGoesBack) {
+  auto client = ClientFor(*registry_);
+  Manifest one = PushImage(*client, "records/app", "1", "layer one");
+  Manifest two = PushImage(*client, "records/app", "2", "layer two");
+  auto key = provenance::SigningKey::generate();
+  auto keys = KeysOf(key);
+  RecordAuthor author{&key, "ci@runner", nullptr};
+  Reference repo = Reference::parse(registry_->host() + "/records/app");
+  Reference image1 = Reference::parse(registry_->host() + "/records/app:1");
+  Reference image2 = Reference::parse(registry_->host() + "/records/app@" + two.digest);
+
+  ChannelMove first = promote_remote(*client, image1, "staging", "smoke", author, keys, cancel_);
+  EXPECT_EQ(first.to_digest, one.digest);
+  EXPECT_EQ(first.from_digest, "");
+  ChannelMove second = promote_remote(*client, image2, "staging", "", author, keys, cancel_);
+  EXPECT_EQ(second.from_digest, one.digest);
+  EXPECT_EQ(client->get_manifest("records/app", "staging")->digest, two.digest);
+  EXPECT_THROW(promote_remote(*client, image2, "staging", "", author, keys, cancel_), BuildError);
+
+  auto records = repository_records(*client, "records/app", keys, cancel_);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_TRUE(records[0].verified && records[1].verified) << records[0].problem << records[1].problem;
+  EXPECT_EQ(records[0].digest, first.record_digest);
+  EXPECT_EQ(records[1].record.previous, first.record_digest);
+  EXPECT_EQ(records[1].record.who, "ci@runner");
+
+  ChannelMove back = rollback_remote(*client, repo, "staging", "5xx", author, keys, cancel_);
+  EXPECT_EQ(back.to_digest, one.digest);
+  EXPECT_EQ(client->get_manifest("records/app", "staging")->digest, one.digest);
+  // The tag holds the same bytes as the image: the manifest was moved, not rewritten.
+  EXPECT_EQ(client->get_manifest("records/app", "staging")->bytes, one.bytes);
+}
+
+TEST_F(RegistryRecordsTest, ARevocationIsFoundOnlyWhenItsSignatureIsTrusted) {
+  auto client = ClientFor(*registry_);
+  Manifest image = PushImage(*client, "records/revoked", "1", "revoked layer");
+  auto key = provenance::SigningKey::generate();
+  auto intruder = provenance::SigningKey::generate();
+  Reference ref = Reference::parse(registry_->host() + "/records/revoked:1");
+
+  RecordAuthor by_intruder{&intruder, "mallory@elsewhere", nullptr};
+  revoke_remote(*client, ref, "not really", by_intruder, KeysOf(intruder), cancel_);
+  auto records = image_records(*client, "records/revoked", image.digest, KeysOf(key), cancel_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_FALSE(records[0].verified);
+  EXPECT_FALSE(find_revocation(records).has_value());
+
+  RecordAuthor author{&key, "ops@host", nullptr};
+  ChannelMove m = revoke_remote(*client, ref, "CVE-2026-1", author, KeysOf(key), cancel_);
+  EXPECT_FALSE(m.already);
+  auto revocation = find_revocation(image_records(*client, "records/revoked", image.digest, KeysOf(key), cancel_));
+  ASSERT_TRUE(revocation.has_value());
+  EXPECT_EQ(revocation->record.reason, "CVE-2026-1");
+  EXPECT_EQ(revocation->digest, m.record_digest);
+  EXPECT_TRUE(revoke_remote(*client, ref, "again", author, KeysOf(key), cancel_).already);
+
+  // copy refuses it unless allowed.
+  auto keys = KeysOf(key);
+  RevocationPolicy refuse{&keys, false};
+  Reference dest = Reference::parse(registry_->host() + "/records/revoked-copy:1");
+  try {
+    copy_image(*client, ref, *client, dest, "/nonexistent", refuse, nullptr, cancel_);
+    FAIL() << "a revoked image must not be copied";
+  } catch (const BuildError& e) {
+    EXPECT_NE(std::string(e.what()).find("is revoked: CVE-2026-1"), std::string::npos) << e.what();
+  }
+  RevocationPolicy allow{&keys, true};
+  TransferReport rep = copy_image(*client, ref, *client, dest, "/nonexistent", allow, nullptr, cancel_);
+  EXPECT_EQ(rep.revocation, m.record_digest);
+  EXPECT_EQ(rep.manifest_digest, image.digest);
+}
+
+TEST_F(RegistryRecordsTest, CopyMountsWithinARegistryAndStreamsBetweenRegistriesWithoutATempFile) {
+  LocalRegistry second;
+  if (!second.ready()) GTEST_SKIP() << "a second docker-registry did not start: " << second.log();
+  auto client = ClientFor(*registry_);
+  auto mirror = ClientFor(second);
+  std::string big_layer = sshd_fixture::RandomBytes(3 << 20, 7);
+  Manifest image = PushImage(*client, "records/copy-src", "1", big_layer);
+  Reference src = Reference::parse(registry_->host() + "/records/copy-src:1");
+  RevocationPolicy policy;
+  const std::string no_staging = "/nonexistent/staging";
+
+  TransferReport mounted =
+      copy_image(*client, src, *client, Reference::parse(registry_->host() + "/records/copy-dst:1"), no_staging, policy,
+                 nullptr, cancel_);
+  EXPECT_EQ(mounted.manifest_digest, image.digest);
+  EXPECT_EQ(mounted.blobs_mounted, 2u);
+  EXPECT_EQ(mounted.blob_bytes, 0u);
+
+  TransferReport streamed = copy_image(*client, src, *mirror, Reference::parse(second.host() + "/mirror/app:1"),
+                                       no_staging, policy, nullptr, cancel_);
+  EXPECT_EQ(streamed.manifest_digest, image.digest);
+  EXPECT_EQ(streamed.blobs_sent, 2u);
+  EXPECT_EQ(streamed.blobs_staged, 0u);
+  EXPECT_EQ(streamed.blob_bytes, big_layer.size() + 2);
+  std::string back;
+  mirror->get_blob(
+      "mirror/app", Sha256(big_layer), big_layer.size(), [&](const char* p, size_t n) { back.append(p, n); },
+      TransferProgress(), cancel_);
+  EXPECT_EQ(back, big_layer);
+}
+
+}  // namespace
