@@ -814,23 +814,32 @@ struct Client::Impl {
     }
     std::string location;
     if (!mount_from.empty() && mount_from != repo) {
-      Request req;
-      req.method = "POST";
-      req.url =
-          url_for("/v2/" + repo + "/blobs/uploads/?mount=" + url_encode(digest) + "&from=" + url_encode(mount_from));
-      req.scopes = {push(repo), pull(mount_from)};
-      req.cancel = &cancel;
-      Response resp = send(req);
-      if (resp.status == 201) {
-        log("mount: " + digest + " from " + mount_from + " into " + repo);
+      location = request_mount(repo, digest, mount_from, cancel);
+      if (location.empty()) {
         result.mounted = true;
         return result;
       }
-      if (resp.status != 202 || resp.header("location").empty()) fail("POST " + path_of(req.url) + " (mount)", resp);
-      location = resolve_url(req.url, resp.header("location"));
     }
     upload(repo, digest, body, location, progress, cancel, result);
     return result;
+  }
+
+  // POST …/blobs/uploads/?mount=…&from=…: "" when the blob was mounted, else the location of
+  // the upload session the registry opened instead.
+  std::string request_mount(const std::string& repo, const std::string& digest, const std::string& from,
+                            const CancelToken& cancel) {
+    Request req;
+    req.method = "POST";
+    req.url = url_for("/v2/" + repo + "/blobs/uploads/?mount=" + url_encode(digest) + "&from=" + url_encode(from));
+    req.scopes = {push(repo), pull(from)};
+    req.cancel = &cancel;
+    Response resp = send(req);
+    if (resp.status == 201) {
+      log("mount: " + digest + " from " + from + " into " + repo);
+      return "";
+    }
+    if (resp.status != 202 || resp.header("location").empty()) fail("POST " + path_of(req.url) + " (mount)", resp);
+    return resolve_url(req.url, resp.header("location"));
   }
 
   BlobPushResult mount_only(const std::string& repo, const std::string& digest, const std::string& from,
@@ -840,22 +849,15 @@ struct Client::Impl {
       result.existed = true;
       return result;
     }
-    Request req;
-    req.method = "POST";
-    req.url = url_for("/v2/" + repo + "/blobs/uploads/?mount=" + url_encode(digest) + "&from=" + url_encode(from));
-    req.scopes = {push(repo), pull(from)};
-    req.cancel = &cancel;
-    Response resp = send(req);
-    if (resp.status == 201) {
-      log("mount: " + digest + " from " + from + " into " + repo);
+    std::string location = request_mount(repo, digest, from, cancel);
+    if (location.empty()) {
       result.mounted = true;
       return result;
     }
-    if (resp.status != 202 || resp.header("location").empty()) fail("POST " + path_of(req.url) + " (mount)", resp);
     // The registry opened an upload instead: give it back rather than leave it to expire.
     Request del;
     del.method = "DELETE";
-    del.url = resolve_url(req.url, resp.header("location"));
+    del.url = location;
     del.scopes = {push(repo)};
     del.cancel = &cancel;
     try {

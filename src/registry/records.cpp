@@ -381,6 +381,32 @@ std::string chain_head(const std::vector<CheckedRecord>& records, const std::str
   return head;
 }
 
+namespace {
+
+// Points tag move.channel at `m` (bytes unchanged) and pushes the signed record of the move,
+// chained to the channel's previous record.
+void move_tag(Client& client, const std::string& repo, const Manifest& m, const std::string& action,
+              const std::string& reason, const RecordAuthor& author, const std::vector<CheckedRecord>& records,
+              ChannelMove& move, const CancelToken& cancel) {
+  if (client.put_manifest(repo, move.channel, m.media_type, m.bytes) != m.digest)
+    throw BuildError("the registry stored tag '" + move.channel + "' with another digest than " + m.digest);
+  Record r{action,
+           move.repository,
+           move.channel,
+           move.from_digest,
+           m.digest,
+           reason,
+           author.who.empty() ? who_am_i() : author.who,
+           make_time(author),
+           chain_head(records, move.repository, move.channel),
+           "",
+           "",
+           ""};
+  move.record_digest = push_record_after_move(client, repo, m, r, author, cancel);
+}
+
+}  // namespace
+
 ChannelMove promote_remote(Client& client, const Reference& image, const std::string& channel,
                            const std::string& reason, const RecordAuthor& author,
                            const std::vector<provenance::VerifyingKey>& keys, const CancelToken& cancel) {
@@ -403,21 +429,7 @@ ChannelMove promote_remote(Client& client, const Reference& image, const std::st
                      revoked->digest + ")");
   if (auto current = client.get_manifest(repo, channel)) move.from_digest = current->digest;
   if (move.from_digest == m.digest) throw BuildError(image.str() + " is already in channel '" + channel + "'");
-  if (client.put_manifest(repo, channel, m.media_type, m.bytes) != m.digest)
-    throw BuildError("the registry stored tag '" + channel + "' with another digest than " + m.digest);
-  Record r{"promote",
-           move.repository,
-           channel,
-           move.from_digest,
-           m.digest,
-           reason,
-           author.who.empty() ? who_am_i() : author.who,
-           make_time(author),
-           chain_head(records, move.repository, channel),
-           "",
-           "",
-           ""};
-  move.record_digest = push_record_after_move(client, repo, m, r, author, cancel);
+  move_tag(client, repo, m, "promote", reason, author, records, move, cancel);
   return move;
 }
 
@@ -443,21 +455,7 @@ ChannelMove rollback_remote(Client& client, const Reference& repository, const s
   if (auto current = client.get_manifest(repo, channel)) move.from_digest = current->digest;
   if (move.from_digest == m.digest)
     throw BuildError("channel '" + channel + "' of " + move.repository + " already points at " + m.digest);
-  if (client.put_manifest(repo, channel, m.media_type, m.bytes) != m.digest)
-    throw BuildError("the registry stored tag '" + channel + "' with another digest than " + m.digest);
-  Record r{"rollback",
-           move.repository,
-           channel,
-           move.from_digest,
-           m.digest,
-           reason,
-           author.who.empty() ? who_am_i() : author.who,
-           make_time(author),
-           chain_head(records, move.repository, channel),
-           "",
-           "",
-           ""};
-  move.record_digest = push_record_after_move(client, repo, m, r, author, cancel);
+  move_tag(client, repo, m, "rollback", reason, author, records, move, cancel);
   return move;
 }
 

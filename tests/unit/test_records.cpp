@@ -14,6 +14,7 @@
 #include "imgbake/records.h"
 #include "imgbake/util.h"
 #include "registry/transfer.h"
+#include "registry_fixture.h"
 #include "sshd_fixture.h"
 
 namespace {
@@ -22,13 +23,9 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using namespace imgbake;
 using namespace imgbake::registry;
-using sshd_fixture::Accepts;
-using sshd_fixture::Eventually;
-using sshd_fixture::FreePort;
-using sshd_fixture::ReadFile;
-using sshd_fixture::WriteFile;
 
-constexpr const char* kRegistryBinary = "/usr/bin/docker-registry";
+using registry_fixture::kRegistryBinary;
+using registry_fixture::LocalRegistry;
 const std::string kImage = "sha256:" + std::string(64, 'a');
 const std::string kOther = "sha256:" + std::string(64, 'b');
 
@@ -171,42 +168,6 @@ TEST(RegistryRecords, RegistryReferencesAreToldFromStoreReferences) {
 }
 
 // ---- against a real registry ---------------------------------------------------------------
-
-fs::path MakeTempDir(const std::string& prefix) {
-  std::string tmpl = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-  return tmpl;
-}
-
-class LocalRegistry {
- public:
-  LocalRegistry() {
-    dir_ = MakeTempDir("imgbake-records-registry");
-    port_ = FreePort();
-    WriteFile(dir_ / "config.yml",
-              "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: " + (dir_ / "data").string() +
-                  "}}\nhttp: {addr: 127.0.0.1:" + std::to_string(port_) + "}\n",
-              0644);
-    process_ = std::make_unique<BackgroundProcess>(
-        std::vector<std::string>{kRegistryBinary, "serve", (dir_ / "config.yml").string()},
-        (dir_ / "registry.log").string());
-    ready_ = Eventually([&] { return Accepts(port_); }, 10s);
-  }
-  ~LocalRegistry() {
-    process_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  bool ready() const { return ready_; }
-  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
-  std::string log() const { return ReadFile(dir_ / "registry.log"); }
-
- private:
-  fs::path dir_;
-  int port_ = 0;
-  std::unique_ptr<BackgroundProcess> process_;
-  bool ready_ = false;
-};
 
 std::unique_ptr<Client> ClientFor(const LocalRegistry& r) {
   ClientOptions o;

@@ -30,6 +30,7 @@
 #include "imgbake/progress.h"
 #include "imgbake/provenance.h"
 #include "imgbake/util.h"
+#include "registry_fixture.h"
 #include "sshd_fixture.h"
 
 namespace {
@@ -47,46 +48,9 @@ using sshd_fixture::Shell;
 using sshd_fixture::WriteFile;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kRegistryBinary = "/usr/bin/docker-registry";
-
-fs::path MakeTempDir(const std::string& prefix) {
-  std::string tmpl = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
-  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-  return tmpl;
-}
-
-// One `docker-registry serve` on a free port of 127.0.0.1, with its own storage directory.
-class LocalRegistry {
- public:
-  explicit LocalRegistry(const std::string& auth_yaml = "") {
-    dir_ = MakeTempDir("imgbake-registry");
-    port_ = FreePort();
-    std::string config =
-        "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: " + (dir_ / "data").string() +
-        "}, delete: {enabled: true}}\nhttp: {addr: 127.0.0.1:" + std::to_string(port_) + "}\n" + auth_yaml;
-    WriteFile(dir_ / "config.yml", config, 0644);
-    process_ = std::make_unique<BackgroundProcess>(
-        std::vector<std::string>{kRegistryBinary, "serve", (dir_ / "config.yml").string()},
-        (dir_ / "registry.log").string());
-    ready_ = Eventually([&] { return Accepts(port_); }, 10s);
-  }
-  ~LocalRegistry() {
-    process_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  bool ready() const { return ready_; }
-  int port() const { return port_; }
-  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
-  const fs::path& dir() const { return dir_; }
-  std::string log() const { return ReadFile(dir_ / "registry.log"); }
-
- private:
-  fs::path dir_;
-  int port_ = 0;
-  std::unique_ptr<BackgroundProcess> process_;
-  bool ready_ = false;
-};
+using registry_fixture::kRegistryBinary;
+using registry_fixture::LocalRegistry;
+using registry_fixture::MakeTempDir;
 
 // A TCP relay to a registry that can break the connection once after `cut_after` bytes went
 // upstream, or slow the upload down to about `bytes_per_tick` per 20 ms.
