@@ -122,7 +122,6 @@ test_cache_hits_and_misses() {
   expect_file_content bundle/rootfs/root/last.txt "changed"
   # The file a step uploads is part of its key: a new payload reruns that step and the next.
   echo "payload v2" >payload.txt
-  write_file bb.json < <(sed 's/"echo changed/"echo changed/' bb.json)
   expect_exit 0 imgbake build bb.json || return
   expect_eq "cached steps after changing the payload" 1 "$(count_lines 'cached: ' "$STDOUT")"
   # --no-cache runs everything.
