@@ -276,6 +276,7 @@ test_debootstrap_install_and_cache() {
   trap apt_mirror_stop EXIT
   fresh_store
   echo "baked by imgbake" >motd
+  export SOURCE_DATE_EPOCH=1700000000
   E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" \
     "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
   cp "$STDOUT" first.out
@@ -294,6 +295,15 @@ test_debootstrap_install_and_cache() {
   expect_not_contains "$STDOUT" "debootstrap bookworm"
   expect_not_contains "$STDOUT" "unpacking layer"
   expect_contains "$STDOUT" "unchanged: debian-hello:1"
+  # A second clean build (another store, so no cache) gives the same digest: debootstrap's
+  # logs are dropped, the template removes apt's, and every mtime is clamped.
+  local d1 d2
+  d1=$(manifest_digest debian-hello:1)
+  IMGBAKE_HOME="$TEST_DIR/store2" E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" \
+    "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
+  d2=$(IMGBAKE_HOME="$TEST_DIR/store2" manifest_digest debian-hello:1)
+  check "a digest was printed" test -n "$d1"
+  expect_eq "manifest digest of two clean debootstrap builds" "$d1" "$d2"
   apt_mirror_stop
   trap - EXIT
 }
