@@ -48,8 +48,11 @@ void store_credentials(const std::string& registry, const Credentials& c);
 struct ClientOptions {
   bool plain_http = false;  // --insecure-registry HOST:PORT: http:// instead of https://
   bool tls_verify = true;
-  int max_retries = 4;                        // 429, 5xx and dropped connections, with backoff
-  uint64_t chunk_size = 8ull << 20;           // larger blobs go up in PATCH chunks of this size
+  int max_retries = 4;  // 429, 5xx and dropped connections, with backoff
+  // Larger blobs go up in PATCH chunks of this size (IMGBAKE_REGISTRY_CHUNK_SIZE overrides it).
+  // Large: distribution saves and reloads its hash state at every chunk (2 GiB push, 8 MiB chunks:
+  // 0.98x skopeo; 256 MiB: 1.29x); the body is streamed from the file either way.
+  uint64_t chunk_size = 256ull << 20;
   std::function<void(std::string_view)> log;  // retries, resumes, mounts: never credentials
   // Bytes moved of each blob being uploaded or downloaded: at most about 10 calls a second per
   // blob, and always a last call with done == total when the blob is complete. Blobs that are

@@ -888,6 +888,15 @@ Client::Client(std::string registry, ClientOptions options, std::optional<Creden
   init_curl_once();
   impl_->registry = std::move(registry);
   impl_->options = std::move(options);
+  // IMGBAKE_REGISTRY_CHUNK_SIZE (bytes, or with K/M/G): the PATCH size of large uploads.
+  if (const char* e = std::getenv("IMGBAKE_REGISTRY_CHUNK_SIZE"); e && *e) {
+    char* end = nullptr;
+    uint64_t n = std::strtoull(e, &end, 10);
+    int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+    if (n == 0 || end == e || (*end != '\0' && (shift == 0 || end[1] != '\0')))
+      throw BuildError("IMGBAKE_REGISTRY_CHUNK_SIZE='" + std::string(e) + "' is not a size (e.g. 64M)");
+    impl_->options.chunk_size = n << shift;
+  }
   impl_->credentials = std::move(credentials);
   impl_->base_url = (impl_->options.plain_http ? "http://" : "https://") + impl_->registry;
   impl_->registry_authority = lower(impl_->registry);
