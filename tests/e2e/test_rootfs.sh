@@ -45,6 +45,34 @@ both() {
   echo "$TEST_DIR/both.out"
 }
 
+# podman_run IMAGE_REF [CMD...]: runs an image of the store with podman (runc, cgroupfs, the
+# low ulimits notes/env.md names), its storage inside the test's directory, no network.
+podman_run() {
+  local ref=$1
+  shift
+  cat >"$TEST_DIR/containers.conf" <<'CONF'
+[containers]
+default_ulimits=["nofile=1024:1024","nproc=1024:1024"]
+[engine]
+runtime="runc"
+cgroup_manager="cgroupfs"
+events_logger="file"
+CONF
+  # podman names the image after the layout's path, and names must be lower case: a
+  # lower-case link to the store (the scratch directory's name has capitals).
+  local layout="/tmp/imgbake-e2e-oci-$$-$RANDOM"
+  ln -s "$IMGBAKE_HOME" "$layout"
+  # vfs: no overlay mounts left behind under the test's directory.
+  # podman refuses a runroot longer than 50 characters.
+  local runroot
+  runroot=$(mktemp -d /tmp/ibpod.XXXXXX)
+  CONTAINERS_CONF="$TEST_DIR/containers.conf" run podman --root "$TEST_DIR/podman/root" \
+    --runroot "$runroot" --storage-driver vfs run --rm --network none "oci:$layout:$ref" "$@"
+  [ "$RC" -eq 0 ] || e2e_show_file stderr "$STDERR"
+  rm -rf "$layout" "$runroot"
+}
+have_podman() { command -v podman >/dev/null && command -v runc >/dev/null; }
+
 count_lines() { grep -c -- "$1" "$2" || true; }
 
 manifest_digest() { "$IMGBAKE" show "$1" 2>/dev/null | sed -n 's/^digest: *//p'; }
@@ -92,6 +120,24 @@ test_build_layers_read_back() {
   expect_exit 0 imgbake store check
   # Nothing is left of the build tree.
   expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+}
+
+test_podman_runs_the_image() {
+  if ! have_podman; then
+    skip "podman and runc are not installed (tools/setup.sh installs them)"
+    return
+  fi
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  expect_exit 0 imgbake build bb.json || return
+  # The image's Cmd (/bin/sh), Env and WorkingDir as podman applies them.
+  podman_run bb:1 sh -c 'cat /etc/motd; echo "$GREETING"; pwd; cat payload.txt'
+  expect_eq "podman run: exit status" 0 "$RC"
+  expect_eq "podman run: output" "hello
+hey
+/root
+payload v1" "$(cat "$STDOUT")"
 }
 
 test_cache_hits_and_misses() {
@@ -288,6 +334,11 @@ test_debootstrap_install_and_cache() {
   expect_file_content bundle/rootfs/etc/motd "baked by imgbake"
   # The apt lists and caches the install step made are not in the image.
   expect_eq "apt lists left in the image" "" "$(ls bundle/rootfs/var/lib/apt/lists/ 2>/dev/null | grep -v -e '^partial$' -e '^lock$')"
+  if have_podman; then
+    # The template's Cmd is /usr/bin/hello.
+    podman_run debian-hello:1
+    expect_eq "podman run debian-hello:1" "Hello, world!" "$(cat "$STDOUT")"
+  fi
   # Unchanged: every step is a cache hit and nothing is unpacked or run.
   expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json"
   expect_eq "cached steps" 2 "$(count_lines 'cached: ' "$STDOUT")"
@@ -309,6 +360,7 @@ test_debootstrap_install_and_cache() {
 }
 
 run_test build_layers_read_back test_build_layers_read_back
+run_test podman_runs_the_image test_podman_runs_the_image
 run_test cache_hits_and_misses test_cache_hits_and_misses
 run_test reproducible_digests test_reproducible_digests
 run_test export_formats test_export_formats
