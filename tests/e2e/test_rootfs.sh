@@ -261,6 +261,41 @@ hey"
   expect_contains "$(both)" "revoked"
 }
 
+test_oci_layout_and_archive_sources() {
+  fresh_store
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  expect_exit 0 imgbake build bb.json || return
+  # skopeo writes the image as an OCI layout and as an OCI archive; both are bases.
+  run skopeo copy "oci:$IMGBAKE_HOME:bb:1" "oci:$TEST_DIR/layout:base"
+  expect_eq "skopeo copy to a layout" 0 "$RC"
+  run skopeo copy "oci:$IMGBAKE_HOME:bb:1" "oci-archive:$TEST_DIR/base.tar:base"
+  expect_eq "skopeo copy to an archive" 0 "$RC"
+  local src
+  for src in "oci:$TEST_DIR/layout:base" "oci-archive:$TEST_DIR/base.tar:base"; do
+    write_file from-oci.json <<EOF
+{
+  "builders": [{"type": "rootfs", "source": "$src"}],
+  "provisioners": [{"type": "shell", "inline": ["cat /root/payload.txt /etc/motd > /root/seen.txt"]}],
+  "imgbake": {"image": "from-oci"}
+}
+EOF
+    expect_exit 0 imgbake build from-oci.json || return
+    expect_contains "$STDOUT" "base: $src (sha256:"
+  done
+  rm -rf bundle
+  run umoci unpack --image "$IMGBAKE_HOME:from-oci:1" bundle
+  expect_file_content bundle/rootfs/root/seen.txt "payload v1
+hello"
+  # A tag the layout does not have: the error lists what it has.
+  write_file bad-tag.json <<EOF
+{"builders": [{"type": "rootfs", "source": "oci:$TEST_DIR/layout:nope"}]}
+EOF
+  expect_exit 1 imgbake build bad-tag.json
+  expect_contains "$(both)" "no image 'nope' in the OCI layout"
+  expect_contains "$(both)" "it has: base"
+}
+
 test_failure_and_interrupt_clean_up() {
   fresh_store
   busybox_tarball bb.tar.gz
@@ -365,6 +400,7 @@ run_test cache_hits_and_misses test_cache_hits_and_misses
 run_test reproducible_digests test_reproducible_digests
 run_test export_formats test_export_formats
 run_test store_image_as_base test_store_image_as_base
+run_test oci_layout_and_archive_sources test_oci_layout_and_archive_sources
 run_test failure_and_interrupt_clean_up test_failure_and_interrupt_clean_up
 run_test bad_options test_bad_options
 run_test debootstrap_install_and_cache test_debootstrap_install_and_cache
