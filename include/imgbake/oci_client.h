@@ -91,6 +91,8 @@ class RegistryError : public BuildError {
   std::string code_;
 };
 
+using BlobReader = std::function<size_t(char* buffer, size_t capacity)>;
+
 class Client {
  public:
   Client(std::string registry, ClientOptions options, std::optional<Credentials> credentials);
@@ -110,6 +112,12 @@ class Client {
                            const TransferProgress& progress, const CancelToken& cancel);
   BlobPushResult push_blob_bytes(const std::string& repo, const std::string& digest, std::string_view data,
                                  const CancelToken& cancel);
+  // Uploads `size` bytes that `read` delivers in order (it returns how many it put in the
+  // buffer, 0 when the stream failed): a registry-to-registry copy without a temp file. HEAD
+  // first, as push_blob. A stream cannot be sent twice, so a dropped connection or a busy
+  // answer is an error here (the caller may start the blob over), not a resume.
+  BlobPushResult push_blob_stream(const std::string& repo, const std::string& digest, uint64_t size,
+                                  const BlobReader& read, const CancelToken& cancel);
   // Only the cheap ways: the blob is already in `repo` (existed) or a cross-repository mount
   // from `from_repo` works (mounted). When the registry refuses the mount, the upload session
   // it opened instead is cancelled (DELETE) and neither flag is set; no byte is sent.

@@ -169,16 +169,20 @@ bool is_retryable(CURLcode rc) {
 
 // What a request sends: nothing, bytes in memory, or a range of an open file (streamed, so a
 // 2 GiB disk never sits in memory).
+// A request body: bytes in memory, a range of a file (read with pread, so it can be sent
+// again), or a stream that can be read once, in order (`reader`: a registry-to-registry copy).
 struct Body {
   std::string_view bytes;
   int fd = -1;
   uint64_t offset = 0;
   uint64_t length = 0;
+  const BlobReader* reader = nullptr;
 
-  static Body of_bytes(std::string_view data) { return Body{data, -1, 0, data.size()}; }
+  static Body of_bytes(std::string_view data) { return Body{data, -1, 0, data.size(), nullptr}; }
   Body slice(uint64_t from, uint64_t n) const {
-    if (fd >= 0) return Body{{}, fd, offset + from, n};
-    return Body{bytes.substr(from, n), -1, 0, n};
+    if (reader) return Body{{}, -1, 0, n, reader};  // the next n bytes of the stream
+    if (fd >= 0) return Body{{}, fd, offset + from, n, nullptr};
+    return Body{bytes.substr(from, n), -1, 0, n, nullptr};
   }
 };
 
@@ -309,7 +313,14 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   const Body& body = *t->request.body;
   size_t n = static_cast<size_t>(std::min<uint64_t>(size * count, body.length - t->body_sent));
   if (n == 0) return 0;
-  if (body.fd < 0) {
+  if (body.reader) {
+    size_t got = (*body.reader)(buffer, n);
+    if (got == 0) {
+      t->failure = "the stream being uploaded ended early";
+      return CURL_READFUNC_ABORT;
+    }
+    n = got;
+  } else if (body.fd < 0) {
     std::memcpy(buffer, body.bytes.data() + t->body_sent, n);
   } else {
     ssize_t got = ::pread(body.fd, buffer, n, static_cast<off_t>(body.offset + t->body_sent));
@@ -748,19 +759,19 @@ struct Client::Impl {
         return;
       } catch (const TransportError& e) {
         result.bytes_sent += bytes_sent - sent_before;
-        if (++recoveries > options.max_retries) throw;
+        if (whole.reader || ++recoveries > options.max_retries) throw;  // a stream cannot be sent again
         log("resume: the connection dropped while uploading " + digest + " to " + repo + " (" + e.what() +
             "); asking the registry how much arrived");
       } catch (const BusyAnswer& busy) {
         result.bytes_sent += bytes_sent - sent_before;
-        if (++recoveries > options.max_retries) fail(busy.action(), busy.response());
+        if (whole.reader || ++recoveries > options.max_retries) fail(busy.action(), busy.response());
         backoff(recoveries - 1, retry_after(busy.response()),
                 busy.action() + " answered HTTP " + std::to_string(busy.response().status), cancel);
         log("resume: asking the registry how much of " + digest + " arrived before it answered HTTP " +
             std::to_string(busy.response().status));
       } catch (const UploadGone&) {
         result.bytes_sent += bytes_sent - sent_before;
-        if (++recoveries > options.max_retries)
+        if (whole.reader || ++recoveries > options.max_retries)
           throw BuildError("registry " + registry + " dropped the upload of " + digest + " to " + repo + " " +
                            std::to_string(recoveries) + " times; check the registry's log");
       }
@@ -940,6 +951,12 @@ BlobPushResult Client::push_blob_bytes(const std::string& repo, const std::strin
     throw BuildError("push of " + digest + " to " + repo +
                      ": the bytes have another digest (sha256:" + util::sha256_hex(data) + ")");
   return impl_->push(repo, digest, Body::of_bytes(data), "", nullptr, cancel);
+}
+
+BlobPushResult Client::push_blob_stream(const std::string& repo, const std::string& digest, uint64_t size,
+                                        const BlobReader& read, const CancelToken& cancel) {
+  Body body{{}, -1, 0, size, &read};
+  return impl_->push(repo, digest, body, "", nullptr, cancel);
 }
 
 BlobPushResult Client::mount_blob(const std::string& repo, const std::string& digest, const std::string& from_repo,

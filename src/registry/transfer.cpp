@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <csignal>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -113,6 +116,87 @@ uint64_t stream_through_memory(Client& from, const std::string& src_repo, Client
       src_repo, blob.digest, blob.size, [&](const char* p, size_t n) { data.append(p, n); }, TransferProgress(),
       cancel);
   return to.push_blob_bytes(dest_repo, blob.digest, data, cancel).bytes_sent;
+}
+
+// Larger blobs: the download and the upload run at once, joined by a bounded buffer (at most
+// kStreamBuffer bytes in flight), so nothing touches the disk and memory stays flat. The
+// download runs on its own thread; whichever side fails stops the other.
+constexpr size_t kStreamBuffer = 8u << 20;
+
+BlobPushResult stream_between_registries(Client& from, const std::string& src_repo, Client& to,
+                                         const std::string& dest_repo, const store::Descriptor& blob,
+                                         const CancelToken& cancel) {
+  struct Pipe {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::string> chunks;
+    size_t buffered = 0;
+    size_t front_used = 0;  // bytes of chunks.front() already read
+    bool done = false;      // the download finished (well or not)
+    bool aborted = false;   // the upload gave up: the download must stop
+  } pipe;
+  std::exception_ptr download_error;
+  std::thread downloader([&] {
+    try {
+      from.get_blob(
+          src_repo, blob.digest, blob.size,
+          [&](const char* data, size_t n) {
+            std::unique_lock lock(pipe.mu);
+            pipe.cv.wait(lock, [&] { return pipe.aborted || pipe.buffered < kStreamBuffer; });
+            if (pipe.aborted) throw Cancelled();
+            pipe.chunks.emplace_back(data, n);
+            pipe.buffered += n;
+            pipe.cv.notify_all();
+          },
+          TransferProgress(), cancel);
+    } catch (...) {
+      download_error = std::current_exception();
+    }
+    std::lock_guard lock(pipe.mu);
+    pipe.done = true;
+    pipe.cv.notify_all();
+  });
+  BlobReader read = [&](char* buffer, size_t capacity) -> size_t {
+    std::unique_lock lock(pipe.mu);
+    pipe.cv.wait(lock, [&] { return !pipe.chunks.empty() || pipe.done; });
+    if (pipe.chunks.empty()) return 0;  // the download ended before the upload had it all
+    std::string& front = pipe.chunks.front();
+    size_t n = std::min(capacity, front.size() - pipe.front_used);
+    std::copy_n(front.data() + pipe.front_used, n, buffer);
+    pipe.front_used += n;
+    pipe.buffered -= n;
+    if (pipe.front_used == front.size()) {
+      pipe.chunks.pop_front();
+      pipe.front_used = 0;
+    }
+    pipe.cv.notify_all();
+    return n;
+  };
+  auto stop_download = [&] {
+    {
+      std::lock_guard lock(pipe.mu);
+      pipe.aborted = true;
+      pipe.cv.notify_all();
+    }
+    downloader.join();
+  };
+  BlobPushResult result;
+  try {
+    result = to.push_blob_stream(dest_repo, blob.digest, blob.size, read, cancel);
+  } catch (...) {
+    stop_download();
+    // The download's own failure (a corrupt source blob, say) says more than "ended early".
+    if (download_error) {
+      try {
+        std::rethrow_exception(download_error);
+      } catch (const Cancelled&) {
+      }
+    }
+    throw;
+  }
+  stop_download();  // the destination had it already (HEAD): nothing was read
+  if (download_error && !result.existed) std::rethrow_exception(download_error);
+  return result;
 }
 
 // Larger blobs: a temp file in `staging_dir` (Client::push_blob reads a file it can seek in).
@@ -299,9 +383,18 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
         r.bytes_sent = stream_through_memory(from, src.repository, to, dest.repository, b, cancel);
         how = "streamed";
       } else {
-        r = stream_through_file(from, src.repository, to, dest.repository, b, staging_dir, cancel);
-        ++rep.blobs_staged;
-        how = "copied through a temp file";
+        try {
+          r = stream_between_registries(from, src.repository, to, dest.repository, b, cancel);
+          how = "streamed";
+        } catch (const Cancelled&) {
+          throw;
+        } catch (const std::exception& e) {
+          // A stream cannot be resumed; a temp file can (the client resumes uploads from files).
+          if (log) log(short_digest(b.digest) + ": streaming failed (" + e.what() + "); copying through a temp file");
+          r = stream_through_file(from, src.repository, to, dest.repository, b, staging_dir, cancel);
+          ++rep.blobs_staged;
+          how = "copied through a temp file";
+        }
       }
       count(rep, r);
       if (log) log(short_digest(b.digest) + " " + mib(b.size) + ": " + how);

@@ -40,7 +40,8 @@ struct RevocationPolicy {
   bool allow_revoked = false;  // --allow-revoked: go on (a pulled image is revoked locally too)
 };
 
-// Blobs up to this size are copied through memory; larger ones through a temp file.
+// Blobs up to this size are copied through memory; larger ones stream from the source registry
+// to the destination (a temp file only when that stream fails and the upload has to resume).
 inline constexpr uint64_t kCopyMemoryLimit = 16ull << 20;
 
 // The tag under which the referrers tag schema keeps the index of `digest`'s referrers.
@@ -68,8 +69,9 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
 
 // Copies src to dest by digest (the digest never changes), with its referrers (provenance,
 // records). On one registry each blob is mounted first; otherwise blobs up to kCopyMemoryLimit
-// stream through memory and only larger ones are staged in `staging_dir`. Refuses a revoked
-// image as pull does.
+// go through memory and larger ones stream download-to-upload; `staging_dir` is used only when
+// such a stream breaks (the retry goes through a temp file, which the client can resume from).
+// Refuses a revoked image as pull does.
 TransferReport copy_image(Client& from, const Reference& src, Client& to, const Reference& dest,
                           const std::string& staging_dir, const RevocationPolicy& policy, const TransferLog& log,
                           const CancelToken& cancel);

@@ -315,4 +315,40 @@ TEST_F(RegistryRecordsTest, CopyMountsWithinARegistryAndStreamsBetweenRegistries
   EXPECT_EQ(back, big_layer);
 }
 
+TEST_F(RegistryRecordsTest, LargeBlobsStreamBetweenRegistriesInChunksWithoutATempFile) {
+  LocalRegistry second;
+  if (!second.ready()) GTEST_SKIP() << "a second docker-registry did not start: " << second.log();
+  auto client = ClientFor(*registry_);
+  // Small PATCHes, so that the stream is cut into several requests read in order.
+  ClientOptions o;
+  o.plain_http = true;
+  o.chunk_size = 3 << 20;
+  Client mirror(second.host(), o, std::nullopt);
+  std::string big_layer = sshd_fixture::RandomBytes((20 << 20) + 12345, 11);  // > kCopyMemoryLimit
+  ASSERT_GT(big_layer.size(), kCopyMemoryLimit);
+  Manifest image = PushImage(*client, "records/big", "1", big_layer);
+  std::vector<std::string> log;
+  TransferReport rep = copy_image(
+      *client, Reference::parse(registry_->host() + "/records/big:1"), mirror,
+      Reference::parse(second.host() + "/mirror/big:1"), "/nonexistent/staging", RevocationPolicy(),
+      [&](std::string_view l) { log.emplace_back(l); }, cancel_);
+  EXPECT_EQ(rep.manifest_digest, image.digest);
+  EXPECT_EQ(rep.blobs_staged, 0u);
+  EXPECT_EQ(rep.blob_bytes, big_layer.size() + 2);
+  std::string back;
+  mirror.get_blob(
+      "mirror/big", Sha256(big_layer), big_layer.size(), [&](const char* p, size_t n) { back.append(p, n); },
+      TransferProgress(), cancel_);
+  EXPECT_TRUE(back == big_layer);
+  bool said_streamed = false;
+  for (const auto& l : log) said_streamed = said_streamed || l.find("20.0 MiB: streamed") != std::string::npos;
+  EXPECT_TRUE(said_streamed) << testing::PrintToString(log);
+  // Copied again: the destination has every blob, nothing moves.
+  TransferReport again = copy_image(*client, Reference::parse(registry_->host() + "/records/big:1"), mirror,
+                                    Reference::parse(second.host() + "/mirror/big:2"), "/nonexistent/staging",
+                                    RevocationPolicy(), nullptr, cancel_);
+  EXPECT_EQ(again.blob_bytes, 0u);
+  EXPECT_EQ(again.blobs_skipped, 2u);
+}
+
 }  // namespace
