@@ -33,9 +33,10 @@ def start_mirror(debs, work):
     return out[0], int(out[1])
 
 
-def build(imgbake, env, mirror, cwd):
+def build(imgbake, env, mirror, cwd, motd="baked by imgbake"):
     t0 = time.monotonic()
-    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", TEMPLATE], env=env, cwd=cwd,
+    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", "-var", f"motd={motd}", TEMPLATE], env=env,
+                       cwd=cwd,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.monotonic() - t0
     if p.returncode != 0:
@@ -56,8 +57,6 @@ def main():
         for r in range(args.rounds):
             cwd = os.path.join(scratch, f"r{r}")
             os.makedirs(cwd)
-            with open(os.path.join(cwd, "motd"), "w") as f:
-                f.write("baked by imgbake\n")
             env = dict(os.environ, IMGBAKE_HOME=os.path.join(cwd, "store"),
                        IMGBAKE_CONFIG_HOME=os.path.join(cwd, "config"), SOURCE_DATE_EPOCH="1700000000")
             dt, _ = build(args.imgbake, env, url, cwd)
@@ -66,9 +65,7 @@ def main():
             if out.count("cached: ") != 2 or "unchanged:" not in out:
                 sys.exit(f"the rebuild was not all cache hits:\n{out[-3000:]}")
             again.append(dt)
-            with open(os.path.join(cwd, "motd"), "w") as f:
-                f.write("changed\n")
-            dt, out = build(args.imgbake, env, url, cwd)
+            dt, out = build(args.imgbake, env, url, cwd, motd="changed")
             last_changed.append(dt)
             print(f"round {r + 1}: first {first[-1]:.2f} s, unchanged {again[-1]:.3f} s, "
                   f"last step changed {last_changed[-1]:.2f} s", flush=True)

@@ -354,9 +354,8 @@ test_debootstrap_install_and_cache() {
     fail "the local apt mirror starts"
     return
   }
-  trap apt_mirror_stop EXIT
+  E2E_BG_PIDS+=("$APT_MIRROR_PID")  # stopped with the test's other background processes
   fresh_store
-  echo "baked by imgbake" >motd
   export SOURCE_DATE_EPOCH=1700000000
   E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" \
     "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
@@ -391,7 +390,6 @@ test_debootstrap_install_and_cache() {
   check "a digest was printed" test -n "$d1"
   expect_eq "manifest digest of two clean debootstrap builds" "$d1" "$d2"
   apt_mirror_stop
-  trap - EXIT
 }
 
 run_test build_layers_read_back test_build_layers_read_back
