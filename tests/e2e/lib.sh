@@ -66,6 +66,7 @@ E2E_BG_PIDS=()
 e2e_cleanup() {
   local p
   for p in "${E2E_BG_PIDS[@]}"; do
+    disown "$p" 2>/dev/null || true  # no "Killed" job report after the summary
     kill -KILL "$p" 2>/dev/null || true
   done
   cd / 2>/dev/null || true

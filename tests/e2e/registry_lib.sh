@@ -7,7 +7,9 @@ registry_up() { python3 -c 'import sys, urllib.request, urllib.error
 try: urllib.request.urlopen(sys.argv[1])
 except urllib.error.HTTPError: pass' "http://127.0.0.1:$1/v2/" 2>/dev/null; }
 
-# start_registry DIR [HTPASSWD]: prints the port.
+# start_registry DIR [HTPASSWD]: starts a registry and sets REGISTRY_PORT. Not in $(…): the
+# registry's pid must reach this shell's E2E_BG_PIDS, which stops it when the test (or, at the
+# top level, the suite) ends.
 start_registry() {
   local dir=$1 htpasswd=${2:-} port
   port=$(free_port)
@@ -25,5 +27,5 @@ start_registry() {
     echo "registry did not start: $(cat "$dir/log")" >&2
     return 1
   }
-  echo "$port"
+  REGISTRY_PORT=$port
 }

@@ -11,7 +11,8 @@ fi
 
 . "$(dirname "$0")/registry_lib.sh"
 
-PORT=$(start_registry "$E2E_ROOT/reg") || exit 1
+start_registry "$E2E_ROOT/reg" || exit 1
+PORT=$REGISTRY_PORT
 REG=127.0.0.1:$PORT
 INSECURE=(--insecure-registry "$REG")
 
@@ -80,7 +81,8 @@ test_copy_keeps_the_digest() {
 test_basic_auth_and_login() {
   htpasswd -Bbn ops 'pa55-word' >htpasswd
   local port
-  port=$(start_registry "$TEST_DIR/authreg" "$PWD/htpasswd") || return
+  start_registry "$TEST_DIR/authreg" "$PWD/htpasswd" || return
+  port=$REGISTRY_PORT
   local reg=127.0.0.1:$port
   build_hello || return
   export DOCKER_CONFIG=$TEST_DIR/docker-config

@@ -12,7 +12,8 @@ fi
 
 . "$(dirname "$0")/registry_lib.sh"
 
-PORT=$(start_registry "$E2E_ROOT/reg") || exit 1
+start_registry "$E2E_ROOT/reg" || exit 1
+PORT=$REGISTRY_PORT
 REG=127.0.0.1:$PORT
 INSECURE=(--insecure-registry "$REG")
 
@@ -96,7 +97,8 @@ test_a_record_signed_by_another_key_is_flagged_and_ignored() {
 test_verify_remote() {
   # Its own registry: the builds are reproducible, and this test damages a blob in storage.
   local port REG INSECURE
-  port=$(start_registry "$TEST_DIR/reg") || return
+  start_registry "$TEST_DIR/reg" || return
+  port=$REGISTRY_PORT
   REG=127.0.0.1:$port
   INSECURE=(--insecure-registry "$REG")
   build_two || return
@@ -182,7 +184,8 @@ assert r["blob_bytes"] == 0 and r["blobs_sent"] == 0 and r["blobs_mounted"] >= 2
 
   # Two registries: streamed through memory; TMPDIR does not even exist.
   local port2
-  port2=$(start_registry "$TEST_DIR/reg2") || return
+  start_registry "$TEST_DIR/reg2" || return
+  port2=$REGISTRY_PORT
   TMPDIR=$TEST_DIR/no-such-dir expect_exit 0 imgbake copy "$REG/copy-src/hello:1" "127.0.0.1:$port2/mirror/hello:1" \
     "${INSECURE[@]}" --insecure-registry "127.0.0.1:$port2" --output json || return
   py_check "streamed, nothing staged" 'import json, sys
