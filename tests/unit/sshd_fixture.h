@@ -155,24 +155,44 @@ class Sshd {
     cfg.close();
     std::string log = (dir_ / "sshd.log").string();
     std::string conf = (dir_ / "sshd_config").string();
-    std::string port = std::to_string(port_);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
+    // Tests run in parallel (ctest -j2) and each picks a free port, then closes it: two of them
+    // can pick the same one. Something accepting on the port is then not proof that it is this
+    // sshd, so wait for this sshd to say it listens, and take another port when it could not bind.
+    std::string why;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) port_ = FreePort();
+      std::string port = std::to_string(port_);
+      { std::ofstream truncate(log, std::ios::trunc); }
+      pid_ = fork();
+      if (pid_ == 0) {
+        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+          dup2(fd, 1);
+          dup2(fd, 2);
+        }
+        execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", conf.c_str(), "-p", port.c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
       }
-      execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", conf.c_str(), "-p", port.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
+      if (pid_ < 0) return "fork failed";
+      const std::string listening = "Server listening on 127.0.0.1 port " + port + ".";
+      bool exited = false;
+      bool up = Eventually(
+          [&] {
+            int status;
+            if (waitpid(pid_, &status, WNOHANG) == pid_) exited = true;
+            return exited || ReadFile(log).find(listening) != std::string::npos;
+          },
+          5000ms);
+      if (up && !exited && Eventually([&] { return Accepts(port_); }, 5000ms)) return "";
+      why = "sshd did not start listening on port " + port + "; its log: " + ReadFile(log);
+      if (exited) {
+        pid_ = -1;  // reaped
+      } else {
+        Stop();
+      }
     }
-    if (pid_ < 0) return "fork failed";
-    if (!Eventually([&] { return Accepts(port_); }, 5000ms)) {
-      Stop();
-      return "sshd did not start listening on port " + port + "; its log: " + ReadFile(log);
-    }
-    return "";
+    return why;
   }
   void Stop() {
     if (pid_ > 0) {
