@@ -152,8 +152,7 @@ std::optional<store::CacheEntry> lookup(Work& w, State& st, const std::string& w
   return hit;
 }
 
-void record(Work& w, State& st, const std::string& key, const std::string& preimage, const LayerRef& l,
-            const std::string& slot) {
+void record(Work& w, const std::string& key, const std::string& preimage, const LayerRef& l, const std::string& slot) {
   store::CacheEntry e;
   e.key = key;
   e.material = preimage;
@@ -162,7 +161,6 @@ void record(Work& w, State& st, const std::string& key, const std::string& preim
   e.diff_id = l.diff_id;
   e.created_by = l.created_by;
   w.store->cache_put(e, slot);
-  (void)st;
 }
 
 LayerRef from_cache(const store::CacheEntry& e) { return LayerRef{e.blob, e.diff_id, e.created_by, e.empty}; }
@@ -397,7 +395,7 @@ class SourceStep : public Step {
       debootstrap(st);
     }
     LayerRef l = commit_layer(w_, st, layer::Snapshot{}, created_by);
-    record(w_, st, key, preimage, l, slot);
+    record(w_, key, preimage, l, slot);
     w_.layers.push_back(l);
     w_.applied = w_.layers.size();
   }
@@ -482,7 +480,7 @@ class LayerStep : public Step {
     w_.tree_ready = false;  // until the layer is recorded, the tree is ahead of `layers`
     inner_->run(st);
     LayerRef l = commit_layer(w_, st, before, "imgbake rootfs: " + name());
-    record(w_, st, key, preimage, l, slot);
+    record(w_, key, preimage, l, slot);
     w_.layers.push_back(l);
     w_.applied = w_.layers.size();
     w_.tree_ready = true;

@@ -98,8 +98,8 @@ uint64_t tree_bytes(const std::filesystem::path& dir) {
 }
 
 // A container image as a flattened root filesystem: a tar, or an ext4 disk (raw/qcow2).
-void export_rootfs(store::Store& st, const store::ImageRecord& img, const nlohmann::json& manifest,
-                   const std::string& format, const std::string& size, const std::string& out) {
+void export_rootfs(store::Store& st, const nlohmann::json& manifest, const std::string& format, const std::string& size,
+                   const std::string& out) {
   nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
   const auto& diff_ids = config["rootfs"]["diff_ids"];
   std::filesystem::path scratch = st.blobs().temp_dir() / ("export-" + util::uuid_v4());
@@ -163,7 +163,6 @@ void export_rootfs(store::Store& st, const store::ImageRecord& img, const nlohma
   run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.string(), tmp}, "qemu-img convert");
   std::filesystem::rename(tmp, out);
   tmp_guard.keep = true;
-  (void)img;
 }
 
 }  // namespace
@@ -186,7 +185,7 @@ Action setup_export(CLI::App& sub, const GlobalOptions&) {
     store::ImageRecord img = st->resolve(o->ref);
     nlohmann::json m = st->manifest(img);
     if (is_container_image(m)) {
-      export_rootfs(*st, img, m, o->format, o->size, o->out);
+      export_rootfs(*st, m, o->format, o->size, o->out);
       std::cout << "exported " << img.ref() << " (" << m["layers"].size() << " layers, flattened) as "
                 << (o->format == "tar" ? "a root filesystem tar" : "an ext4 " + o->format + " disk") << " to " << o->out
                 << "\n";

@@ -25,15 +25,25 @@ registry::RecordAuthor author_with(const provenance::SigningKey& key) {
   return a;
 }
 
+// What a verb on a registry repository needs: the keys the local store trusts, and a client.
+struct Remote {
+  Remote(const GlobalOptions& global, const std::string& host, const RegistryFlags& flags)
+      : keys(trusted_keys(*open_store())),
+        ui(make_ui(global, nullptr)),
+        client(make_registry_client(host, flags, ui)) {}
+  Remote(const Remote&) = delete;
+  Remote& operator=(const Remote&) = delete;
+  std::vector<provenance::VerifyingKey> keys;
+  Ui ui;  // the client reports through it
+  std::unique_ptr<registry::Client> client;
+};
+
 // The records of a registry repository, newest first, as `history` shows the local audit log;
 // a record that does not verify is shown with the reason, never as trusted.
 int print_remote_history(const GlobalOptions& global, const registry::Reference& repo, const std::string& channel,
                          const RegistryFlags& flags) {
-  auto st = open_store();
-  auto keys = trusted_keys(*st);
-  Ui ui = make_ui(global, nullptr);
-  auto client = make_registry_client(repo.registry, flags, ui);
-  auto records = registry::repository_records(*client, repo.repository, keys, global_cancel());
+  Remote remote(global, repo.registry, flags);
+  auto records = registry::repository_records(*remote.client, repo.repository, remote.keys, global_cancel());
   const std::string repository = repo.registry + "/" + repo.repository;
   std::vector<std::pair<size_t, registry::CheckedRecord>> shown;  // seq (oldest is 1), record
   for (size_t i = 0; i < records.size(); ++i) {
@@ -105,14 +115,11 @@ Action setup_promote(CLI::App& sub, const GlobalOptions& global) {
     if (registry::names_registry(o->ref)) {
       if (o->protect) throw UsageError("promote: --protect is for channels of the local store, not of a registry");
       registry::Reference ref = registry::Reference::parse(o->ref);
-      auto st = open_store();
-      auto keys = trusted_keys(*st);
-      Ui ui = make_ui(global, nullptr);
-      auto client = make_registry_client(ref.registry, o->reg, ui);
-      auto v = registry::verify_remote(*client, ref, keys, global_cancel());
+      Remote r(global, ref.registry, o->reg);
+      auto v = registry::verify_remote(*r.client, ref, r.keys, global_cancel());
       provenance::SigningKey key = record_signing_key(o->reg);
       auto move =
-          registry::promote_remote(*client, ref, o->channel, o->reason, author_with(key), keys, global_cancel());
+          registry::promote_remote(*r.client, ref, o->channel, o->reason, author_with(key), r.keys, global_cancel());
       print_move(move);
       if (!v.ok) std::cerr << "warning: provenance not verified: " << util::join(v.problems, "; ") << "\n";
       return 0;
@@ -144,13 +151,10 @@ Action setup_rollback(CLI::App& sub, const GlobalOptions& global) {
       registry::Reference repo = registry::Reference::parse(o->name);
       if (!repo.tag.empty() || !repo.digest.empty())
         throw UsageError("rollback: name the repository (REGISTRY/REPO) and the tag with --channel");
-      auto st = open_store();
-      auto keys = trusted_keys(*st);
-      Ui ui = make_ui(global, nullptr);
-      auto client = make_registry_client(repo.registry, o->reg, ui);
+      Remote r(global, repo.registry, o->reg);
       provenance::SigningKey key = record_signing_key(o->reg);
       print_move(
-          registry::rollback_remote(*client, repo, o->channel, o->reason, author_with(key), keys, global_cancel()));
+          registry::rollback_remote(*r.client, repo, o->channel, o->reason, author_with(key), r.keys, global_cancel()));
       return 0;
     }
     auto st = open_store();
@@ -230,12 +234,9 @@ Action setup_revoke(CLI::App& sub, const GlobalOptions& global) {
     if (registry::names_registry(o->ref)) {
       if (o->descendants) throw UsageError("revoke: --descendants is for images of the local store");
       registry::Reference ref = registry::Reference::parse(o->ref);
-      auto st = open_store();
-      auto keys = trusted_keys(*st);
-      Ui ui = make_ui(global, nullptr);
-      auto client = make_registry_client(ref.registry, o->reg, ui);
+      Remote r(global, ref.registry, o->reg);
       provenance::SigningKey key = record_signing_key(o->reg);
-      auto m = registry::revoke_remote(*client, ref, o->reason, author_with(key), keys, global_cancel());
+      auto m = registry::revoke_remote(*r.client, ref, o->reason, author_with(key), r.keys, global_cancel());
       std::cout << (m.already ? "already revoked: " : "revoked ") << m.repository << "@" << m.to_digest << "; record "
                 << m.record_digest << "\n";
       return 0;

@@ -1,8 +1,6 @@
 #include "registry/transfer.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
