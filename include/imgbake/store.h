@@ -212,10 +212,14 @@ struct CheckReport {
 
 struct GcReport {
   size_t removed = 0;       // unreferenced blobs
-  size_t temp_removed = 0;  // temp files of interrupted writes
+  size_t temp_removed = 0;  // temp files and directories of interrupted writes and builds
   uint64_t bytes = 0;
   size_t kept = 0;
   size_t cache_forgotten = 0;  // cache entries dropped by prune_cache
+  // Another process had the store open (a build, pull, push, export…): its temp files and the
+  // blobs it wrote but has not committed yet look like leftovers, so gc removed neither.
+  bool busy = false;
+  size_t left = 0;  // unreferenced blobs and temp entries left because of that
 };
 
 class Store {
@@ -288,6 +292,9 @@ class Store {
  private:
   struct Catalog;
   std::filesystem::path home_;
+  // .users.lock, held shared while this Store is open; gc cleans up only when it can take it
+  // exclusively, i.e. when no other process is writing temp files or uncommitted blobs.
+  int users_fd_ = -1;
   BlobStore blobs_;
   std::unique_ptr<Catalog> db_;
 

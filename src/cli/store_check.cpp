@@ -21,6 +21,10 @@ Action setup_store(CLI::App& sub, const GlobalOptions& global) {
       if (*prune_cache) std::cout << "gc: forgot " << r.cache_forgotten << " build cache entries\n";
       std::cout << "gc: removed " << r.removed << " unreferenced blobs and " << r.temp_removed << " temporary files ("
                 << r.bytes << " bytes), kept " << r.kept << " blobs\n";
+      if (r.busy)
+        std::cout << "gc: another imgbake process has the store open (a build, pull, push or export); " << r.left
+                  << " unreferenced blobs and temporary files may be its work in progress and were left for a gc "
+                     "that runs alone\n";
       return 0;
     }
     auto keys = trusted_keys(*st);

@@ -284,6 +284,9 @@ fs::path Store::default_home() {
 
 Store::Store(fs::path home) : home_(std::move(home)), blobs_(home_) {
   fs::create_directories(home_ / "blobs" / "sha256");
+  users_fd_ = open((home_ / ".users.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (users_fd_ < 0) throw StoreError("cannot open the store's lock file in " + home_.string());
+  flock(users_fd_, LOCK_SH);  // waits only while a gc cleans up
   if (!fs::exists(home_ / "oci-layout"))
     util::write_file_atomic(home_ / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
   {
@@ -296,7 +299,9 @@ Store::Store(fs::path home) : home_(std::move(home)), blobs_(home_) {
   sync_index();
 }
 
-Store::~Store() = default;
+Store::~Store() {
+  if (users_fd_ >= 0) close(users_fd_);
+}
 
 std::string Store::who() const { return util::current_user() + "@" + util::hostname(); }
 
@@ -875,21 +880,41 @@ GcReport Store::gc(bool prune_cache) {
       // A damaged image keeps whatever is left of it; store check reports it.
     }
   }
+  // A blob nothing references may be one a running build wrote and has yet to commit, and a
+  // temp entry may be in use: both are removed only when no other process has the store open.
+  rep.busy = flock(users_fd_, LOCK_EX | LOCK_NB) != 0;
   std::error_code ec;
   for (const auto& d : blobs_.list()) {
     if (keep.count(d)) {
       ++rep.kept;
-      continue;
+    } else if (rep.busy) {
+      ++rep.left;
+    } else {
+      rep.bytes += fs::file_size(blobs_.path(d), ec);
+      blobs_.remove(d);
+      ++rep.removed;
     }
-    rep.bytes += fs::file_size(blobs_.path(d), ec);
-    blobs_.remove(d);
-    ++rep.removed;
   }
   for (const auto& p : blobs_.leftovers()) {
-    rep.bytes += fs::file_size(p, ec);
-    fs::remove(p, ec);
-    ++rep.temp_removed;
+    if (rep.busy) {
+      ++rep.left;
+      continue;
+    }
+    uint64_t size = 0;
+    if (fs::is_directory(fs::symlink_status(p, ec))) {
+      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::recursive_directory_iterator();
+           it.increment(ec))
+        if (it->is_regular_file(ec)) size += it->file_size(ec);
+    } else {
+      size = fs::file_size(p, ec);
+    }
+    if (fs::remove_all(p, ec) != static_cast<std::uintmax_t>(-1) && !ec) {
+      rep.bytes += size;
+      ++rep.temp_removed;
+    }
   }
+  // Back to shared (a failed conversion on Linux drops the shared lock, so this also retakes it).
+  flock(users_fd_, LOCK_SH);
   return rep;
 }
 

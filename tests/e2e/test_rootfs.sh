@@ -119,7 +119,7 @@ test_build_layers_read_back() {
   expect_exit 0 imgbake verify bb:1
   expect_exit 0 imgbake store check
   # Nothing is left of the build tree.
-  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/tmp" 2>/dev/null)"
 }
 
 test_podman_runs_the_image() {
@@ -307,7 +307,7 @@ test_failure_and_interrupt_clean_up() {
 EOF
   expect_exit 1 imgbake build fail.json
   expect_contains "$(both)" "exited with status 3"
-  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/tmp" 2>/dev/null)"
   write_file slow.json <<'EOF'
 {
   "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
@@ -317,6 +317,10 @@ EOF
   "$IMGBAKE" build slow.json >slow.out 2>&1 &
   local pid=$!
   wait_for 30 grep -q "sleeping" slow.out || fail "the sandboxed command started"
+  # gc while the build runs: the build's tree in the store's tmp/ is work in progress, not a leftover.
+  expect_exit 0 imgbake store gc
+  expect_contains "$STDOUT" "another imgbake process has the store open"
+  check "the running build's tree is still there" bash -c "ls -d '$IMGBAKE_HOME'/tmp/rootfs-*/bin >/dev/null"
   local t0 rc=0
   t0=$(now_ms)
   kill -INT "$pid"
@@ -324,7 +328,14 @@ EOF
   expect_eq "exit status after Ctrl-C" 130 "$rc"
   check "stopped within 5 s" test $(($(now_ms) - t0)) -lt 5000
   check "no sandbox left" bash -c "! pgrep -f '^bwrap .*$IMGBAKE_HOME' >/dev/null"
-  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/blobs/tmp" 2>/dev/null)"
+  expect_eq "files left in the store's tmp" "" "$(ls -A "$IMGBAKE_HOME/tmp" 2>/dev/null)"
+  # What a second Ctrl-C (an immediate exit) can leave: a tree directory. gc, alone, removes it.
+  mkdir -p "$IMGBAKE_HOME/tmp/rootfs-left/etc"
+  echo leftover >"$IMGBAKE_HOME/tmp/rootfs-left/etc/motd"
+  expect_exit 0 imgbake store gc
+  expect_match "$STDOUT" '^gc: removed 0 unreferenced blobs and 1 temporary files \(9 bytes\)'
+  expect_not_contains "$STDOUT" "another imgbake process"
+  expect_eq "entries left in the store's tmp after gc" "" "$(ls -A "$IMGBAKE_HOME/tmp" 2>/dev/null)"
 }
 
 test_bad_options() {

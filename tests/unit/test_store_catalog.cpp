@@ -206,4 +206,38 @@ TEST_F(StoreTest, GcRemovesOnlyUnreferencedBlobs) {
   EXPECT_TRUE(st.check(nullptr).ok());
 }
 
+TEST_F(StoreTest, GcLeavesWorkInProgressWhileAnotherStoreIsOpen) {
+  // What a build interrupted by a second Ctrl-C leaves: a tree directory and a half-written blob.
+  Store st(dir_ / "store");
+  st.commit(request("one"));
+  auto stray = st.blobs().put_bytes("stray", "application/octet-stream");
+  fs::path tree = st.blobs().temp_dir() / "rootfs-abc123";
+  fs::create_directories(tree / "etc");
+  std::ofstream(tree / "etc" / "motd") << "0123456789";
+  std::ofstream(st.blobs().temp_dir() / "blob-XYZ") << "half";
+  {
+    // Another process (here another Store on the same home) may be writing these right now.
+    Store other(dir_ / "store");
+    auto busy = st.gc();
+    EXPECT_TRUE(busy.busy);
+    EXPECT_EQ(busy.removed, 0u);
+    EXPECT_EQ(busy.temp_removed, 0u);
+    EXPECT_EQ(busy.left, 3u);  // the stray blob, the tree, the temp file
+    EXPECT_TRUE(st.blobs().exists(stray.digest));
+    EXPECT_TRUE(fs::exists(tree / "etc" / "motd"));
+  }
+  auto rep = st.gc();
+  EXPECT_FALSE(rep.busy);
+  EXPECT_EQ(rep.removed, 1u);
+  EXPECT_EQ(rep.temp_removed, 2u);
+  EXPECT_EQ(rep.bytes, 5u + 10u + 4u);
+  EXPECT_FALSE(st.blobs().exists(stray.digest));
+  EXPECT_FALSE(fs::exists(tree));
+  EXPECT_TRUE(fs::is_empty(st.blobs().temp_dir()));
+  // The store stays usable by this process and others after gc.
+  Store again(dir_ / "store");
+  again.commit(request("two"));
+  EXPECT_TRUE(st.check(nullptr).ok());
+}
+
 }  // namespace
