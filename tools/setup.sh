@@ -27,4 +27,6 @@ else
   echo "setup: not root: skipping tools/fetch-test-debs.sh (the debootstrap e2e test needs it)" >&2
 fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGBAKE_WERROR=ON >/dev/null
-cmake --build build
+# The binary only: tools/test.sh builds and runs the unit tests under ASan+UBSan in build-asan/.
+# (`cmake --build build` builds them here too, for `ctest --test-dir build`.)
+cmake --build build --target imgbake
