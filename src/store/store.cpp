@@ -842,7 +842,8 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   for (const auto& d : blobs_.list())
     if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
   for (const auto& p : blobs_.leftovers())
-    rep.notes.push_back("temporary file of an interrupted write: " + p.string() + " (gc removes it)");
+    rep.notes.push_back("temporary file or directory of an interrupted write or build (or of one still running): " +
+                        p.string() + " (store gc removes it when no other imgbake process has the store open)");
   for (const auto& img : all)
     if (img.revoked && !img.channels.empty())
       rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +
@@ -908,7 +909,8 @@ GcReport Store::gc(bool prune_cache) {
     } else {
       size = fs::file_size(p, ec);
     }
-    if (fs::remove_all(p, ec) != static_cast<std::uintmax_t>(-1) && !ec) {
+    fs::remove_all(p, ec);
+    if (!ec) {
       rep.bytes += size;
       ++rep.temp_removed;
     }
