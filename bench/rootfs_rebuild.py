@@ -35,9 +35,8 @@ def start_mirror(debs, work):
 
 def build(imgbake, env, mirror, cwd, motd="baked by imgbake"):
     t0 = time.monotonic()
-    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", "-var", f"motd={motd}", TEMPLATE], env=env,
-                       cwd=cwd,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", "-var", f"motd={motd}", TEMPLATE],
+                       env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.monotonic() - t0
     if p.returncode != 0:
         sys.exit(f"build failed:\n{p.stdout[-3000:]}")
