@@ -50,6 +50,13 @@ void init_child_attributes(posix_spawnattr_t& attr) {
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 }
 
+// "No such file or directory" for a bare program name means it is not installed.
+std::string spawn_error(const std::string& program, int rc) {
+  if (rc == ENOENT && program.find('/') == std::string::npos)
+    return "cannot run '" + program + "': it is not installed (not found on PATH)";
+  return "cannot run '" + program + "': " + std::strerror(rc);
+}
+
 }  // namespace
 
 void LineSplitter::feed(const char* data, size_t n) {
@@ -126,7 +133,7 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   if (rc != 0) {
     close(out_pipe[0]);
     close(err_pipe[0]);
-    throw BuildError("cannot run '" + spec.argv[0] + "': " + std::strerror(rc));
+    throw BuildError(spawn_error(spec.argv[0], rc));
   }
 
   register_child_group(pid);
@@ -216,7 +223,7 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, const
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   close(log);
-  if (rc != 0) throw BuildError("cannot run '" + argv[0] + "': " + std::strerror(rc));
+  if (rc != 0) throw BuildError(spawn_error(argv[0], rc));
   pid_ = pid;
   register_child_group(pid_);
 }

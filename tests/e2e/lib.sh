@@ -118,6 +118,31 @@ check() {
   return 0
 }
 
+# require_tools TOOL...: the suite stops with exit 1, naming the Debian packages to install, when
+# a program it needs is missing. tools/setup.sh installs them all, so on a machine it set up a
+# missing tool is a setup bug: it fails the suite instead of skipping it unseen.
+declare -A E2E_TOOL_PACKAGES=(
+  [qemu-system-x86_64]=qemu-system-x86 [qemu-img]=qemu-utils [docker-registry]=docker-registry
+  [skopeo]=skopeo [umoci]=umoci [podman]=podman [runc]=runc [htpasswd]=apache2-utils
+  [debootstrap]=debootstrap [bwrap]=bubblewrap [python3]=python3 [git]=git [curl]=curl
+  [isoinfo]=genisoimage [xorriso]=xorriso [zstd]=zstd [sqlite3]=sqlite3 [cpio]=cpio
+  [busybox]=busybox-static [dropbearkey]=dropbear-bin [ssh]=openssh-client
+  [ssh-keygen]=openssh-client [apt-ftparchive]=apt-utils [mkfs.ext4]=e2fsprogs
+  [debugfs]=e2fsprogs [tar]=tar [gzip]=gzip [xz]=xz-utils
+)
+require_tools() {
+  local t missing=() packages=()
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 && continue
+    missing+=("$t")
+    packages+=("${E2E_TOOL_PACKAGES[$t]:-?}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "$(basename "$0"): needs ${missing[*]}, which is not installed" \
+    "(Debian: apt-get install ${packages[*]}; tools/setup.sh installs them)" >&2
+  exit 1
+}
+
 skip() {
   E2E_SKIPS=$((E2E_SKIPS + 1))
   echo "  SKIP [$E2E_CURRENT] $1"

@@ -13,10 +13,7 @@ export E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 unset IMGBAKE_QEMU_ACCEL
 export IMGBAKE_CACHE_DIR="$E2E_ROOT/cache"
 
-if ! command -v qemu-system-x86_64 >/dev/null; then
-  echo "SKIP: qemu-system-x86_64 is not installed (tools/setup.sh installs qemu-system-x86)"
-  exit 0
-fi
+require_tools qemu-system-x86_64 qemu-img python3
 if ! "$SRC/tests/fixtures/make-tiny-guest.sh" "$GUEST" --disk >"$E2E_ROOT/fixture.log" 2>&1; then
   echo "the test guest could not be built:" >&2
   cat "$E2E_ROOT/fixture.log" >&2

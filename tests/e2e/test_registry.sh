@@ -4,10 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 SRC=$IMGBAKE_SOURCE_DIR
-if ! command -v docker-registry >/dev/null; then
-  echo "SKIP: docker-registry is not installed (tools/setup.sh installs it)"
-  exit 0
-fi
+require_tools docker-registry skopeo htpasswd python3
 
 . "$(dirname "$0")/registry_lib.sh"
 

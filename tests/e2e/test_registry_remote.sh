@@ -5,10 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 SRC=$IMGBAKE_SOURCE_DIR
-if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then
-  echo "SKIP: docker-registry or skopeo is not installed (tools/setup.sh installs them)"
-  exit 0
-fi
+require_tools docker-registry skopeo python3
 
 . "$(dirname "$0")/registry_lib.sh"
 

@@ -3,6 +3,7 @@
 # verify / export / keygen work on what it committed; skopeo reads the store as an
 # OCI layout.
 . "$(dirname "$0")/lib.sh"
+require_tools skopeo python3
 
 # Every test gets its own store and signing-key directory inside its scratch dir.
 fresh_store() {
@@ -283,10 +284,6 @@ assert v["keyid"] == sys.argv[3], (v["keyid"], sys.argv[3])
 
 test_skopeo_reads_the_store() {
   fresh_store
-  if ! command -v skopeo >/dev/null 2>&1; then
-    skip "skopeo is not installed (tools/setup.sh installs it): the OCI layout is not checked with skopeo"
-    return 0
-  fi
   write_app_template '{"image": "app", "labels": {"team": "web"}, "channels": ["dev"]}'
   build_app 1 || return
   build_app 2 || return

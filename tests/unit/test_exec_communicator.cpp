@@ -34,6 +34,7 @@
 #include "imgbake/provisioner.h"
 #include "imgbake/ui.h"
 #include "imgbake/util.h"
+#include "tool_check.h"
 
 namespace {
 
@@ -264,7 +265,7 @@ class ExecRunTest : public ExecTestBase, public ::testing::WithParamInterface<st
     ExecTestBase::SetUp();
     if (IsSkipped()) return;
     sandbox_ = std::make_unique<ScopedEnv>("IMGBAKE_EXEC_SANDBOX", GetParam());
-    if (GetParam() == "bwrap" && !fs::exists("/usr/bin/bwrap")) GTEST_SKIP() << "bubblewrap is not installed";
+    if (GetParam() == "bwrap") REQUIRE_TOOL("bwrap");
   }
   void TearDown() override {
     ExecTestBase::TearDown();

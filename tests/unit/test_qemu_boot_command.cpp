@@ -27,6 +27,7 @@
 #include "imgbake/process.h"
 #include "qemu/boot_command.h"
 #include "qemu/qmp.h"
+#include "tool_check.h"
 
 namespace {
 
@@ -371,7 +372,7 @@ class QemuBootCommandRealQemu : public QemuBootCommandTyping {
  protected:
   void SetUp() override {
     QemuBootCommandTyping::SetUp();
-    if (system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) GTEST_SKIP() << "qemu-system-x86_64 missing";
+    REQUIRE_TOOL("qemu-system-x86_64");
     qemu_ = std::make_unique<BackgroundProcess>(
         std::vector<std::string>{"qemu-system-x86_64", "-accel", "tcg", "-machine", "pc", "-S", "-display", "none",
                                  "-nodefaults", "-qmp", "unix:" + socket_path() + ",server=on,wait=off"},

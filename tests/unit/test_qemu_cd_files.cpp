@@ -17,6 +17,7 @@
 #include "imgbake/process.h"
 #include "imgbake/util.h"
 #include "qemu/cd_files.h"
+#include "tool_check.h"
 
 namespace {
 
@@ -62,6 +63,8 @@ class PathOverride {
 class QemuCdFiles : public ::testing::Test {
  protected:
   void SetUp() override {
+    REQUIRE_TOOL("xorriso");
+    REQUIRE_TOOL("isoinfo");
     std::string tmpl = (fs::temp_directory_path() / "imgbake-cd-XXXXXX").string();
     ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     root_ = tmpl;
@@ -160,7 +163,8 @@ TEST_F(QemuCdFiles, SymlinksAreFollowed) {
 TEST_F(QemuCdFiles, FallsBackToGenisoimage) {
   fs::path bin = root_ / "bin";
   fs::create_directories(bin);
-  fs::create_symlink("/usr/bin/genisoimage", bin / "genisoimage");
+  REQUIRE_TOOL("genisoimage");
+  fs::create_symlink(tool_check::Find("genisoimage"), bin / "genisoimage");
   CdSpec spec;
   spec.content = {{"user-data", "#cloud-config\n"}};
   spec.label = "cidata";

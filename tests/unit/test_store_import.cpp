@@ -12,6 +12,7 @@
 #include "imgbake/publish.h"
 #include "imgbake/store.h"
 #include "imgbake/util.h"
+#include "tool_check.h"
 
 namespace fs = std::filesystem;
 using imgbake::store::BlobWriter;
@@ -48,8 +49,6 @@ Command run(const std::vector<std::string>& argv) {
       [](std::string_view) {}, cancel);
   return c;
 }
-
-bool have_program(const std::string& name) { return run({"sh", "-c", "command -v " + name}).status == 0; }
 
 class StoreImportTest : public ::testing::Test {
  protected:
@@ -176,7 +175,7 @@ TEST_F(StoreImportTest, PulledImageKeepsItsDigestFactsAndProvenance) {
   EXPECT_EQ(index["manifests"][1]["digest"], built.referrer_digest);
   EXPECT_EQ(index["manifests"][1]["artifactType"], imgbake::store::kProvenanceArtifactType);
 
-  if (!have_program("skopeo")) GTEST_SKIP() << "skopeo is not installed: oci: layout not checked with it";
+  REQUIRE_TOOL("skopeo");
   Command inspect = run({"skopeo", "inspect", "oci:" + b.home().string() + ":web:1.4.0"});
   ASSERT_EQ(inspect.status, 0) << inspect.out;
   auto j = nlohmann::json::parse(inspect.out);
@@ -326,7 +325,7 @@ TEST_F(StoreImportTest, ReferrerAboutAnotherImageIsRefused) {
 }
 
 TEST_F(StoreImportTest, ImageNotBuiltByImgbakeImports) {
-  if (!have_program("tar")) GTEST_SKIP() << "tar is not installed";
+  REQUIRE_TOOL("tar");
   fs::create_directories(dir_ / "rootfs" / "etc");
   std::ofstream(dir_ / "rootfs" / "etc" / "motd") << "hello from elsewhere\n";
   ASSERT_EQ(run({"tar", "-C", (dir_ / "rootfs").string(), "-cf", (dir_ / "layer.tar").string(), "etc"}).status, 0);
@@ -373,7 +372,7 @@ TEST_F(StoreImportTest, ImageNotBuiltByImgbakeImports) {
   auto rep = st.check(nullptr);
   EXPECT_TRUE(rep.ok()) << imgbake::util::join(rep.problems, "\n");
 
-  if (!have_program("skopeo")) GTEST_SKIP() << "skopeo is not installed: oci: layout not checked with it";
+  REQUIRE_TOOL("skopeo");
   Command copy =
       run({"skopeo", "copy", "oci:" + st.home().string() + ":motd:3.1", "dir:" + (dir_ / "copied").string()});
   ASSERT_EQ(copy.status, 0) << copy.out;

@@ -234,8 +234,16 @@ TEST_F(ProcessTest, RelativeFilesAreResolvedInCwd) {
 
 TEST_F(ProcessTest, MissingProgramIsABuildError) {
   EXPECT_THROW(Run({"/nonexistent/imgbake-no-such-program"}), BuildError);
-  EXPECT_THROW(Run({"imgbake-no-such-program-in-path"}), BuildError);
   EXPECT_THROW(Run({}), BuildError);
+}
+
+TEST_F(ProcessTest, ProgramNotOnPathSaysItIsNotInstalled) {
+  try {
+    Run({"imgbake-no-such-program-in-path"});
+    ADD_FAILURE() << "no error";
+  } catch (const BuildError& e) {
+    EXPECT_STREQ(e.what(), "cannot run 'imgbake-no-such-program-in-path': it is not installed (not found on PATH)");
+  }
 }
 
 TEST_F(ProcessTest, MissingCwdFailsTheRun) {
