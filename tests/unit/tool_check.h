@@ -60,9 +60,9 @@ inline std::string Missing(std::string_view tool) {
 }  // namespace tool_check
 
 // Fails the current test (and returns from it) when TOOL is missing.
-#define REQUIRE_TOOL(tool)                                                   \
-  do {                                                                       \
-    if (std::string why_ = ::tool_check::Missing(tool); !why_.empty()) {     \
-      FAIL() << why_;                                                        \
-    }                                                                        \
+#define REQUIRE_TOOL(tool)                                               \
+  do {                                                                   \
+    if (std::string why_ = ::tool_check::Missing(tool); !why_.empty()) { \
+      FAIL() << why_;                                                    \
+    }                                                                    \
   } while (0)
