@@ -20,7 +20,6 @@
 #include "imgbake/store.h"
 #include "imgbake/util.h"
 #include "rootfs/rootfs_config.h"
-#include "template/gotime.h"
 
 namespace imgbake::rootfs {
 
@@ -66,7 +65,7 @@ struct Work {
 std::string short_digest(const std::string& d) { return d.substr(0, std::min<size_t>(d.size(), 19)); }
 
 std::string rfc3339(int64_t epoch) {
-  return gotime::format("2006-01-02T15:04:05Z", std::chrono::system_clock::time_point(std::chrono::seconds(epoch)));
+  return util::format_rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(epoch)));
 }
 
 // SOURCE_DATE_EPOCH: the environment, else the option, else the last commit time of the

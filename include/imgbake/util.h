@@ -22,6 +22,9 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 std::string format_duration(std::chrono::nanoseconds d);  // "1.234s", "2m03s"
 std::string format_bytes(uint64_t n);                     // "512 B", "3.4 MiB"
+// RFC 3339 in UTC: "2026-12-05T09:30:00Z", or with milliseconds (truncated, as Go's ".000"
+// layouts do) "2026-12-05T09:30:00.123Z".
+std::string format_rfc3339(std::chrono::system_clock::time_point t, bool milliseconds = false);
 
 std::string read_file(const std::filesystem::path& path);  // throws std::runtime_error naming the path
 // Writes via a temp file in the same directory, fsync, rename: readers never see a half file.

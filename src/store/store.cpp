@@ -10,7 +10,6 @@
 
 #include "imgbake/provenance.h"
 #include "imgbake/util.h"
-#include "template/gotime.h"
 
 namespace imgbake::store {
 
@@ -155,7 +154,7 @@ nlohmann::ordered_json oci_config(const OciImage& img, const std::map<std::strin
   return c;
 }
 
-std::string now_rfc3339() { return gotime::format("2006-01-02T15:04:05Z07:00", std::chrono::system_clock::now()); }
+std::string now_rfc3339() { return util::format_rfc3339(std::chrono::system_clock::now()); }
 
 const char* kImageColumns =
     "id, name, version, manifest_digest, manifest_size, created, builder_type, template_digest, git_commit, parent, "

@@ -10,7 +10,6 @@
 
 #include "imgbake/cancel.h"
 #include "imgbake/util.h"
-#include "template/gotime.h"
 
 namespace imgbake {
 
@@ -68,7 +67,7 @@ const char* kYellow = "\033[33m";
 const char* kCyan = "\033[36m";
 const char* kReset = "\033[0m";
 
-std::string now_rfc3339() { return gotime::format("2006-01-02T15:04:05.000Z07:00", std::chrono::system_clock::now()); }
+std::string now_rfc3339() { return util::format_rfc3339(std::chrono::system_clock::now(), true); }
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 }  // namespace

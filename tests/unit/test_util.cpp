@@ -79,6 +79,17 @@ TEST(ParseDuration, HugeNumbersAreAnErrorNotAnException) {
 
 // ---------------------------------------------------------------- format_duration
 
+TEST(FormatRfc3339, UtcSecondsAndTruncatedMilliseconds) {
+  using namespace std::chrono;
+  system_clock::time_point t{seconds(1764927000) + milliseconds(987)};
+  EXPECT_EQ(imgbake::util::format_rfc3339(t), "2025-12-05T09:30:00Z");
+  EXPECT_EQ(imgbake::util::format_rfc3339(t, true), "2025-12-05T09:30:00.987Z");
+  EXPECT_EQ(imgbake::util::format_rfc3339(system_clock::time_point{}, true), "1970-01-01T00:00:00.000Z");
+  // Before the epoch, the second is floored (Go does the same).
+  EXPECT_EQ(imgbake::util::format_rfc3339(system_clock::time_point{milliseconds(-1)}, true),
+            "1969-12-31T23:59:59.999Z");
+}
+
 TEST(FormatDuration, Forms) {
   EXPECT_EQ(imgbake::util::format_duration(0ns), "0.000s");
   EXPECT_EQ(imgbake::util::format_duration(1234ms), "1.234s");
