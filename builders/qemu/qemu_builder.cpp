@@ -23,7 +23,7 @@
 #include "imgbake/fetch.h"
 #include "imgbake/process.h"
 #include "imgbake/ssh.h"
-#include "imgbake/store.h"
+#include "imgbake/oci.h"
 #include "imgbake/util.h"
 #include "qemu/boot_command.h"
 #include "qemu/cd_files.h"
@@ -794,7 +794,7 @@ class ArtifactStep : public Step {
     std::vector<std::string> paths = {r_.disk_path.string()};
     paths.insert(paths.end(), r_.extra_disks.begin(), r_.extra_disks.end());
     a->files = describe_files(paths);
-    std::string media = r_.cfg.format == "qcow2" ? store::kDiskQcow2MediaType : store::kDiskRawMediaType;
+    std::string media = r_.cfg.format == "qcow2" ? oci::kDiskQcow2MediaType : oci::kDiskRawMediaType;
     for (auto& f : a->files) f.media_type = media;
     a->id = "sha256:" + a->files.front().sha256;
     a->metadata["format"] = r_.cfg.format;

@@ -30,7 +30,7 @@ namespace {
 constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 struct LayerRef {
-  store::Descriptor blob;
+  oci::Descriptor blob;
   std::string diff_id;
   std::string created_by;
   bool empty = false;  // a step that changed nothing: a history entry without a layer
@@ -333,15 +333,15 @@ class SourceStep : public Step {
     auto blob_path = [&](const std::string& d) { return dir / "blobs" / "sha256" / d.substr(7); };
     auto copy_in = [&](const std::string& d, const std::string& mt) {
       if (w_.store->blobs().exists(d)) return;
-      store::Descriptor got = w_.store->blobs().put_file(blob_path(d), mt);
+      oci::Descriptor got = w_.store->blobs().put_file(blob_path(d), mt);
       if (got.digest != d) {
         w_.store->blobs().remove(got.digest);
         throw BuildError("blob " + d + " of " + dir.string() + " is corrupt (its content is " + got.digest + ")");
       }
     };
-    copy_in(digest, store::kManifestMediaType);
+    copy_in(digest, oci::kManifestMediaType);
     nlohmann::json m = nlohmann::json::parse(w_.store->blobs().read(digest));
-    copy_in(m.at("config").at("digest"), store::kConfigMediaType);
+    copy_in(m.at("config").at("digest"), oci::kConfigMediaType);
     for (const auto& l : m.at("layers")) copy_in(l.at("digest"), l.value("mediaType", ""));
     adopt_manifest(m, w_.cfg.source);
     w_.parent = digest;

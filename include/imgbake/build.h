@@ -68,11 +68,6 @@ struct BuildPlan {
   interp::Context interp;
 };
 
-// The "config" object of the template's "imgbake" section as an OCI image config
-// (Env as ["K=V"], ExposedPorts/Volumes as sets); unknown keys and bad values are
-// reported through the reader.
-nlohmann::ordered_json read_image_config(ConfigReader& r);
-
 // Full validation: every builder/provisioner/post-processor is created and prepared.
 // Problems are added to `diags`; plans are returned for the builds that -only/-except select.
 std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, const BuildOptions& opts,

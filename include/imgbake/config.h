@@ -63,4 +63,9 @@ class ConfigReader {
   void type_error(const std::string& key, const json::Value& v, const char* expected);
 };
 
+// The "config" object of the template's "imgbake" section as an OCI image config
+// (Env as ["K=V"], ExposedPorts/Volumes as sets); unknown keys and bad values are
+// reported through the reader.
+nlohmann::ordered_json read_image_config(ConfigReader& r);
+
 }  // namespace imgbake

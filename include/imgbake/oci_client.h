@@ -15,7 +15,7 @@
 
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
-#include "imgbake/store.h"
+#include "imgbake/oci.h"
 
 namespace imgbake::registry {
 
@@ -136,7 +136,7 @@ class Client {
   std::vector<std::string> tags(const std::string& repo);
   // Referrers of `digest` (optionally of one artifactType): the OCI 1.1 referrers API when the
   // registry has it, else the index at the referrers tag schema tag "sha256-HEX".
-  std::vector<store::Descriptor> referrers(const std::string& repo, const std::string& digest,
+  std::vector<oci::Descriptor> referrers(const std::string& repo, const std::string& digest,
                                            const std::string& artifact_type = "");
   // Whether GET /v2/REPO/referrers/DIGEST is implemented (distribution 2.8 answers 404).
   bool has_referrers_api(const std::string& repo);

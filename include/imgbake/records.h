@@ -19,7 +19,7 @@
 
 namespace imgbake::registry {
 
-// The artifactType of a record's referrer manifest (next to store::kProvenanceArtifactType).
+// The artifactType of a record's referrer manifest (next to oci::kProvenanceArtifactType).
 inline constexpr const char* kRecordArtifactType = "application/vnd.imgbake.record.v1+json";
 // The in-toto predicateType of a record's statement.
 inline constexpr const char* kRecordPredicateType = "https://imgbake.dev/record/v1";
@@ -69,7 +69,7 @@ CheckedRecord check_record(const nlohmann::json& envelope, const std::string& su
 // blob, the empty config, the referrer manifest, and the referrers tag schema index when the
 // registry has no referrers API. Returns the record's digest. Pushing the same record again
 // changes nothing.
-std::string push_record(Client& client, const std::string& repo, const store::Descriptor& subject,
+std::string push_record(Client& client, const std::string& repo, const oci::Descriptor& subject,
                         const nlohmann::json& envelope, const CancelToken& cancel);
 
 // The records attached to one image, checked, oldest first.

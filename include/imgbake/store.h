@@ -20,29 +20,11 @@
 #include <nlohmann/json.hpp>
 
 #include "imgbake/artifact.h"
+#include "imgbake/oci.h"
 
 namespace imgbake::store {
 
-inline constexpr const char* kManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
-inline constexpr const char* kConfigMediaType = "application/vnd.oci.image.config.v1+json";
-inline constexpr const char* kImageArtifactType = "application/vnd.imgbake.image.v1";
-inline constexpr const char* kFileLayerMediaType = "application/vnd.imgbake.file.v1";
-inline constexpr const char* kDiskQcow2MediaType = "application/vnd.imgbake.disk.v1.qcow2";
-inline constexpr const char* kDiskRawMediaType = "application/vnd.imgbake.disk.v1.raw";
-inline constexpr const char* kBuildInfoMediaType = "application/vnd.imgbake.build-info.v1+json";
-inline constexpr const char* kDsseMediaType = "application/vnd.dsse.envelope.v1+json";
-inline constexpr const char* kProvenanceArtifactType = "application/vnd.in-toto+json";
-inline constexpr const char* kEmptyMediaType = "application/vnd.oci.empty.v1+json";
-inline constexpr const char* kIndexMediaType = "application/vnd.oci.image.index.v1+json";
-
-struct Descriptor {
-  std::string media_type;
-  std::string digest;  // "sha256:…"
-  uint64_t size = 0;
-  std::map<std::string, std::string> annotations;
-
-  nlohmann::ordered_json to_json() const;
-};
+using oci::Descriptor;
 
 class BlobStore {
  public:
@@ -285,7 +267,7 @@ class Store {
   // What a push uploads besides the image manifest itself, in upload order: the config, the
   // layers (with their annotations), then, when the image has provenance, the referrer's
   // config and layers (the DSSE envelope) and last the referrer manifest (media type
-  // kManifestMediaType: PUT it as a manifest, after the image manifest it names as subject).
+  // oci::kManifestMediaType: PUT it as a manifest, after the image manifest it names as subject).
   // Every descriptor's file is blobs().path(digest). Throws StoreError when a manifest is unreadable.
   std::vector<Descriptor> blobs_of(const ImageRecord& img) const;
 

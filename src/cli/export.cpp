@@ -199,9 +199,9 @@ Action setup_export(CLI::App& sub, const GlobalOptions&) {
     std::string disk, disk_format;
     for (const auto& l : m["layers"]) {
       std::string mt = l["mediaType"];
-      if (mt == store::kDiskQcow2MediaType || mt == store::kDiskRawMediaType) {
+      if (mt == oci::kDiskQcow2MediaType || mt == oci::kDiskRawMediaType) {
         disk = l["digest"];
-        disk_format = mt == store::kDiskQcow2MediaType ? "qcow2" : "raw";
+        disk_format = mt == oci::kDiskQcow2MediaType ? "qcow2" : "raw";
         break;
       }
     }

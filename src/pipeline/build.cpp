@@ -245,7 +245,7 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   for (const auto& s : summary.steps)
     if (!s.key.empty()) facts.steps.push_back({s.name, s.key, std::chrono::duration<double>(s.duration).count()});
   req.make_provenance = [&](const std::string& version, const std::string& manifest_digest,
-                            const std::vector<store::Descriptor>& layers) {
+                            const std::vector<oci::Descriptor>& layers) {
     facts.subjects.push_back({req.name + ":" + version, manifest_digest.substr(7)});
     for (size_t i = 0; i < layers.size(); ++i) {
       auto title = layers[i].annotations.find("org.opencontainers.image.title");

@@ -1074,9 +1074,9 @@ std::vector<std::string> Client::tags(const std::string& repo) {
 
 namespace {
 
-std::vector<store::Descriptor> descriptors_of_index(const std::string& bytes, const std::string& artifact_type,
+std::vector<oci::Descriptor> descriptors_of_index(const std::string& bytes, const std::string& artifact_type,
                                                     const std::string& where) {
-  std::vector<store::Descriptor> out;
+  std::vector<oci::Descriptor> out;
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(bytes);
@@ -1088,7 +1088,7 @@ std::vector<store::Descriptor> descriptors_of_index(const std::string& bytes, co
   for (const auto& m : *manifests) {
     if (!m.is_object()) continue;
     if (!artifact_type.empty() && m.value("artifactType", "") != artifact_type) continue;
-    store::Descriptor d;
+    oci::Descriptor d;
     d.media_type = m.value("mediaType", "");
     d.digest = m.value("digest", "");
     d.size = m.value("size", uint64_t{0});
@@ -1102,7 +1102,7 @@ std::vector<store::Descriptor> descriptors_of_index(const std::string& bytes, co
 
 }  // namespace
 
-std::vector<store::Descriptor> Client::referrers(const std::string& repo, const std::string& digest,
+std::vector<oci::Descriptor> Client::referrers(const std::string& repo, const std::string& digest,
                                                  const std::string& artifact_type) {
   Request req;
   req.url = impl_->url_for("/v2/" + repo + "/referrers/" + digest);

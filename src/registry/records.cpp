@@ -36,7 +36,7 @@ int64_t time_ms(const std::string& t) {
 }
 
 bool is_image_manifest(const std::string& media_type) {
-  return media_type == store::kManifestMediaType ||
+  return media_type == oci::kManifestMediaType ||
          media_type == "application/vnd.docker.distribution.manifest.v2+json";
 }
 
@@ -79,7 +79,7 @@ const nlohmann::json* envelope_layer(const nlohmann::json& manifest) {
   auto layers = manifest.find("layers");
   if (layers == manifest.end() || !layers->is_array()) return nullptr;
   for (const auto& l : *layers)
-    if (json_string(l, "mediaType") == store::kDsseMediaType) return &l;
+    if (json_string(l, "mediaType") == oci::kDsseMediaType) return &l;
   return nullptr;
 }
 
@@ -111,8 +111,8 @@ const provenance::SigningKey& key_of(const RecordAuthor& author) {
   return *author.key;
 }
 
-store::Descriptor descriptor_of(const Manifest& m) {
-  store::Descriptor d;
+oci::Descriptor descriptor_of(const Manifest& m) {
+  oci::Descriptor d;
   d.media_type = m.media_type;
   d.digest = m.digest;
   d.size = m.bytes.size();
@@ -230,7 +230,7 @@ CheckedRecord check_record(const nlohmann::json& envelope, const std::string& su
   return out;
 }
 
-std::string push_record(Client& client, const std::string& repo, const store::Descriptor& subject,
+std::string push_record(Client& client, const std::string& repo, const oci::Descriptor& subject,
                         const nlohmann::json& envelope, const CancelToken& cancel) {
   std::string env_bytes = envelope.dump();
   std::string env_digest = "sha256:" + util::sha256_hex(env_bytes);
@@ -250,11 +250,11 @@ std::string push_record(Client& client, const std::string& repo, const store::De
   }
   nlohmann::ordered_json manifest = {
       {"schemaVersion", 2},
-      {"mediaType", store::kManifestMediaType},
+      {"mediaType", oci::kManifestMediaType},
       {"artifactType", kRecordArtifactType},
-      {"config", {{"mediaType", store::kEmptyMediaType}, {"digest", empty_digest}, {"size", 2}, {"data", "e30="}}},
+      {"config", {{"mediaType", oci::kEmptyMediaType}, {"digest", empty_digest}, {"size", 2}, {"data", "e30="}}},
       {"layers", nlohmann::ordered_json::array(
-                     {{{"mediaType", store::kDsseMediaType}, {"digest", env_digest}, {"size", env_bytes.size()}}})},
+                     {{{"mediaType", oci::kDsseMediaType}, {"digest", env_digest}, {"size", env_bytes.size()}}})},
       {"subject", {{"mediaType", subject.media_type}, {"digest", subject.digest}, {"size", subject.size}}},
       {"annotations", annotations}};
   std::string bytes = manifest.dump();
@@ -278,7 +278,7 @@ std::vector<CheckedRecord> image_records(Client& client, const std::string& repo
       std::string attached = manifest.contains("subject") ? json_string(manifest["subject"], "digest") : "";
       if (attached != digest) throw BuildError("the record is attached to " + attached + ", not " + digest);
       const nlohmann::json* layer = envelope_layer(manifest);
-      if (!layer) throw BuildError(std::string("the record holds no ") + store::kDsseMediaType + " layer");
+      if (!layer) throw BuildError(std::string("the record holds no ") + oci::kDsseMediaType + " layer");
       std::string env =
           blob_as_string(client, repo, json_string(*layer, "digest"), layer->value("size", uint64_t{0}), cancel);
       CheckedRecord checked = check_record(nlohmann::json::parse(env), digest, keys);
@@ -495,7 +495,7 @@ std::vector<std::string> push_local_records(const store::Store& st, const store:
                                             const Reference& dest, const provenance::SigningKey& key,
                                             const CancelToken& cancel) {
   std::vector<std::string> out;
-  store::Descriptor subject{store::kManifestMediaType, img.manifest_digest, img.manifest_size, {}};
+  oci::Descriptor subject{oci::kManifestMediaType, img.manifest_digest, img.manifest_size, {}};
   for (const auto& e : st.history(img.name)) {
     if (!record_actions().contains(e.action) || e.to_ref != img.ref()) continue;
     std::string from;
@@ -547,7 +547,7 @@ RemoteVerification verify_remote(Client& client, const Reference& image,
     if (!client.has_blob(repo, digest))
       problem(what + " (" + digest + ") is missing from " + image.registry + "/" + repo);
 
-  auto refs = client.referrers(repo, m.digest, store::kProvenanceArtifactType);
+  auto refs = client.referrers(repo, m.digest, oci::kProvenanceArtifactType);
   if (refs.empty()) {
     problem("the image has no provenance referrer in " + image.registry + "/" + repo);
     return v;
@@ -569,7 +569,7 @@ RemoteVerification verify_remote(Client& client, const Reference& image,
   }
   const nlohmann::json* layer = ref_manifest.is_object() ? envelope_layer(ref_manifest) : nullptr;
   if (!layer) {
-    problem(std::string("the provenance referrer holds no ") + store::kDsseMediaType + " layer");
+    problem(std::string("the provenance referrer holds no ") + oci::kDsseMediaType + " layer");
     return v;
   }
   nlohmann::json envelope;

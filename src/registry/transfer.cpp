@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace imgbake::registry {
 namespace {
 
-constexpr const char* kIndexMediaType = "application/vnd.oci.image.index.v1+json";
+constexpr const char* oci::kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 
 std::string short_digest(const std::string& d) { return d.substr(0, std::min<size_t>(d.size(), 19)); }
 
@@ -34,10 +34,10 @@ std::string mib(uint64_t n) {
 }
 
 // The blobs a manifest names: its config and its layers.
-std::vector<store::Descriptor> blobs_of(const nlohmann::json& manifest) {
-  std::vector<store::Descriptor> out;
+std::vector<oci::Descriptor> blobs_of(const nlohmann::json& manifest) {
+  std::vector<oci::Descriptor> out;
   auto desc = [](const nlohmann::json& j) {
-    store::Descriptor d;
+    oci::Descriptor d;
     d.media_type = j.value("mediaType", "");
     d.digest = j.value("digest", "");
     d.size = j.value("size", uint64_t{0});
@@ -77,7 +77,7 @@ void update_referrers_index(Client& client, const std::string& repo, const std::
                             const nlohmann::json& referrer) {
   std::string tag = referrers_tag(subject);
   nlohmann::ordered_json index = {
-      {"schemaVersion", 2}, {"mediaType", kIndexMediaType}, {"manifests", nlohmann::ordered_json::array()}};
+      {"schemaVersion", 2}, {"mediaType", oci::kIndexMediaType}, {"manifests", nlohmann::ordered_json::array()}};
   if (auto existing = client.get_manifest(repo, tag)) {
     try {
       index = nlohmann::ordered_json::parse(existing->bytes);
@@ -87,19 +87,19 @@ void update_referrers_index(Client& client, const std::string& repo, const std::
   for (const auto& m : index["manifests"])
     if (m.value("digest", "") == referrer.value("digest", "")) return;
   index["manifests"].push_back(nlohmann::ordered_json::parse(referrer.dump()));
-  client.put_manifest(repo, tag, kIndexMediaType, index.dump());
+  client.put_manifest(repo, tag, oci::kIndexMediaType, index.dump());
 }
 
 nlohmann::json referrer_descriptor(const std::string& bytes, const std::string& digest) {
   nlohmann::json m = nlohmann::json::parse(bytes);
-  return {{"mediaType", store::kManifestMediaType},
+  return {{"mediaType", oci::kManifestMediaType},
           {"digest", digest},
           {"size", bytes.size()},
           {"artifactType", m.value("artifactType", "")}};
 }
 
 // The cheap ways first: already there, or a cross-repository mount (no byte moves).
-bool try_mount(Client& to, const std::string& repo, const store::Descriptor& blob, const std::string& from_repo,
+bool try_mount(Client& to, const std::string& repo, const oci::Descriptor& blob, const std::string& from_repo,
                BlobPushResult& result, const CancelToken& cancel) {
   result = to.mount_blob(repo, blob.digest, from_repo, cancel);
   return result.mounted || result.existed;
@@ -107,7 +107,7 @@ bool try_mount(Client& to, const std::string& repo, const store::Descriptor& blo
 
 // Copies one blob without touching the disk: through memory when it is small enough.
 uint64_t stream_through_memory(Client& from, const std::string& src_repo, Client& to, const std::string& dest_repo,
-                               const store::Descriptor& blob, const CancelToken& cancel) {
+                               const oci::Descriptor& blob, const CancelToken& cancel) {
   std::string data;
   data.reserve(blob.size);
   from.get_blob(
@@ -122,7 +122,7 @@ uint64_t stream_through_memory(Client& from, const std::string& src_repo, Client
 constexpr size_t kStreamBuffer = 8u << 20;
 
 BlobPushResult stream_between_registries(Client& from, const std::string& src_repo, Client& to,
-                                         const std::string& dest_repo, const store::Descriptor& blob,
+                                         const std::string& dest_repo, const oci::Descriptor& blob,
                                          const CancelToken& cancel) {
   struct Pipe {
     std::mutex mu;
@@ -200,7 +200,7 @@ BlobPushResult stream_between_registries(Client& from, const std::string& src_re
 // Larger blobs: a temp file in `staging_dir` (Client::push_blob reads a file it can seek in).
 // TODO(client): a push from a reader would let these stream too.
 BlobPushResult stream_through_file(Client& from, const std::string& src_repo, Client& to, const std::string& dest_repo,
-                                   const store::Descriptor& blob, const std::string& staging_dir,
+                                   const oci::Descriptor& blob, const std::string& staging_dir,
                                    const CancelToken& cancel) {
   fs::path tmp = fs::path(staging_dir) / ("imgbake-copy-" + blob.digest.substr(7, 16));
   register_temp_path(tmp.string());
@@ -246,7 +246,7 @@ std::optional<CheckedRecord> check_revocation(Client& client, const std::string&
 
 bool put_referrer(Client& client, const std::string& repo, const std::string& subject,
                   const std::string& referrer_bytes, const std::string& referrer_digest) {
-  std::string stored = client.put_manifest(repo, referrer_digest, store::kManifestMediaType, referrer_bytes);
+  std::string stored = client.put_manifest(repo, referrer_digest, oci::kManifestMediaType, referrer_bytes);
   if (stored != referrer_digest)
     throw BuildError("the registry stored the referrer as " + stored + ", not " + referrer_digest);
   if (client.has_referrers_api(repo)) return false;
@@ -268,13 +268,13 @@ TransferReport push_image(store::Store& st, const store::ImageRecord& img, Clien
   std::string bytes = st.blobs().read(img.manifest_digest);
   nlohmann::json manifest = nlohmann::json::parse(bytes);
   push_local_blobs(st, client, repo, manifest, rep, log, cancel);
-  rep.manifest_digest = client.put_manifest(repo, img.manifest_digest, store::kManifestMediaType, bytes);
+  rep.manifest_digest = client.put_manifest(repo, img.manifest_digest, oci::kManifestMediaType, bytes);
   if (rep.manifest_digest != img.manifest_digest)
     throw BuildError("the registry stored the manifest as " + rep.manifest_digest + ", not " + img.manifest_digest);
   std::vector<std::string> tags = {dest.tag.empty() ? img.version : dest.tag};
   for (const auto& t : extra_tags)
     if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
-  for (const auto& t : tags) client.put_manifest(repo, t, store::kManifestMediaType, bytes);
+  for (const auto& t : tags) client.put_manifest(repo, t, oci::kManifestMediaType, bytes);
   rep.tags = tags;
 
   if (!img.referrer_digest.empty()) {
@@ -302,7 +302,7 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
   if (!manifest) throw BuildError(src.str() + ": no such image in the registry");
   if (!src.digest.empty() && manifest->digest != src.digest)
     throw BuildError(src.str() + ": the registry served a manifest with digest " + manifest->digest);
-  if (manifest->media_type != store::kManifestMediaType &&
+  if (manifest->media_type != oci::kManifestMediaType &&
       manifest->media_type != "application/vnd.docker.distribution.manifest.v2+json")
     throw BuildError(src.str() + ": " + manifest->media_type +
                      " is not an image manifest (indexes are not pulled yet)");
@@ -332,7 +332,7 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
   store::ImportRequest req;
   req.manifest_bytes = manifest->bytes;
   req.source = src.registry + "/" + repo + "@" + manifest->digest;
-  for (const auto& d : client.referrers(repo, manifest->digest, store::kProvenanceArtifactType)) {
+  for (const auto& d : client.referrers(repo, manifest->digest, oci::kProvenanceArtifactType)) {
     auto ref = client.get_manifest(repo, d.digest);
     if (!ref) continue;
     fetch_blobs(nlohmann::json::parse(ref->bytes));
@@ -413,7 +413,7 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
     if (!ref) continue;
     copy_blobs(nlohmann::json::parse(ref->bytes));
     if (put_referrer(to, dest.repository, manifest->digest, ref->bytes, ref->digest)) rep.referrers_tag_schema = true;
-    if (nlohmann::json::parse(ref->bytes).value("artifactType", "") == store::kProvenanceArtifactType)
+    if (nlohmann::json::parse(ref->bytes).value("artifactType", "") == oci::kProvenanceArtifactType)
       rep.referrer_digest = ref->digest;
   }
   return rep;

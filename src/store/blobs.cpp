@@ -16,12 +16,6 @@ namespace imgbake::store {
 
 namespace fs = std::filesystem;
 
-nlohmann::ordered_json Descriptor::to_json() const {
-  nlohmann::ordered_json j = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
-  if (!annotations.empty()) j["annotations"] = annotations;
-  return j;
-}
-
 BlobStore::BlobStore(fs::path root) : root_(std::move(root)) {}
 
 fs::path BlobStore::temp_dir() const { return root_ / "tmp"; }

@@ -265,9 +265,9 @@ std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& 
 
 std::string layer_media_type(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
-  if (ext == ".qcow2") return kDiskQcow2MediaType;
-  if (ext == ".raw" || ext == ".img") return kDiskRawMediaType;
-  return kFileLayerMediaType;
+  if (ext == ".qcow2") return oci::kDiskQcow2MediaType;
+  if (ext == ".raw" || ext == ".img") return oci::kDiskRawMediaType;
+  return oci::kFileLayerMediaType;
 }
 
 }  // namespace
@@ -318,7 +318,7 @@ void Store::sync_index() const {
 
   nlohmann::ordered_json manifests = nlohmann::ordered_json::array();
   auto entry = [](const std::string& digest, uint64_t size, const std::string& ref) {
-    nlohmann::ordered_json j = {{"mediaType", kManifestMediaType}, {"digest", digest}, {"size", size}};
+    nlohmann::ordered_json j = {{"mediaType", oci::kManifestMediaType}, {"digest", digest}, {"size", size}};
     if (!ref.empty()) j["annotations"] = {{"org.opencontainers.image.ref.name", ref}};
     return j;
   };
@@ -329,7 +329,7 @@ void Store::sync_index() const {
       manifests.push_back(entry(r.manifest_digest, r.manifest_size, r.ref()));
       if (!r.referrer_digest.empty()) {
         auto ref = entry(r.referrer_digest, r.referrer_size, "");
-        ref["artifactType"] = kProvenanceArtifactType;
+        ref["artifactType"] = oci::kProvenanceArtifactType;
         manifests.push_back(ref);
       }
     }
@@ -392,7 +392,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
                                      {"git_commit", req.git_commit},
                                      {"build_time", created},
                                      {"parent", req.parent}};
-      Descriptor d = blobs_.put_bytes(info.dump(2) + "\n", kBuildInfoMediaType);
+      Descriptor d = blobs_.put_bytes(info.dump(2) + "\n", oci::kBuildInfoMediaType);
       d.annotations["org.opencontainers.image.title"] = "build-info.json";
       layers.push_back(d);
     }
@@ -406,12 +406,12 @@ ImageRecord Store::commit(const CommitRequest& req) {
                                      {"config", {{"Labels", labels}}},
                                      {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
     if (req.oci) config = oci_config(*req.oci, req.labels);
-    Descriptor cfg = blobs_.put_bytes(config.dump(), kConfigMediaType);
+    Descriptor cfg = blobs_.put_bytes(config.dump(), oci::kConfigMediaType);
     nlohmann::ordered_json layer_json = nlohmann::ordered_json::array();
     for (const auto& l : layers) layer_json.push_back(l.to_json());
     nlohmann::ordered_json manifest = {{"schemaVersion", 2},
-                                       {"mediaType", kManifestMediaType},
-                                       {"artifactType", kImageArtifactType},
+                                       {"mediaType", oci::kManifestMediaType},
+                                       {"artifactType", oci::kImageArtifactType},
                                        {"config", cfg.to_json()},
                                        {"layers", layer_json},
                                        {"annotations",
@@ -427,23 +427,23 @@ ImageRecord Store::commit(const CommitRequest& req) {
                                  {"io.imgbake.builder", req.builder_type}};
       if (req.oci->created.empty()) manifest["annotations"].erase("org.opencontainers.image.created");
     }
-    Descriptor man = blobs_.put_bytes(manifest.dump(), kManifestMediaType);
+    Descriptor man = blobs_.put_bytes(manifest.dump(), oci::kManifestMediaType);
 
     Descriptor envelope, referrer;
     if (req.make_provenance) {
       nlohmann::json env = req.make_provenance(version, man.digest, layers);
-      envelope = blobs_.put_bytes(env.dump(), kDsseMediaType);
-      Descriptor empty = blobs_.put_bytes("{}", kEmptyMediaType);
+      envelope = blobs_.put_bytes(env.dump(), oci::kDsseMediaType);
+      Descriptor empty = blobs_.put_bytes("{}", oci::kEmptyMediaType);
       nlohmann::ordered_json empty_json = empty.to_json();
       empty_json["data"] = "e30=";
       nlohmann::ordered_json ref_manifest = {{"schemaVersion", 2},
-                                             {"mediaType", kManifestMediaType},
-                                             {"artifactType", kProvenanceArtifactType},
+                                             {"mediaType", oci::kManifestMediaType},
+                                             {"artifactType", oci::kProvenanceArtifactType},
                                              {"config", empty_json},
                                              {"layers", nlohmann::ordered_json::array({envelope.to_json()})},
                                              {"subject", man.to_json()},
                                              {"annotations", {{"org.opencontainers.image.created", created}}}};
-      referrer = blobs_.put_bytes(ref_manifest.dump(), kManifestMediaType);
+      referrer = blobs_.put_bytes(ref_manifest.dump(), oci::kManifestMediaType);
     }
 
     if (req.oci && !req.version) {
@@ -1027,8 +1027,8 @@ ParsedManifest parse_manifest(const std::string& bytes, const std::string& what)
   if (!p.json.is_object() || !p.json.contains("schemaVersion") || p.json["schemaVersion"] != 2)
     throw StoreError(what + " is not an image manifest (schemaVersion 2)");
   std::string media_type = string_field(p.json, "mediaType");
-  if (!media_type.empty() && media_type != kManifestMediaType)
-    throw StoreError(what + " has media type " + media_type + "; only OCI image manifests (" + kManifestMediaType +
+  if (!media_type.empty() && media_type != oci::kManifestMediaType)
+    throw StoreError(what + " has media type " + media_type + "; only OCI image manifests (" + oci::kManifestMediaType +
                      ") can be imported (pick one platform's manifest of an index)");
   if (!p.json.contains("config") || !p.json.contains("layers") || !p.json["layers"].is_array())
     throw StoreError(what + " has no config or no layers list");
@@ -1091,9 +1091,9 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   Descriptor envelope, referrer;
   if (!req.referrer_manifest_bytes.empty()) {
     const ParsedManifest ref = parse_manifest(req.referrer_manifest_bytes, what + ": the provenance referrer");
-    if (string_field(ref.json, "artifactType") != kProvenanceArtifactType)
+    if (string_field(ref.json, "artifactType") != oci::kProvenanceArtifactType)
       throw StoreError(what + ": the provenance referrer's artifactType is '" + string_field(ref.json, "artifactType") +
-                       "', not " + kProvenanceArtifactType);
+                       "', not " + oci::kProvenanceArtifactType);
     std::string subject = ref.json.contains("subject") && ref.json["subject"].is_object()
                               ? string_field(ref.json["subject"], "digest")
                               : "";
@@ -1112,19 +1112,19 @@ ImageRecord Store::import_image(const ImportRequest& req) {
     need(ref.config, "the provenance referrer's config");
     for (const auto& l : ref.layers) {
       need(l, "the provenance envelope");
-      if (envelope.digest.empty() && l.media_type == kDsseMediaType) envelope = l;
+      if (envelope.digest.empty() && l.media_type == oci::kDsseMediaType) envelope = l;
     }
     if (envelope.digest.empty())
-      throw StoreError(what + ": the provenance referrer holds no " + kDsseMediaType + " layer");
+      throw StoreError(what + ": the provenance referrer holds no " + oci::kDsseMediaType + " layer");
   }
   if (!missing.empty())
     throw StoreError(what + ": " + util::join(missing, "; ") + " (pull the image's blobs before importing it)");
   if (!req.referrer_manifest_bytes.empty())
-    referrer = blobs_.put_bytes(req.referrer_manifest_bytes, kManifestMediaType);
+    referrer = blobs_.put_bytes(req.referrer_manifest_bytes, oci::kManifestMediaType);
 
   // What the image says about itself: the manifest's annotations, the config's labels and
   // build-info.json (an image imgbake built has all three; others may have none).
-  const bool built_by_imgbake = string_field(image.json, "artifactType") == kImageArtifactType ||
+  const bool built_by_imgbake = string_field(image.json, "artifactType") == oci::kImageArtifactType ||
                                 !annotation(image.json, "io.imgbake.image.name").empty();
   std::map<std::string, std::string> labels;
   std::string created = annotation(image.json, "org.opencontainers.image.created");
@@ -1138,7 +1138,7 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   }
   nlohmann::json build_info;
   for (const auto& l : image.layers)
-    if (l.media_type == kBuildInfoMediaType) build_info = read_metadata(blobs_, l);
+    if (l.media_type == oci::kBuildInfoMediaType) build_info = read_metadata(blobs_, l);
   std::string own_version = annotation(image.json, "org.opencontainers.image.version");
   if (own_version.empty() && labels.count("org.opencontainers.image.version"))
     own_version = labels["org.opencontainers.image.version"];
@@ -1153,7 +1153,7 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   if (created.empty()) created = string_field(build_info, "build_time");
   if (created.empty()) created = now_rfc3339();
 
-  Descriptor man = blobs_.put_bytes(req.manifest_bytes, kManifestMediaType);
+  Descriptor man = blobs_.put_bytes(req.manifest_bytes, oci::kManifestMediaType);
   sqlite3* db = db_->db;
   ImageRecord rec;
   {
@@ -1226,7 +1226,7 @@ std::vector<Descriptor> Store::blobs_of(const ImageRecord& img) const {
     ParsedManifest r = parse_manifest(ref_bytes, img.ref() + ": the provenance referrer");
     out.push_back(r.config);
     out.insert(out.end(), r.layers.begin(), r.layers.end());
-    out.push_back(Descriptor{kManifestMediaType, img.referrer_digest, img.referrer_size, {}});
+    out.push_back(Descriptor{oci::kManifestMediaType, img.referrer_digest, img.referrer_size, {}});
   }
   return out;
 }

@@ -1,7 +1,6 @@
 // The "config" object of the template's "imgbake" section: how a container image runs
 // (OCI image config: Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts, Volumes,
 // StopSignal, Labels). Read by the template check and by image builders.
-#include "imgbake/build.h"
 #include "imgbake/config.h"
 
 namespace imgbake {

@@ -6,7 +6,6 @@
 #include <regex>
 #include <set>
 
-#include "imgbake/build.h"
 #include "imgbake/config.h"
 #include "imgbake/interpolate.h"
 #include "imgbake/template.h"

@@ -183,12 +183,12 @@ Manifest PushImage(Client& client, const std::string& repo, const std::string& t
   client.push_blob_bytes(repo, Sha256(layer), layer, cancel);
   nlohmann::ordered_json m = {
       {"schemaVersion", 2},
-      {"mediaType", store::kManifestMediaType},
-      {"config", {{"mediaType", store::kConfigMediaType}, {"digest", Sha256(config)}, {"size", config.size()}}},
+      {"mediaType", oci::kManifestMediaType},
+      {"config", {{"mediaType", oci::kConfigMediaType}, {"digest", Sha256(config)}, {"size", config.size()}}},
       {"layers",
        nlohmann::json::array(
            {{{"mediaType", "application/octet-stream"}, {"digest", Sha256(layer)}, {"size", layer.size()}}})}};
-  Manifest out{store::kManifestMediaType, m.dump(), ""};
+  Manifest out{oci::kManifestMediaType, m.dump(), ""};
   out.digest = client.put_manifest(repo, tag, out.media_type, out.bytes);
   return out;
 }

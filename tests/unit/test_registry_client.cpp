@@ -600,9 +600,9 @@ PushedImage PushImage(Client& client, const std::string& repo, const std::string
   client.push_blob_bytes(repo, Sha256(layer), layer, cancel);
   nlohmann::ordered_json m;
   m["schemaVersion"] = 2;
-  m["mediaType"] = store::kManifestMediaType;
+  m["mediaType"] = oci::kManifestMediaType;
   if (!artifact_type.empty()) m["artifactType"] = artifact_type;
-  m["config"] = {{"mediaType", artifact_type.empty() ? store::kConfigMediaType : store::kEmptyMediaType},
+  m["config"] = {{"mediaType", artifact_type.empty() ? oci::kConfigMediaType : oci::kEmptyMediaType},
                  {"digest", Sha256(config)},
                  {"size", config.size()}};
   m["layers"] = nlohmann::json::array(
@@ -612,7 +612,7 @@ PushedImage PushImage(Client& client, const std::string& repo, const std::string
   image.manifest = m.dump();
   // No tag: PUT by digest, as a referrer is stored.
   image.digest =
-      client.put_manifest(repo, tag.empty() ? Sha256(image.manifest) : tag, store::kManifestMediaType, image.manifest);
+      client.put_manifest(repo, tag.empty() ? Sha256(image.manifest) : tag, oci::kManifestMediaType, image.manifest);
   return image;
 }
 
@@ -727,12 +727,12 @@ TEST_F(RegistryClientTest, ManifestsAndTagsRoundTrip) {
   ASSERT_TRUE(by_tag.has_value());
   EXPECT_EQ(by_tag->bytes, image.manifest);
   EXPECT_EQ(by_tag->digest, image.digest);
-  EXPECT_EQ(by_tag->media_type, store::kManifestMediaType);
+  EXPECT_EQ(by_tag->media_type, oci::kManifestMediaType);
   auto by_digest = client.get_manifest("team/app", image.digest);
   ASSERT_TRUE(by_digest.has_value());
   EXPECT_EQ(by_digest->bytes, image.manifest);
 
-  client.put_manifest("team/app", "latest", store::kManifestMediaType, image.manifest);
+  client.put_manifest("team/app", "latest", oci::kManifestMediaType, image.manifest);
   auto tags = client.tags("team/app");
   std::sort(tags.begin(), tags.end());
   EXPECT_EQ(tags, (std::vector<std::string>{"latest", "v1"}));
@@ -744,11 +744,11 @@ TEST_F(RegistryClientTest, ManifestsAndTagsRoundTrip) {
 TEST_F(RegistryClientTest, AnInvalidManifestNamesTheRegistrysErrorCode) {
   Client client(registry_->host(), PlainHttp(), std::nullopt);
   nlohmann::json m = {{"schemaVersion", 2},
-                      {"mediaType", store::kManifestMediaType},
-                      {"config", {{"mediaType", store::kConfigMediaType}, {"digest", Sha256("absent")}, {"size", 6}}},
+                      {"mediaType", oci::kManifestMediaType},
+                      {"config", {{"mediaType", oci::kConfigMediaType}, {"digest", Sha256("absent")}, {"size", 6}}},
                       {"layers", nlohmann::json::array()}};
   try {
-    client.put_manifest("team/bad", "v1", store::kManifestMediaType, m.dump());
+    client.put_manifest("team/bad", "v1", oci::kManifestMediaType, m.dump());
     FAIL() << "a manifest with a missing config blob was accepted";
   } catch (const RegistryError& e) {
     std::string what = e.what();
@@ -814,16 +814,16 @@ TEST_F(RegistryClientTest, FindsReferrersThroughTheTagSchema) {
   EXPECT_FALSE(client.has_referrers_api("team/signed"));
   PushedImage image = PushImage(client, "team/signed", "v1", "the image");
   nlohmann::json subject = {
-      {"mediaType", store::kManifestMediaType}, {"digest", image.digest}, {"size", image.manifest.size()}};
+      {"mediaType", oci::kManifestMediaType}, {"digest", image.digest}, {"size", image.manifest.size()}};
   PushedImage provenance =
-      PushImage(client, "team/signed", "", "an attestation", subject, store::kProvenanceArtifactType);
+      PushImage(client, "team/signed", "", "an attestation", subject, oci::kProvenanceArtifactType);
   nlohmann::ordered_json index;
   index["schemaVersion"] = 2;
   index["mediaType"] = "application/vnd.oci.image.index.v1+json";
-  index["manifests"] = nlohmann::json::array({{{"mediaType", store::kManifestMediaType},
+  index["manifests"] = nlohmann::json::array({{{"mediaType", oci::kManifestMediaType},
                                                {"digest", provenance.digest},
                                                {"size", provenance.manifest.size()},
-                                               {"artifactType", store::kProvenanceArtifactType},
+                                               {"artifactType", oci::kProvenanceArtifactType},
                                                {"annotations", {{"org.example.kind", "provenance"}}}}});
   std::string hex = image.digest.substr(7);
   client.put_manifest("team/signed", "sha256-" + hex, "application/vnd.oci.image.index.v1+json", index.dump());
@@ -833,7 +833,7 @@ TEST_F(RegistryClientTest, FindsReferrersThroughTheTagSchema) {
   EXPECT_EQ(all[0].digest, provenance.digest);
   EXPECT_EQ(all[0].size, provenance.manifest.size());
   EXPECT_EQ(all[0].annotations["org.example.kind"], "provenance");
-  EXPECT_EQ(client.referrers("team/signed", image.digest, store::kProvenanceArtifactType).size(), 1u);
+  EXPECT_EQ(client.referrers("team/signed", image.digest, oci::kProvenanceArtifactType).size(), 1u);
   EXPECT_TRUE(client.referrers("team/signed", image.digest, "application/vnd.other").empty());
   EXPECT_TRUE(client.referrers("team/signed", provenance.digest).empty());
 }

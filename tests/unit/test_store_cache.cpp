@@ -11,7 +11,7 @@
 namespace fs = std::filesystem;
 using imgbake::store::CacheEntry;
 using imgbake::store::CommitRequest;
-using imgbake::store::Descriptor;
+using imgbake::oci::Descriptor;
 using imgbake::store::OciImage;
 using imgbake::store::Store;
 

@@ -61,7 +61,7 @@ TEST_F(StoreTest, LayerBlobIsTheFileHashedWhileStored) {
   EXPECT_EQ(digest, "sha256:" + imgbake::util::sha256_hex("payload"));
   EXPECT_EQ(imgbake::util::read_file(st.blobs().path(digest)), "payload");
   EXPECT_EQ(m["layers"][0]["annotations"]["org.opencontainers.image.title"], "app-payload.txt");
-  EXPECT_EQ(m["artifactType"], imgbake::store::kImageArtifactType);
+  EXPECT_EQ(m["artifactType"], imgbake::oci::kImageArtifactType);
 }
 
 TEST_F(StoreTest, BuildInfoTravelsInsideTheImage) {

@@ -17,7 +17,7 @@
 namespace fs = std::filesystem;
 using imgbake::store::BlobWriter;
 using imgbake::store::CommitRequest;
-using imgbake::store::Descriptor;
+using imgbake::oci::Descriptor;
 using imgbake::store::ImageRecord;
 using imgbake::store::ImportRequest;
 using imgbake::store::Store;
@@ -94,7 +94,7 @@ class StoreImportTest : public ::testing::Test {
   // manifests are handed to import_image as bytes. `skip` leaves one blob behind.
   static void copy_blobs(const Store& from, const ImageRecord& img, Store& to, const std::string& skip = "") {
     for (const Descriptor& d : from.blobs_of(img)) {
-      if (d.media_type == imgbake::store::kManifestMediaType || d.digest == skip) continue;
+      if (d.media_type == imgbake::oci::kManifestMediaType || d.digest == skip) continue;
       std::string content = imgbake::util::read_file(from.blobs().path(d.digest));
       BlobWriter w(to.blobs());
       for (size_t off = 0; off < content.size(); off += kChunk)
@@ -173,7 +173,7 @@ TEST_F(StoreImportTest, PulledImageKeepsItsDigestFactsAndProvenance) {
   EXPECT_EQ(index["manifests"][0]["digest"], built.manifest_digest);
   EXPECT_EQ(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "web:1.4.0");
   EXPECT_EQ(index["manifests"][1]["digest"], built.referrer_digest);
-  EXPECT_EQ(index["manifests"][1]["artifactType"], imgbake::store::kProvenanceArtifactType);
+  EXPECT_EQ(index["manifests"][1]["artifactType"], imgbake::oci::kProvenanceArtifactType);
 
   REQUIRE_TOOL("skopeo");
   Command inspect = run({"skopeo", "inspect", "oci:" + b.home().string() + ":web:1.4.0"});
@@ -340,9 +340,9 @@ TEST_F(StoreImportTest, ImageNotBuiltByImgbakeImports) {
   const std::string config_bytes = config.dump();
   nlohmann::ordered_json manifest = {
       {"schemaVersion", 2},
-      {"mediaType", imgbake::store::kManifestMediaType},
+      {"mediaType", imgbake::oci::kManifestMediaType},
       {"config",
-       {{"mediaType", imgbake::store::kConfigMediaType},
+       {{"mediaType", imgbake::oci::kConfigMediaType},
         {"digest", "sha256:" + imgbake::util::sha256_hex(config_bytes)},
         {"size", config_bytes.size()}}},
       {"layers",
@@ -384,7 +384,7 @@ TEST_F(StoreImportTest, ForeignImageWithoutVersionGetsTheNextNumber) {
   const std::string layer = "not really a tar";
   nlohmann::ordered_json manifest = {{"schemaVersion", 2},
                                      {"config",
-                                      {{"mediaType", imgbake::store::kConfigMediaType},
+                                      {{"mediaType", imgbake::oci::kConfigMediaType},
                                        {"digest", "sha256:" + imgbake::util::sha256_hex(config_bytes)},
                                        {"size", config_bytes.size()}}},
                                      {"layers",
@@ -392,7 +392,7 @@ TEST_F(StoreImportTest, ForeignImageWithoutVersionGetsTheNextNumber) {
                                         {"digest", "sha256:" + imgbake::util::sha256_hex(layer)},
                                         {"size", layer.size()}}}}};
   Store st(dir_ / "s");
-  st.blobs().put_bytes(config_bytes, imgbake::store::kConfigMediaType);
+  st.blobs().put_bytes(config_bytes, imgbake::oci::kConfigMediaType);
   st.blobs().put_bytes(layer, "application/vnd.oci.image.layer.v1.tar");
   ImportRequest req;
   req.name = "tool";

@@ -1,0 +1,38 @@
+// The OCI vocabulary every layer speaks: content descriptors and the media types of what
+// imgbake stores and pushes (the store, the registry client and the builders use these).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace imgbake::oci {
+
+inline constexpr const char* kManifestMediaType = "application/vnd.oci.image.manifest.v1+json";
+inline constexpr const char* kConfigMediaType = "application/vnd.oci.image.config.v1+json";
+inline constexpr const char* kImageArtifactType = "application/vnd.imgbake.image.v1";
+inline constexpr const char* kFileLayerMediaType = "application/vnd.imgbake.file.v1";
+inline constexpr const char* kDiskQcow2MediaType = "application/vnd.imgbake.disk.v1.qcow2";
+inline constexpr const char* kDiskRawMediaType = "application/vnd.imgbake.disk.v1.raw";
+inline constexpr const char* kBuildInfoMediaType = "application/vnd.imgbake.build-info.v1+json";
+inline constexpr const char* kDsseMediaType = "application/vnd.dsse.envelope.v1+json";
+inline constexpr const char* kProvenanceArtifactType = "application/vnd.in-toto+json";
+inline constexpr const char* kEmptyMediaType = "application/vnd.oci.empty.v1+json";
+inline constexpr const char* kIndexMediaType = "application/vnd.oci.image.index.v1+json";
+
+struct Descriptor {
+  std::string media_type;
+  std::string digest;  // "sha256:…"
+  uint64_t size = 0;
+  std::map<std::string, std::string> annotations;
+
+  nlohmann::ordered_json to_json() const {
+    nlohmann::ordered_json j = {{"mediaType", media_type}, {"digest", digest}, {"size", size}};
+    if (!annotations.empty()) j["annotations"] = annotations;
+    return j;
+  }
+};
+
+}  // namespace imgbake::oci
