@@ -1,4 +1,4 @@
-#include "qemu/boot_command.h"
+#include "boot_command.h"
 
 #include <algorithm>
 #include <array>

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "imgbake/cancel.h"
-#include "qemu/qmp.h"
+#include "qmp.h"
 
 namespace imgbake::qemu {
 

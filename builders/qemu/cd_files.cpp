@@ -1,4 +1,4 @@
-#include "qemu/cd_files.h"
+#include "cd_files.h"
 
 #include <glob.h>
 #include <stdlib.h>

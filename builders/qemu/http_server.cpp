@@ -1,4 +1,4 @@
-#include "qemu/http_server.h"
+#include "http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

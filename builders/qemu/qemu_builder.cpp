@@ -18,18 +18,18 @@
 
 #include <libssh/libssh.h>
 
+#include "boot_command.h"
+#include "cd_files.h"
+#include "http_server.h"
 #include "imgbake/builder.h"
 #include "imgbake/error.h"
 #include "imgbake/fetch.h"
+#include "imgbake/oci.h"
 #include "imgbake/process.h"
 #include "imgbake/ssh.h"
-#include "imgbake/oci.h"
 #include "imgbake/util.h"
-#include "qemu/boot_command.h"
-#include "qemu/cd_files.h"
-#include "qemu/http_server.h"
-#include "qemu/qemu_config.h"
-#include "qemu/qmp.h"
+#include "qemu_config.h"
+#include "qmp.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-#include "qemu/qemu_config.h"
+#include "qemu_config.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "qemu/qmp.h"
+#include "qmp.h"
 
 #include <poll.h>
 #include <sys/socket.h>

@@ -19,7 +19,7 @@
 #include "imgbake/process.h"
 #include "imgbake/store.h"
 #include "imgbake/util.h"
-#include "rootfs/rootfs_config.h"
+#include "rootfs_config.h"
 
 namespace imgbake::rootfs {
 

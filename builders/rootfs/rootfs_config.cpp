@@ -1,4 +1,4 @@
-#include "rootfs/rootfs_config.h"
+#include "rootfs_config.h"
 
 #include <filesystem>
 #include <fstream>

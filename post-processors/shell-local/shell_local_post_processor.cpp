@@ -1,8 +1,8 @@
 // Packer's shell-local post-processor: the shell-local provisioner's options, run
 // after the build with the artifact's files in the environment.
 #include "imgbake/post_processor.h"
+#include "imgbake/shell_local.h"
 #include "imgbake/util.h"
-#include "shell-local/shell_local.h"
 
 namespace imgbake {
 namespace {

@@ -1,5 +1,5 @@
 #include "imgbake/provisioner.h"
-#include "shell-local/shell_local.h"
+#include "imgbake/shell_local.h"
 
 namespace imgbake {
 namespace {

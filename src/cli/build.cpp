@@ -1,7 +1,7 @@
 #include <iostream>
 
-#include "cli/template_options.h"
 #include "imgbake/error.h"
+#include "template_options.h"
 
 namespace imgbake::cli {
 

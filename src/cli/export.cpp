@@ -7,12 +7,12 @@
 
 #include <iostream>
 
-#include "cli/store_verbs.h"
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
 #include "imgbake/layer.h"
 #include "imgbake/process.h"
 #include "imgbake/util.h"
+#include "store_verbs.h"
 
 namespace imgbake::cli {
 

@@ -2,7 +2,7 @@
 #include <iostream>
 #include <iterator>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "imgbake/error.h"
 #include "imgbake/json.h"
 #include "imgbake/util.h"

@@ -1,6 +1,6 @@
 #include <iostream>
 
-#include "cli/store_verbs.h"
+#include "store_verbs.h"
 
 namespace imgbake::cli {
 

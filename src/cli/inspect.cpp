@@ -4,7 +4,7 @@
 #include <chrono>
 #include <iostream>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "imgbake/template.h"
 
 namespace imgbake::cli {

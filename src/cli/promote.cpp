@@ -2,10 +2,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "cli/store_verbs.h"
 #include "imgbake/oci_client.h"
 #include "imgbake/publish.h"
 #include "imgbake/records.h"
+#include "store_verbs.h"
 
 namespace imgbake::cli {
 namespace {

@@ -3,12 +3,12 @@
 
 #include <iostream>
 
-#include "cli/store_verbs.h"
 #include "imgbake/cancel.h"
 #include "imgbake/oci_client.h"
 #include "imgbake/progress.h"
 #include "imgbake/publish.h"
-#include "registry/transfer.h"
+#include "imgbake/transfer.h"
+#include "store_verbs.h"
 
 namespace imgbake::cli {
 

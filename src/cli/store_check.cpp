@@ -1,7 +1,7 @@
 #include <iostream>
 
-#include "cli/store_verbs.h"
 #include "imgbake/publish.h"
+#include "store_verbs.h"
 
 namespace imgbake::cli {
 

@@ -1,4 +1,4 @@
-#include "cli/store_verbs.h"
+#include "store_verbs.h"
 
 #include "imgbake/util.h"
 

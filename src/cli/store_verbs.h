@@ -4,7 +4,7 @@
 #include <memory>
 #include <string>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "imgbake/store.h"
 #include "imgbake/util.h"
 

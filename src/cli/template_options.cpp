@@ -1,4 +1,4 @@
-#include "cli/template_options.h"
+#include "template_options.h"
 
 #include <algorithm>
 #include <iostream>

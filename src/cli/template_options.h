@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "imgbake/build.h"
 
 namespace imgbake::cli {

@@ -1,6 +1,6 @@
 #include <iostream>
 
-#include "cli/template_options.h"
+#include "template_options.h"
 
 namespace imgbake::cli {
 

@@ -1,6 +1,6 @@
 #include <iostream>
 
-#include "cli/cli.h"
+#include "cli.h"
 #include "imgbake/builder.h"
 #include "imgbake/post_processor.h"
 #include "imgbake/provisioner.h"

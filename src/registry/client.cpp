@@ -1075,7 +1075,7 @@ std::vector<std::string> Client::tags(const std::string& repo) {
 namespace {
 
 std::vector<oci::Descriptor> descriptors_of_index(const std::string& bytes, const std::string& artifact_type,
-                                                    const std::string& where) {
+                                                  const std::string& where) {
   std::vector<oci::Descriptor> out;
   nlohmann::json doc;
   try {
@@ -1103,7 +1103,7 @@ std::vector<oci::Descriptor> descriptors_of_index(const std::string& bytes, cons
 }  // namespace
 
 std::vector<oci::Descriptor> Client::referrers(const std::string& repo, const std::string& digest,
-                                                 const std::string& artifact_type) {
+                                               const std::string& artifact_type) {
   Request req;
   req.url = impl_->url_for("/v2/" + repo + "/referrers/" + digest);
   if (!artifact_type.empty()) req.url = with_query(req.url, "artifactType=" + url_encode(artifact_type));

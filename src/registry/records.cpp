@@ -7,8 +7,8 @@
 #include <set>
 
 #include "imgbake/error.h"
+#include "imgbake/transfer.h"
 #include "imgbake/util.h"
-#include "registry/transfer.h"
 
 namespace imgbake::registry {
 namespace {
@@ -36,8 +36,7 @@ int64_t time_ms(const std::string& t) {
 }
 
 bool is_image_manifest(const std::string& media_type) {
-  return media_type == oci::kManifestMediaType ||
-         media_type == "application/vnd.docker.distribution.manifest.v2+json";
+  return media_type == oci::kManifestMediaType || media_type == "application/vnd.docker.distribution.manifest.v2+json";
 }
 
 std::string json_string(const nlohmann::json& j, const char* key) {

@@ -1,4 +1,4 @@
-#include "registry/transfer.h"
+#include "imgbake/transfer.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -22,8 +22,6 @@ namespace fs = std::filesystem;
 
 namespace imgbake::registry {
 namespace {
-
-constexpr const char* oci::kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 
 std::string short_digest(const std::string& d) { return d.substr(0, std::min<size_t>(d.size(), 19)); }
 

@@ -1,6 +1,6 @@
 // Port of Go's time.Time.Format (src/time/format.go: nextStdChunk/appendFormat) for
 // UTC times, plus the image-name cleaning template functions of Packer's builders.
-#include "template/gotime.h"
+#include "gotime.h"
 
 #include <array>
 #include <cstdint>

@@ -5,9 +5,9 @@
 #include <optional>
 #include <vector>
 
+#include "gotime.h"
 #include "imgbake/util.h"
 #include "imgbake/version.h"
-#include "template/gotime.h"
 
 namespace imgbake::interp {
 

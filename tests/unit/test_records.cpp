@@ -12,8 +12,8 @@
 
 #include "imgbake/process.h"
 #include "imgbake/records.h"
+#include "imgbake/transfer.h"
 #include "imgbake/util.h"
-#include "registry/transfer.h"
 #include "registry_fixture.h"
 #include "sshd_fixture.h"
 

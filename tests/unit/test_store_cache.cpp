@@ -9,9 +9,9 @@
 #include "imgbake/util.h"
 
 namespace fs = std::filesystem;
+using imgbake::oci::Descriptor;
 using imgbake::store::CacheEntry;
 using imgbake::store::CommitRequest;
-using imgbake::oci::Descriptor;
 using imgbake::store::OciImage;
 using imgbake::store::Store;
 

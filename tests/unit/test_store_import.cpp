@@ -15,9 +15,9 @@
 #include "tool_check.h"
 
 namespace fs = std::filesystem;
+using imgbake::oci::Descriptor;
 using imgbake::store::BlobWriter;
 using imgbake::store::CommitRequest;
-using imgbake::oci::Descriptor;
 using imgbake::store::ImageRecord;
 using imgbake::store::ImportRequest;
 using imgbake::store::Store;

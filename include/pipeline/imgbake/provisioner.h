@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "imgbake/component_registry.h"
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
-#include "imgbake/registry.h"
 
 namespace imgbake {
 

@@ -3,9 +3,9 @@
 #include <set>
 #include <string>
 
+#include "imgbake/component_registry.h"
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
-#include "imgbake/registry.h"
 
 namespace imgbake {
 

@@ -137,7 +137,7 @@ class Client {
   // Referrers of `digest` (optionally of one artifactType): the OCI 1.1 referrers API when the
   // registry has it, else the index at the referrers tag schema tag "sha256-HEX".
   std::vector<oci::Descriptor> referrers(const std::string& repo, const std::string& digest,
-                                           const std::string& artifact_type = "");
+                                         const std::string& artifact_type = "");
   // Whether GET /v2/REPO/referrers/DIGEST is implemented (distribution 2.8 answers 404).
   bool has_referrers_api(const std::string& repo);
 

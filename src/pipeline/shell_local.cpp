@@ -1,4 +1,4 @@
-#include "shell-local/shell_local.h"
+#include "imgbake/shell_local.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
