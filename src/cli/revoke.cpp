@@ -1,0 +1,38 @@
+// imgbake revoke: revoke an image of the store or of a registry
+#include <iostream>
+
+#include "remote_verbs.h"
+
+namespace imgbake::cli {
+
+Action setup_revoke(CLI::App& sub, const GlobalOptions& global) {
+  struct Opts {
+    std::string ref, reason;
+    bool descendants = false;
+    RegistryFlags reg;
+  };
+  auto o = std::make_shared<Opts>();
+  sub.add_option("ref", o->ref, "The image to revoke (or REGISTRY/REPO@DIGEST, REGISTRY/REPO:TAG)")->required();
+  sub.add_option("--reason", o->reason, "Why (required; kept in the audit log)")->required();
+  sub.add_flag("--descendants", o->descendants, "Also revoke every image built on it (its parent chain)");
+  add_registry_flags(sub, o->reg, true);
+  return [o, &global] {
+    if (registry::names_registry(o->ref)) {
+      if (o->descendants) throw UsageError("revoke: --descendants is for images of the local store");
+      registry::Reference ref = registry::Reference::parse(o->ref);
+      Remote r(global, ref.registry, o->reg);
+      provenance::SigningKey key = record_signing_key(o->reg);
+      auto m = registry::revoke_remote(*r.client, ref, o->reason, author_with(key), r.keys, global_cancel());
+      std::cout << (m.already ? "already revoked: " : "revoked ") << m.repository << "@" << m.to_digest << "; record "
+                << m.record_digest << "\n";
+      return 0;
+    }
+    auto st = open_store();
+    auto revoked = st->revoke(o->ref, o->reason, o->descendants);
+    if (revoked.empty()) std::cout << "already revoked: " << st->resolve(o->ref).ref() << "\n";
+    for (const auto& r : revoked) std::cout << "revoked " << r << "\n";
+    return 0;
+  };
+}
+
+}  // namespace imgbake::cli
