@@ -568,8 +568,8 @@ class RootfsBuilder : public Builder {
     s.push_back(std::make_unique<SourceStep>(w_));
     size_t index = 0;
     for (auto& p : provision) {
-      if (p->silent()) {
-        s.push_back(std::move(p));  // the error-cleanup-provisioner hook
+      if (p->is_error_cleanup_hook()) {
+        s.push_back(std::move(p));
         continue;
       }
       s.push_back(std::make_unique<LayerStep>(w_, std::move(p), ++index));

@@ -77,6 +77,7 @@ class ErrorCleanupStep : public Step {
   nlohmann::json key_material(const State&) const override { return nullptr; }
   void run(State&) override {}
   bool silent() const override { return true; }
+  bool is_error_cleanup_hook() const override { return true; }
   bool runs_on_abort() const override { return true; }
   void cleanup(State& st) noexcept override {
     if (!p_ || !st.provisioning_failed || st.cancel.cancelled()) return;

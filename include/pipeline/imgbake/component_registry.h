@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,8 +23,12 @@ class ComponentRegistry {
     return registry;
   }
 
+  // Two components of one kind with the same name are a programming error: the second would
+  // silently replace the first. Thrown during static initialisation, it stops the program
+  // with this message before main.
   bool add(const std::string& name, Factory f) {
-    factories_[name] = std::move(f);
+    if (!factories_.emplace(name, std::move(f)).second)
+      throw std::logic_error("two components register the name '" + name + "'");
     return true;
   }
   bool has(const std::string& name) const { return factories_.count(name) != 0; }

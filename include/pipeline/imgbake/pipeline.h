@@ -4,7 +4,6 @@
 // reverse, as -on-error says.
 #pragma once
 
-#include <any>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -57,8 +56,6 @@ class State {
   bool provisioning_failed = false;
   // When set, the running step must finish by then (provisioner "timeout").
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  // Builder-specific values, keyed by the builder's own names.
-  std::map<std::string, std::any> bag;
 
   void say(std::string_view text) { ui.say(build.name, text); }
   void message(std::string_view text) { ui.message(build.name, text); }
@@ -82,6 +79,9 @@ class Step {
   virtual bool runs_on_abort() const { return false; }
   // Bookkeeping steps that do nothing visible in run() are not shown or timed.
   virtual bool silent() const { return false; }
+  // The pipeline's hook that runs the error-cleanup-provisioner; a builder that wraps the
+  // provision steps (rootfs: one layer each) passes this one through unwrapped.
+  virtual bool is_error_cleanup_hook() const { return false; }
 };
 
 using StepList = std::vector<std::unique_ptr<Step>>;
