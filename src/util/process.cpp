@@ -50,8 +50,11 @@ void init_child_attributes(posix_spawnattr_t& attr) {
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 }
 
-// "No such file or directory" for a bare program name means it is not installed.
-std::string spawn_error(const std::string& program, int rc) {
+// "No such file or directory" for a bare program name means it is not installed, unless the
+// directory to run it in is what is missing.
+std::string spawn_error(const std::string& program, int rc, const std::string& cwd = "") {
+  if (rc == ENOENT && !cwd.empty() && ::access(cwd.c_str(), F_OK) != 0)
+    return "cannot run '" + program + "': its working directory " + cwd + " does not exist";
   if (rc == ENOENT && program.find('/') == std::string::npos)
     return "cannot run '" + program + "': it is not installed (not found on PATH)";
   return "cannot run '" + program + "': " + std::strerror(rc);
@@ -133,7 +136,7 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   if (rc != 0) {
     close(out_pipe[0]);
     close(err_pipe[0]);
-    throw BuildError(spawn_error(spec.argv[0], rc));
+    throw BuildError(spawn_error(spec.argv[0], rc, spec.cwd));
   }
 
   register_child_group(pid);

@@ -250,13 +250,12 @@ TEST_F(ProcessTest, MissingCwdFailsTheRun) {
   ProcessSpec spec;
   spec.argv = {"true"};
   spec.cwd = (dir_ / "does-not-exist").string();
-  bool failed = false;
   try {
-    failed = RunSpec(spec) != 0;
-  } catch (const BuildError&) {
-    failed = true;
+    RunSpec(spec);
+    ADD_FAILURE() << "no error";
+  } catch (const BuildError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot run 'true': its working directory " + spec.cwd + " does not exist");
   }
-  EXPECT_TRUE(failed);
 }
 
 // ---------------------------------------------------------------- timeout
