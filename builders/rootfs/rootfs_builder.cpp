@@ -502,17 +502,14 @@ class ImageStep : public Step {
   bool silent() const override { return true; }
 
   void run(State& st) override {
-    nlohmann::json layers = nlohmann::json::array();
+    auto image = std::make_shared<oci::Image>();
     nlohmann::json history = nlohmann::json::parse(w_.base_history.dump());
     std::string created = w_.epoch ? rfc3339(*w_.epoch) : "";
     util::Hasher chain;
     for (const auto& l : w_.layers) {
       bool base = l.created_by.starts_with("base layer");
       if (!l.empty) {
-        layers.push_back({{"media_type", l.blob.media_type},
-                          {"digest", l.blob.digest},
-                          {"size", l.blob.size},
-                          {"diff_id", l.diff_id}});
+        image->layers.push_back({l.blob, l.diff_id});
         chain.update(l.diff_id.data(), l.diff_id.size());
       }
       if (base && !w_.base_history.empty()) continue;  // the base image's own history says it
@@ -526,7 +523,11 @@ class ImageStep : public Step {
     auto a = std::make_shared<Artifact>();
     a->builder_type = "rootfs";
     a->id = "sha256:" + chain.hex();
-    a->metadata["oci_image"] = {{"layers", layers}, {"history", history}, {"config", config}, {"created", created}};
+    // Through nlohmann::json: keys sorted, as the image config has always been written.
+    image->config = nlohmann::ordered_json::parse(config.dump());
+    image->history = nlohmann::ordered_json::parse(history.dump());
+    image->created = created;
+    a->oci_image = std::move(image);
     if (!w_.parent.empty()) a->metadata["parent"] = w_.parent;
     st.artifact = a;
     if (!st.build.commit) st.message("--no-store: the image is not catalogued; its layers stay in the build cache");

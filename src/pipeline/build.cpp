@@ -130,23 +130,6 @@ ImageSettings image_settings(const Template& t, const BuildPlan& plan) {
   return s;
 }
 
-// The container image an image builder described in its artifact's metadata.
-store::OciImage oci_image_from(const nlohmann::json& j) {
-  store::OciImage img;
-  for (const auto& l : j.at("layers")) {
-    store::OciImage::Layer layer;
-    layer.blob.media_type = l.at("media_type").get<std::string>();
-    layer.blob.digest = l.at("digest").get<std::string>();
-    layer.blob.size = l.at("size").get<uint64_t>();
-    layer.diff_id = l.at("diff_id").get<std::string>();
-    img.layers.push_back(layer);
-  }
-  img.config = nlohmann::ordered_json::parse(j.at("config").dump());
-  img.history = nlohmann::ordered_json::parse(j.at("history").dump());
-  img.created = j.value("created", "");
-  return img;
-}
-
 // Env lists ("K=V"): entries of `over` replace those of `base` with the same name.
 nlohmann::ordered_json merge_env(const nlohmann::ordered_json& base, const nlohmann::ordered_json& over) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
@@ -168,7 +151,7 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   for (const auto& a : summary.artifacts) {
     files.insert(files.end(), a->files.begin(), a->files.end());
     if (parent.empty() && a->metadata.contains("parent")) parent = a->metadata["parent"].get<std::string>();
-    if (!oci && a->metadata.contains("oci_image")) oci = oci_image_from(a->metadata["oci_image"]);
+    if (!oci && a->oci_image) oci = *a->oci_image;
   }
   if (files.empty() && !oci) {
     st.message("nothing to commit to the store: the build produced no files");

@@ -126,16 +126,7 @@ struct ChannelRecord {
 // it builds): committed as a plain OCI image (no artifactType), with the config the
 // builder describes. Nothing in it depends on the version or on the time of the commit,
 // so the same inputs give the same manifest digest.
-struct OciImage {
-  struct Layer {
-    Descriptor blob;  // a tar layer (media type …tar+gzip, …tar+zstd, …tar)
-    std::string diff_id;
-  };
-  std::vector<Layer> layers;
-  nlohmann::ordered_json config = nlohmann::ordered_json::object();  // Env, Entrypoint, Cmd, … (OCI "config")
-  nlohmann::ordered_json history = nlohmann::ordered_json::array();
-  std::string created;  // RFC 3339 (SOURCE_DATE_EPOCH when set)
-};
+using OciImage = oci::Image;
 
 // A layer the rootfs builder made for one step, kept under the step's content key.
 struct CacheEntry {

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "imgbake/oci.h"
+
 namespace imgbake {
 
 struct ArtifactFile {
@@ -24,6 +26,8 @@ struct Artifact {
   std::string id;            // "sha256:…" of the content, or another stable content id
   std::vector<ArtifactFile> files;
   nlohmann::json metadata = nlohmann::json::object();
+  // Set by image builders (rootfs): the container image the store commits.
+  std::shared_ptr<const oci::Image> oci_image;
 
   // One line for people: "file: sha256:ab12… (1 file, 13 B)".
   std::string describe() const;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -33,6 +34,19 @@ struct Descriptor {
     if (!annotations.empty()) j["annotations"] = annotations;
     return j;
   }
+};
+
+// A container image as an image builder describes it to the store (which writes its config and
+// manifest): the layers, already in the store as blobs, and the OCI config's parts.
+struct Image {
+  struct Layer {
+    Descriptor blob;  // a tar layer (media type …tar+gzip, …tar+zstd, …tar)
+    std::string diff_id;
+  };
+  std::vector<Layer> layers;
+  nlohmann::ordered_json config = nlohmann::ordered_json::object();  // Env, Entrypoint, Cmd, … (OCI "config")
+  nlohmann::ordered_json history = nlohmann::ordered_json::array();
+  std::string created;  // RFC 3339 (SOURCE_DATE_EPOCH when set)
 };
 
 }  // namespace imgbake::oci
