@@ -1,50 +1,21 @@
 // The qemu builder's steps around the disk: output directory, source, temporary key, seed CD,
 // disk, compaction, artifact.
-// The qemu builder (Packer's "qemu"): boots a VM from a disk image or an install ISO,
-// provisions it over SSH, shuts it down and leaves a compacted disk image. The build is
-// the flat list of steps in QemuBuilder::steps(); they share one QemuRun.
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
-#include <csignal>
 
-#include <algorithm>
-#include <atomic>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
-#include <thread>
 
 #include <libssh/libssh.h>
 
-#include "accelerator.h"
-#include "boot_command.h"
 #include "cd_files.h"
-#include "http_server.h"
-#include "imgbake/builder.h"
 #include "imgbake/error.h"
 #include "imgbake/fetch.h"
 #include "imgbake/oci.h"
 #include "imgbake/process.h"
-#include "imgbake/ssh.h"
 #include "imgbake/util.h"
-#include "qemu_config.h"
 #include "qemu_run.h"
-#include "qmp.h"
-
-namespace fs = std::filesystem;
 
 namespace imgbake::qemu {
 namespace {
-
-using std::chrono::milliseconds;
-using std::chrono::seconds;
-using Clock = std::chrono::steady_clock;
-
-// The guest sees the host as 10.0.2.2 under qemu user networking.
-constexpr const char* kGuestHostAddress = "10.0.2.2";
 
 class OutputDirStep : public Step {
  public:

@@ -1,4 +1,7 @@
-// The qemu builder: its flat list of steps (disk_steps.cpp, vm_steps.cpp) and its registration.
+// The qemu builder (Packer's "qemu"): boots a VM from a disk image or an install ISO,
+// provisions it over SSH, shuts it down and leaves a compacted disk image. The build is the
+// flat list of steps in QemuBuilder::steps() (disk_steps.cpp, vm_steps.cpp); they share one
+// QemuRun (qemu_run.h).
 #include <random>
 #include <set>
 

@@ -1,8 +1,5 @@
 // The qemu builder's steps around the running VM: HTTP server, start, boot command, wait for
 // SSH (with the kvm probe), shutdown.
-// The qemu builder (Packer's "qemu"): boots a VM from a disk image or an install ISO,
-// provisions it over SSH, shuts it down and leaves a compacted disk image. The build is
-// the flat list of steps in QemuBuilder::steps(); they share one QemuRun.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -17,16 +14,10 @@
 #include <random>
 #include <thread>
 
-#include <libssh/libssh.h>
-
 #include "accelerator.h"
 #include "boot_command.h"
-#include "cd_files.h"
 #include "http_server.h"
-#include "imgbake/builder.h"
 #include "imgbake/error.h"
-#include "imgbake/fetch.h"
-#include "imgbake/oci.h"
 #include "imgbake/process.h"
 #include "imgbake/ssh.h"
 #include "imgbake/util.h"
