@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <set>
 
+#include "catalog.h"
 #include "imgbake/provenance.h"
 #include "imgbake/util.h"
 
@@ -15,123 +16,21 @@ namespace imgbake::store {
 
 namespace fs = std::filesystem;
 
-// ---------------------------------------------------------------------------
-// A thin RAII layer over the SQLite C API.
-
-struct Store::Catalog {
-  sqlite3* db = nullptr;
-
-  explicit Catalog(const fs::path& file) {
-    if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                        nullptr) != SQLITE_OK)
-      throw StoreError("cannot open the catalog " + file.string() + ": " + (db ? sqlite3_errmsg(db) : "?"));
-    // Concurrent builds and promotions wait for each other instead of failing.
-    sqlite3_busy_timeout(db, 60000);
-    exec("PRAGMA journal_mode=WAL");
-    exec("PRAGMA synchronous=FULL");
-    exec("PRAGMA foreign_keys=ON");
-    exec(R"(CREATE TABLE IF NOT EXISTS images(
-      id INTEGER PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, seq INTEGER NOT NULL,
-      manifest_digest TEXT NOT NULL, manifest_size INTEGER NOT NULL, created TEXT NOT NULL,
-      builder_type TEXT NOT NULL DEFAULT '', template_digest TEXT NOT NULL DEFAULT '',
-      git_commit TEXT NOT NULL DEFAULT '', parent TEXT NOT NULL DEFAULT '',
-      provenance_digest TEXT NOT NULL DEFAULT '', referrer_digest TEXT NOT NULL DEFAULT '',
-      referrer_size INTEGER NOT NULL DEFAULT 0,
-      revoked INTEGER NOT NULL DEFAULT 0, revoked_reason TEXT NOT NULL DEFAULT '',
-      UNIQUE(name, version));
-      CREATE TABLE IF NOT EXISTS labels(image_id INTEGER NOT NULL REFERENCES images(id), key TEXT NOT NULL,
-        value TEXT NOT NULL, PRIMARY KEY(image_id, key));
-      CREATE TABLE IF NOT EXISTS channels(name TEXT NOT NULL, channel TEXT NOT NULL,
-        image_id INTEGER NOT NULL REFERENCES images(id), protected INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY(name, channel));
-      CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, time TEXT NOT NULL, who TEXT NOT NULL,
-        action TEXT NOT NULL, name TEXT NOT NULL, channel TEXT NOT NULL, from_ref TEXT NOT NULL,
-        to_ref TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS layer_cache(key TEXT PRIMARY KEY, material TEXT NOT NULL,
-        empty INTEGER NOT NULL, media_type TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
-        diff_id TEXT NOT NULL, created_by TEXT NOT NULL, created TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS layer_cache_slots(slot TEXT PRIMARY KEY, key TEXT NOT NULL);)");
-  }
-  ~Catalog() { sqlite3_close_v2(db); }
-
-  void exec(const std::string& sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "?";
-      sqlite3_free(err);
-      throw StoreError("catalog: " + msg);
-    }
-  }
-};
+using detail::append_audit;
+using detail::entry_hash;
+using detail::fill_details;
+using detail::find_image;
+using detail::kImageColumns;
+using detail::next_seq_and_number;
+using detail::now_rfc3339;
+using detail::read_image;
+using detail::Stmt;
+using detail::StoreLock;
+using detail::Transaction;
+using detail::valid_name_part;
+using detail::valid_version;
 
 namespace {
-
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
-      throw StoreError(std::string("catalog: ") + sqlite3_errmsg(db));
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& bind(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
-    return *this;
-  }
-  // True while there is a row.
-  bool step() {
-    int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    throw StoreError(std::string("catalog: ") + sqlite3_errmsg(db_));
-  }
-  void run() {
-    while (step()) {
-    }
-  }
-  std::string text(int col) const {
-    auto* p = sqlite3_column_text(s_, col);
-    return p ? reinterpret_cast<const char*>(p) : "";
-  }
-  int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
-};
-
-// BEGIN IMMEDIATE takes the write lock up front, so two writers never both read the
-// same "next version" and then conflict; rolled back unless commit() is called.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) { exec("BEGIN IMMEDIATE"); }
-  ~Transaction() {
-    if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  void commit() {
-    exec("COMMIT");
-    done_ = true;
-  }
-
- private:
-  void exec(const char* sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : "?";
-      sqlite3_free(err);
-      throw StoreError(std::string("catalog: ") + msg);
-    }
-  }
-  sqlite3* db_;
-  bool done_ = false;
-};
 
 // The config of a container image: the builder's runtime settings plus the labels, its
 // layers' diff_ids and history. Keys keep a fixed order so the bytes are reproducible.
@@ -152,115 +51,6 @@ nlohmann::ordered_json oci_config(const OciImage& img, const std::map<std::strin
   c["rootfs"] = {{"type", "layers"}, {"diff_ids", diff_ids}};
   if (!img.history.empty()) c["history"] = img.history;
   return c;
-}
-
-std::string now_rfc3339() { return util::format_rfc3339(std::chrono::system_clock::now()); }
-
-const char* kImageColumns =
-    "id, name, version, manifest_digest, manifest_size, created, builder_type, template_digest, git_commit, parent, "
-    "provenance_digest, referrer_digest, referrer_size, revoked, revoked_reason";
-
-ImageRecord read_image(const Stmt& s) {
-  ImageRecord r;
-  r.id = s.integer(0);
-  r.name = s.text(1);
-  r.version = s.text(2);
-  r.manifest_digest = s.text(3);
-  r.manifest_size = static_cast<uint64_t>(s.integer(4));
-  r.created = s.text(5);
-  r.builder_type = s.text(6);
-  r.template_digest = s.text(7);
-  r.git_commit = s.text(8);
-  r.parent = s.text(9);
-  r.provenance_digest = s.text(10);
-  r.referrer_digest = s.text(11);
-  r.referrer_size = static_cast<uint64_t>(s.integer(12));
-  r.revoked = s.integer(13) != 0;
-  r.revoked_reason = s.text(14);
-  return r;
-}
-
-void fill_details(sqlite3* db, ImageRecord& r) {
-  Stmt l(db, "SELECT key, value FROM labels WHERE image_id = ? ORDER BY key");
-  l.bind(1, r.id);
-  while (l.step()) r.labels[l.text(0)] = l.text(1);
-  Stmt c(db, "SELECT channel FROM channels WHERE image_id = ? ORDER BY channel");
-  c.bind(1, r.id);
-  while (c.step()) r.channels.push_back(c.text(0));
-}
-
-std::optional<ImageRecord> find_image(sqlite3* db, const std::string& where, const std::vector<std::string>& args) {
-  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images WHERE " + where;
-  Stmt s(db, sql.c_str());
-  for (size_t i = 0; i < args.size(); ++i) s.bind(static_cast<int>(i + 1), args[i]);
-  if (!s.step()) return std::nullopt;
-  ImageRecord r = read_image(s);
-  fill_details(db, r);
-  return r;
-}
-
-bool valid_name_part(const std::string& s) {
-  return !s.empty() && s.find_first_of(":@ \t\n") == std::string::npos && s.size() <= 128;
-}
-
-std::string entry_hash(const AuditEntry& e) {
-  nlohmann::json j = {{"seq", e.seq},       {"time", e.time},       {"who", e.who},       {"action", e.action},
-                      {"name", e.name},     {"channel", e.channel}, {"from", e.from_ref}, {"to", e.to_ref},
-                      {"reason", e.reason}, {"detail", e.detail},   {"prev", e.prev_hash}};
-  return "sha256:" + util::sha256_hex(j.dump());
-}
-
-// Appends an audit entry chained to the previous one. Must run inside a transaction.
-void append_audit(sqlite3* db, AuditEntry e) {
-  Stmt last(db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1");
-  e.seq = 1;
-  e.prev_hash = "";
-  if (last.step()) {
-    e.seq = last.integer(0) + 1;
-    e.prev_hash = last.text(1);
-  }
-  e.time = now_rfc3339();
-  e.hash = entry_hash(e);
-  Stmt ins(
-      db,
-      "INSERT INTO audit(seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash) "
-      "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
-  ins.bind(1, e.seq).bind(2, e.time).bind(3, e.who).bind(4, e.action).bind(5, e.name).bind(6, e.channel);
-  ins.bind(7, e.from_ref).bind(8, e.to_ref).bind(9, e.reason).bind(10, e.detail).bind(11, e.prev_hash).bind(12, e.hash);
-  ins.run();
-}
-
-// Commits hold the store's lock file shared, gc holds it exclusively: gc never sees a
-// commit's blobs before the catalog references them, and commits run side by side.
-class StoreLock {
- public:
-  StoreLock(const fs::path& home, bool exclusive, const char* file = ".lock") {
-    fd_ = open((home / file).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw StoreError("cannot open the store's lock file in " + home.string());
-    flock(fd_, exclusive ? LOCK_EX : LOCK_SH);
-  }
-  ~StoreLock() { close(fd_); }
-  StoreLock(const StoreLock&) = delete;
-  StoreLock& operator=(const StoreLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
-
-bool valid_version(const std::string& s) { return valid_name_part(s) && s.find('/') == std::string::npos; }
-
-// The seq the next version of `name` gets, and its next automatic version number.
-std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name) {
-  int64_t seq = 1, next_number = 1;
-  Stmt s(db, "SELECT version, seq FROM images WHERE name = ?");
-  s.bind(1, name);
-  while (s.step()) {
-    seq = std::max(seq, s.integer(1) + 1);
-    const std::string v = s.text(0);
-    if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
-      next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
-  }
-  return {seq, next_number};
 }
 
 std::string layer_media_type(const std::string& path) {

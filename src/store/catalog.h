@@ -1,0 +1,145 @@
+// Private to the store module: the SQLite catalog (Store::Catalog: opening, schema), a thin
+// RAII layer over the SQLite C API, the store's lock files, and the catalog helpers that the
+// store's source files share. Defined in catalog.cpp.
+#pragma once
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "imgbake/store.h"
+
+namespace imgbake::store {
+
+// ---------------------------------------------------------------------------
+// A thin RAII layer over the SQLite C API.
+
+struct Store::Catalog {
+  sqlite3* db = nullptr;
+
+  // Opens (creating) the catalog and its tables.
+  explicit Catalog(const std::filesystem::path& file);
+  ~Catalog();
+
+  void exec(const std::string& sql);
+};
+
+namespace detail {
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("catalog: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  // True while there is a row.
+  bool step() {
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw StoreError(std::string("catalog: ") + sqlite3_errmsg(db_));
+  }
+  void run() {
+    while (step()) {
+    }
+  }
+  std::string text(int col) const {
+    auto* p = sqlite3_column_text(s_, col);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+  int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// BEGIN IMMEDIATE takes the write lock up front, so two writers never both read the
+// same "next version" and then conflict; rolled back unless commit() is called.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) { exec("BEGIN IMMEDIATE"); }
+  ~Transaction() {
+    if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    exec("COMMIT");
+    done_ = true;
+  }
+
+ private:
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "?";
+      sqlite3_free(err);
+      throw StoreError(std::string("catalog: ") + msg);
+    }
+  }
+  sqlite3* db_;
+  bool done_ = false;
+};
+
+// Commits hold the store's lock file shared, gc holds it exclusively: gc never sees a
+// commit's blobs before the catalog references them, and commits run side by side.
+class StoreLock {
+ public:
+  StoreLock(const std::filesystem::path& home, bool exclusive, const char* file = ".lock") {
+    fd_ = open((home / file).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw StoreError("cannot open the store's lock file in " + home.string());
+    flock(fd_, exclusive ? LOCK_EX : LOCK_SH);
+  }
+  ~StoreLock() { close(fd_); }
+  StoreLock(const StoreLock&) = delete;
+  StoreLock& operator=(const StoreLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+std::string now_rfc3339();
+
+// The columns read_image reads, in its order.
+inline constexpr const char* kImageColumns =
+    "id, name, version, manifest_digest, manifest_size, created, builder_type, template_digest, git_commit, parent, "
+    "provenance_digest, referrer_digest, referrer_size, revoked, revoked_reason";
+
+ImageRecord read_image(const Stmt& s);
+// The image's labels and the channels that point at it.
+void fill_details(sqlite3* db, ImageRecord& r);
+std::optional<ImageRecord> find_image(sqlite3* db, const std::string& where, const std::vector<std::string>& args);
+
+bool valid_name_part(const std::string& s);
+bool valid_version(const std::string& s);
+
+// The hash of an audit entry: its content and the previous entry's hash.
+std::string entry_hash(const AuditEntry& e);
+// Appends an audit entry chained to the previous one. Must run inside a transaction.
+void append_audit(sqlite3* db, AuditEntry e);
+
+// The seq the next version of `name` gets, and its next automatic version number.
+std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name);
+
+}  // namespace detail
+
+}  // namespace imgbake::store
