@@ -1,0 +1,195 @@
+// Store maintenance: check (the catalog's integrity, the audit chain, every blob an image or the
+// build cache references) and gc (unreferenced blobs and temp entries).
+#include "catalog.h"
+
+#include <sys/file.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "imgbake/util.h"
+
+namespace imgbake::store {
+
+namespace fs = std::filesystem;
+
+using detail::entry_hash;
+using detail::Stmt;
+using detail::StoreLock;
+
+CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& verify_signature) const {
+  CheckReport rep;
+  sqlite3* db = db_->db;
+  {
+    Stmt ic(db, "PRAGMA integrity_check");
+    while (ic.step())
+      if (ic.text(0) != "ok") rep.problems.push_back("catalog: " + ic.text(0));
+  }
+  // The audit chain: each entry's hash covers its content and the previous hash.
+  std::map<std::string, std::string> committed;  // name:version -> manifest digest, from the log
+  {
+    Stmt a(db,
+           "SELECT seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash FROM audit "
+           "ORDER BY seq");
+    std::string prev;
+    int64_t expect_seq = 1;
+    while (a.step()) {
+      AuditEntry e{a.integer(0), a.text(1), a.text(2), a.text(3), a.text(4),  a.text(5),
+                   a.text(6),    a.text(7), a.text(8), a.text(9), a.text(10), a.text(11)};
+      ++rep.audit_entries;
+      if (e.seq != expect_seq) rep.problems.push_back("audit: entry " + std::to_string(expect_seq) + " is missing");
+      expect_seq = e.seq + 1;
+      if (e.prev_hash != prev)
+        rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " does not follow entry " +
+                               std::to_string(e.seq - 1) + " (the chain is broken)");
+      if (entry_hash(e) != e.hash)
+        rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " (" + e.action + " " + e.to_ref +
+                               ") was altered: its hash does not match its content");
+      prev = e.hash;
+      if (e.action == "commit" || e.action == "pull") {  // a pulled image's first entry
+        try {
+          committed[e.to_ref] = nlohmann::json::parse(e.detail).value("manifest", "");
+        } catch (const std::exception&) {
+          rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " has an unreadable detail");
+        }
+      }
+    }
+  }
+  std::set<std::string> referenced;
+  const std::vector<ImageRecord> all = images();
+  for (const auto& img : all) {
+    ++rep.images;
+    auto it = committed.find(img.ref());
+    if (it == committed.end())
+      rep.problems.push_back(img.ref() + ": no commit entry in the audit log");
+    else if (it->second != img.manifest_digest)
+      rep.problems.push_back(img.ref() + ": the catalog says manifest " + img.manifest_digest +
+                             " but it was committed as " + it->second);
+    std::vector<std::string> digests = {img.manifest_digest};
+    if (!img.provenance_digest.empty()) digests.push_back(img.provenance_digest);
+    if (!img.referrer_digest.empty()) digests.push_back(img.referrer_digest);
+    std::string why = blobs_.check(img.manifest_digest);
+    if (why.empty()) {
+      try {
+        nlohmann::json m = manifest(img);
+        digests.push_back(m["config"]["digest"]);
+        for (const auto& l : m["layers"]) digests.push_back(l["digest"]);
+      } catch (const std::exception& e) {
+        rep.problems.push_back(img.ref() + ": manifest unreadable: " + e.what());
+      }
+    }
+    if (!img.referrer_digest.empty() && blobs_.check(img.referrer_digest).empty()) {
+      try {
+        nlohmann::json r = nlohmann::json::parse(blobs_.read(img.referrer_digest));
+        digests.push_back(r["config"]["digest"]);
+      } catch (const std::exception&) {
+      }
+    }
+    for (const auto& d : digests) {
+      referenced.insert(d);
+      ++rep.blobs_checked;
+      std::string problem = blobs_.check(d);
+      if (!problem.empty()) rep.problems.push_back(img.ref() + ": " + problem);
+    }
+    if (verify_signature && !img.provenance_digest.empty() && blobs_.check(img.provenance_digest).empty()) {
+      std::string sig = verify_signature(img);
+      if (!sig.empty()) rep.problems.push_back(img.ref() + ": provenance: " + sig);
+    }
+  }
+  // The build cache: a damaged cached layer would poison every build that hits it.
+  {
+    Stmt c(db, "SELECT key, digest FROM layer_cache WHERE empty = 0");
+    while (c.step()) {
+      std::string d = c.text(1);
+      if (referenced.count(d)) continue;
+      referenced.insert(d);
+      ++rep.blobs_checked;
+      std::string problem = blobs_.check(d);
+      if (!problem.empty())
+        rep.problems.push_back("build cache entry " + c.text(0).substr(0, 12) + ": " + problem +
+                               " (imgbake store gc --prune-cache forgets the cache)");
+    }
+  }
+  for (const auto& d : blobs_.list())
+    if (!referenced.count(d)) rep.notes.push_back("unreferenced blob " + d + " (gc removes it)");
+  for (const auto& p : blobs_.leftovers())
+    rep.notes.push_back("temporary file or directory of an interrupted write or build (or of one still running): " +
+                        p.string() + " (store gc removes it when no other imgbake process has the store open)");
+  for (const auto& img : all)
+    if (img.revoked && !img.channels.empty())
+      rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +
+                          " point at the revoked " + img.ref());
+  return rep;
+}
+
+GcReport Store::gc(bool prune_cache) {
+  GcReport rep;
+  StoreLock lock(home_, true);  // no commit is running while we look
+  // Everything a version references is kept; versions are never deleted, channels and
+  // history entries point at versions. The build cache's layers are kept until pruned.
+  std::set<std::string> keep;
+  if (prune_cache) {
+    rep.cache_forgotten = cache_size();
+    db_->exec("DELETE FROM layer_cache; DELETE FROM layer_cache_slots;");
+  }
+  {
+    Stmt c(db_->db, "SELECT digest FROM layer_cache WHERE empty = 0");
+    while (c.step()) keep.insert(c.text(0));
+  }
+  for (const auto& img : images()) {
+    keep.insert(img.manifest_digest);
+    keep.insert(img.provenance_digest);
+    keep.insert(img.referrer_digest);
+    try {
+      nlohmann::json m = manifest(img);
+      keep.insert(m["config"]["digest"].get<std::string>());
+      for (const auto& l : m["layers"]) keep.insert(l["digest"].get<std::string>());
+      if (!img.referrer_digest.empty()) {
+        nlohmann::json r = nlohmann::json::parse(blobs_.read(img.referrer_digest));
+        keep.insert(r["config"]["digest"].get<std::string>());
+      }
+    } catch (const std::exception&) {
+      // A damaged image keeps whatever is left of it; store check reports it.
+    }
+  }
+  // A blob nothing references may be one a running build wrote and has yet to commit, and a
+  // temp entry may be in use: both are removed only when no other process has the store open.
+  rep.busy = flock(users_fd_, LOCK_EX | LOCK_NB) != 0;
+  std::error_code ec;
+  for (const auto& d : blobs_.list()) {
+    if (keep.count(d)) {
+      ++rep.kept;
+    } else if (rep.busy) {
+      ++rep.left;
+    } else {
+      rep.bytes += fs::file_size(blobs_.path(d), ec);
+      blobs_.remove(d);
+      ++rep.removed;
+    }
+  }
+  for (const auto& p : blobs_.leftovers()) {
+    if (rep.busy) {
+      ++rep.left;
+      continue;
+    }
+    uint64_t size = 0;
+    if (fs::is_directory(fs::symlink_status(p, ec))) {
+      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::recursive_directory_iterator();
+           it.increment(ec))
+        if (it->is_regular_file(ec)) size += it->file_size(ec);
+    } else {
+      size = fs::file_size(p, ec);
+    }
+    fs::remove_all(p, ec);
+    if (!ec) {
+      rep.bytes += size;
+      ++rep.temp_removed;
+    }
+  }
+  // Back to shared (a failed conversion on Linux drops the shared lock, so this also retakes it).
+  flock(users_fd_, LOCK_SH);
+  return rep;
+}
+
+}  // namespace imgbake::store
