@@ -8,9 +8,9 @@
 #include <set>
 
 #include "imgbake/error.h"
-#include "imgbake/transfer.h"
 #include "imgbake/util.h"
 #include "record_model.h"
+#include "referrers.h"
 
 namespace imgbake::registry {
 
@@ -135,7 +135,7 @@ std::string push_record(Client& client, const std::string& repo, const oci::Desc
       {"annotations", annotations}};
   std::string bytes = manifest.dump();
   std::string digest = "sha256:" + util::sha256_hex(bytes);
-  put_referrer(client, repo, subject.digest, bytes, digest);
+  detail::put_referrer(client, repo, subject.digest, bytes, digest);
   return digest;
 }
 

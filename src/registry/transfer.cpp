@@ -17,6 +17,7 @@
 #include "imgbake/error.h"
 #include "imgbake/records.h"
 #include "imgbake/util.h"
+#include "referrers.h"
 
 namespace fs = std::filesystem;
 
@@ -68,32 +69,6 @@ void push_local_blobs(store::Store& st, Client& client, const std::string& repo,
            : r.resumed ? ": pushed (resumed)"
                        : ": pushed"));
   }
-}
-
-// Adds `referrer` to the index at the referrers tag schema tag of `subject`.
-void update_referrers_index(Client& client, const std::string& repo, const std::string& subject,
-                            const nlohmann::json& referrer) {
-  std::string tag = referrers_tag(subject);
-  nlohmann::ordered_json index = {
-      {"schemaVersion", 2}, {"mediaType", oci::kIndexMediaType}, {"manifests", nlohmann::ordered_json::array()}};
-  if (auto existing = client.get_manifest(repo, tag)) {
-    try {
-      index = nlohmann::ordered_json::parse(existing->bytes);
-    } catch (const std::exception&) {
-    }
-  }
-  for (const auto& m : index["manifests"])
-    if (m.value("digest", "") == referrer.value("digest", "")) return;
-  index["manifests"].push_back(nlohmann::ordered_json::parse(referrer.dump()));
-  client.put_manifest(repo, tag, oci::kIndexMediaType, index.dump());
-}
-
-nlohmann::json referrer_descriptor(const std::string& bytes, const std::string& digest) {
-  nlohmann::json m = nlohmann::json::parse(bytes);
-  return {{"mediaType", oci::kManifestMediaType},
-          {"digest", digest},
-          {"size", bytes.size()},
-          {"artifactType", m.value("artifactType", "")}};
 }
 
 // The cheap ways first: already there, or a cross-repository mount (no byte moves).
@@ -244,19 +219,10 @@ std::optional<CheckedRecord> check_revocation(Client& client, const std::string&
 
 bool put_referrer(Client& client, const std::string& repo, const std::string& subject,
                   const std::string& referrer_bytes, const std::string& referrer_digest) {
-  std::string stored = client.put_manifest(repo, referrer_digest, oci::kManifestMediaType, referrer_bytes);
-  if (stored != referrer_digest)
-    throw BuildError("the registry stored the referrer as " + stored + ", not " + referrer_digest);
-  if (client.has_referrers_api(repo)) return false;
-  update_referrers_index(client, repo, subject, referrer_descriptor(referrer_bytes, referrer_digest));
-  return true;
+  return detail::put_referrer(client, repo, subject, referrer_bytes, referrer_digest);
 }
 
-std::string referrers_tag(const std::string& digest) {
-  std::string tag = digest;
-  std::replace(tag.begin(), tag.end(), ':', '-');
-  return tag.substr(0, 128);
-}
+std::string referrers_tag(const std::string& digest) { return detail::referrers_tag(digest); }
 
 TransferReport push_image(store::Store& st, const store::ImageRecord& img, Client& client, const Reference& dest,
                           const std::vector<std::string>& extra_tags, const provenance::SigningKey* record_key,
