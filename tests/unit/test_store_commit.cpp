@@ -1,0 +1,55 @@
+// Store::commit: versions, layer blobs, build-info.json.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "imgbake/store.h"
+#include "imgbake/util.h"
+#include "store_fixture.h"
+
+using imgbake::store::Store;
+using imgbake::store::StoreError;
+using store_fixture::StoreTest;
+
+namespace {
+
+TEST_F(StoreTest, VersionsAreNumberedPerNameAndImmutable) {
+  Store st(dir_ / "store");
+  EXPECT_EQ(st.commit(request("one")).ref(), "web:1");
+  EXPECT_EQ(st.commit(request("two")).ref(), "web:2");
+  EXPECT_EQ(st.commit(request("given", "7.0")).ref(), "web:7.0");
+  EXPECT_EQ(st.commit(request("three")).ref(), "web:3");
+  EXPECT_THROW(st.commit(request("again", "2")), StoreError);
+  EXPECT_EQ(st.images("web").size(), 4u);
+}
+
+TEST_F(StoreTest, LayerBlobIsTheFileHashedWhileStored) {
+  Store st(dir_ / "store");
+  auto img = st.commit(request("payload"));
+  auto m = st.manifest(img);
+  ASSERT_EQ(m["layers"].size(), 1u);
+  std::string digest = m["layers"][0]["digest"];
+  EXPECT_EQ(digest, "sha256:" + imgbake::util::sha256_hex("payload"));
+  EXPECT_EQ(imgbake::util::read_file(st.blobs().path(digest)), "payload");
+  EXPECT_EQ(m["layers"][0]["annotations"]["org.opencontainers.image.title"], "app-payload.txt");
+  EXPECT_EQ(m["artifactType"], imgbake::oci::kImageArtifactType);
+}
+
+TEST_F(StoreTest, BuildInfoTravelsInsideTheImage) {
+  Store st(dir_ / "store");
+  auto req = request("payload");
+  req.embed_build_info = true;
+  req.template_digest = "sha256:" + std::string(64, 'a');
+  req.git_commit = "0123abc";
+  auto img = st.commit(req);
+  auto m = st.manifest(img);
+  ASSERT_EQ(m["layers"].size(), 2u);
+  EXPECT_EQ(m["layers"][1]["annotations"]["org.opencontainers.image.title"], "build-info.json");
+  auto info = nlohmann::json::parse(st.blobs().read(m["layers"][1]["digest"]));
+  EXPECT_EQ(info["image"], "web");
+  EXPECT_EQ(info["version"], "1");
+  EXPECT_EQ(info["template_digest"], req.template_digest);
+  EXPECT_EQ(info["git_commit"], "0123abc");
+}
+
+}  // namespace
