@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "imgbake/store.h"
 #include "imgbake/util.h"
@@ -50,6 +53,35 @@ TEST_F(StoreTest, BuildInfoTravelsInsideTheImage) {
   EXPECT_EQ(info["version"], "1");
   EXPECT_EQ(info["template_digest"], req.template_digest);
   EXPECT_EQ(info["git_commit"], "0123abc");
+}
+
+TEST_F(StoreTest, TemplateChannelsMoveAtCommitAndProtectedOnesStayProtected) {
+  Store st(dir_ / "store");
+  auto one = request("one");
+  one.channels = {"staging"};
+  EXPECT_EQ(st.commit(one).channels, std::vector<std::string>{"staging"});
+  st.promote("web:1", "prod", "", true, /*protect=*/true);
+  auto untrusted = request("two");
+  untrusted.channels = {"prod"};
+  EXPECT_THROW(st.commit(untrusted), StoreError);
+  EXPECT_EQ(st.resolve("web:prod").ref(), "web:1");
+
+  auto trusted = request("three");
+  trusted.channels = {"prod", "staging"};
+  trusted.signature_trusted = true;
+  EXPECT_EQ(st.commit(trusted).ref(), "web:2");  // the refused commit left no version behind
+  EXPECT_EQ(st.resolve("web:prod").ref(), "web:2");
+  EXPECT_EQ(st.resolve("web:staging").ref(), "web:2");
+  std::map<std::string, bool> is_protected;
+  for (const auto& c : st.channels("web")) is_protected[c.channel] = c.is_protected;
+  EXPECT_EQ(is_protected, (std::map<std::string, bool>{{"prod", true}, {"staging", false}}));
+  auto prod = st.history("web", "prod");
+  ASSERT_EQ(prod.size(), 2u);
+  EXPECT_EQ(prod[1].action, "promote");
+  EXPECT_EQ(prod[1].from_ref, "web:1");
+  EXPECT_EQ(prod[1].to_ref, "web:2");
+  EXPECT_EQ(prod[1].reason, "assigned by the template at build time");
+  EXPECT_TRUE(st.check(nullptr).ok());
 }
 
 }  // namespace
