@@ -1,6 +1,6 @@
 // Private to the store module: the SQLite catalog (Store::Catalog: opening, schema), a thin
 // RAII layer over the SQLite C API, the store's lock files, and the catalog helpers that the
-// store's source files share. Defined in catalog.cpp.
+// store's source files share. Defined in catalog.cpp, the channel helpers in channels.cpp.
 #pragma once
 
 #include <fcntl.h>
@@ -139,6 +139,17 @@ void append_audit(sqlite3* db, AuditEntry e);
 
 // The seq the next version of `name` gets, and its next automatic version number.
 std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name);
+
+// Where channel `channel` of `name` points now, and whether it is protected.
+struct ChannelHead {
+  std::string version;
+  bool is_protected = false;
+};
+// Nothing when the channel does not exist (yet).
+std::optional<ChannelHead> channel_head(sqlite3* db, const std::string& name, const std::string& channel);
+// Points the channel at the image, creating the channel. `protect` marks it protected; a
+// protected channel stays protected. The caller checks and writes the audit entry.
+void move_channel(sqlite3* db, const std::string& name, const std::string& channel, int64_t image_id, bool protect);
 
 }  // namespace detail
 

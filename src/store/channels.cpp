@@ -2,6 +2,7 @@
 // channel, and revocation (of an image and its descendants).
 #include "catalog.h"
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -9,12 +10,36 @@
 namespace imgbake::store {
 
 using detail::append_audit;
+using detail::channel_head;
 using detail::find_image;
 using detail::kImageColumns;
+using detail::move_channel;
 using detail::read_image;
 using detail::Stmt;
 using detail::Transaction;
 using detail::valid_name_part;
+
+namespace detail {
+
+std::optional<ChannelHead> channel_head(sqlite3* db, const std::string& name, const std::string& channel) {
+  Stmt c(db,
+         "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
+         "WHERE c.name = ? AND c.channel = ?");
+  c.bind(1, name).bind(2, channel);
+  if (!c.step()) return std::nullopt;
+  return ChannelHead{c.text(0), c.integer(1) != 0};
+}
+
+void move_channel(sqlite3* db, const std::string& name, const std::string& channel, int64_t image_id, bool protect) {
+  Stmt up(db,
+          "INSERT INTO channels(name, channel, image_id, protected) VALUES(?,?,?,?) "
+          "ON CONFLICT(name, channel) DO UPDATE SET image_id = excluded.image_id, "
+          "protected = MAX(protected, excluded.protected)");
+  up.bind(1, name).bind(2, channel).bind(3, image_id).bind(4, static_cast<int64_t>(protect ? 1 : 0));
+  up.run();
+}
+
+}  // namespace detail
 
 std::vector<ChannelRecord> Store::channels(const std::string& name) const {
   std::vector<ChannelRecord> out;
@@ -56,15 +81,9 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
       throw StoreError("'" + channel + "' is a version of " + img.name + ", not a channel name");
     std::string from;
     bool is_protected = false;
-    {
-      Stmt c(db,
-             "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
-             "WHERE c.name = ? AND c.channel = ?");
-      c.bind(1, img.name).bind(2, channel);
-      if (c.step()) {
-        from = img.name + ":" + c.text(0);
-        is_protected = c.integer(1) != 0;
-      }
+    if (auto head = channel_head(db, img.name, channel)) {
+      from = img.name + ":" + head->version;
+      is_protected = head->is_protected;
     }
     if ((is_protected || protect) && !signature_ok)
       throw StoreError("refusing to promote " + img.ref() + " to protected channel '" + channel +
@@ -79,12 +98,7 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
       tx.commit();
       return;
     }
-    Stmt up(db,
-            "INSERT INTO channels(name, channel, image_id, protected) VALUES(?,?,?,?) "
-            "ON CONFLICT(name, channel) DO UPDATE SET image_id = excluded.image_id, "
-            "protected = MAX(protected, excluded.protected)");
-    up.bind(1, img.name).bind(2, channel).bind(3, img.id).bind(4, static_cast<int64_t>(protect ? 1 : 0));
-    up.run();
+    move_channel(db, img.name, channel, img.id, protect);
     nlohmann::json detail = {{"manifest", img.manifest_digest}, {"protected", is_protected || protect}};
     append_audit(
         db, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(), "", ""});

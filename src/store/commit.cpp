@@ -13,7 +13,9 @@ namespace imgbake::store {
 namespace fs = std::filesystem;
 
 using detail::append_audit;
+using detail::channel_head;
 using detail::find_image;
+using detail::move_channel;
 using detail::next_seq_and_number;
 using detail::now_rfc3339;
 using detail::Stmt;
@@ -182,23 +184,13 @@ ImageRecord Store::commit(const CommitRequest& req) {
         db, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "", detail.dump(), "", ""});
     for (const auto& channel : req.channels) {
       std::string from;
-      {
-        Stmt c(db,
-               "SELECT i.version, c.protected FROM channels c JOIN images i ON c.image_id = i.id "
-               "WHERE c.name = ? AND c.channel = ?");
-        c.bind(1, req.name).bind(2, channel);
-        if (c.step()) {
-          from = req.name + ":" + c.text(0);
-          if (c.integer(1) != 0 && !req.signature_trusted)
-            throw StoreError("refusing to put " + req.name + ":" + version + " into protected channel '" + channel +
-                             "': it is signed by a key the store does not trust");
-        }
+      if (auto head = channel_head(db, req.name, channel)) {
+        from = req.name + ":" + head->version;
+        if (head->is_protected && !req.signature_trusted)
+          throw StoreError("refusing to put " + req.name + ":" + version + " into protected channel '" + channel +
+                           "': it is signed by a key the store does not trust");
       }
-      Stmt up(db,
-              "INSERT INTO channels(name, channel, image_id) VALUES(?,?,?) "
-              "ON CONFLICT(name, channel) DO UPDATE SET image_id = excluded.image_id");
-      up.bind(1, req.name).bind(2, channel).bind(3, id);
-      up.run();
+      move_channel(db, req.name, channel, id, /*protect=*/false);  // a protected channel stays protected
       append_audit(db, AuditEntry{0, "", who(), "promote", req.name, channel, from, req.name + ":" + version,
                                   "assigned by the template at build time", "{}", "", ""});
     }
