@@ -29,7 +29,8 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   sub.add_option("--on-error", o->on_error, "On failure: cleanup (default), abort, ask, run-cleanup-provisioner")
       ->check(CLI::IsMember({"cleanup", "abort", "ask", "run-cleanup-provisioner"}));
   sub.add_option("--parallel-builds", o->parallel, "How many builds run at once (0 = all)")->check(CLI::Range(0, 1024));
-  sub.add_flag("--machine-readable", o->machine_readable, "Same as --output json");
+  sub.add_flag("--machine-readable", o->machine_readable,
+               "Packer's CSV stream (timestamp,target,type,data...), for scripts written for Packer");
   sub.add_option("--version", o->version, "The version to commit as (default: the template's, else the next number)");
   sub.add_option("--label", o->labels, "Label the committed image: --label key=value (repeatable)");
   sub.add_option("--signing-key", o->signing_key, "Sign the provenance with this private key (PEM)");
@@ -41,7 +42,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
 
   return [o, &global] {
     GlobalOptions g = global;
-    if (o->machine_readable) g.output = "json";
+    g.machine_readable = o->machine_readable;
     BuildOptions opts;
     apply_template_options(o->t, opts);
     opts.force = o->force;
@@ -67,13 +68,13 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
       t = parse_template_file(o->t.template_path);
       for (const auto& w : t.warnings) diags.warn(w.file, w.pos, w.message);
       vars = resolve_variables(t, opts, diags, true);
-      if (!diags.has_errors()) plans = plan_builds(t, vars, opts, diags);
+      plans = plan_builds(t, vars, opts, diags);  // also after variable errors: every problem at once
     } catch (const ConfigError& e) {
       for (const auto& d : e.diagnostics()) diags.error(d.file, d.pos, d.message);
     }
     Ui ui = make_ui(g, vars.masker);
-    if (g.output == "json") {
-      // CI reads one stream: configuration problems are events too.
+    if (g.output == "json" || g.machine_readable) {
+      // CI reads one stream: configuration problems are events (or CSV lines) too.
       for (const auto& d : diags.warnings()) ui.warn("", d.str());
       for (const auto& d : diags.errors()) ui.error("", d.str());
       if (diags.has_errors()) return static_cast<int>(kExitFailure);

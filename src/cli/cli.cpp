@@ -33,6 +33,7 @@ const std::vector<Command>& commands() {
       {"pull", "Pull an image (and its provenance) from an OCI registry into the store", setup_pull},
       {"copy", "Copy an image from one registry to another, keeping its digest", setup_copy},
       {"login", "Store credentials for a registry", setup_login},
+      {"logout", "Remove the credentials `imgbake login` stored for a registry", setup_logout},
       {"version", "Print the version", setup_version},
   };
   return table;
@@ -57,10 +58,12 @@ std::vector<std::string> normalize_args(int argc, char** argv) {
 }
 
 Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker) {
-  bool json = global.output == "json";
+  OutputMode mode = global.machine_readable   ? OutputMode::Machine
+                    : global.output == "json" ? OutputMode::Json
+                                              : OutputMode::Human;
   // The Ui checks each stream for a terminal when it writes; this is the user's wish.
-  bool color = !json && global.color && !std::getenv("NO_COLOR");
-  return Ui(json ? OutputMode::Json : OutputMode::Human, stdout, stderr, color, std::move(masker));
+  bool color = mode == OutputMode::Human && global.color && !std::getenv("NO_COLOR");
+  return Ui(mode, stdout, stderr, color, std::move(masker));
 }
 
 int report_config_error(const std::exception& e, const Masker* masker) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "imgbake/oci_client.h"
 #include "imgbake/provenance.h"
 #include "imgbake/ui.h"
 
@@ -21,6 +22,7 @@ namespace imgbake::cli {
 struct GlobalOptions {
   std::string output = "human";  // human | json
   bool color = true;
+  bool machine_readable = false;  // Packer's CSV stream (a verb's --machine-readable)
 };
 
 using Action = std::function<int()>;
@@ -54,6 +56,7 @@ Action setup_push(CLI::App& sub, const GlobalOptions& global);
 Action setup_pull(CLI::App& sub, const GlobalOptions& global);
 Action setup_copy(CLI::App& sub, const GlobalOptions& global);
 Action setup_login(CLI::App& sub, const GlobalOptions& global);
+Action setup_logout(CLI::App& sub, const GlobalOptions& global);
 
 // Options of the verbs that reach registries (registry_verbs.cpp): push, pull, copy, login, and
 // promote, rollback, history, revoke and verify on a REGISTRY/REPO reference.
@@ -63,6 +66,9 @@ struct RegistryFlags {
   std::string signing_key;  // records are signed with it (else $IMGBAKE_SIGNING_KEY, else the default key)
 };
 void add_registry_flags(CLI::App& sub, RegistryFlags& flags, bool signs_records = false);
+// Plain HTTP / TLS checks for a host: the flags, then registries.conf (registries_conf.h).
+// Throws BuildError when registries.conf blocks the host.
+registry::ClientOptions client_options(const std::string& host, const RegistryFlags& flags);
 std::unique_ptr<registry::Client> make_registry_client(const std::string& host, const RegistryFlags& flags, Ui& ui,
                                                        bool progress = false);
 provenance::SigningKey record_signing_key(const RegistryFlags& flags);

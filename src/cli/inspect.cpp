@@ -1,33 +1,13 @@
 // Lists a template's parts without evaluating them, like `packer inspect`; with
 // --machine-readable the same facts as Packer's CSV lines
 // (timestamp,target,type,data...) and with --output json one document.
-#include <chrono>
 #include <iostream>
 
 #include "cli.h"
+#include "imgbake/machine_readable.h"
 #include "imgbake/template.h"
 
 namespace imgbake::cli {
-
-namespace {
-
-std::string csv_escape(std::string s) {
-  // Packer's machine-readable format escapes commas and newlines.
-  std::string out;
-  for (char c : s) {
-    if (c == ',')
-      out += "%!(PACKER_COMMA)";
-    else if (c == '\n')
-      out += "\\n";
-    else if (c == '\r')
-      out += "\\r";
-    else
-      out += c;
-  }
-  return out;
-}
-
-}  // namespace
 
 Action setup_inspect(CLI::App& sub, const GlobalOptions& global) {
   struct Opts {
@@ -64,13 +44,8 @@ Action setup_inspect(CLI::App& sub, const GlobalOptions& global) {
     }
 
     if (o->machine_readable) {
-      auto ts = std::to_string(
-          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count());
-      auto line = [&](const std::string& type, const std::vector<std::string>& data) {
-        std::cout << ts << ",," << type;
-        for (const auto& d : data) std::cout << "," << csv_escape(d);
-        std::cout << "\n";
+      auto line = [](const std::string& type, const std::vector<std::string>& data) {
+        std::cout << packer_line("", type, data);
       };
       if (!t.description.empty()) line("template-description", {t.description});
       for (const auto& v : t.variables) line("template-variable", {v.name, value_of(v), v.required ? "1" : "0"});

@@ -29,9 +29,7 @@ Action setup_login(CLI::App& sub, const GlobalOptions&) {
     registry::Credentials c;
     c.username = o->username;
     c.password = password;
-    registry::ClientOptions opts;
-    opts.plain_http = std::find(o->reg.insecure.begin(), o->reg.insecure.end(), o->registry) != o->reg.insecure.end();
-    opts.tls_verify = o->reg.tls_verify;
+    registry::ClientOptions opts = client_options(o->registry, o->reg);
     registry::Client client(o->registry, opts, c);
     client.ping();  // the credentials work before they are stored
     registry::store_credentials(o->registry, c);

@@ -12,12 +12,14 @@ Action setup_push(CLI::App& sub, const GlobalOptions& global) {
   struct Opts {
     std::string ref, dest;
     std::vector<std::string> tags;
+    bool force = false;
     RegistryFlags reg;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("ref", o->ref, "The image in the store (NAME, NAME:VERSION, NAME:CHANNEL, NAME@DIGEST)")->required();
   sub.add_option("dest", o->dest, "REGISTRY/REPOSITORY[:TAG] (default tag: the image's version)")->required();
   sub.add_option("--tag", o->tags, "Another tag to set; repeatable");
+  sub.add_flag("--force", o->force, "Replace tags that point at another image (version tags are immutable otherwise)");
   add_registry_flags(sub, o->reg, true);
   return [o, &global] {
     auto st = open_store();
@@ -34,8 +36,8 @@ Action setup_push(CLI::App& sub, const GlobalOptions& global) {
         break;
       }
     auto rep = registry::push_image(
-        *st, img, *client, dest, o->tags, key ? &*key : nullptr, [&](std::string_view l) { ui.message("", l); },
-        global_cancel());
+        *st, img, *client, dest, o->tags, o->force, key ? &*key : nullptr,
+        [&](std::string_view l) { ui.message("", l); }, global_cancel());
     return finish(global, "push", dest.registry + "/" + dest.repository, rep);
   };
 }

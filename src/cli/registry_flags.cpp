@@ -7,6 +7,7 @@
 #include "imgbake/oci_client.h"
 #include "imgbake/progress.h"
 #include "imgbake/publish.h"
+#include "imgbake/registries_conf.h"
 #include "store_verbs.h"
 
 namespace imgbake::cli {
@@ -21,11 +22,19 @@ void add_registry_flags(CLI::App& sub, RegistryFlags& f, bool signs_records) {
                    "the default key)");
 }
 
+registry::ClientOptions client_options(const std::string& host, const RegistryFlags& f) {
+  // --insecure-registry, or registries.conf (podman's and skopeo's file, or imgbake's own).
+  registry::RegistrySettings conf = registry::RegistriesConf::load().settings_for(host);
+  if (conf.blocked) throw BuildError("registry " + host + " is blocked by " + conf.source + " (registries.conf)");
+  registry::ClientOptions o;
+  o.plain_http = conf.insecure || std::find(f.insecure.begin(), f.insecure.end(), host) != f.insecure.end();
+  o.tls_verify = f.tls_verify && !conf.insecure;
+  return o;
+}
+
 std::unique_ptr<registry::Client> make_registry_client(const std::string& host, const RegistryFlags& f, Ui& ui,
                                                        bool progress) {
-  registry::ClientOptions o;
-  o.plain_http = std::find(f.insecure.begin(), f.insecure.end(), host) != f.insecure.end();
-  o.tls_verify = f.tls_verify;
+  registry::ClientOptions o = client_options(host, f);
   o.log = [&ui](std::string_view line) { ui.message("", line); };
   // A line per blob on a terminal; progress events with --output json; nothing otherwise.
   if (!progress) {

@@ -1,6 +1,7 @@
 // imgbake revoke: revoke an image of the store or of a registry
 #include <iostream>
 
+#include "imgbake/store.h"
 #include "remote_verbs.h"
 
 namespace imgbake::cli {
@@ -31,6 +32,17 @@ Action setup_revoke(CLI::App& sub, const GlobalOptions& global) {
     auto revoked = st->revoke(o->ref, o->reason, o->descendants);
     if (revoked.empty()) std::cout << "already revoked: " << st->resolve(o->ref).ref() << "\n";
     for (const auto& r : revoked) std::cout << "revoked " << r << "\n";
+    // Channels that now point at a revoked image: say so now, not at the next `store check`.
+    for (const auto& r : revoked) {
+      store::ImageRecord img = st->resolve(r);
+      for (const auto& c : st->channels(img.name)) {
+        if (img.name + ":" + c.version != r) continue;
+        std::cerr << "warning: channel '" << c.channel << "' of " << img.name << " points at " << r
+                  << ", which is now revoked; move it with `imgbake rollback " << img.name << " --channel " << c.channel
+                  << "` (the image it held before) or `imgbake promote " << img.name << ":VERSION --channel "
+                  << c.channel << "`\n";
+      }
+    }
     return 0;
   };
 }

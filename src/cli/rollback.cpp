@@ -29,9 +29,12 @@ Action setup_rollback(CLI::App& sub, const GlobalOptions& global) {
     }
     auto st = open_store();
     auto keys = trusted_keys(*st);
+    std::string from = st->resolve(o->name + ":" + o->channel).ref();
     store::ImageRecord r = st->rollback(o->name, o->channel, o->reason,
                                         [&](const store::ImageRecord& img) { return verify_image(*st, img, keys).ok; });
-    std::cout << o->name << ":" << o->channel << " -> " << r.ref() << " (" << r.manifest_digest << ")\n";
+    // Which image, and why that one.
+    std::cout << o->name << ":" << o->channel << " -> " << r.ref() << " (" << r.manifest_digest
+              << "), the image the channel held before " << from << "\n";
     return 0;
   };
 }

@@ -1,5 +1,6 @@
 #include <iostream>
 
+#include "imgbake/machine_readable.h"
 #include "template_options.h"
 
 namespace imgbake::cli {
@@ -13,9 +14,10 @@ Action setup_validate(CLI::App& sub, const GlobalOptions& global) {
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
   sub.add_flag("--syntax-only", o->syntax_only, "Check only the template's structure, as packer validate -syntax-only");
-  sub.add_flag("--machine-readable", o->machine_readable, "Same as --output json");
+  sub.add_flag("--machine-readable", o->machine_readable,
+               "Packer's CSV lines: nothing when valid, a ui,error line per problem");
   return [o, &global] {
-    bool json = global.output == "json" || o->machine_readable;
+    bool json = global.output == "json" && !o->machine_readable;
     BuildOptions opts;
     apply_template_options(o->t, opts);
     Diagnostics diags;
@@ -26,7 +28,7 @@ Action setup_validate(CLI::App& sub, const GlobalOptions& global) {
       if (!o->syntax_only) {
         Variables vars = resolve_variables(t, opts, diags, true);
         masker = vars.masker;
-        if (!diags.has_errors()) plan_builds(t, vars, opts, diags);
+        plan_builds(t, vars, opts, diags);  // also after variable errors: every problem at once
       }
     } catch (const ConfigError& e) {
       for (const auto& d : e.diagnostics()) diags.error(d.file, d.pos, d.message);
@@ -40,6 +42,13 @@ Action setup_validate(CLI::App& sub, const GlobalOptions& global) {
       }
       std::cout << nlohmann::json{{"valid", !diags.has_errors()}, {"errors", errors}, {"warnings", warnings}}.dump()
                 << "\n";
+      return diags.has_errors() ? 1 : 0;
+    }
+    if (o->machine_readable) {
+      // As `packer validate -machine-readable`: silent when valid.
+      for (const auto& d : diags.items())
+        std::cout << packer_line(
+            "", "ui", {d.warning ? "say" : "error", (d.warning ? "Warning: " : "Error: ") + masker->mask(d.str())});
       return diags.has_errors() ? 1 : 0;
     }
     if (print_diagnostics(diags, *masker)) return 1;

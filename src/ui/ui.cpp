@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "imgbake/cancel.h"
+#include "imgbake/machine_readable.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -84,6 +85,27 @@ void Ui::emit(nlohmann::json ev) {
   std::fflush(out_);
 }
 
+void Ui::touch(const std::string& build) {
+  std::lock_guard lock(activity_mu_);
+  last_shown_[build] = std::chrono::steady_clock::now();
+}
+
+std::chrono::steady_clock::duration Ui::quiet_for(const std::string& build) {
+  std::lock_guard lock(activity_mu_);
+  auto now = std::chrono::steady_clock::now();
+  auto it = last_shown_.find(build);
+  if (it == last_shown_.end()) it = last_shown_.emplace(build, now).first;
+  return now - it->second;
+}
+
+void Ui::machine(const std::string& build, std::string_view type, std::vector<std::string> data) {
+  for (auto& d : data) d = mask(d);
+  std::string line = packer_line(mask(build), type, data);
+  std::lock_guard lock(mu_);
+  std::fputs(line.c_str(), out_);
+  std::fflush(out_);
+}
+
 void Ui::human(FILE* f, const std::string& build, const char* color, std::string_view marker, std::string_view text) {
   std::string masked = mask(text);
   std::string pre = mask(prefix(build));
@@ -102,6 +124,8 @@ void Ui::human(FILE* f, const std::string& build, const char* color, std::string
 
 void Ui::build_start(const std::string& build, const std::string& type) {
   if (mode_ == OutputMode::Json) return emit({{"event", "build_start"}, {"build", build}, {"builder_type", type}});
+  if (mode_ == OutputMode::Machine)
+    return machine("", "ui", {"say", "==> " + prefix(build) + "build started (" + type + ")"});
   human(out_, build, kBold, "==> ", "build started (" + type + ")");
 }
 
@@ -116,6 +140,14 @@ void Ui::build_end(const BuildSummary& s) {
     if (!s.error.empty()) ev["error"] = mask(s.error);
     return emit(ev);
   }
+  if (mode_ == OutputMode::Machine) {
+    // Packer's own sentences: "Build 'x' finished after …" / "Build 'x' errored after …: …".
+    std::string took = util::format_duration(s.duration);
+    if (s.ok) return machine("", "ui", {"say", "Build '" + s.name + "' finished after " + took + "."});
+    return machine("", "ui",
+                   {"error", "Build '" + s.name + "' " + (s.cancelled ? "cancelled" : "errored") + " after " + took +
+                                 (s.error.empty() ? "." : ": " + s.error)});
+  }
   if (s.ok)
     human(out_, s.name, kGreen, "==> ", "build finished after " + util::format_duration(s.duration));
   else
@@ -125,54 +157,75 @@ void Ui::build_end(const BuildSummary& s) {
 }
 
 void Ui::step_start(const std::string& build, const std::string& step, const std::string& key) {
+  touch(build);
   if (mode_ == OutputMode::Json) return emit({{"event", "step_start"}, {"build", build}, {"step", step}, {"key", key}});
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"say", "==> " + prefix(build) + step});
   human(out_, build, kBold, "==> ", step);
 }
 
 void Ui::step_end(const std::string& build, const std::string& step, bool ok, std::chrono::nanoseconds d,
-                  const std::string& key) {
-  if (mode_ == OutputMode::Json)
-    return emit({{"event", "step_end"},
-                 {"build", build},
-                 {"step", step},
-                 {"key", key},
-                 {"status", ok ? "ok" : "failed"},
-                 {"duration_s", seconds(d)}});
+                  const std::string& key, const std::optional<StepCache>& cache) {
+  if (mode_ == OutputMode::Json) {
+    nlohmann::json ev = {
+        {"event", "step_end"},     {"build", build}, {"step", step}, {"key", key}, {"status", ok ? "ok" : "failed"},
+        {"duration_s", seconds(d)}};
+    if (cache) ev["cache"] = {{"hit", cache->hit}, {"key", cache->key}};
+    return emit(ev);
+  }
+  if (mode_ == OutputMode::Machine)
+    return machine("", "ui",
+                   {ok ? "message" : "error", "    " + prefix(build) + (ok ? "done: " : "FAILED: ") + step + " (" +
+                                                  util::format_duration(d) + ")"});
   human(ok ? out_ : err_, build, ok ? kGreen : kRed, "    ",
         std::string(ok ? "done: " : "FAILED: ") + step + " (" + util::format_duration(d) + ")");
 }
 
 void Ui::say(const std::string& build, std::string_view text) {
+  touch(build);
   if (mode_ == OutputMode::Json) return emit({{"event", "message"}, {"build", build}, {"text", mask(text)}});
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"say", "==> " + prefix(build) + std::string(text)});
   human(out_, build, kBold, "==> ", text);
 }
 
 void Ui::message(const std::string& build, std::string_view text) {
+  touch(build);
   if (mode_ == OutputMode::Json) return emit({{"event", "message"}, {"build", build}, {"text", mask(text)}});
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"message", "    " + prefix(build) + std::string(text)});
   human(out_, build, nullptr, "    ", text);
 }
 
 void Ui::output(const std::string& build, Stream s, std::string_view line) {
+  touch(build);
+  // Carriage-return progress ("Reading database ... 5%\r… 100%"): the line's final state.
+  while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (size_t cr = line.rfind('\r'); cr != std::string_view::npos) line.remove_prefix(cr + 1);
   if (mode_ == OutputMode::Json)
     return emit({{"event", "log"},
                  {"build", build},
                  {"stream", s == Stream::Stdout ? "stdout" : "stderr"},
                  {"text", mask(line)}});
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"message", "    " + prefix(build) + std::string(line)});
   human(out_, build, s == Stream::Stderr ? kYellow : nullptr, "    ", line);
 }
 
 void Ui::warn(const std::string& build, std::string_view text) {
+  touch(build);
   if (mode_ == OutputMode::Json) return emit({{"event", "warning"}, {"build", build}, {"text", mask(text)}});
+  // Packer's Ui has no warning kind; its warnings are "say" lines.
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"say", "Warning: " + prefix(build) + std::string(text)});
   human(err_, build, kYellow, "warning: ", text);
 }
 
 void Ui::error(const std::string& build, std::string_view text) {
+  touch(build);
   if (mode_ == OutputMode::Json) return emit({{"event", "error"}, {"build", build}, {"text", mask(text)}});
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"error", prefix(build) + std::string(text)});
   human(err_, build, kRed, "error: ", text);
 }
 
 void Ui::note(std::string_view text) {
   if (mode_ == OutputMode::Json) return emit({{"event", "message"}, {"text", mask(text)}});
+  if (mode_ == OutputMode::Machine) return machine("", "ui", {"say", std::string(text)});
   human(out_, "", nullptr, "", text);
 }
 
@@ -183,6 +236,8 @@ void Ui::artifact(const std::string& build, const Artifact& a) {
     return emit(
         {{"event", "artifact"}, {"build", build}, {"builder_type", a.builder_type}, {"id", a.id}, {"files", files}});
   }
+  // Packer lists artifacts once all builds are done: summary() writes them.
+  if (mode_ == OutputMode::Machine) return;
   human(out_, build, kCyan, "--> ", "artifact " + a.describe());
   for (const auto& f : a.files) human(out_, build, nullptr, "    ", "  " + f.path);
 }
@@ -203,6 +258,7 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
     }
     return emit({{"event", "summary"}, {"builds", arr}});
   }
+  if (mode_ == OutputMode::Machine) return machine_summary(builds);
   size_t wname = 5, wtime = 4, wimage = 5;
   std::vector<std::string> times;
   for (const auto& b : builds) {
@@ -229,6 +285,46 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
                  static_cast<int>(wimage), mask(image).c_str(), mask(arts).c_str());
   }
   std::fflush(out_);
+}
+
+void Ui::machine_summary(const std::vector<BuildSummary>& builds) {
+  // The tail of `packer build -machine-readable`, line for line.
+  size_t failed = 0;
+  bool any_artifact = false;
+  for (const auto& b : builds) {
+    failed += b.ok ? 0 : 1;
+    any_artifact = any_artifact || (b.ok && !b.artifacts.empty());
+  }
+  if (failed > 0) {
+    machine("", "error-count", {std::to_string(failed)});
+    machine("", "ui", {"error", "\n==> Some builds didn't complete successfully and had errors:"});
+    for (const auto& b : builds) {
+      if (b.ok) continue;
+      std::string why = b.error.empty() ? (b.cancelled ? "cancelled" : "failed") : b.error;
+      machine(b.name, "error", {why});
+      machine("", "ui", {"error", "--> " + b.name + ": " + why});
+    }
+  }
+  if (!any_artifact) return machine("", "ui", {"say", "\n==> Builds finished but no artifacts were created."});
+  machine("", "ui", {"say", "\n==> Builds finished. The artifacts of successful builds are:"});
+  for (const auto& b : builds) {
+    if (!b.ok || b.artifacts.empty()) continue;
+    machine(b.name, "artifact-count", {std::to_string(b.artifacts.size())});
+    for (size_t i = 0; i < b.artifacts.size(); ++i) {
+      const Artifact& a = *b.artifacts[i];
+      std::string n = std::to_string(i);
+      machine(b.name, "artifact", {n, "builder-id", packer_builder_id(a.builder_type)});
+      machine(b.name, "artifact", {n, "id", a.id});
+      machine(b.name, "artifact", {n, "string", a.describe()});
+      machine(b.name, "artifact", {n, "files-count", std::to_string(a.files.size())});
+      for (size_t f = 0; f < a.files.size(); ++f)
+        machine(b.name, "artifact", {n, "file", std::to_string(f), a.files[f].path});
+      machine(b.name, "artifact", {n, "end"});
+      machine("", "ui", {"say", "--> " + b.name + ": " + a.describe()});
+    }
+    // imgbake's own fact: where the build was committed in the store.
+    if (!b.image_ref.empty()) machine(b.name, "image", {b.image_ref});
+  }
 }
 
 std::optional<std::string> Ui::ask(const std::string& build, std::string_view question) {

@@ -1,11 +1,12 @@
 // Everything a user sees goes through the Ui: a human view (build-name prefix,
-// colours only on a TTY, step durations, a summary table) or JSON events, one
-// object per line. Every string is passed through the Masker first, so sensitive
-// values never reach a terminal, a log or a CI event stream.
+// colours only on a TTY, step durations, a summary table), JSON events, one
+// object per line, or Packer's -machine-readable CSV lines (machine_readable.h). Every string is passed through the
+// Masker first, so sensitive values never reach a terminal, a log or a CI event stream.
 #pragma once
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,8 +32,17 @@ class Masker {
   std::vector<std::string> secrets_;  // longest first
 };
 
-enum class OutputMode { Human, Json };
+// Machine: Packer's `-machine-readable` stream, everything on `out`: "ui,say" / "ui,message" /
+// "ui,error" lines as the build goes, then Packer's error-count/error and
+// artifact-count/artifact lines at the end (summary()).
+enum class OutputMode { Human, Json, Machine };
 enum class Stream { Stdout, Stderr };
+
+// How a step used a builder's cache (only steps of builders that cache report it).
+struct StepCache {
+  bool hit = false;
+  std::string key;  // the full cache key (the messages show its first 12 characters)
+};
 
 struct BuildSummary {
   std::string name;
@@ -64,7 +74,7 @@ class Ui {
   void build_end(const BuildSummary& s);
   void step_start(const std::string& build, const std::string& step, const std::string& key);
   void step_end(const std::string& build, const std::string& step, bool ok, std::chrono::nanoseconds d,
-                const std::string& key);
+                const std::string& key, const std::optional<StepCache>& cache = std::nullopt);
   void say(const std::string& build, std::string_view text);      // "==> build: text"
   void message(const std::string& build, std::string_view text);  // "    build: text"
   void output(const std::string& build, Stream s, std::string_view line);
@@ -76,6 +86,9 @@ class Ui {
   void note(std::string_view text);
   // Asks on the terminal; returns nullopt when not interactive.
   std::optional<std::string> ask(const std::string& build, std::string_view question);
+
+  // How long since the build last showed anything (a step start, a message, a line of output).
+  std::chrono::steady_clock::duration quiet_for(const std::string& build);
 
   std::string mask(std::string_view s) const { return masker_ ? masker_->mask(s) : std::string(s); }
   // Masks every string of a JSON document in place (names and paths can hold secrets too).
@@ -91,6 +104,10 @@ class Ui {
 
  private:
   void emit(nlohmann::json ev);
+  void touch(const std::string& build);
+  // One Packer CSV line, masked; `build` is the target ("" for none).
+  void machine(const std::string& build, std::string_view type, std::vector<std::string> data);
+  void machine_summary(const std::vector<BuildSummary>& builds);
   void human(FILE* f, const std::string& build, const char* color, std::string_view marker, std::string_view text);
   std::string prefix(const std::string& build) const;
 
@@ -100,6 +117,8 @@ class Ui {
   bool color_;
   std::shared_ptr<const Masker> masker_;
   std::mutex mu_;
+  std::mutex activity_mu_;
+  std::map<std::string, std::chrono::steady_clock::time_point> last_shown_;
 };
 
 }  // namespace imgbake
