@@ -85,11 +85,20 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
   c.iso_checksum = cfg.string("iso_checksum");
   std::string checksum_type = cfg.string("iso_checksum_type");
   if (!checksum_type.empty()) {
-    // Packer before 1.6 spelled the algorithm separately.
+    // Packer before 1.6 spelled the algorithm separately; Packer 1.6 refuses the old key and
+    // asks for `packer fix`. imgbake reads the old pair and says what to write instead.
     if (checksum_type == "none")
       c.iso_checksum = "none";
     else if (!c.iso_checksum.empty() && c.iso_checksum.find(':') == std::string::npos)
       c.iso_checksum = checksum_type + ":" + c.iso_checksum;
+    std::string raw = cfg.string("iso_checksum");
+    cfg.warn("iso_checksum_type",
+             "'iso_checksum_type' is deprecated (Packer 1.6 removed it): write \"iso_checksum\": \"" +
+                 (checksum_type == "none"                              ? std::string("none")
+                  : raw.empty() || raw.find("{{") != std::string::npos ? checksum_type + ":HEX"
+                  : raw.find(':') == std::string::npos                 ? checksum_type + ":" + raw
+                                                                       : raw) +
+                 "\" and drop 'iso_checksum_type'");
   }
   c.iso_target_extension = cfg.string("iso_target_extension", c.iso_target_extension);
   c.iso_target_path = cfg.string("iso_target_path");

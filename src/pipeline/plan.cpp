@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <regex>
 #include <set>
@@ -14,10 +15,24 @@ json::Value render_value(const json::Value& v, const interp::Context& ctx, const
   switch (v.kind) {
     case json::Value::Kind::String:
       if (interp::has_actions(v.text)) {
+        std::vector<interp::Context::Undefined> undefined;
+        interp::Context c = ctx;
+        c.undefined_users = &undefined;
         try {
-          out.text = interp::render(v.text, ctx);
+          out.text = interp::render(v.text, c);
+        } catch (const interp::Poisoned&) {
+          // The variable's own error was reported; checks of this value would repeat it.
+          if (src.poisoned) src.poisoned->insert({v.pos.line, v.pos.col});
         } catch (const interp::Error& e) {
           src.diags.error(src.file, json::source_pos(src.text, v.pos, e.offset), e.what());
+        }
+        for (const auto& u : undefined) {
+          std::vector<std::string> names;
+          if (ctx.user_vars)
+            for (const auto& [k, unused] : *ctx.user_vars) names.push_back(k);
+          src.diags.warn(src.file, json::source_pos(src.text, v.pos, u.offset),
+                         "variable '" + u.name + "' is not defined, so it is empty here (as in Packer)" +
+                             util::did_you_mean(u.name, names));
         }
       }
       break;
@@ -108,15 +123,18 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
   // reported once as "required variable not set", not at every use.
   std::map<std::string, std::string> rendered = vars.values;
   ctx.user_vars = &rendered;
-  std::set<std::string> cyclic;
+  std::set<std::string> cyclic, errored;
   auto render_all = [&](Diagnostics& d) {
     bool changed = false;
     cyclic.clear();
+    errored.clear();
     for (auto& [name, value] : rendered) {
       if (!interp::has_actions(value)) continue;
       std::string file = value_file.count(name) ? value_file[name] : t.path;
       std::string_view text = value_file.count(name) ? std::string_view() : std::string_view(t.raw);
+      size_t before = d.errors().size();
       json::Value r = render_value(json::Value::make_string(value, value_pos[name]), ctx, RenderSource{file, text, d});
+      if (d.errors().size() > before) errored.insert(name);
       if (r.text != value) {
         value = r.text;
         changed = true;
@@ -142,12 +160,23 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
     if (!unset_required) diags.error(d.file, d.pos, d.message);
   }
   if (!final_diags.has_errors())
-    for (const auto& name : cyclic)
+    for (const auto& name : cyclic) {
+      // {{user `me`}} in me's own value: say so plainly, and how to give it a value.
+      std::string quoted;
+      for (char ch : name) quoted += std::string(std::strchr("\\^$.|?*+()[]{}", ch) && ch ? "\\" : "") + ch;
+      std::regex self("user\\s+[`\"]" + quoted + "[`\"]");
+      bool direct = std::regex_search(vars.values.count(name) ? vars.values[name] : "", self);
       diags.error(value_file.count(name) ? value_file[name] : t.path, value_pos[name],
-                  "variable '" + name + "' refers to itself through other variables (a circular reference)");
+                  direct ? "variable '" + name + "' refers to itself; give it a value with -var " + name +
+                               "=VALUE or in a -var-file"
+                         : "variable '" + name + "' refers to itself through other variables (a circular reference)");
+    }
   vars.values = rendered;
+  vars.failed.insert(cyclic.begin(), cyclic.end());
+  vars.failed.insert(errored.begin(), errored.end());
 
   for (const auto& v : t.variables) {
+    if (v.required && !given.count(v.name)) vars.failed.insert(v.name);
     if (v.required && !given.count(v.name) && require_all)
       diags.error(
           t.path, v.pos,
@@ -197,7 +226,10 @@ std::string unknown_type_message(const std::string& kind, const std::string& typ
 }  // namespace
 
 std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, const BuildOptions& opts,
-                                   Diagnostics& diags) {
+                                   Diagnostics& out) {
+  // Collected here first: errors at a value that uses a failed variable are dropped at the end.
+  Diagnostics diags;
+  std::set<std::pair<int, int>> poisoned;
   std::vector<BuildPlan> plans;
   const auto& builders = BuilderRegistry::instance();
   const auto& provisioners = ProvisionerRegistry::instance();
@@ -207,7 +239,8 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
   base.user_vars = &vars.values;
   base.template_dir = t.dir;
   base.defer_unknown = false;
-  RenderSource src{t.path, t.raw, diags};
+  base.failed_user_vars = &vars.failed;
+  RenderSource src{t.path, t.raw, diags, &poisoned};
 
   // Build names may use variables: render them first, they are what only/except name.
   std::vector<std::string> names;
@@ -345,9 +378,16 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
     if (selected(plan.name, opts)) plans.push_back(std::move(plan));
   }
 
-  if (!t.builders.empty() && plans.empty() && !diags.has_errors())
+  if (!t.builders.empty() && plans.empty() && !diags.has_errors() && !out.has_errors())
     diags.error("", {}, "-only/-except selected no build; the builds are: " + util::join(names, ", "));
   if (t.builders.empty()) diags.error(t.path, t.root.pos, "the template has no builders");
+  for (const auto& d : diags.items()) {
+    if (d.warning) {
+      out.warn(d.file, d.pos, d.message);
+    } else if (!(d.file == t.path && poisoned.count({d.pos.line, d.pos.col}))) {
+      out.error(d.file, d.pos, d.message);
+    }
+  }
   return plans;
 }
 

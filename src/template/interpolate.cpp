@@ -189,6 +189,11 @@ class Evaluator {
     fail("'." + key + "' is not available here" + util::did_you_mean(key, known));
   }
 
+  std::string undefined_user(const std::string& var) const {
+    if (ctx_.undefined_users) ctx_.undefined_users->push_back({var, base_});
+    return "";
+  }
+
   void arity(const std::string& name, const Args& a, size_t n) const {
     if (a.size() != n)
       fail("function '" + name + "' takes " + std::to_string(n) + " argument" + (n == 1 ? "" : "s") + ", got " +
@@ -208,12 +213,16 @@ class Evaluator {
   std::string call(const std::string& name, const Args& a) {
     if (name == "user") {
       arity(name, a, 1);
+      if (ctx_.failed_user_vars && ctx_.failed_user_vars->count(a[0])) throw Poisoned(a[0]);
       if (!ctx_.user_vars) {
         if (ctx_.defer_unknown) throw Deferred{};
-        fail("variable '" + a[0] + "' is not defined (the template has no variables)");
+        if (ctx_.allow_env) fail("variable '" + a[0] + "' is not defined (the template has no variables)");
+        return undefined_user(a[0]);
       }
       auto it = ctx_.user_vars->find(a[0]);
       if (it == ctx_.user_vars->end()) {
+        // Packer's funcGenUser: an error only while the variables themselves are interpolated.
+        if (!ctx_.allow_env) return undefined_user(a[0]);
         std::vector<std::string> names;
         for (const auto& [k, v] : *ctx_.user_vars) names.push_back(k);
         fail("variable '" + a[0] + "' is not defined" + util::did_you_mean(a[0], names));

@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <map>
 #include <regex>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "imgbake/interpolate.h"
 #include "imgbake/version.h"
@@ -75,16 +77,48 @@ TEST_F(InterpolateTest, UserVariables) {
   EXPECT_EQ(R("{{user `region`}}/{{user `name`}}"), "eu-west-1/Base Image");
 }
 
-TEST_F(InterpolateTest, UndefinedUserVariableIsAnErrorWithSuggestion) {
+TEST_F(InterpolateTest, UndefinedUserVariableInVariablesIsAnErrorWithSuggestion) {
+  // While the variables themselves are interpolated (allow_env), as Packer's funcGenUser.
+  ctx_.allow_env = true;
   Error e = Fail("{{user `regoin`}}");
   EXPECT_THAT(e.what(), HasSubstr("regoin"));
   EXPECT_THAT(e.what(), HasSubstr("did you mean 'region'"));
   EXPECT_EQ(e.offset, 0u);
 }
 
-TEST_F(InterpolateTest, UserWithoutVariablesIsAnErrorUnlessDeferred) {
+TEST_F(InterpolateTest, UndefinedUserVariableElsewhereIsEmptyAndRecorded) {
+  // Packer renders "" outside the variables section; the caller warns with the position.
+  std::vector<Context::Undefined> undefined;
+  ctx_.undefined_users = &undefined;
+  EXPECT_EQ(R("x{{user `regoin`}}y {{user `region`}} {{ user `other` }}"), "xy eu-west-1 ");
+  ASSERT_EQ(undefined.size(), 2u);
+  EXPECT_EQ(undefined[0].name, "regoin");
+  EXPECT_EQ(undefined[0].offset, 1u);
+  EXPECT_EQ(undefined[1].name, "other");
+  EXPECT_EQ(undefined[1].offset, 38u);
+  // Without a place to record them, the same text still renders.
+  ctx_.undefined_users = nullptr;
+  EXPECT_EQ(R("x{{user `regoin`}}y"), "xy");
+}
+
+TEST_F(InterpolateTest, FailedVariableThrowsPoisoned) {
+  std::set<std::string> failed = {"region"};
+  ctx_.failed_user_vars = &failed;
+  try {
+    R("a {{user `name`}} {{user `region`}}");
+    ADD_FAILURE() << "expected Poisoned";
+  } catch (const imgbake::interp::Poisoned& p) {
+    EXPECT_EQ(p.name, "region");
+  }
+  EXPECT_EQ(R("{{user `name`}}"), "Base Image");
+}
+
+TEST_F(InterpolateTest, UserWithoutVariablesIsEmptyOutsideVariablesAndDeferredWhenAsked) {
   ctx_.user_vars = nullptr;
+  EXPECT_EQ(R("[{{user `region`}}]"), "[]");
+  ctx_.allow_env = true;
   EXPECT_THAT(Fail("{{user `region`}}").what(), HasSubstr("region"));
+  ctx_.allow_env = false;
   ctx_.defer_unknown = true;
   EXPECT_EQ(R("x {{user `region`}} y"), "x {{user `region`}} y");
 }
@@ -256,6 +290,7 @@ TEST_F(InterpolateTest, DeferredActionsAreKeptVerbatimIncludingSpacing) {
 TEST_F(InterpolateTest, DeferringDoesNotHideRealErrors) {
   ctx_.defer_unknown = true;
   EXPECT_THAT(Fail("{{ nosuchfunc }}").what(), HasSubstr("nosuchfunc"));
+  ctx_.allow_env = true;  // an undefined variable is an error only among the variables
   EXPECT_THAT(Fail("{{user `nope`}}").what(), HasSubstr("nope"));
 }
 

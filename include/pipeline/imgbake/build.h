@@ -39,6 +39,10 @@ struct BuildOptions {
 struct Variables {
   std::map<std::string, std::string> values;
   std::shared_ptr<Masker> masker = std::make_shared<Masker>();
+  // Variables left without a value by an error already reported (a required variable not set,
+  // a circular reference, a value that failed to render): plan_builds does not check the
+  // settings that use them again, so that one cause is reported once.
+  std::set<std::string> failed;
 };
 
 // Defaults (rendered, with {{env}} and references to other variables), then
@@ -78,6 +82,9 @@ struct RenderSource {
   std::string file;
   std::string_view text;  // the file's bytes, for exact columns; may be empty
   Diagnostics& diags;
+  // When set, receives the position of each value left unrendered because it uses a variable
+  // in Variables::failed (errors later reported at those positions are follow-ons).
+  std::set<std::pair<int, int>>* poisoned = nullptr;
 };
 
 // Renders every string inside `v` (recursively). Top-level keys listed in `runtime_keys`

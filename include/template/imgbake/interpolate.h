@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,6 +31,24 @@ struct Context {
   bool defer_unknown = false;
   // The time of this run: timestamp and isotime are constant across one run.
   std::chrono::system_clock::time_point now = run_start_time();
+  // Outside the variables section (allow_env false) {{user `x`}} of an undefined variable
+  // renders "", as in Packer; each such use is appended here (when set) so the caller can warn.
+  struct Undefined {
+    std::string name;
+    size_t offset;  // of the action within the rendered text
+  };
+  std::vector<Undefined>* undefined_users = nullptr;
+  // Variables that could not be given a value (an error was already reported for each):
+  // rendering a text that uses one throws Poisoned, so that nothing downstream reports the
+  // same cause again as a problem of the unrendered text.
+  const std::set<std::string>* failed_user_vars = nullptr;
+};
+
+// Thrown by render() when the text uses a variable listed in Context::failed_user_vars.
+class Poisoned : public std::runtime_error {
+ public:
+  explicit Poisoned(const std::string& name) : std::runtime_error("variable '" + name + "' has no value"), name(name) {}
+  std::string name;
 };
 
 class Error : public std::runtime_error {
