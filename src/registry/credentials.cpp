@@ -200,4 +200,15 @@ void store_credentials(const std::string& registry, const Credentials& c) {
   util::write_file_atomic(path, config.dump(2) + "\n", 0600);
 }
 
+bool remove_credentials(const std::string& registry) {
+  fs::path path = imgbake_auth_path();
+  std::optional<nlohmann::json> config = read_json_file(path);
+  if (!config || !config->is_object() || !config->contains("auths") || !(*config)["auths"].is_object() ||
+      !(*config)["auths"].contains(registry))
+    return false;
+  (*config)["auths"].erase(registry);
+  util::write_file_atomic(path, config->dump(2) + "\n", 0600);
+  return true;
+}
+
 }  // namespace imgbake::registry

@@ -225,19 +225,37 @@ bool put_referrer(Client& client, const std::string& repo, const std::string& su
 std::string referrers_tag(const std::string& digest) { return detail::referrers_tag(digest); }
 
 TransferReport push_image(store::Store& st, const store::ImageRecord& img, Client& client, const Reference& dest,
-                          const std::vector<std::string>& extra_tags, const provenance::SigningKey* record_key,
-                          const TransferLog& log, const CancelToken& cancel) {
+                          const std::vector<std::string>& extra_tags, bool replace_tags,
+                          const provenance::SigningKey* record_key, const TransferLog& log, const CancelToken& cancel) {
   TransferReport rep;
   const std::string& repo = dest.repository;
+  std::vector<std::string> tags = {dest.tag.empty() ? img.version : dest.tag};
+  for (const auto& t : extra_tags)
+    if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
+  // Tags that point at another image are refused before anything is uploaded.
+  std::vector<std::string> channels;
+  for (const auto& c : st.channels(img.name)) channels.push_back(c.channel);
+  for (const auto& t : tags) {
+    auto existing = client.get_manifest(repo, t);
+    if (!existing || existing->digest == img.manifest_digest) continue;
+    if (replace_tags) {
+      if (log) log("tag " + t + " moves from " + short_digest(existing->digest) + " (--force)");
+      continue;
+    }
+    bool channel = std::find(channels.begin(), channels.end(), t) != channels.end();
+    throw BuildError("refusing to replace " + dest.registry + "/" + repo + ":" + t + ": it points at " +
+                     existing->digest + ", not at " + img.ref() + " (" + img.manifest_digest + "); " +
+                     (channel ? "a channel tag moves with `imgbake promote " + dest.registry + "/" + repo + "@" +
+                                    img.manifest_digest + " --channel " + t + "`"
+                              : "version tags are immutable") +
+                     " (push --force replaces it)");
+  }
   std::string bytes = st.blobs().read(img.manifest_digest);
   nlohmann::json manifest = nlohmann::json::parse(bytes);
   push_local_blobs(st, client, repo, manifest, rep, log, cancel);
   rep.manifest_digest = client.put_manifest(repo, img.manifest_digest, oci::kManifestMediaType, bytes);
   if (rep.manifest_digest != img.manifest_digest)
     throw BuildError("the registry stored the manifest as " + rep.manifest_digest + ", not " + img.manifest_digest);
-  std::vector<std::string> tags = {dest.tag.empty() ? img.version : dest.tag};
-  for (const auto& t : extra_tags)
-    if (std::find(tags.begin(), tags.end(), t) == tags.end()) tags.push_back(t);
   for (const auto& t : tags) client.put_manifest(repo, t, oci::kManifestMediaType, bytes);
   rep.tags = tags;
 

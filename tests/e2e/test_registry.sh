@@ -38,6 +38,29 @@ test_push_then_skopeo_reads_it() {
   expect_eq "blob bytes of a re-push" "0" "$(json_get <(tail -n 1 "$STDOUT") 'd["blob_bytes"]')"
 }
 
+test_push_refuses_to_replace_a_tag() {
+  build_hello || return
+  expect_exit 0 imgbake build -var greeting=changed "$SRC/templates/hello.json" || return
+  local d1 d2 other
+  d1=$(imgbake show hello:1 --output json | json_get /dev/stdin 'd["digest"]')
+  imgbake images hello --output json >images.json
+  other=$(json_get images.json "[i['ref'] for i in d if i['digest'] != '$d1'][-1]")
+  d2=$(imgbake show "$other" --output json | json_get /dev/stdin 'd["digest"]')
+  check "two different images" test "$d1" != "$d2"
+  expect_exit 0 imgbake push hello:1 "$REG/immutable/hello" "${INSECURE[@]}" || return
+  # Pushing another image to the version tag 1 is refused, naming both digests; nothing moves.
+  expect_exit 1 imgbake push "$other" "$REG/immutable/hello:1" "${INSECURE[@]}"
+  expect_contains "$STDERR" "refusing to replace $REG/immutable/hello:1: it points at $d1, not at $other ($d2)"
+  expect_contains "$STDERR" "version tags are immutable"
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/immutable/hello:1"
+  expect_eq "tag 1 after the refused push" "$d1" "sha256:$(sha256sum <"$STDOUT" | cut -d' ' -f1)"
+  # The same image again is fine (nothing to replace); --force replaces.
+  expect_exit 0 imgbake push hello:1 "$REG/immutable/hello:1" "${INSECURE[@]}"
+  expect_exit 0 imgbake push "$other" "$REG/immutable/hello:1" "${INSECURE[@]}" --force
+  expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/immutable/hello:1"
+  expect_eq "tag 1 after push --force" "$d2" "sha256:$(sha256sum <"$STDOUT" | cut -d' ' -f1)"
+}
+
 test_pull_into_another_store_verifies() {
   build_hello || return
   expect_exit 0 imgbake push hello:1 "$REG/pull/hello" "${INSECURE[@]}" || return
@@ -98,11 +121,36 @@ test_basic_auth_and_login() {
   expect_not_contains "$STDOUT" "pa55-word"
   expect_not_contains "$STDERR" "pa55-word"
   expect_exit 0 skopeo inspect --tls-verify=false --creds ops:pa55-word --raw "docker://$reg/team/hello:1"
+  # logout forgets them: the registry answers 401 again, and a second logout says there is nothing.
+  expect_exit 0 imgbake logout "$reg"
+  expect_contains "$STDOUT" "Removed login credentials for $reg"
+  expect_exit 1 imgbake push hello:1 "$reg/team/other" --insecure-registry "$reg"
+  expect_contains "$STDERR" "401"
+  expect_exit 1 imgbake logout "$reg"
+  expect_contains "$STDERR" "not logged in to $reg"
+}
+
+test_registries_conf_replaces_the_flag() {
+  # podman's and skopeo's registries.conf (here imgbake's own copy of it) marks the registry
+  # insecure once, instead of --insecure-registry on every command.
+  build_hello || return
+  expect_exit 1 imgbake push hello:1 "$REG/conf/hello"
+  mkdir -p "$IMGBAKE_CONFIG_HOME"
+  printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$REG" >"$IMGBAKE_CONFIG_HOME/registries.conf"
+  expect_exit 0 imgbake push hello:1 "$REG/conf/hello" || return
+  expect_exit 0 imgbake verify "$REG/conf/hello:1"
+  # blocked = true: never contacted, and the message names the file and line.
+  printf '[[registry]]\nlocation = "%s"\nblocked = true\n' "$REG" >"$IMGBAKE_CONFIG_HOME/registries.conf"
+  expect_exit 1 imgbake pull "$REG/conf/hello:1"
+  expect_contains "$STDERR" "registry $REG is blocked by $IMGBAKE_CONFIG_HOME/registries.conf:1"
+  rm -f "$IMGBAKE_CONFIG_HOME/registries.conf"
 }
 
 run_test push_then_skopeo_reads_it test_push_then_skopeo_reads_it
+run_test push_refuses_to_replace_a_tag test_push_refuses_to_replace_a_tag
 run_test pull_into_another_store_verifies test_pull_into_another_store_verifies
 run_test pull_what_skopeo_pushed test_pull_what_skopeo_pushed
 run_test copy_keeps_the_digest test_copy_keeps_the_digest
 run_test basic_auth_and_login test_basic_auth_and_login
+run_test registries_conf_replaces_the_flag test_registries_conf_replaces_the_flag
 summary

@@ -44,6 +44,9 @@ struct Credentials {
 std::optional<Credentials> find_credentials(const std::string& registry);
 // What `imgbake login` stores (mode 0600, written atomically).
 void store_credentials(const std::string& registry, const Credentials& c);
+// What `imgbake logout` removes: the registry's entry in imgbake's own file (written atomically).
+// Returns false when there was none. Docker's config.json is never changed.
+bool remove_credentials(const std::string& registry);
 
 struct ClientOptions {
   bool plain_http = false;  // --insecure-registry HOST:PORT: http:// instead of https://

@@ -54,10 +54,12 @@ bool put_referrer(Client& client, const std::string& repo, const std::string& su
 
 // Pushes `img` to dest (its tag, else the image's version, plus `extra_tags`), its provenance
 // and, signed with `record_key` when given, the records of its local promotions, rollbacks
-// and revocations.
+// and revocations. A tag that already points at another manifest is refused (BuildError naming
+// both digests, before anything is uploaded) unless `replace_tags`: version tags are immutable,
+// and channel tags move through promote/rollback.
 TransferReport push_image(store::Store& st, const store::ImageRecord& img, Client& client, const Reference& dest,
-                          const std::vector<std::string>& extra_tags, const provenance::SigningKey* record_key,
-                          const TransferLog& log, const CancelToken& cancel);
+                          const std::vector<std::string>& extra_tags, bool replace_tags,
+                          const provenance::SigningKey* record_key, const TransferLog& log, const CancelToken& cancel);
 
 // Pulls src (tag or digest) into the store as `name` (default: the image's own name, else the
 // repository's last component) and `version` (default: the image's own version).
