@@ -113,37 +113,44 @@ ImageRecord Store::rollback(const std::string& name, const std::string& channel,
   ImageRecord target;
   {
     Transaction tx(db);
-    // Replay the channel's history: a promotion pushes, a rollback pops.
-    std::vector<std::string> stack;
-    Stmt h(db, "SELECT action, to_ref FROM audit WHERE name = ? AND channel = ? ORDER BY seq");
+    // Replay the channel's history: a promotion pushes, a rollback pops. Each entry remembers
+    // whether the channel was protected when it accepted the image (a verified promotion).
+    struct Held {
+      std::string ref;
+      bool accepted_protected = false;
+    };
+    std::vector<Held> stack;
+    Stmt h(db, "SELECT action, to_ref, detail FROM audit WHERE name = ? AND channel = ? ORDER BY seq");
     h.bind(1, name).bind(2, channel);
     while (h.step()) {
       if (h.text(0) == "promote") {
-        stack.push_back(h.text(1));
+        nlohmann::json detail = nlohmann::json::parse(h.text(2), nullptr, false);
+        bool prot = detail.is_object() && detail.value("protected", false);
+        stack.push_back({h.text(1), prot});
       } else if (h.text(0) == "rollback") {
         if (!stack.empty()) stack.pop_back();
-        // A rollback past the channel's own history lands on an earlier version.
-        if (stack.empty() || stack.back() != h.text(1)) stack.push_back(h.text(1));
+        // Stores written before 0.1 could roll back past the channel's history; such an entry
+        // is what the channel then held, never accepted under protection.
+        if (stack.empty() || stack.back().ref != h.text(1)) stack.push_back({h.text(1), false});
       }
     }
     if (stack.empty()) throw StoreError("channel '" + channel + "' of " + name + " has never been promoted to");
-    std::string from = stack.back(), to, rule;
-    if (stack.size() >= 2) {
-      to = stack[stack.size() - 2];
-      rule = "the channel's previous image";
-    } else {
-      // The channel held only this image: go back to the newest earlier version that is
-      // not revoked (what "the previous release" means to an operator).
-      ImageRecord cur = resolve(from);
-      Stmt p(db,
-             "SELECT version FROM images WHERE name = ? AND seq < (SELECT seq FROM images WHERE id = ?) "
-             "AND revoked = 0 ORDER BY seq DESC LIMIT 1");
-      p.bind(1, name).bind(2, cur.id);
-      if (!p.step())
-        throw StoreError("channel '" + channel + "' of " + name + " has no earlier image to roll back to (it holds " +
-                         from + ", and no earlier version is unrevoked)");
-      to = name + ":" + p.text(0);
-      rule = "the version before " + from;
+    std::string from = stack.back().ref;
+    // Only back to what the channel itself held: never to a version it did not hold.
+    if (stack.size() < 2)
+      throw StoreError("channel '" + channel + "' of " + name + " has no earlier image to roll back to: it has held " +
+                       "only " + from + " (imgbake history " + name + " --channel " + channel +
+                       "); promote the image you want instead");
+    const Held& prev = stack[stack.size() - 2];
+    std::string to = prev.ref;
+    std::string rule = "the image the channel held before " + from;
+    {
+      Stmt c(db, "SELECT protected FROM channels WHERE name = ? AND channel = ?");
+      c.bind(1, name).bind(2, channel);
+      if (c.step() && c.integer(0) != 0 && !prev.accepted_protected)
+        throw StoreError("refusing to roll back protected channel '" + channel + "' to " + to + ": " + to +
+                         " entered the channel before it was protected, so no verified promotion accepted it; "
+                         "promote it instead (its signature is checked then)");
     }
     target = resolve(to);
     {

@@ -184,15 +184,19 @@ ImageRecord Store::commit(const CommitRequest& req) {
         db, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "", detail.dump(), "", ""});
     for (const auto& channel : req.channels) {
       std::string from;
+      bool is_protected = false;
       if (auto head = channel_head(db, req.name, channel)) {
         from = req.name + ":" + head->version;
+        is_protected = head->is_protected;
         if (head->is_protected && !req.signature_trusted)
           throw StoreError("refusing to put " + req.name + ":" + version + " into protected channel '" + channel +
                            "': it is signed by a key the store does not trust");
       }
       move_channel(db, req.name, channel, id, /*protect=*/false);  // a protected channel stays protected
-      append_audit(db, AuditEntry{0, "", who(), "promote", req.name, channel, from, req.name + ":" + version,
-                                  "assigned by the template at build time", "{}", "", ""});
+      append_audit(db,
+                   AuditEntry{0, "", who(), "promote", req.name, channel, from, req.name + ":" + version,
+                              "assigned by the template at build time",
+                              nlohmann::json{{"manifest", man.digest}, {"protected", is_protected}}.dump(), "", ""});
     }
     tx.commit();
     rec = *find_image(db, "id = ?", {std::to_string(id)});

@@ -151,11 +151,17 @@ test_promote_rollback_history_revoke() {
   build_app 2 || return
   expect_exit 0 imgbake promote app:1 --channel staging --reason "passed QA"
   expect_match "$STDOUT" '^app:staging -> app:1 \(sha256:[0-9a-f]{64}\)$'
+  expect_exit 0 imgbake promote app:1 --channel production --reason "release 1"
   expect_exit 0 imgbake promote app:2 --channel production --reason "release 2"
   expect_match "$STDOUT" '^app:production -> app:2 '
   expect_eq "app:production after promoting app:2" "app:2" "$(image_of app:production)"
   expect_exit 0 imgbake rollback app --channel production --reason "errors in release 2"
-  expect_match "$STDOUT" '^app:production -> app:1 '
+  expect_match "$STDOUT" '^app:production -> app:1 \(sha256:[0-9a-f]{64}\), the image the channel held before app:2$'
+  # A second rollback: the channel held nothing before app:1, so nothing moves (it never goes to
+  # an image the channel did not hold).
+  expect_exit 1 imgbake rollback app --channel production --reason "again"
+  expect_contains "$STDERR" "has held only app:1"
+  expect_eq "app:production after the refused rollback" "app:1" "$(image_of app:production)"
   expect_exit 0 imgbake show app:production
   expect_contains "$STDOUT" "image:      app:1"
   expect_eq "app:staging is untouched by the rollback" "app:1" "$(image_of app:staging)"
@@ -175,15 +181,19 @@ assert refs["app:production"] == refs["app:1"], "app:production is not tagged as
   expect_match history.txt "^ +1 +[0-9T:Z-]+ +$WHO +commit +app:1\$"
   expect_match history.txt "^ +2 +[0-9T:Z-]+ +$WHO +commit +app:2\$"
   expect_match history.txt "^ +3 +[0-9T:Z-]+ +$WHO +promote staging +app:1  \(passed QA\)\$"
-  expect_match history.txt "^ +4 +[0-9T:Z-]+ +$WHO +promote production +app:2  \(release 2\)\$"
-  expect_match history.txt "^ +5 +[0-9T:Z-]+ +$WHO +rollback production +app:2 -> app:1  \(errors in release 2\)\$"
+  expect_match history.txt "^ +4 +[0-9T:Z-]+ +$WHO +promote production +app:1  \(release 1\)\$"
+  expect_match history.txt "^ +5 +[0-9T:Z-]+ +$WHO +promote production +app:1 -> app:2  \(release 2\)\$"
+  expect_match history.txt "^ +6 +[0-9T:Z-]+ +$WHO +rollback production +app:2 -> app:1  \(errors in release 2\)\$"
   expect_exit 0 imgbake history app --channel production
-  expect_eq "history --channel production: entries" "2" "$(grep -c 'production' "$STDOUT")"
+  expect_eq "history --channel production: entries" "3" "$(grep -c 'production' "$STDOUT")"
   expect_not_contains "$STDOUT" "staging"
 
   # Revocation: kept in the list, refused by promote.
   expect_exit 0 imgbake revoke app:1 --reason CVE-2026-0001
   expect_contains "$STDOUT" "revoked app:1"
+  # Both channels point at app:1: said at once, with how to move them.
+  expect_contains "$STDERR" "warning: channel 'production' of app points at app:1, which is now revoked; move it with \`imgbake rollback app --channel production\`"
+  expect_contains "$STDERR" "warning: channel 'staging' of app points at app:1, which is now revoked"
   expect_exit 0 imgbake images app
   expect_match "$STDOUT" '^app:1 .*REVOKED: CVE-2026-0001'
   expect_no_match "$STDOUT" '^app:2 .*REVOKED'
@@ -216,7 +226,8 @@ got = [(e["action"], e["channel"], e["from"], e["to"], e["reason"]) for e in h]
 want = [("commit", "", "", "app:1", ""),
         ("commit", "", "", "app:2", ""),
         ("promote", "staging", "", "app:1", "passed QA"),
-        ("promote", "production", "", "app:2", "release 2"),
+        ("promote", "production", "", "app:1", "release 1"),
+        ("promote", "production", "app:1", "app:2", "release 2"),
         ("rollback", "production", "app:2", "app:1", "errors in release 2"),
         ("revoke", "", "", "app:1", "CVE-2026-0001")]
 assert got == want, "\n got: %r\nwant: %r" % (got, want)

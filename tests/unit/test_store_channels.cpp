@@ -26,14 +26,47 @@ TEST_F(StoreTest, RollbackReturnsToThePreviousImageOfTheChannel) {
   EXPECT_THROW(st.rollback("web", "prod", ""), StoreError);
 }
 
-TEST_F(StoreTest, RollbackWithoutChannelHistoryGoesToTheEarlierUnrevokedVersion) {
+TEST_F(StoreTest, RollbackNeverLeavesTheChannelsOwnHistory) {
+  // Issue: a channel that only ever held web:3 was rolled back to web:2, which it never held.
   Store st(dir_ / "store");
   st.commit(request("one"));
   st.commit(request("two"));
   st.commit(request("three"));
   st.promote("web:3", "prod", "", true);
-  st.revoke("web:2", "broken", false);
-  EXPECT_EQ(st.rollback("web", "prod", "").ref(), "web:1");
+  try {
+    st.rollback("web", "prod", "");
+    FAIL() << "rolled back to an image the channel never held";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("has held only web:3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("promote the image you want"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(st.resolve("web:prod").ref(), "web:3");
+}
+
+TEST_F(StoreTest, SecondRollbackOfAProtectedChannelStopsWhereProtectionBegan) {
+  // The walk-through's case: web:1 entered prod unprotected, then prod was protected and
+  // accepted web:2 and web:3. Rollback goes to web:2, and a second one is refused (web:1 was
+  // never accepted by the protected channel), even though its signature would verify.
+  Store st(dir_ / "store");
+  st.commit(request("one"));
+  st.commit(request("two"));
+  st.commit(request("three"));
+  st.promote("web:1", "prod", "", true);
+  st.promote("web:2", "prod", "", true, /*protect=*/true);
+  st.promote("web:3", "prod", "", true);
+  auto ok = [](const auto&) { return true; };
+  EXPECT_EQ(st.rollback("web", "prod", "bad 3", ok).ref(), "web:2");
+  try {
+    st.rollback("web", "prod", "bad 2", ok);
+    FAIL() << "a protected channel was rolled back past what it accepted";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("before it was protected"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(st.resolve("web:prod").ref(), "web:2");
+  // history shows both moves and the refusal changed nothing.
+  int rollbacks = 0;
+  for (const auto& e : st.history("web", "prod")) rollbacks += e.action == "rollback" ? 1 : 0;
+  EXPECT_EQ(rollbacks, 1);
 }
 
 TEST_F(StoreTest, RevokedImagesAreNotPromotedAndDescendantsFollow) {

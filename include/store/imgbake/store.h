@@ -233,8 +233,9 @@ class Store {
   // provenance verifies; a protected channel refuses an image without it.
   void promote(const std::string& ref, const std::string& channel, const std::string& reason, bool signature_ok,
                bool protect = false);
-  // Points the channel back at the image it held before its latest promotion.
-  // A protected channel only goes back to an image for which `signature_ok` holds.
+  // Points the channel back at the image it held before its current one (its own history:
+  // never an image it did not hold; refused when it held only one). A protected channel only
+  // goes back to an image it accepted while protected and for which `signature_ok` holds.
   ImageRecord rollback(const std::string& name, const std::string& channel, const std::string& reason,
                        const std::function<bool(const ImageRecord&)>& signature_ok = nullptr);
   std::vector<AuditEntry> history(const std::string& name, const std::string& channel = "") const;
