@@ -352,10 +352,12 @@ RemoteVerification verify_remote(Client& client, const Reference& image,
   std::map<std::string, std::string> layers;               // title -> sha256 hex
   std::vector<std::pair<std::string, std::string>> blobs;  // digest, what
   if (manifest.contains("config")) blobs.emplace_back(json_string(manifest["config"], "digest"), "config");
-  for (const auto& l : manifest.value("layers", nlohmann::json::array())) {
+  const auto manifest_layers = manifest.value("layers", nlohmann::json::array());
+  for (size_t i = 0; i < manifest_layers.size(); ++i) {
+    const auto& l = manifest_layers[i];
     std::string d = json_string(l, "digest");
-    std::string title = d;
-    if (l.contains("annotations")) title = l["annotations"].value("org.opencontainers.image.title", d);
+    // Named as the statement names them (a container image's layers are untitled: "layer N").
+    std::string title = oci::layer_subject_name(l, i);
     layers[title] = d.size() > 7 ? d.substr(7) : d;
     blobs.emplace_back(d, title);
   }

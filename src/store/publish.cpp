@@ -150,9 +150,7 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
     for (const auto& l : m["layers"]) {
       std::string d = l["digest"];
       // Untitled layers (a container image's) are named by position, as the provenance names them.
-      std::string untitled = "layer " + std::to_string(++index);
-      std::string title =
-          l.contains("annotations") ? l["annotations"].value("org.opencontainers.image.title", untitled) : untitled;
+      std::string title = oci::layer_subject_name(l, index++);
       actual[title] = d.substr(7);
       std::string lp = st.blobs().check(d);
       if (!lp.empty()) problem(title + ": " + lp);

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 SRC=$IMGBAKE_SOURCE_DIR
-require_tools docker-registry skopeo python3
+require_tools docker-registry skopeo python3 bwrap busybox tar
 
 . "$(dirname "$0")/registry_lib.sh"
 
@@ -195,9 +195,41 @@ assert r["blobs_staged"] == 0 and r["blobs_mounted"] == 0 and r["blobs_sent"] >=
   expect_exit 0 imgbake verify "127.0.0.1:$port2/mirror/hello:1" --insecure-registry "127.0.0.1:$port2"
 }
 
+test_rootfs_image_round_trip() {
+  # A rootfs image has untitled container layers (named "layer N" by its provenance): push, verify
+  # on the registry, pull into another store, verify there (the walk-through's remote verify of a
+  # rootfs image failed with "subject 'layer 1' is not part of …").
+  local root="$TEST_DIR/bb-root"
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/dev" "$root/root"
+  cp /bin/busybox "$root/bin/busybox"
+  local c
+  for c in sh echo cat; do ln -sf busybox "$root/bin/$c"; done
+  tar -C "$root" -czf bb.tar.gz .
+  write_file rootfs.json <<'EOF'
+{
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [{"type": "shell", "inline": ["echo hi > /etc/motd"]}],
+  "imgbake": {"image": "rt"}
+}
+EOF
+  expect_exit 0 imgbake build rootfs.json || return
+  local d
+  d=$(digest_of rt:1)
+  expect_exit 0 imgbake push rt:1 "$REG/rootfs/rt" "${INSECURE[@]}" || return
+  expect_exit 0 imgbake verify "$REG/rootfs/rt:1" "${INSECURE[@]}"
+  expect_contains "$STDOUT" "VERIFIED $REG/rootfs/rt:1 ($d)"
+  expect_not_contains "$STDOUT" "is not part of"
+  expect_exit 0 imgbake promote "$REG/rootfs/rt:1" --channel prod "${INSECURE[@]}"
+  export IMGBAKE_HOME=$TEST_DIR/other-store
+  expect_exit 0 imgbake pull "$REG/rootfs/rt:1" "${INSECURE[@]}" || return
+  expect_exit 0 imgbake verify rt:1
+  expect_contains "$STDOUT" "VERIFIED rt:1"
+}
+
 run_test promote_history_rollback test_promote_history_rollback
 run_test a_record_signed_by_another_key_is_flagged_and_ignored test_a_record_signed_by_another_key_is_flagged_and_ignored
 run_test verify_remote test_verify_remote
 run_test revoked_images_are_refused test_revoked_images_are_refused
 run_test copy_mounts_or_streams test_copy_mounts_or_streams
+run_test rootfs_image_round_trip test_rootfs_image_round_trip
 summary

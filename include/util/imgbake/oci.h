@@ -23,6 +23,22 @@ inline constexpr const char* kProvenanceArtifactType = "application/vnd.in-toto+
 inline constexpr const char* kEmptyMediaType = "application/vnd.oci.empty.v1+json";
 inline constexpr const char* kIndexMediaType = "application/vnd.oci.image.index.v1+json";
 
+// The name a layer of an image has among its provenance's subjects: the layer's
+// org.opencontainers.image.title annotation, else "layer N" (its 1-based position). The
+// statement, local verification and remote verification all name layers by this one rule.
+inline std::string layer_subject_name(const std::map<std::string, std::string>& annotations, size_t index) {
+  auto title = annotations.find("org.opencontainers.image.title");
+  return title != annotations.end() ? title->second : "layer " + std::to_string(index + 1);
+}
+inline std::string layer_subject_name(const nlohmann::json& layer, size_t index) {
+  if (layer.contains("annotations") && layer["annotations"].is_object()) {
+    const auto& a = layer["annotations"];
+    auto title = a.find("org.opencontainers.image.title");
+    if (title != a.end() && title->is_string()) return title->get<std::string>();
+  }
+  return "layer " + std::to_string(index + 1);
+}
+
 struct Descriptor {
   std::string media_type;
   std::string digest;  // "sha256:…"
