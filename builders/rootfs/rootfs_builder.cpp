@@ -273,12 +273,14 @@ class SourceStep : public Step {
 
  private:
   Work& w_;
+  std::optional<int64_t> base_created_;
 
   // An image of the store: its layers are already blobs; nothing is unpacked yet.
-  void from_store(State& st, const nlohmann::json& settings) {
+  void from_store(State& st, nlohmann::json& settings) {
     store::ImageRecord img = w_.store->resolve_parent(w_.cfg.path);
     nlohmann::json m = w_.store->manifest(img);
     adopt_manifest(m, img.ref());
+    derive_epoch(st, settings, base_created_, "the base image's created time");
     w_.parent = img.manifest_digest;
     w_.chain = util::sha256_hex(nlohmann::json({{"base", img.manifest_digest}, {"settings", settings}}).dump());
     st.message("base: " + img.ref() + " (" + img.manifest_digest + "), " + std::to_string(w_.layers.size()) +
@@ -311,11 +313,23 @@ class SourceStep : public Step {
       w_.base_config = nlohmann::ordered_json::parse(config["config"].dump());
     if (config.contains("history") && config["history"].is_array())
       w_.base_history = nlohmann::ordered_json::parse(config["history"].dump());
+    if (config.contains("created") && config["created"].is_string())
+      base_created_ = util::parse_rfc3339_seconds(config["created"].get<std::string>());
+  }
+
+  // Without SOURCE_DATE_EPOCH, source_date_epoch or a git commit, the time comes from the
+  // inputs, so that two builds of the same template from the same base give the same digest
+  // (as apko does): the base image's `created`, or a tarball's newest entry.
+  void derive_epoch(State& st, nlohmann::json& settings, std::optional<int64_t> t, const std::string& from) {
+    if (w_.epoch || !t) return;
+    w_.epoch = t;
+    settings["source_date_epoch"] = *t;
+    st.message("SOURCE_DATE_EPOCH " + std::to_string(*t) + " (" + rfc3339(*t) + "): " + from);
   }
 
   // An OCI image layout: the manifest tagged `tag` (or the only one); its blobs are copied
   // into the store (checked on the way) unless they are there already.
-  void from_layout(State& st, const fs::path& dir, const nlohmann::json& settings) {
+  void from_layout(State& st, const fs::path& dir, nlohmann::json& settings) {
     nlohmann::json index = nlohmann::json::parse(util::read_file(dir / "index.json"));
     const nlohmann::json* pick = nullptr;
     std::vector<std::string> names;
@@ -344,12 +358,13 @@ class SourceStep : public Step {
     copy_in(m.at("config").at("digest"), oci::kConfigMediaType);
     for (const auto& l : m.at("layers")) copy_in(l.at("digest"), l.value("mediaType", ""));
     adopt_manifest(m, w_.cfg.source);
+    derive_epoch(st, settings, base_created_, "the base image's created time");
     w_.parent = digest;
     w_.chain = util::sha256_hex(nlohmann::json({{"base", digest}, {"settings", settings}}).dump());
     st.message("base: " + w_.cfg.source + " (" + digest + "), " + std::to_string(w_.layers.size()) + " layer(s)");
   }
 
-  void from_archive(State& st, const nlohmann::json& settings) {
+  void from_archive(State& st, nlohmann::json& settings) {
     fs::path dir = make_tree_dir(w_);  // a scratch directory for the unpacked layout
     struct Remove {
       fs::path p;
@@ -363,7 +378,9 @@ class SourceStep : public Step {
   }
 
   // debootstrap or a tarball: the base is made here, once, and cached like a step.
-  void built_base(State& st, const nlohmann::json& settings) {
+  void built_base(State& st, nlohmann::json& settings) {
+    if (w_.cfg.kind == SourceKind::Tar)
+      derive_epoch(st, settings, layer::newest_mtime(w_.cfg.path), "the newest file time in " + w_.cfg.path);
     nlohmann::json material = {{"step", "rootfs-base"}, {"settings", settings}};
     std::string created_by;
     if (w_.cfg.kind == SourceKind::Tar) {
@@ -457,24 +474,30 @@ class LayerStep : public Step {
     std::string key, preimage, slot = st.build.template_path + "#" + st.build.name + "#" + std::to_string(index_);
     auto hit = lookup(w_, st, name(), material, key, preimage, slot);
     w_.chain = key;
+    st.step_cache = StepCache{hit.has_value(), key};
     if (hit) {
-      st.message("cached: " + (hit->empty ? std::string("no changes") : "layer " + short_digest(hit->blob.digest)) +
-                 " (step key " + key.substr(0, 12) + "); not run");
+      std::string what = hit->empty ? std::string("no changes") : "layer " + short_digest(hit->blob.digest);
+      HostEffect effect = inner_->host_effect();
+      if (effect == HostEffect::None) {
+        st.message("cached: " + what + " (step key " + key.substr(0, 12) + "); not run");
+        w_.layers.push_back(from_cache(*hit));
+        return;
+      }
+      // Its effect is on the host (a download, a shell-local command): the cache holds its
+      // layer, not that effect, so it runs; a step that reads the machine gets the tree,
+      // brought up from the cached layers.
+      st.message("cached: " + what + " (step key " + key.substr(0, 12) +
+                 "); it runs anyway: its effect is on the host");
+      if (effect == HostEffect::FromMachine) {
+        materialize(w_, st);
+        st.communicator = communicator(st);
+      }
+      inner_->run(st);
       w_.layers.push_back(from_cache(*hit));
       return;
     }
     materialize(w_, st);
-    if (!w_.comm) {
-      ExecOptions o;
-      o.root = w_.tree;
-      o.network = w_.cfg.network;
-      nlohmann::json env = SourceStep::exec_env(st, w_);  // named: items() must not outlive it
-      for (const auto& [k, v] : env.items()) o.env[k] = v.get<std::string>();
-      for (const auto* config : {&w_.base_config, &st.build.image_config})
-        if (config->contains("WorkingDir")) o.workdir = (*config)["WorkingDir"];
-      w_.comm = std::make_unique<ExecCommunicator>(o);
-    }
-    st.communicator = w_.comm.get();
+    st.communicator = communicator(st);
     layer::Snapshot before = layer::scan(w_.tree);
     w_.tree_ready = false;  // until the layer is recorded, the tree is ahead of `layers`
     inner_->run(st);
@@ -486,11 +509,27 @@ class LayerStep : public Step {
   }
 
   void cleanup(State& st) noexcept override { inner_->cleanup(st); }
+  HostEffect host_effect() const override { return inner_->host_effect(); }
 
  private:
   Work& w_;
   std::unique_ptr<Step> inner_;
   size_t index_;
+
+  // The sandbox that runs commands in the tree, made once.
+  Communicator* communicator(State& st) {
+    if (!w_.comm) {
+      ExecOptions o;
+      o.root = w_.tree;
+      o.network = w_.cfg.network;
+      nlohmann::json env = SourceStep::exec_env(st, w_);  // named: items() must not outlive it
+      for (const auto& [k, v] : env.items()) o.env[k] = v.get<std::string>();
+      for (const auto* config : {&w_.base_config, &st.build.image_config})
+        if (config->contains("WorkingDir")) o.workdir = (*config)["WorkingDir"];
+      w_.comm = std::make_unique<ExecCommunicator>(o);
+    }
+    return w_.comm.get();
+  }
 };
 
 // The image: layers, history, config; committed by the pipeline (store::CommitRequest::oci).

@@ -84,6 +84,8 @@ class FileProvisioner : public Provisioner {
   void prepare(ConfigReader& cfg) override;
   void provision(State& st) override;
   nlohmann::json key_material() const override;
+  // A download writes on the host: it runs on every build, also when its layer is cached.
+  HostEffect host_effect() const override { return download_ ? HostEffect::FromMachine : HostEffect::None; }
 
  private:
   void upload(State& st) const;

@@ -10,6 +10,8 @@ class ShellLocalProvisioner : public Provisioner {
   std::set<std::string> runtime_keys() const override { return {"execute_command"}; }
   void provision(State& st) override { runner_.run(st, {}); }
   nlohmann::json key_material() const override { return runner_.key_material(); }
+  // It runs on the host: an image builder's cache never skips it.
+  HostEffect host_effect() const override { return HostEffect::HostOnly; }
 
  private:
   ShellLocalRunner runner_;

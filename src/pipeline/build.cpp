@@ -62,6 +62,7 @@ class ProvisionStep : public Step {
     return {{"step", "provision"}, {"type", p_.def->type}, {"config", p_.impl->key_material()}};
   }
   void run(State& st) override { run_provisioner(p_, st); }
+  HostEffect host_effect() const override { return p_.impl->host_effect(); }
 
  private:
   PlannedProvisioner& p_;
@@ -231,11 +232,8 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   req.make_provenance = [&](const std::string& version, const std::string& manifest_digest,
                             const std::vector<oci::Descriptor>& layers) {
     facts.subjects.push_back({req.name + ":" + version, manifest_digest.substr(7)});
-    for (size_t i = 0; i < layers.size(); ++i) {
-      auto title = layers[i].annotations.find("org.opencontainers.image.title");
-      facts.subjects.push_back({title != layers[i].annotations.end() ? title->second : "layer " + std::to_string(i + 1),
-                                layers[i].digest.substr(7)});
-    }
+    for (size_t i = 0; i < layers.size(); ++i)
+      facts.subjects.push_back({oci::layer_subject_name(layers[i].annotations, i), layers[i].digest.substr(7)});
     // The statement's values are masked too: a secret must not reach provenance by any
     // path (keys are not, so a short secret cannot break the document's structure).
     nlohmann::json statement = provenance::make_statement(facts);

@@ -1,4 +1,10 @@
 #include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
 
 #include "imgbake/error.h"
 #include "imgbake/pipeline.h"
@@ -58,6 +64,47 @@ AfterFailure decide(State& st, const std::string& step) {
   }
 }
 
+// While a step runs, says every IMGBAKE_PROGRESS_INTERVAL seconds (default 60) that it is still
+// running, with the time so far, when the build has shown nothing for that long (debootstrap,
+// a guest that boots, an SSH wait): a long silent step does not look like a hang.
+class QuietStepNotice {
+ public:
+  QuietStepNotice(State& st, std::string step) : st_(st), step_(std::move(step)) {
+    auto interval = std::chrono::seconds(60);
+    if (const char* e = std::getenv("IMGBAKE_PROGRESS_INTERVAL"); e && *e) {
+      char* end = nullptr;
+      long v = std::strtol(e, &end, 10);
+      if (end && *end == '\0' && v > 0) interval = std::chrono::seconds(v);
+    }
+    thread_ = std::jthread([this, interval](std::stop_token stop) { watch(stop, interval); });
+  }
+  ~QuietStepNotice() {
+    thread_.request_stop();
+    cv_.notify_all();
+  }
+  QuietStepNotice(const QuietStepNotice&) = delete;
+  QuietStepNotice& operator=(const QuietStepNotice&) = delete;
+
+ private:
+  void watch(const std::stop_token& stop, std::chrono::seconds interval) {
+    auto started = std::chrono::steady_clock::now();
+    std::mutex mu;
+    std::unique_lock lock(mu);
+    while (!stop.stop_requested()) {
+      cv_.wait_for(lock, stop, std::chrono::milliseconds(250), [] { return false; });
+      if (stop.stop_requested()) break;
+      if (st_.ui.quiet_for(st_.build.name) < interval) continue;
+      st_.ui.message(st_.build.name, "still running: " + step_ + " (" +
+                                         util::format_duration(std::chrono::steady_clock::now() - started) + ")");
+    }
+  }
+
+  State& st_;
+  std::string step_;
+  std::condition_variable_any cv_;
+  std::jthread thread_;  // last: stopped and joined before the members it uses go
+};
+
 }  // namespace
 
 StepOutcome run_steps(StepList& steps, State& st) {
@@ -97,11 +144,13 @@ StepOutcome run_steps(StepList& steps, State& st) {
       (void)answer;
     }
     st.ui.step_start(st.build.name, step.name(), key);
+    st.step_cache.reset();
     auto t0 = std::chrono::steady_clock::now();
     ran = std::max(ran, i + 1);
     bool ok = true;
     std::string error;
     try {
+      QuietStepNotice notice(st, step.name());
       step.run(st);
       st.cancel.throw_if_cancelled();
     } catch (const Cancelled&) {
@@ -113,7 +162,7 @@ StepOutcome run_steps(StepList& steps, State& st) {
       error = e.what();
     }
     auto d = std::chrono::steady_clock::now() - t0;
-    st.ui.step_end(st.build.name, step.name(), ok, d, key);
+    st.ui.step_end(st.build.name, step.name(), ok, d, key, st.step_cache);
     outcome.steps.push_back({step.name(), d, ok, key});
     if (ok) {
       prev = key;

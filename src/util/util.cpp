@@ -358,4 +358,44 @@ std::string format_rfc3339(std::chrono::system_clock::time_point t, bool millise
   return out + "Z";
 }
 
+std::optional<int64_t> parse_rfc3339_seconds(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+  auto digits = [&](size_t at, size_t n) -> std::optional<int> {
+    if (at + n > text.size()) return std::nullopt;
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
+      v = v * 10 + (text[i] - '0');
+    }
+    return v;
+  };
+  auto year = digits(0, 4), month = digits(5, 2), day = digits(8, 2);
+  auto hour = digits(11, 2), minute = digits(14, 2), second = digits(17, 2);
+  if (!year || !month || !day || !hour || !minute || !second || text.size() < 20 || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || text[13] != ':' || text[16] != ':')
+    return std::nullopt;
+  std::chrono::year_month_day ymd{std::chrono::year{*year}, std::chrono::month{static_cast<unsigned>(*month)},
+                                  std::chrono::day{static_cast<unsigned>(*day)}};
+  if (!ymd.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
+  size_t at = 19;
+  if (text[at] == '.') {
+    ++at;
+    size_t start = at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+    if (at == start) return std::nullopt;
+  }
+  int64_t offset = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z') && at + 1 == text.size()) {
+    offset = 0;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-') && at + 6 == text.size() && text[at + 3] == ':') {
+    auto oh = digits(at + 1, 2), om = digits(at + 4, 2);
+    if (!oh || !om || *oh > 23 || *om > 59) return std::nullopt;
+    offset = (*oh * 3600 + *om * 60) * (text[at] == '+' ? 1 : -1);
+  } else {
+    return std::nullopt;
+  }
+  int64_t days = std::chrono::sys_days(ymd).time_since_epoch().count();
+  return days * 86400 + *hour * 3600 + *minute * 60 + *second - offset;
+}
+
 }  // namespace imgbake::util

@@ -181,6 +181,49 @@ test_cache_hits_and_misses() {
   expect_eq "cached steps after --prune-cache" 0 "$(count_lines 'cached: ' "$STDOUT")"
 }
 
+test_host_steps_run_on_cache_hits() {
+  # A download and a shell-local step change the host, not the image: a rebuild whose layers all
+  # come from the cache still runs them (the walk-through's "boot the result" recipe broke here).
+  busybox_tarball bb.tar.gz
+  write_file host.json <<'EOF'
+{
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [
+    {"type": "shell", "inline": ["echo kernel-bits > /root/vmlinuz"]},
+    {"type": "file", "direction": "download", "source": "/root/vmlinuz", "destination": "out/vmlinuz"},
+    {"type": "shell-local", "inline": ["echo ran >> host-runs.txt"]},
+    {"type": "shell", "inline": ["echo last > /root/last.txt"]}
+  ],
+  "imgbake": {"image": "hostfx"}
+}
+EOF
+  expect_exit 0 imgbake build host.json || return
+  expect_file_content out/vmlinuz "kernel-bits"
+  expect_eq "shell-local runs" 1 "$(wc -l <host-runs.txt)"
+  rm -rf out
+  expect_exit 0 imgbake build host.json || return
+  cp "$STDOUT" second.out
+  # The image's steps come from the cache; the host's run again, the download from the tree
+  # brought up from the cached layers.
+  expect_eq "steps skipped by the cache" 2 "$(grep -c '; not run$' second.out)"
+  expect_eq "host steps that ran on cache hits" 2 "$(grep -c 'it runs anyway: its effect is on the host' second.out)"
+  expect_file_content out/vmlinuz "kernel-bits"
+  expect_eq "shell-local runs after the rebuild" 2 "$(wc -l <host-runs.txt)"
+  expect_contains second.out "unchanged: hostfx:1"
+  # For CI: each step_end says whether the step came from the cache, with the key its message shows.
+  expect_exit 0 imgbake build --output json host.json || return
+  py_check "step_end carries the cache hit and key" '
+import json, re, sys
+events = [json.loads(l) for l in open(sys.argv[1])]
+ends = [e for e in events if e["event"] == "step_end" and "cache" in e]
+assert len(ends) == 4, ends
+shown = [re.search(r"step key ([0-9a-f]{12})", e["text"]).group(1) for e in events
+         if e["event"] == "message" and "step key" in e.get("text", "")]
+assert [e["cache"]["hit"] for e in ends] == [True] * 4, ends
+assert [e["cache"]["key"][:12] for e in ends] == shown, (ends, shown)
+' "$STDOUT"
+}
+
 test_reproducible_digests() {
   busybox_tarball bb.tar.gz
   write_bb_template
@@ -202,6 +245,31 @@ test_reproducible_digests() {
     tar --numeric-owner -tvzf "$TEST_DIR/s1/blobs/sha256/${l#sha256:}" | awk '{print $4" "$5}' >>mtimes.txt
   done
   expect_eq "mtimes later than SOURCE_DATE_EPOCH" "" "$(awk '$1" "$2 > "2023-11-14 22:13"' mtimes.txt)"
+}
+
+test_reproducible_by_default() {
+  # No SOURCE_DATE_EPOCH, no source_date_epoch, no git repository: the time comes from the
+  # inputs (the tarball's newest entry), so two clean builds still give one digest.
+  unset SOURCE_DATE_EPOCH
+  busybox_tarball bb.tar.gz
+  write_bb_template
+  check "the scratch directory is not in a git repository" bash -c '! git rev-parse --git-dir >/dev/null 2>&1'
+  local a b newest
+  IMGBAKE_HOME="$TEST_DIR/s1" expect_exit 0 imgbake build --no-cache bb.json || return
+  expect_contains "$STDOUT" "SOURCE_DATE_EPOCH "
+  expect_match "$STDOUT" "SOURCE_DATE_EPOCH [0-9]+ .*: the newest file time in .*bb.tar.gz"
+  a=$(IMGBAKE_HOME="$TEST_DIR/s1" manifest_digest bb:1)
+  sleep 1.1  # the provisioned files of the second build are written a second later
+  touch payload.txt
+  IMGBAKE_HOME="$TEST_DIR/s2" expect_exit 0 imgbake build --no-cache bb.json || return
+  b=$(IMGBAKE_HOME="$TEST_DIR/s2" manifest_digest bb:1)
+  check "a digest was printed" test -n "$a"
+  expect_eq "manifest digest of two clean builds without SOURCE_DATE_EPOCH" "$a" "$b"
+  # `created` is the tarball's newest entry time.
+  newest=$(TZ=UTC tar --full-time -tvzf bb.tar.gz | awk '{print $4"T"$5"Z"}' | sort | tail -n 1)
+  run skopeo inspect --config "oci:$TEST_DIR/s1:bb:1"
+  cp "$STDOUT" config.json
+  expect_eq "created is the newest time in the tarball" "$newest" "$(json_get config.json 'd["created"]')"
 }
 
 test_export_formats() {
@@ -364,7 +432,7 @@ test_debootstrap_install_and_cache() {
   E2E_BG_PIDS+=("$APT_MIRROR_PID")  # stopped with the test's other background processes
   fresh_store
   export SOURCE_DATE_EPOCH=1700000000
-  E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" \
+  E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" -var check_gpg=false -var "apt_options=[trusted=yes]" \
     "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
   cp "$STDOUT" first.out
   expect_match first.out '^==> debian: committed debian-hello:1 '
@@ -379,7 +447,7 @@ test_debootstrap_install_and_cache() {
   podman_run debian-hello:1
   expect_eq "podman run debian-hello:1" "Hello, world!" "$(cat "$STDOUT")"
   # Unchanged: every step is a cache hit and nothing is unpacked or run.
-  expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json"
+  expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" -var check_gpg=false -var "apt_options=[trusted=yes]" "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json"
   expect_eq "cached steps" 2 "$(count_lines 'cached: ' "$STDOUT")"
   expect_contains "$STDOUT" "base: cached layer"
   expect_not_contains "$STDOUT" "debootstrap bookworm"
@@ -389,7 +457,7 @@ test_debootstrap_install_and_cache() {
   # logs are dropped, the template removes apt's, and every mtime is clamped.
   local d1 d2
   d1=$(manifest_digest debian-hello:1)
-  IMGBAKE_HOME="$TEST_DIR/store2" E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" \
+  IMGBAKE_HOME="$TEST_DIR/store2" E2E_TIMEOUT=400 expect_exit 0 imgbake build -var "mirror=$APT_MIRROR_URL" -var check_gpg=false -var "apt_options=[trusted=yes]" \
     "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
   d2=$(IMGBAKE_HOME="$TEST_DIR/store2" manifest_digest debian-hello:1)
   check "a digest was printed" test -n "$d1"
@@ -400,7 +468,9 @@ test_debootstrap_install_and_cache() {
 run_test build_layers_read_back test_build_layers_read_back
 run_test podman_runs_the_image test_podman_runs_the_image
 run_test cache_hits_and_misses test_cache_hits_and_misses
+run_test host_steps_run_on_cache_hits test_host_steps_run_on_cache_hits
 run_test reproducible_digests test_reproducible_digests
+run_test reproducible_by_default test_reproducible_by_default
 run_test export_formats test_export_formats
 run_test store_image_as_base test_store_image_as_base
 run_test oci_layout_and_archive_sources test_oci_layout_and_archive_sources

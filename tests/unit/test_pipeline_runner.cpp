@@ -5,11 +5,14 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -403,3 +406,65 @@ TEST(OnErrorFlag, Parse) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- long silent steps
+
+namespace {
+
+// Sleeps `total`, printing a line every `every` (0: never).
+class SleepyStep : public Step {
+ public:
+  SleepyStep(std::string name, std::chrono::milliseconds total, std::chrono::milliseconds every)
+      : name_(std::move(name)), total_(total), every_(every) {}
+  std::string name() const override { return name_; }
+  nlohmann::json key_material(const State& /*st*/) const override { return {{"type", "sleepy"}}; }
+  void run(State& st) override {
+    auto end = std::chrono::steady_clock::now() + total_;
+    while (std::chrono::steady_clock::now() < end) {
+      std::this_thread::sleep_for(every_.count() > 0 ? every_ : std::chrono::milliseconds(50));
+      if (every_.count() > 0) st.message("working");
+    }
+  }
+
+ private:
+  std::string name_;
+  std::chrono::milliseconds total_, every_;
+};
+
+}  // namespace
+
+TEST_F(RunnerTest, ALongSilentStepSaysItIsStillRunning) {
+  ASSERT_EQ(setenv("IMGBAKE_PROGRESS_INTERVAL", "1", 1), 0);
+  steps_.push_back(
+      std::make_unique<SleepyStep>("debootstrap", std::chrono::milliseconds(2600), std::chrono::milliseconds(0)));
+  steps_.push_back(
+      std::make_unique<SleepyStep>("chatty", std::chrono::milliseconds(2600), std::chrono::milliseconds(200)));
+  StepOutcome out = Run();
+  unsetenv("IMGBAKE_PROGRESS_INTERVAL");
+  EXPECT_TRUE(out.ok);
+  std::vector<std::string> notices;
+  for (const auto& e : Events("message")) {
+    std::string text = e["text"];
+    if (text.starts_with("still running")) notices.push_back(text);
+  }
+  // About one per second of silence (2 or 3 in 2.6 s, whatever the machine's load), naming the
+  // step and the time so far; none for the step that keeps talking.
+  ASSERT_GE(notices.size(), 1u);
+  EXPECT_LE(notices.size(), 3u);
+  for (const auto& n : notices) EXPECT_THAT(n, ::testing::MatchesRegex("still running: debootstrap \\(.*s\\)"));
+}
+
+TEST(UiOutput, CarriageReturnProgressKeepsItsFinalState) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  {
+    Ui ui(OutputMode::Human, f, f, false, nullptr);
+    ui.output("debian", imgbake::Stream::Stdout, "(Reading database ... 5%\r(Reading database ... 100%\r(done.)");
+    ui.output("debian", imgbake::Stream::Stdout, "windows line\r");
+  }
+  std::fclose(f);
+  std::string text(buf, len);
+  std::free(buf);
+  EXPECT_EQ(text, "    debian: (done.)\n    debian: windows line\n");
+}

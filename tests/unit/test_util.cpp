@@ -79,6 +79,23 @@ TEST(ParseDuration, HugeNumbersAreAnErrorNotAnException) {
 
 // ---------------------------------------------------------------- format_duration
 
+TEST(ParseRfc3339, SecondsSinceEpochWithOffsetsAndFractions) {
+  using imgbake::util::parse_rfc3339_seconds;
+  EXPECT_EQ(parse_rfc3339_seconds("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_rfc3339_seconds("2023-11-14T22:13:20Z"), 1700000000);
+  EXPECT_EQ(parse_rfc3339_seconds("2023-11-14T22:13:20.999999999Z"), 1700000000);  // the fraction is dropped
+  EXPECT_EQ(parse_rfc3339_seconds("2023-11-14T23:13:20+01:00"), 1700000000);
+  EXPECT_EQ(parse_rfc3339_seconds("2023-11-14T21:43:20-00:30"), 1700000000);
+  EXPECT_EQ(parse_rfc3339_seconds("1969-12-31T23:59:59Z"), -1);
+  // Round trip with the formatter.
+  auto t = std::chrono::system_clock::time_point(std::chrono::seconds(1796477298));
+  EXPECT_EQ(parse_rfc3339_seconds(imgbake::util::format_rfc3339(t)), 1796477298);
+  for (const char* bad :
+       {"", "2023-11-14", "2023-11-14T22:13:20", "2023-13-14T22:13:20Z", "2023-02-30T00:00:00Z",
+        "2023-11-14T22:13:20+0100", "2023-11-14T22:13:20Zjunk", "2023-11-14T22:13:20.Z", "2023-11-14T24:00:00Z"})
+    EXPECT_EQ(parse_rfc3339_seconds(bad), std::nullopt) << bad;
+}
+
 TEST(FormatRfc3339, UtcSecondsAndTruncatedMilliseconds) {
   using namespace std::chrono;
   system_clock::time_point t{seconds(1764927000) + milliseconds(987)};

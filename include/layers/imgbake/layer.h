@@ -82,4 +82,9 @@ LayerBlob write_tree(const std::filesystem::path& root, const std::filesystem::p
 std::string apply(const std::filesystem::path& layer_file, const std::filesystem::path& root,
                   const CancelToken& cancel);
 
+// The newest modification time (seconds since 1970) among the entries of a tar archive (any
+// compression libarchive reads); nullopt for an archive without entry times. Throws BuildError
+// naming the file when it cannot be read.
+std::optional<int64_t> newest_mtime(const std::filesystem::path& tar_file);
+
 }  // namespace imgbake::layer

@@ -56,6 +56,9 @@ class State {
   bool provisioning_failed = false;
   // When set, the running step must finish by then (provisioner "timeout").
   std::optional<std::chrono::steady_clock::time_point> deadline;
+  // Set by a step of a builder that caches (rootfs): whether it came from the cache, and its
+  // key. The runner clears it before each step and reports it in the step's end event.
+  std::optional<StepCache> step_cache;
 
   void say(std::string_view text) { ui.say(build.name, text); }
   void message(std::string_view text) { ui.message(build.name, text); }
@@ -63,6 +66,15 @@ class State {
   std::string render(std::string_view text) const;
   // Time left before `deadline`, for the timeouts of commands the step runs.
   std::optional<std::chrono::milliseconds> time_left() const;
+};
+
+// Whether a step changes something outside the machine being built. Such a step runs on every
+// build, also where an image builder's cache holds its (empty) layer: its effect is not in the
+// image, so the cache cannot replay it.
+enum class HostEffect {
+  None,         // all its effect is in the machine (or nothing): a cache hit may skip it
+  HostOnly,     // it runs on the host and needs no machine (shell-local)
+  FromMachine,  // it reads the machine and writes on the host (a file download)
 };
 
 class Step {
@@ -82,6 +94,7 @@ class Step {
   // The pipeline's hook that runs the error-cleanup-provisioner; a builder that wraps the
   // provision steps (rootfs: one layer each) passes this one through unwrapped.
   virtual bool is_error_cleanup_hook() const { return false; }
+  virtual HostEffect host_effect() const { return HostEffect::None; }
 };
 
 using StepList = std::vector<std::unique_ptr<Step>>;

@@ -22,6 +22,8 @@ class Provisioner {
   virtual void provision(State& st) = 0;
   // Resolved options and digests of host files read, for the step's content key.
   virtual nlohmann::json key_material() const = 0;
+  // What it changes outside the machine (pipeline.h): such steps are never skipped by a cache.
+  virtual HostEffect host_effect() const { return HostEffect::None; }
 };
 
 using ProvisionerRegistry = ComponentRegistry<Provisioner>;

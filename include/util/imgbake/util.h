@@ -25,6 +25,9 @@ std::string format_bytes(uint64_t n);                     // "512 B", "3.4 MiB"
 // RFC 3339 in UTC: "2026-12-05T09:30:00Z", or with milliseconds (truncated, as Go's ".000"
 // layouts do) "2026-12-05T09:30:00.123Z".
 std::string format_rfc3339(std::chrono::system_clock::time_point t, bool milliseconds = false);
+// Seconds since 1970 of an RFC 3339 time ("2026-12-05T09:30:00Z", "…:00.123456789+01:00");
+// the fraction is dropped. nullopt when malformed.
+std::optional<int64_t> parse_rfc3339_seconds(std::string_view text);
 
 std::string read_file(const std::filesystem::path& path);  // throws std::runtime_error naming the path
 // Writes via a temp file in the same directory, fsync, rename: readers never see a half file.
