@@ -35,7 +35,8 @@ def start_mirror(debs, work):
 
 def build(imgbake, env, mirror, cwd, motd="baked by imgbake"):
     t0 = time.monotonic()
-    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", "-var", f"motd={motd}", TEMPLATE],
+    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", "-var", "check_gpg=false",
+                        "-var", "apt_options=[trusted=yes]", "-var", f"motd={motd}", TEMPLATE],
                        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.monotonic() - t0
     if p.returncode != 0:

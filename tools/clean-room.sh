@@ -11,7 +11,7 @@
 #    ../shared beside it (as CI has it);
 # 3. in a sandbox (new mount and pid namespaces, chroot into DIR/root, with /proc, /dev, /sys and
 #    the host's network for apt), as root:
-#      tools/setup.sh && build/imgbake build templates/hello.json      (README, first command)
+#      tools/setup.sh && build/imgbake build templates/rootfs-debian.json      (README, first command)
 #      tools/test.sh                                                     (README, second command)
 #    printing each command's exit status and time; the full output is in DIR/logs/.
 #
@@ -153,7 +153,7 @@ run_in_root() {
 }
 
 status=0
-run_in_root setup 'tools/setup.sh && build/imgbake build templates/hello.json' || status=1
+run_in_root setup 'tools/setup.sh && build/imgbake build templates/rootfs-debian.json' || status=1
 if [ $status -eq 0 ] && [ $setup_only -eq 0 ]; then
   run_in_root test 'tools/test.sh' || status=1
 fi
