@@ -1,4 +1,6 @@
-// The blobs an image needs: blobs_of lists what a push uploads.
+// The blobs an image needs: referenced_blobs, the one walk over an image's manifest and its
+// referrers that gc, store check, revoke --descendants and blobs_of (what a push uploads) share.
+#include <set>
 #include <string>
 #include <vector>
 
@@ -9,28 +11,67 @@ namespace imgbake::store {
 using detail::parse_manifest;
 using detail::ParsedManifest;
 
-std::vector<Descriptor> Store::blobs_of(const ImageRecord& img) const {
-  const std::string what = img.ref() + ": the image manifest";
-  std::string bytes;
-  try {
-    bytes = blobs_.read(img.manifest_digest);
-  } catch (const std::exception& e) {
-    throw StoreError(what + " is unreadable: " + e.what());
+std::vector<std::string> ReferencedBlobs::digests() const {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  auto add = [&](const std::string& d) {
+    if (!d.empty() && seen.insert(d).second) out.push_back(d);
+  };
+  for (const auto& m : manifests) {
+    add(m.manifest.digest);
+    add(m.config.digest);
+    for (const auto& l : m.layers) add(l.digest);
   }
-  ParsedManifest m = parse_manifest(bytes, what);
-  std::vector<Descriptor> out = {m.config};
-  out.insert(out.end(), m.layers.begin(), m.layers.end());
-  if (!img.referrer_digest.empty()) {
-    std::string ref_bytes;
+  add(envelope_digest);
+  return out;
+}
+
+std::vector<std::string> ReferencedBlobs::problems() const {
+  std::vector<std::string> out;
+  for (const auto& m : manifests)
+    if (!m.problem.empty()) out.push_back(m.problem);
+  return out;
+}
+
+ReferencedBlobs Store::referenced_blobs(const ImageRecord& img) const {
+  ReferencedBlobs out;
+  out.envelope_digest = img.provenance_digest;
+  auto walk = [&](const std::string& role, const std::string& digest, uint64_t size) {
+    ManifestBlobs m;
+    m.role = role;
+    m.manifest = Descriptor{oci::kManifestMediaType, digest, size, {}};
+    const std::string what = img.ref() + ": " + role + " " + digest;
+    std::string bytes;
     try {
-      ref_bytes = blobs_.read(img.referrer_digest);
+      bytes = blobs_.read(digest);
     } catch (const std::exception& e) {
-      throw StoreError(img.ref() + ": the provenance referrer is unreadable: " + e.what());
+      m.problem = what + " is unreadable: " + e.what();
     }
-    ParsedManifest r = parse_manifest(ref_bytes, img.ref() + ": the provenance referrer");
-    out.push_back(r.config);
-    out.insert(out.end(), r.layers.begin(), r.layers.end());
-    out.push_back(Descriptor{oci::kManifestMediaType, img.referrer_digest, img.referrer_size, {}});
+    if (m.problem.empty()) {
+      try {
+        ParsedManifest p = parse_manifest(bytes, what);
+        m.config = p.config;
+        m.layers = p.layers;
+      } catch (const StoreError& e) {
+        m.problem = e.what();
+      }
+    }
+    out.manifests.push_back(std::move(m));
+  };
+  walk("the image manifest", img.manifest_digest, img.manifest_size);
+  if (!img.referrer_digest.empty()) walk("the provenance referrer", img.referrer_digest, img.referrer_size);
+  return out;
+}
+
+std::vector<Descriptor> Store::blobs_of(const ImageRecord& img) const {
+  ReferencedBlobs walk = referenced_blobs(img);
+  if (auto problems = walk.problems(); !problems.empty()) throw StoreError(problems.front());
+  std::vector<Descriptor> out;
+  for (size_t i = 0; i < walk.manifests.size(); ++i) {
+    const ManifestBlobs& m = walk.manifests[i];
+    out.push_back(m.config);
+    out.insert(out.end(), m.layers.begin(), m.layers.end());
+    if (i > 0) out.push_back(m.manifest);  // a referrer: PUT after the image manifest it names
   }
   return out;
 }

@@ -174,6 +174,32 @@ struct ImportRequest {
   std::string source;                   // where it came from, e.g. "127.0.0.1:5000/team/app@sha256:…"
 };
 
+// One manifest of an image (Store::referenced_blobs): the image manifest or one of its referrers,
+// with the blobs it names.
+struct ManifestBlobs {
+  std::string role;     // "the image manifest", "the provenance referrer"
+  Descriptor manifest;  // the manifest blob itself
+  // Why the manifest could not be read or is not an OCI image manifest, naming the image, the
+  // manifest and the cause ("web:3: the provenance referrer sha256:… is not JSON: …"); then config
+  // and layers are empty. "" when it was read.
+  std::string problem;
+  Descriptor config;
+  std::vector<Descriptor> layers;
+};
+
+// Every blob an image needs: its manifest, config and layers, and each referrer the store holds
+// for it (the provenance today; test results or signatures would be more) with that referrer's
+// manifest, config and every layer. The one walk that gc keeps, store check hashes, a push
+// uploads (blobs_of) and revoke --descendants finds children by.
+struct ReferencedBlobs {
+  std::vector<ManifestBlobs> manifests;  // the image manifest first, then its referrers
+  std::string envelope_digest;           // the DSSE envelope the catalog names (a referrer's layer too)
+  // Every digest, once, in walk order. A manifest that could not be read adds only itself.
+  std::vector<std::string> digests() const;
+  // The problem of each manifest that could not be read; empty when the walk is complete.
+  std::vector<std::string> problems() const;
+};
+
 struct CheckReport {
   std::vector<std::string> problems;  // each one exact: what, where
   std::vector<std::string> notes;     // harmless findings (orphan blobs gc would remove)
@@ -192,7 +218,11 @@ struct GcReport {
   // Another process had the store open (a build, pull, push, export…): its temp files and the
   // blobs it wrote but has not committed yet look like leftovers, so gc removed neither.
   bool busy = false;
-  size_t left = 0;  // unreferenced blobs and temp entries left because of that
+  size_t left = 0;  // unreferenced blobs and temp entries left because of that, or of `problems`
+  // Manifests of images (or of their referrers) that could not be read, each naming the image, the
+  // manifest and the cause. The blobs only such a manifest names look unreferenced, so then gc
+  // removed no blob (they are counted in `left`); store check reports the same.
+  std::vector<std::string> problems;
 };
 
 class Store {
@@ -255,6 +285,9 @@ class Store {
 
   // The manifest JSON of an image.
   nlohmann::json manifest(const ImageRecord& img) const;
+  // The blobs the image needs (see ReferencedBlobs). Never throws for a damaged image: a manifest
+  // that cannot be read is named in its ManifestBlobs::problem.
+  ReferencedBlobs referenced_blobs(const ImageRecord& img) const;
   // What a push uploads besides the image manifest itself, in upload order: the config, the
   // layers (with their annotations), then, when the image has provenance, the referrer's
   // config and layers (the DSSE envelope) and last the referrer manifest (media type
