@@ -225,6 +225,14 @@ struct GcReport {
   std::vector<std::string> problems;
 };
 
+struct RevokeReport {
+  std::vector<std::string> revoked;  // NAME:VERSION of each image revoked now
+  // With descendants: images whose manifest could not be read, each naming the image and the cause.
+  // An image built on one of their files (its parent is a layer's digest) cannot be found, so it
+  // may not be revoked.
+  std::vector<std::string> problems;
+};
+
 class Store {
  public:
   // $IMGBAKE_HOME, else $XDG_DATA_HOME/imgbake, else ~/.local/share/imgbake.
@@ -268,8 +276,10 @@ class Store {
   ImageRecord rollback(const std::string& name, const std::string& channel, const std::string& reason,
                        const std::function<bool(const ImageRecord&)>& signature_ok = nullptr);
   std::vector<AuditEntry> history(const std::string& name, const std::string& channel = "") const;
-  // Revokes the image (and with `descendants`, every image whose parent chain leads to it).
-  std::vector<std::string> revoke(const std::string& ref, const std::string& reason, bool descendants);
+  // Revokes the image (and with `descendants`, every image whose parent chain leads to it). Every
+  // image that can be found is revoked, even when a manifest on the way cannot be read: that is
+  // reported in RevokeReport::problems, not thrown, so damage never holds a revocation back.
+  RevokeReport revoke(const std::string& ref, const std::string& reason, bool descendants);
 
   CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
   // Unreferenced blobs go; layers of the build cache are kept unless `prune_cache`, which
