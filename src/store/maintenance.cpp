@@ -111,6 +111,40 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   return rep;
 }
 
+namespace {
+
+// The bytes removing `p` frees: a file's size, or the sizes of the regular files in a directory
+// tree (symbolic links are not followed). A size that cannot be read is not counted, and named in
+// `warnings`.
+uint64_t bytes_of(const fs::path& p, std::vector<std::string>& warnings) {
+  auto cannot = [&](const fs::path& what, const std::error_code& why) {
+    warnings.push_back("cannot read the size of " + what.string() + ": " + why.message() +
+                       " (not counted in the bytes freed)");
+  };
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(p, ec))) {
+    const uint64_t size = fs::file_size(p, ec);
+    if (!ec) return size;
+    cannot(p, ec);
+    return 0;
+  }
+  uint64_t total = 0;
+  fs::recursive_directory_iterator it(p, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (!fs::is_regular_file(it->symlink_status(fec))) continue;
+    const uint64_t size = it->file_size(fec);
+    if (fec)
+      cannot(it->path(), fec);
+    else
+      total += size;
+  }
+  if (ec) cannot(p.string() + " (the rest of the directory)", ec);
+  return total;
+}
+
+}  // namespace
+
 GcReport Store::gc(bool prune_cache) {
   GcReport rep;
   StoreLock lock(home_, true);  // no commit is running while we look
@@ -137,15 +171,21 @@ GcReport Store::gc(bool prune_cache) {
   // A blob nothing references may be one a running build wrote and has yet to commit, and a
   // temp entry may be in use: both are removed only when no other process has the store open.
   rep.busy = flock(users_fd_, LOCK_EX | LOCK_NB) != 0;
-  std::error_code ec;
   for (const auto& d : blobs_.list()) {
     if (keep.count(d)) {
       ++rep.kept;
     } else if (rep.busy || !unreadable.empty()) {
       ++rep.left;
     } else {
-      rep.bytes += fs::file_size(blobs_.path(d), ec);
-      blobs_.remove(d);
+      const fs::path path = blobs_.path(d);
+      const uint64_t size = bytes_of(path, rep.warnings);
+      std::error_code ec;
+      fs::remove(path, ec);
+      if (ec) {
+        rep.warnings.push_back("cannot remove " + path.string() + ": " + ec.message());
+        continue;
+      }
+      rep.bytes += size;
       ++rep.removed;
     }
   }
@@ -154,19 +194,15 @@ GcReport Store::gc(bool prune_cache) {
       ++rep.left;
       continue;
     }
-    uint64_t size = 0;
-    if (fs::is_directory(fs::symlink_status(p, ec))) {
-      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::recursive_directory_iterator();
-           it.increment(ec))
-        if (it->is_regular_file(ec)) size += it->file_size(ec);
-    } else {
-      size = fs::file_size(p, ec);
-    }
+    const uint64_t size = bytes_of(p, rep.warnings);
+    std::error_code ec;
     fs::remove_all(p, ec);
-    if (!ec) {
-      rep.bytes += size;
-      ++rep.temp_removed;
+    if (ec) {
+      rep.warnings.push_back("cannot remove " + p.string() + ": " + ec.message());
+      continue;
     }
+    rep.bytes += size;
+    ++rep.temp_removed;
   }
   // Back to shared (a failed conversion on Linux drops the shared lock, so this also retakes it).
   flock(users_fd_, LOCK_SH);

@@ -102,6 +102,24 @@ TEST_F(StoreTest, GcRemovesNoBlobWhileAManifestIsUnreadable) {
   EXPECT_NE(check.problems[0].find("is missing"), std::string::npos) << check.problems[0];
 }
 
+// A blob entry whose size cannot be read (here a dangling symbolic link) is removed, named in a
+// warning, and not counted: before, its size error added (uintmax_t)-1 to the bytes freed.
+TEST_F(StoreTest, GcWarnsAboutASizeItCannotReadAndDoesNotCountIt) {
+  Store st(dir_ / "store");
+  st.commit(request("one"));
+  auto stray = st.blobs().put_bytes("stray", "application/octet-stream");
+  const fs::path dangling = st.blobs().path("sha256:" + std::string(64, 'e'));
+  fs::create_symlink(dir_ / "nowhere", dangling);
+  auto rep = st.gc();
+  EXPECT_EQ(rep.removed, 2u);
+  EXPECT_EQ(rep.bytes, 5u);  // "stray"
+  ASSERT_EQ(rep.warnings.size(), 1u) << imgbake::util::join(rep.warnings, "\n");
+  EXPECT_NE(rep.warnings[0].find("cannot read the size of " + dangling.string() + ": "), std::string::npos)
+      << rep.warnings[0];
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dangling)));
+  EXPECT_TRUE(st.check(nullptr).ok());
+}
+
 TEST_F(StoreTest, GcLeavesWorkInProgressWhileAnotherStoreIsOpen) {
   // What a build interrupted by a second Ctrl-C leaves: a tree directory and a half-written blob.
   Store st(dir_ / "store");

@@ -223,6 +223,9 @@ struct GcReport {
   // manifest and the cause. The blobs only such a manifest names look unreferenced, so then gc
   // removed no blob (they are counted in `left`); store check reports the same.
   std::vector<std::string> problems;
+  // What gc could not do or read, each naming the file and the cause: a size it could not read
+  // (the entry was removed, its bytes are not counted), an entry it could not remove (not counted).
+  std::vector<std::string> warnings;
 };
 
 struct RevokeReport {
