@@ -301,11 +301,12 @@ class Store {
   // The blobs the image needs (see ReferencedBlobs). Never throws for a damaged image: a manifest
   // that cannot be read is named in its ManifestBlobs::problem.
   ReferencedBlobs referenced_blobs(const ImageRecord& img) const;
-  // What a push uploads besides the image manifest itself, in upload order: the config, the
-  // layers (with their annotations), then, when the image has provenance, the referrer's
-  // config and layers (the DSSE envelope) and last the referrer manifest (media type
-  // oci::kManifestMediaType: PUT it as a manifest, after the image manifest it names as subject).
-  // Every descriptor's file is blobs().path(digest). Throws StoreError when a manifest is unreadable.
+  // What a push uploads besides the image manifest itself (referenced_blobs, in upload order): the
+  // config, the layers (with their annotations), then, when the image has provenance, the
+  // referrer's config and every layer (the DSSE envelope and any other) and last the referrer
+  // manifest (media type oci::kManifestMediaType: PUT it as a manifest, after the image manifest
+  // it names as subject). Every descriptor's file is blobs().path(digest). Throws StoreError
+  // naming the first manifest that cannot be read.
   std::vector<Descriptor> blobs_of(const ImageRecord& img) const;
 
  private:
