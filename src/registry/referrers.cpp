@@ -52,8 +52,9 @@ std::optional<std::string> add_to_referrers_index(const std::optional<std::strin
     if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array())
       throw BuildError(where + " is not an image index (it has no \"manifests\" list)" + refuse);
   }
+  const std::string digest = referrer.value("digest", "");
   for (const auto& m : index["manifests"])
-    if (m.is_object() && m.value("digest", "") == referrer.value("digest", "")) return std::nullopt;
+    if (m.is_object() && m.contains("digest") && m["digest"] == digest) return std::nullopt;
   index["manifests"].push_back(nlohmann::ordered_json::parse(referrer.dump()));
   return index.dump();
 }
