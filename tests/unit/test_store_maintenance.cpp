@@ -85,16 +85,18 @@ TEST_F(StoreTest, GcRemovesNoBlobWhileAManifestIsUnreadable) {
   Store st(dir_ / "store");
   auto img = st.commit(request("one"));
   const std::string layer = st.manifest(img)["layers"][0]["digest"];
+  const std::string config = st.manifest(img)["config"]["digest"];
   auto stray = st.blobs().put_bytes("stray", "application/octet-stream");
   fs::remove(st.blobs().path(img.manifest_digest));
   auto rep = st.gc();
   EXPECT_EQ(rep.removed, 0u);
-  EXPECT_EQ(rep.left, 2u);  // the layer and the stray blob
+  EXPECT_EQ(rep.left, 3u);  // the config, the layer and the stray blob
   ASSERT_EQ(rep.problems.size(), 1u);
   EXPECT_NE(rep.problems[0].find("web:1: the image manifest " + img.manifest_digest + " is unreadable"),
             std::string::npos)
       << rep.problems[0];
   EXPECT_TRUE(st.blobs().exists(layer));
+  EXPECT_TRUE(st.blobs().exists(config));
   EXPECT_TRUE(st.blobs().exists(stray.digest));
   // store check reports the missing manifest once, as a missing blob.
   auto check = st.check(nullptr);
