@@ -29,11 +29,11 @@ Action setup_revoke(CLI::App& sub, const GlobalOptions& global) {
       return 0;
     }
     auto st = open_store();
-    auto revoked = st->revoke(o->ref, o->reason, o->descendants);
-    if (revoked.empty()) std::cout << "already revoked: " << st->resolve(o->ref).ref() << "\n";
-    for (const auto& r : revoked) std::cout << "revoked " << r << "\n";
+    store::RevokeReport rep = st->revoke(o->ref, o->reason, o->descendants);
+    if (rep.revoked.empty()) std::cout << "already revoked: " << st->resolve(o->ref).ref() << "\n";
+    for (const auto& r : rep.revoked) std::cout << "revoked " << r << "\n";
     // Channels that now point at a revoked image: say so now, not at the next `store check`.
-    for (const auto& r : revoked) {
+    for (const auto& r : rep.revoked) {
       store::ImageRecord img = st->resolve(r);
       for (const auto& c : st->channels(img.name)) {
         if (img.name + ":" + c.version != r) continue;
@@ -42,6 +42,14 @@ Action setup_revoke(CLI::App& sub, const GlobalOptions& global) {
                   << "` (the image it held before) or `imgbake promote " << img.name << ":VERSION --channel "
                   << c.channel << "`\n";
       }
+    }
+    // What was found is revoked; what could not be looked at is named, and the status says the
+    // list may be incomplete.
+    for (const auto& p : rep.problems) std::cerr << "warning: " << p << "\n";
+    if (!rep.problems.empty()) {
+      std::cerr << "warning: descendants of the images above may not be revoked (imgbake store check; revoke them "
+                   "by name)\n";
+      return 1;
     }
     return 0;
   };

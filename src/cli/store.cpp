@@ -25,6 +25,13 @@ Action setup_store(CLI::App& sub, const GlobalOptions& global) {
         std::cout << "gc: another imgbake process has the store open (a build, pull, push or export); " << r.left
                   << " unreferenced blobs and temporary files may be its work in progress and were left for a gc "
                      "that runs alone\n";
+      for (const auto& w : r.warnings) std::cerr << "gc: warning: " << w << "\n";
+      for (const auto& p : r.problems) std::cerr << "gc: PROBLEM: " << p << "\n";
+      if (!r.problems.empty()) {
+        std::cerr << "gc: removed no blob: the blobs only an unreadable manifest names cannot be told from "
+                     "unreferenced ones (imgbake store check lists what is damaged)\n";
+        return 1;
+      }
       return 0;
     }
     auto keys = trusted_keys(*st);

@@ -124,16 +124,19 @@ nlohmann::json sign_envelope(const SigningKey& key, std::string_view payload_typ
 EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const VerifyingKey& key) {
   EnvelopeCheck check;
   if (!envelope.is_object()) {
+    check.failure = EnvelopeFailure::kMalformed;
     check.error = "envelope is not a JSON object";
     return check;
   }
   auto type_it = envelope.find("payloadType");
   if (type_it == envelope.end() || !type_it->is_string()) {
+    check.failure = EnvelopeFailure::kMalformed;
     check.error = "envelope has no payloadType";
     return check;
   }
   auto payload_it = envelope.find("payload");
   if (payload_it == envelope.end() || !payload_it->is_string()) {
+    check.failure = EnvelopeFailure::kMalformed;
     check.error = "envelope has no payload";
     return check;
   }
@@ -141,6 +144,7 @@ EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const VerifyingKey
   try {
     payload = base64_decode(payload_it->get_ref<const std::string&>());
   } catch (const std::invalid_argument&) {
+    check.failure = EnvelopeFailure::kMalformed;
     check.error = "payload is not valid base64";
     return check;
   }
@@ -149,6 +153,7 @@ EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const VerifyingKey
 
   auto sigs_it = envelope.find("signatures");
   if (sigs_it == envelope.end() || !sigs_it->is_array() || sigs_it->empty()) {
+    check.failure = EnvelopeFailure::kNoSignatures;
     check.error = "no signatures";
     return check;
   }
@@ -189,13 +194,31 @@ EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const VerifyingKey
   }
 
   if (tried > 0) {
+    check.failure = EnvelopeFailure::kBadSignature;
     check.error = "signature does not verify";
     if (!other_keyids.empty())
       check.error += " (also skipped signatures by other keys: " + join_keyids(other_keyids) + ")";
   } else {
+    check.failure = EnvelopeFailure::kNotSignedByKey;
     check.error = "no signature by key " + want_keyid + "; the envelope is signed by " + join_keyids(other_keyids);
   }
   return check;
+}
+
+EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const std::vector<VerifyingKey>& keys) {
+  EnvelopeCheck best;
+  best.failure = EnvelopeFailure::kNoTrustedKey;
+  best.error = "no trusted key to verify with";
+  bool have = false;
+  for (const auto& k : keys) {
+    EnvelopeCheck c = verify_envelope(envelope, k);
+    if (c.ok || !have || c.failure != EnvelopeFailure::kNotSignedByKey) {
+      best = std::move(c);
+      have = true;
+    }
+    if (best.ok) break;
+  }
+  return best;
 }
 
 }  // namespace imgbake::provenance

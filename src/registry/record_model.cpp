@@ -28,19 +28,10 @@ std::string json_string(const nlohmann::json& j, const char* key) {
 
 provenance::EnvelopeCheck check_signature(const nlohmann::json& envelope,
                                           const std::vector<provenance::VerifyingKey>& keys) {
-  provenance::EnvelopeCheck best;
-  bool have = false;
-  for (const auto& k : keys) {
-    provenance::EnvelopeCheck c = provenance::verify_envelope(envelope, k);
-    bool telling = c.error.rfind("no signature by key", 0) != 0;
-    if (c.ok || !have || telling) {
-      best = c;
-      have = true;
-    }
-    if (c.ok) break;
-  }
-  if (!have) best.error = "no trusted key to verify with (imgbake keygen, or a .pub in $IMGBAKE_HOME/trusted/)";
-  return best;
+  provenance::EnvelopeCheck check = provenance::verify_envelope(envelope, keys);
+  if (check.failure == provenance::EnvelopeFailure::kNoTrustedKey)
+    check.error += " (imgbake keygen, or a .pub in $IMGBAKE_HOME/trusted/)";
+  return check;
 }
 
 }  // namespace detail

@@ -19,8 +19,8 @@ const std::set<std::string>& record_actions();
 // j[key] when it is a string, else "".
 std::string json_string(const nlohmann::json& j, const char* key);
 
-// The first signature of `keys` that verifies; else the most telling failure (a signature by a
-// trusted key that fails beats "not signed by this other key"), as verify_image reports it.
+// provenance::verify_envelope with the trusted keys (the first that verifies, else the most
+// telling failure, as verify_image reports it); with no key, the error says how to get one.
 provenance::EnvelopeCheck check_signature(const nlohmann::json& envelope,
                                           const std::vector<provenance::VerifyingKey>& keys);
 

@@ -32,7 +32,7 @@ std::string mib(uint64_t n) {
   return buf;
 }
 
-// The blobs a manifest names: its config and its layers.
+// The blobs a manifest pulled or copied from a registry names: its config and its layers.
 std::vector<oci::Descriptor> blobs_of(const nlohmann::json& manifest) {
   std::vector<oci::Descriptor> out;
   auto desc = [](const nlohmann::json& j) {
@@ -57,9 +57,13 @@ void count(TransferReport& rep, const BlobPushResult& r) {
   rep.blob_bytes += r.bytes_sent;
 }
 
-void push_local_blobs(store::Store& st, Client& client, const std::string& repo, const nlohmann::json& manifest,
-                      TransferReport& rep, const TransferLog& log, const CancelToken& cancel) {
-  for (const auto& b : blobs_of(manifest)) {
+// Pushes the blobs of a local image and its referrers (Store::blobs_of), all but the referrer
+// manifests, which are PUT as manifests once the image manifest is there.
+void push_local_blobs(store::Store& st, Client& client, const std::string& repo,
+                      const std::vector<oci::Descriptor>& blobs, TransferReport& rep, const TransferLog& log,
+                      const CancelToken& cancel) {
+  for (const auto& b : blobs) {
+    if (b.media_type == oci::kManifestMediaType) continue;
     BlobPushResult r =
         client.push_blob(repo, b.digest, b.size, st.blobs().path(b.digest), "", TransferProgress(), cancel);
     count(rep, r);
@@ -250,18 +254,18 @@ TransferReport push_image(store::Store& st, const store::ImageRecord& img, Clien
                               : "version tags are immutable") +
                      " (push --force replaces it)");
   }
+  // Every blob of the image and of its referrers; an unreadable manifest stops the push here.
+  const std::vector<oci::Descriptor> blobs = st.blobs_of(img);
   std::string bytes = st.blobs().read(img.manifest_digest);
-  nlohmann::json manifest = nlohmann::json::parse(bytes);
-  push_local_blobs(st, client, repo, manifest, rep, log, cancel);
+  push_local_blobs(st, client, repo, blobs, rep, log, cancel);
   rep.manifest_digest = client.put_manifest(repo, img.manifest_digest, oci::kManifestMediaType, bytes);
   if (rep.manifest_digest != img.manifest_digest)
     throw BuildError("the registry stored the manifest as " + rep.manifest_digest + ", not " + img.manifest_digest);
   for (const auto& t : tags) client.put_manifest(repo, t, oci::kManifestMediaType, bytes);
   rep.tags = tags;
 
-  if (!img.referrer_digest.empty()) {
+  if (!img.referrer_digest.empty()) {  // its blobs went with the image's
     std::string ref_bytes = st.blobs().read(img.referrer_digest);
-    push_local_blobs(st, client, repo, nlohmann::json::parse(ref_bytes), rep, log, cancel);
     rep.referrers_tag_schema = put_referrer(client, repo, img.manifest_digest, ref_bytes, img.referrer_digest);
     rep.referrer_digest = img.referrer_digest;
     if (log) log("provenance " + short_digest(img.referrer_digest) + " pushed as a referrer of the image");

@@ -189,10 +189,10 @@ std::vector<AuditEntry> Store::history(const std::string& name, const std::strin
   return out;
 }
 
-std::vector<std::string> Store::revoke(const std::string& ref, const std::string& reason, bool descendants) {
+RevokeReport Store::revoke(const std::string& ref, const std::string& reason, bool descendants) {
   if (reason.empty()) throw StoreError("revoke needs a --reason");
   sqlite3* db = db_->db;
-  std::vector<std::string> revoked;
+  RevokeReport rep;
   {
     Transaction tx(db);
     ImageRecord img = resolve(ref);
@@ -209,17 +209,16 @@ std::vector<std::string> Store::revoke(const std::string& ref, const std::string
         nlohmann::json detail = {{"manifest", cur.manifest_digest}, {"via", cur.id == img.id ? "" : img.ref()}};
         append_audit(db,
                      AuditEntry{0, "", who(), "revoke", cur.name, "", "", cur.ref(), reason, detail.dump(), "", ""});
-        revoked.push_back(cur.ref());
+        rep.revoked.push_back(cur.ref());
       }
       if (!descendants) continue;
       // Children name their parent by store ref, by manifest digest, or by the digest of
       // a file of it they were made from (a disk used as a base).
       std::vector<std::string> ids = {cur.ref(), cur.manifest_digest, cur.name + "@" + cur.manifest_digest};
-      try {
-        nlohmann::json m = manifest(cur);  // a named object: the loop must not outlive it
-        for (const auto& l : m["layers"]) ids.push_back(l["digest"].get<std::string>());
-      } catch (const std::exception&) {
-      }
+      const ManifestBlobs image = referenced_blobs(cur).manifests.front();
+      for (const auto& l : image.layers) ids.push_back(l.digest);
+      if (!image.problem.empty())
+        rep.problems.push_back(image.problem + " (images built on one of its files cannot be found)");
       for (const auto& id : ids) {
         Stmt c(db, (std::string("SELECT ") + kImageColumns + " FROM images WHERE parent = ?").c_str());
         c.bind(1, id);
@@ -228,7 +227,7 @@ std::vector<std::string> Store::revoke(const std::string& ref, const std::string
     }
     tx.commit();
   }
-  return revoked;
+  return rep;
 }
 
 }  // namespace imgbake::store

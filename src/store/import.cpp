@@ -1,6 +1,6 @@
-// Pulled images: import_image catalogues an image whose blobs a pull wrote, and blobs_of lists what
-// a push uploads.
+// Pulled images: import_image catalogues an image whose blobs a pull wrote.
 #include "catalog.h"
+#include "manifest.h"
 
 #include <filesystem>
 #include <map>
@@ -18,8 +18,11 @@ using detail::append_audit;
 using detail::find_image;
 using detail::next_seq_and_number;
 using detail::now_rfc3339;
+using detail::parse_manifest;
+using detail::ParsedManifest;
 using detail::Stmt;
 using detail::StoreLock;
+using detail::string_field;
 using detail::Transaction;
 using detail::valid_name_part;
 using detail::valid_version;
@@ -27,52 +30,6 @@ using detail::valid_version;
 namespace {
 
 constexpr uint64_t kMaxMetadataBlob = 4u << 20;  // configs and build-info.json are read whole
-
-std::string string_field(const nlohmann::json& j, const std::string& key) {
-  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
-}
-
-Descriptor descriptor_from_json(const nlohmann::json& j, const std::string& where) {
-  if (!j.is_object() || !j.contains("digest") || !j["digest"].is_string() || !j.contains("size") ||
-      !j["size"].is_number_unsigned())
-    throw StoreError(where + " is not a descriptor with a digest and a size");
-  Descriptor d;
-  d.media_type = string_field(j, "mediaType");
-  d.digest = j["digest"].get<std::string>();
-  d.size = j["size"].get<uint64_t>();
-  if (j.contains("annotations") && j["annotations"].is_object())
-    for (const auto& [k, v] : j["annotations"].items())
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  return d;
-}
-
-// An OCI image manifest as pulled: its config and layers.
-struct ParsedManifest {
-  nlohmann::json json;
-  Descriptor config;
-  std::vector<Descriptor> layers;
-};
-
-ParsedManifest parse_manifest(const std::string& bytes, const std::string& what) {
-  ParsedManifest p;
-  try {
-    p.json = nlohmann::json::parse(bytes);
-  } catch (const std::exception& e) {
-    throw StoreError(what + " is not JSON: " + e.what());
-  }
-  if (!p.json.is_object() || !p.json.contains("schemaVersion") || p.json["schemaVersion"] != 2)
-    throw StoreError(what + " is not an image manifest (schemaVersion 2)");
-  std::string media_type = string_field(p.json, "mediaType");
-  if (!media_type.empty() && media_type != oci::kManifestMediaType)
-    throw StoreError(what + " has media type " + media_type + "; only OCI image manifests (" + oci::kManifestMediaType +
-                     ") can be imported (pick one platform's manifest of an index)");
-  if (!p.json.contains("config") || !p.json.contains("layers") || !p.json["layers"].is_array())
-    throw StoreError(what + " has no config or no layers list");
-  p.config = descriptor_from_json(p.json["config"], what + ": config");
-  for (size_t i = 0; i < p.json["layers"].size(); ++i)
-    p.layers.push_back(descriptor_from_json(p.json["layers"][i], what + ": layer " + std::to_string(i + 1)));
-  return p;
-}
 
 std::string annotation(const nlohmann::json& j, const std::string& key) {
   if (!j.contains("annotations") || !j["annotations"].is_object()) return "";
@@ -239,32 +196,6 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   }
   sync_index();
   return rec;
-}
-
-std::vector<Descriptor> Store::blobs_of(const ImageRecord& img) const {
-  const std::string what = img.ref() + ": the image manifest";
-  std::string bytes;
-  try {
-    bytes = blobs_.read(img.manifest_digest);
-  } catch (const std::exception& e) {
-    throw StoreError(what + " is unreadable: " + e.what());
-  }
-  ParsedManifest m = parse_manifest(bytes, what);
-  std::vector<Descriptor> out = {m.config};
-  out.insert(out.end(), m.layers.begin(), m.layers.end());
-  if (!img.referrer_digest.empty()) {
-    std::string ref_bytes;
-    try {
-      ref_bytes = blobs_.read(img.referrer_digest);
-    } catch (const std::exception& e) {
-      throw StoreError(img.ref() + ": the provenance referrer is unreadable: " + e.what());
-    }
-    ParsedManifest r = parse_manifest(ref_bytes, img.ref() + ": the provenance referrer");
-    out.push_back(r.config);
-    out.insert(out.end(), r.layers.begin(), r.layers.end());
-    out.push_back(Descriptor{oci::kManifestMediaType, img.referrer_digest, img.referrer_size, {}});
-  }
-  return out;
 }
 
 }  // namespace imgbake::store

@@ -66,32 +66,20 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     else if (it->second != img.manifest_digest)
       rep.problems.push_back(img.ref() + ": the catalog says manifest " + img.manifest_digest +
                              " but it was committed as " + it->second);
-    std::vector<std::string> digests = {img.manifest_digest};
-    if (!img.provenance_digest.empty()) digests.push_back(img.provenance_digest);
-    if (!img.referrer_digest.empty()) digests.push_back(img.referrer_digest);
-    std::string why = blobs_.check(img.manifest_digest);
-    if (why.empty()) {
-      try {
-        nlohmann::json m = manifest(img);
-        digests.push_back(m["config"]["digest"]);
-        for (const auto& l : m["layers"]) digests.push_back(l["digest"]);
-      } catch (const std::exception& e) {
-        rep.problems.push_back(img.ref() + ": manifest unreadable: " + e.what());
-      }
-    }
-    if (!img.referrer_digest.empty() && blobs_.check(img.referrer_digest).empty()) {
-      try {
-        nlohmann::json r = nlohmann::json::parse(blobs_.read(img.referrer_digest));
-        digests.push_back(r["config"]["digest"]);
-      } catch (const std::exception&) {
-      }
-    }
-    for (const auto& d : digests) {
+    // Every blob of the image and of its referrers; a manifest whose blob is missing or corrupt is
+    // reported once, by the blob check, not again as unreadable.
+    const ReferencedBlobs walk = referenced_blobs(img);
+    std::set<std::string> damaged;
+    for (const auto& d : walk.digests()) {
       referenced.insert(d);
       ++rep.blobs_checked;
       std::string problem = blobs_.check(d);
-      if (!problem.empty()) rep.problems.push_back(img.ref() + ": " + problem);
+      if (problem.empty()) continue;
+      rep.problems.push_back(img.ref() + ": " + problem);
+      damaged.insert(d);
     }
+    for (const auto& m : walk.manifests)
+      if (!m.problem.empty() && !damaged.count(m.manifest.digest)) rep.problems.push_back(m.problem);
     if (verify_signature && !img.provenance_digest.empty() && blobs_.check(img.provenance_digest).empty()) {
       std::string sig = verify_signature(img);
       if (!sig.empty()) rep.problems.push_back(img.ref() + ": provenance: " + sig);
@@ -123,6 +111,40 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   return rep;
 }
 
+namespace {
+
+// The bytes removing `p` frees: a file's size, or the sizes of the regular files in a directory
+// tree (symbolic links are not followed). A size that cannot be read is not counted, and named in
+// `warnings`.
+uint64_t bytes_of(const fs::path& p, std::vector<std::string>& warnings) {
+  auto cannot = [&](const fs::path& what, const std::error_code& why) {
+    warnings.push_back("cannot read the size of " + what.string() + ": " + why.message() +
+                       " (not counted in the bytes freed)");
+  };
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(p, ec))) {
+    const uint64_t size = fs::file_size(p, ec);
+    if (!ec) return size;
+    cannot(p, ec);
+    return 0;
+  }
+  uint64_t total = 0;
+  fs::recursive_directory_iterator it(p, ec);
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code fec;
+    if (!fs::is_regular_file(it->symlink_status(fec))) continue;
+    const uint64_t size = it->file_size(fec);
+    if (fec)
+      cannot(it->path(), fec);
+    else
+      total += size;
+  }
+  if (ec) cannot(p.string() + " (the rest of the directory)", ec);
+  return total;
+}
+
+}  // namespace
+
 GcReport Store::gc(bool prune_cache) {
   GcReport rep;
   StoreLock lock(home_, true);  // no commit is running while we look
@@ -137,34 +159,33 @@ GcReport Store::gc(bool prune_cache) {
     Stmt c(db_->db, "SELECT digest FROM layer_cache WHERE empty = 0");
     while (c.step()) keep.insert(c.text(0));
   }
+  // An image whose manifest cannot be read keeps what is left of it, but the blobs only that
+  // manifest names cannot be told from unreferenced ones: then no blob is removed.
+  std::vector<std::string> unreadable;
   for (const auto& img : images()) {
-    keep.insert(img.manifest_digest);
-    keep.insert(img.provenance_digest);
-    keep.insert(img.referrer_digest);
-    try {
-      nlohmann::json m = manifest(img);
-      keep.insert(m["config"]["digest"].get<std::string>());
-      for (const auto& l : m["layers"]) keep.insert(l["digest"].get<std::string>());
-      if (!img.referrer_digest.empty()) {
-        nlohmann::json r = nlohmann::json::parse(blobs_.read(img.referrer_digest));
-        keep.insert(r["config"]["digest"].get<std::string>());
-      }
-    } catch (const std::exception&) {
-      // A damaged image keeps whatever is left of it; store check reports it.
-    }
+    const ReferencedBlobs walk = referenced_blobs(img);
+    for (const auto& d : walk.digests()) keep.insert(d);
+    for (const auto& p : walk.problems()) unreadable.push_back(p);
   }
+  rep.problems = unreadable;
   // A blob nothing references may be one a running build wrote and has yet to commit, and a
   // temp entry may be in use: both are removed only when no other process has the store open.
   rep.busy = flock(users_fd_, LOCK_EX | LOCK_NB) != 0;
-  std::error_code ec;
   for (const auto& d : blobs_.list()) {
     if (keep.count(d)) {
       ++rep.kept;
-    } else if (rep.busy) {
+    } else if (rep.busy || !unreadable.empty()) {
       ++rep.left;
     } else {
-      rep.bytes += fs::file_size(blobs_.path(d), ec);
-      blobs_.remove(d);
+      const fs::path path = blobs_.path(d);
+      const uint64_t size = bytes_of(path, rep.warnings);
+      std::error_code ec;
+      fs::remove(path, ec);
+      if (ec) {
+        rep.warnings.push_back("cannot remove " + path.string() + ": " + ec.message());
+        continue;
+      }
+      rep.bytes += size;
       ++rep.removed;
     }
   }
@@ -173,19 +194,15 @@ GcReport Store::gc(bool prune_cache) {
       ++rep.left;
       continue;
     }
-    uint64_t size = 0;
-    if (fs::is_directory(fs::symlink_status(p, ec))) {
-      for (auto it = fs::recursive_directory_iterator(p, ec); !ec && it != fs::recursive_directory_iterator();
-           it.increment(ec))
-        if (it->is_regular_file(ec)) size += it->file_size(ec);
-    } else {
-      size = fs::file_size(p, ec);
-    }
+    const uint64_t size = bytes_of(p, rep.warnings);
+    std::error_code ec;
     fs::remove_all(p, ec);
-    if (!ec) {
-      rep.bytes += size;
-      ++rep.temp_removed;
+    if (ec) {
+      rep.warnings.push_back("cannot remove " + p.string() + ": " + ec.message());
+      continue;
     }
+    rep.bytes += size;
+    ++rep.temp_removed;
   }
   // Back to shared (a failed conversion on Linux drops the shared lock, so this also retakes it).
   flock(users_fd_, LOCK_SH);

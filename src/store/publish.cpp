@@ -118,20 +118,9 @@ Verification verify_image(const store::Store& st, const store::ImageRecord& img,
     problem("no trusted key to verify with (imgbake keygen, or --key PUB)");
     return v;
   }
-  // With several trusted keys, report the most telling failure: a signature by a
-  // trusted key that does not verify beats "not signed by this other key".
-  provenance::EnvelopeCheck best;
-  bool have = false;
-  for (const auto& k : keys) {
-    provenance::EnvelopeCheck c = provenance::verify_envelope(env, k);
-    bool telling = c.error.rfind("no signature by key", 0) != 0;
-    if (c.ok || !have || telling) {
-      best = c;
-      have = true;
-    }
-    if (c.ok) break;
-  }
-  if (!keys.empty() && !best.ok) problem("signature: " + best.error);
+  // With several trusted keys, the most telling failure (provenance::verify_envelope).
+  provenance::EnvelopeCheck best = provenance::verify_envelope(env, keys);
+  if (!best.ok) problem("signature: " + best.error);
   v.keyid = best.keyid;
   try {
     v.statement = nlohmann::json::parse(best.payload);

@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 using imgbake::provenance::base64_decode;
 using imgbake::provenance::base64_encode;
 using imgbake::provenance::EnvelopeCheck;
+using imgbake::provenance::EnvelopeFailure;
 using imgbake::provenance::kInTotoPayloadType;
 using imgbake::provenance::pae;
 using imgbake::provenance::sign_envelope;
@@ -483,6 +484,69 @@ TEST(DsseEnvelope, VerifyPicksTheMatchingSignature) {
   env["signatures"].insert(env["signatures"].begin(),
                            json{{"keyid", key.keyid()}, {"sig", base64_encode(std::string(64, 'x'))}});
   EXPECT_TRUE(verify_envelope(env, pub).ok);
+}
+
+TEST(DsseEnvelope, EachFailureHasItsReason) {
+  SigningKey key = SigningKey::generate();
+  SigningKey other = SigningKey::generate();
+  VerifyingKey pub = VerifyingKey::from_pem(key.public_pem());
+  json env = sign_envelope(key, kInTotoPayloadType, "hello");
+  EXPECT_EQ(verify_envelope(env, pub).failure, EnvelopeFailure::kNone);
+  EXPECT_EQ(verify_envelope(env, VerifyingKey::from_pem(other.public_pem())).failure, EnvelopeFailure::kNotSignedByKey);
+  json tampered = env;
+  tampered["payload"] = base64_encode("goodbye");
+  EXPECT_EQ(verify_envelope(tampered, pub).failure, EnvelopeFailure::kBadSignature);
+  json unsigned_env = env;
+  unsigned_env["signatures"] = json::array();
+  EXPECT_EQ(verify_envelope(unsigned_env, pub).failure, EnvelopeFailure::kNoSignatures);
+  json no_payload = env;
+  no_payload.erase("payload");
+  EXPECT_EQ(verify_envelope(no_payload, pub).failure, EnvelopeFailure::kMalformed);
+  EXPECT_EQ(verify_envelope(json("text"), pub).failure, EnvelopeFailure::kMalformed);
+}
+
+// With several trusted keys: the first key that verifies, else the most telling failure. A
+// signature by a trusted key that does not verify says more than "signed by another key", which
+// every other trusted key reports, whatever the order of the keys.
+TEST(DsseEnvelope, SeveralKeysGiveTheMostTellingFailure) {
+  SigningKey signer = SigningKey::generate();
+  SigningKey other = SigningKey::generate();
+  SigningKey third = SigningKey::generate();
+  auto keys_of = [](std::initializer_list<const SigningKey*> ks) {
+    std::vector<VerifyingKey> out;
+    for (const SigningKey* k : ks) out.push_back(VerifyingKey::from_pem(k->public_pem()));
+    return out;
+  };
+  json env = sign_envelope(signer, kInTotoPayloadType, "hello");
+
+  EnvelopeCheck ok = verify_envelope(env, keys_of({&other, &signer, &third}));
+  EXPECT_TRUE(ok.ok) << ok.error;
+  EXPECT_EQ(ok.keyid, signer.keyid());
+  EXPECT_EQ(ok.payload, "hello");
+
+  json tampered = env;
+  tampered["payload"] = base64_encode("goodbye");
+  std::vector<std::vector<VerifyingKey>> orders;
+  orders.push_back(keys_of({&other, &signer, &third}));
+  orders.push_back(keys_of({&signer, &other}));
+  orders.push_back(keys_of({&third, &signer}));
+  for (const auto& keys : orders) {
+    EnvelopeCheck c = verify_envelope(tampered, keys);
+    EXPECT_FALSE(c.ok);
+    EXPECT_EQ(c.failure, EnvelopeFailure::kBadSignature);
+    EXPECT_EQ(c.error, "signature does not verify");
+  }
+
+  // Signed by none of them: "not signed by" the first key, naming who signed.
+  EnvelopeCheck none = verify_envelope(env, keys_of({&other, &third}));
+  EXPECT_EQ(none.failure, EnvelopeFailure::kNotSignedByKey);
+  EXPECT_THAT(none.error, HasSubstr(other.keyid()));
+  EXPECT_THAT(none.error, HasSubstr(signer.keyid()));
+
+  EnvelopeCheck no_keys = verify_envelope(env, std::vector<VerifyingKey>{});
+  EXPECT_FALSE(no_keys.ok);
+  EXPECT_EQ(no_keys.failure, EnvelopeFailure::kNoTrustedKey);
+  EXPECT_EQ(no_keys.error, "no trusted key to verify with");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // (as a registry download would deliver them) and B catalogues it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -199,6 +200,37 @@ TEST_F(StoreImportTest, ImportedUnderAnotherNameStillVerifies) {
   auto verified = imgbake::verify_image(b, got, trusted());
   EXPECT_TRUE(verified.ok) << imgbake::util::join(verified.problems, "\n");
   EXPECT_TRUE(check(b).ok());
+}
+
+// A referrer may list more than the DSSE envelope (test results, an SBOM, a signature): gc keeps
+// every blob it lists, store check hashes each, and a push uploads each.
+TEST_F(StoreImportTest, GcKeepsEveryLayerOfAReferrer) {
+  Store a(dir_ / "a");
+  ImageRecord built = commit_built_image(a);
+  Store b(dir_ / "b");
+  copy_blobs(a, built, b);
+  ImportRequest req = pulled(a, built);
+  nlohmann::json ref = nlohmann::json::parse(req.referrer_manifest_bytes);
+  const Descriptor results = b.blobs().put_bytes(R"({"tests":"passed"})", "application/vnd.example.test-results+json");
+  ref["layers"].push_back({{"mediaType", results.media_type}, {"digest", results.digest}, {"size", results.size}});
+  req.referrer_manifest_bytes = ref.dump();
+  ImageRecord got = b.import_image(req);
+
+  auto pushed = b.blobs_of(got);
+  EXPECT_TRUE(
+      std::any_of(pushed.begin(), pushed.end(), [&](const Descriptor& d) { return d.digest == results.digest; }));
+  auto gc = b.gc();
+  EXPECT_EQ(gc.removed, 0u);
+  EXPECT_TRUE(b.blobs().exists(results.digest)) << "gc removed a layer of the referrer";
+  auto rep = check(b);
+  EXPECT_TRUE(rep.ok()) << imgbake::util::join(rep.problems, "\n");
+
+  // store check hashes the referrer's layers too.
+  fs::remove(b.blobs().path(results.digest));
+  rep = check(b);
+  EXPECT_FALSE(rep.ok());
+  EXPECT_NE(imgbake::util::join(rep.problems, "\n").find(results.digest), std::string::npos)
+      << imgbake::util::join(rep.problems, "\n");
 }
 
 TEST_F(StoreImportTest, BlobWriterRefusesContentThatIsNotTheExpectedBlob) {

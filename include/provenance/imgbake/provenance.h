@@ -68,8 +68,19 @@ class VerifyingKey {
 // Signs `payload` as a DSSE envelope: {"payloadType", "payload" (base64), "signatures":[{"keyid","sig"}]}.
 nlohmann::json sign_envelope(const SigningKey& key, std::string_view payload_type, std::string_view payload);
 
+// Why an envelope did not verify (EnvelopeCheck::failure), for code; `error` says it for people.
+enum class EnvelopeFailure {
+  kNone,            // it verified
+  kMalformed,       // not a DSSE envelope: no payloadType or payload, or the payload is not base64
+  kNoSignatures,    // it holds no signature
+  kNotSignedByKey,  // every signature names another key (keyid): nothing was tried with this one
+  kBadSignature,    // a signature for this key (or one without a keyid) was tried and does not verify
+  kNoTrustedKey,    // verify_envelope with no key at all
+};
+
 struct EnvelopeCheck {
   bool ok = false;
+  EnvelopeFailure failure = EnvelopeFailure::kNone;
   std::string error;    // why not, for people
   std::string keyid;    // of the signature that verified
   std::string payload;  // decoded payload (set when the envelope parses)
@@ -77,6 +88,11 @@ struct EnvelopeCheck {
 };
 // Verifies that at least one signature of the envelope is valid for `key` (over PAE).
 EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const VerifyingKey& key);
+// Verifies with each of `keys` in turn: the check of the first key that verifies; else the most
+// telling failure, where a failure that is about this envelope (a signature by a trusted key that
+// does not verify, a malformed envelope) beats kNotSignedByKey ("signed by some other key"), which
+// every other trusted key reports. No keys: kNoTrustedKey, "no trusted key to verify with".
+EnvelopeCheck verify_envelope(const nlohmann::json& envelope, const std::vector<VerifyingKey>& keys);
 
 // --- in-toto Statement / SLSA provenance v1 ---
 

@@ -174,6 +174,32 @@ struct ImportRequest {
   std::string source;                   // where it came from, e.g. "127.0.0.1:5000/team/app@sha256:…"
 };
 
+// One manifest of an image (Store::referenced_blobs): the image manifest or one of its referrers,
+// with the blobs it names.
+struct ManifestBlobs {
+  std::string role;     // "the image manifest", "the provenance referrer"
+  Descriptor manifest;  // the manifest blob itself
+  // Why the manifest could not be read or is not an OCI image manifest, naming the image, the
+  // manifest and the cause ("web:3: the provenance referrer sha256:… is not JSON: …"); then config
+  // and layers are empty. "" when it was read.
+  std::string problem;
+  Descriptor config;
+  std::vector<Descriptor> layers;
+};
+
+// Every blob an image needs: its manifest, config and layers, and each referrer the store holds
+// for it (the provenance today; test results or signatures would be more) with that referrer's
+// manifest, config and every layer. The one walk that gc keeps, store check hashes, a push
+// uploads (blobs_of) and revoke --descendants finds children by.
+struct ReferencedBlobs {
+  std::vector<ManifestBlobs> manifests;  // the image manifest first, then its referrers
+  std::string envelope_digest;           // the DSSE envelope the catalog names (a referrer's layer too)
+  // Every digest, once, in walk order. A manifest that could not be read adds only itself.
+  std::vector<std::string> digests() const;
+  // The problem of each manifest that could not be read; empty when the walk is complete.
+  std::vector<std::string> problems() const;
+};
+
 struct CheckReport {
   std::vector<std::string> problems;  // each one exact: what, where
   std::vector<std::string> notes;     // harmless findings (orphan blobs gc would remove)
@@ -192,7 +218,22 @@ struct GcReport {
   // Another process had the store open (a build, pull, push, export…): its temp files and the
   // blobs it wrote but has not committed yet look like leftovers, so gc removed neither.
   bool busy = false;
-  size_t left = 0;  // unreferenced blobs and temp entries left because of that
+  size_t left = 0;  // unreferenced blobs and temp entries left because of that, or of `problems`
+  // Manifests of images (or of their referrers) that could not be read, each naming the image, the
+  // manifest and the cause. The blobs only such a manifest names look unreferenced, so then gc
+  // removed no blob (they are counted in `left`); store check reports the same.
+  std::vector<std::string> problems;
+  // What gc could not do or read, each naming the file and the cause: a size it could not read
+  // (the entry was removed, its bytes are not counted), an entry it could not remove (not counted).
+  std::vector<std::string> warnings;
+};
+
+struct RevokeReport {
+  std::vector<std::string> revoked;  // NAME:VERSION of each image revoked now
+  // With descendants: images whose manifest could not be read, each naming the image and the cause.
+  // An image built on one of their files (its parent is a layer's digest) cannot be found, so it
+  // may not be revoked.
+  std::vector<std::string> problems;
 };
 
 class Store {
@@ -239,8 +280,10 @@ class Store {
   ImageRecord rollback(const std::string& name, const std::string& channel, const std::string& reason,
                        const std::function<bool(const ImageRecord&)>& signature_ok = nullptr);
   std::vector<AuditEntry> history(const std::string& name, const std::string& channel = "") const;
-  // Revokes the image (and with `descendants`, every image whose parent chain leads to it).
-  std::vector<std::string> revoke(const std::string& ref, const std::string& reason, bool descendants);
+  // Revokes the image (and with `descendants`, every image whose parent chain leads to it). Every
+  // image that can be found is revoked, even when a manifest on the way cannot be read: that is
+  // reported in RevokeReport::problems, not thrown, so damage never holds a revocation back.
+  RevokeReport revoke(const std::string& ref, const std::string& reason, bool descendants);
 
   CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
   // Unreferenced blobs go; layers of the build cache are kept unless `prune_cache`, which
@@ -256,11 +299,15 @@ class Store {
 
   // The manifest JSON of an image.
   nlohmann::json manifest(const ImageRecord& img) const;
-  // What a push uploads besides the image manifest itself, in upload order: the config, the
-  // layers (with their annotations), then, when the image has provenance, the referrer's
-  // config and layers (the DSSE envelope) and last the referrer manifest (media type
-  // oci::kManifestMediaType: PUT it as a manifest, after the image manifest it names as subject).
-  // Every descriptor's file is blobs().path(digest). Throws StoreError when a manifest is unreadable.
+  // The blobs the image needs (see ReferencedBlobs). Never throws for a damaged image: a manifest
+  // that cannot be read is named in its ManifestBlobs::problem.
+  ReferencedBlobs referenced_blobs(const ImageRecord& img) const;
+  // What a push uploads besides the image manifest itself (referenced_blobs, in upload order): the
+  // config, the layers (with their annotations), then, when the image has provenance, the
+  // referrer's config and every layer (the DSSE envelope and any other) and last the referrer
+  // manifest (media type oci::kManifestMediaType: PUT it as a manifest, after the image manifest
+  // it names as subject). Every descriptor's file is blobs().path(digest). Throws StoreError
+  // naming the first manifest that cannot be read.
   std::vector<Descriptor> blobs_of(const ImageRecord& img) const;
 
  private:
