@@ -2,8 +2,9 @@
 """Benchmark: writing a whole tree as one gzip layer, imgbake's layer writer vs tar | gzip -1.
 
   imgbake   layer::write_tree (tar + gzip level 1 + sha256 of both streams, written to a file),
-            run through the unit-test binary: IMGBAKE_LAYER_BENCH_TREE=DIR
-            IMGBAKE_LAYER_BENCH_OUT=FILE imgbake_unit_tests --gtest_filter=LayerBench.*
+            run through the bench driver bench/layer_write_tree.cpp: imgbake_bench_layers DIR FILE
+            [COMPRESSION]. The script builds it first (`ninja -C BUILD imgbake_bench_layers`; the
+            target is not part of a plain build) unless --bench names a binary.
   baseline  bash -o pipefail -c 'tar -C DIR -c . | gzip -1 | sha256sum' (three processes, so
             reading, compressing and hashing overlap; the compressed bytes are not written)
 
@@ -13,7 +14,8 @@ alternated for --rounds rounds (default 3) after one warm-up run of each (page c
 Prints, per tool, the median time and throughput (MB of file content per second) and
 imgbake/baseline throughput (target >= 0.9). Not a test; docs/layers.md records what was seen.
 
-usage: bench/layer_export.py [--tree DIR | --size MB] [--rounds N] [--tests PATH] [--compression gzip]
+usage: bench/layer_export.py [--tree DIR | --size MB] [--rounds N] [--build DIR | --bench PATH]
+                             [--compression gzip]
 """
 import argparse
 import os
@@ -72,16 +74,26 @@ def content_bytes(path):
     return total
 
 
-def run_imgbake(tests, tree, out, compression):
-    env = dict(os.environ, IMGBAKE_LAYER_BENCH_TREE=tree, IMGBAKE_LAYER_BENCH_OUT=out,
-               IMGBAKE_LAYER_BENCH_COMPRESSION=compression)
-    p = subprocess.run([tests, "--gtest_filter=LayerBench.*"], env=env, capture_output=True, text=True)
+def run_imgbake(bench, tree, out, compression):
+    p = subprocess.run([bench, tree, out, compression], capture_output=True, text=True)
     m = re.search(r"write_tree_seconds=([0-9.e+-]+) bytes=(\d+)", p.stdout)
     if p.returncode != 0 or not m:
         sys.stderr.write(p.stdout[-3000:] + p.stderr[-3000:])
-        raise SystemExit(f"{tests} failed with status {p.returncode}")
+        raise SystemExit(f"{bench} failed with status {p.returncode}")
     os.unlink(out)
     return float(m.group(1)), int(m.group(2))
+
+
+def build_bench(build_dir):
+    """Builds the imgbake_bench_layers target (EXCLUDE_FROM_ALL) in a configured build directory."""
+    if not os.path.exists(os.path.join(build_dir, "build.ninja")):
+        raise SystemExit(f"{build_dir} is not a configured build directory (cmake -S . -B {build_dir} -G Ninja "
+                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo), or pass --build DIR or --bench PATH")
+    p = subprocess.run(["ninja", "-C", build_dir, "imgbake_bench_layers"], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-3000:] + p.stderr[-3000:])
+        raise SystemExit(f"ninja -C {build_dir} imgbake_bench_layers failed with status {p.returncode}")
+    return os.path.join(build_dir, "bench", "imgbake_bench_layers")
 
 
 def run_baseline(tree):
@@ -100,12 +112,15 @@ def main():
     ap.add_argument("--tree", help="an existing directory to export (default: a generated tree)")
     ap.add_argument("--size", type=int, default=300, help="MB of the generated tree")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--tests", default=os.path.join(ROOT, "build", "tests", "imgbake_unit_tests"))
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"),
+                    help="the build directory to build imgbake_bench_layers in (default: build/)")
+    ap.add_argument("--bench", help="an imgbake_bench_layers binary to run instead of building one")
     ap.add_argument("--compression", default="gzip", choices=["gzip", "zstd", "none"],
                     help="imgbake's compression (the baseline is always gzip -1)")
     args = ap.parse_args()
-    if not os.access(args.tests, os.X_OK):
-        raise SystemExit(f"{args.tests} is not built (ninja -C build), or pass --tests PATH")
+    bench = args.bench or build_bench(args.build)
+    if not os.access(bench, os.X_OK):
+        raise SystemExit(f"{bench} is not an executable")
 
     work = tempfile.mkdtemp(prefix="imgbake-layer-bench-")
     try:
@@ -118,12 +133,12 @@ def main():
         mb = content_bytes(tree) / 1e6
         print(f"tree {tree}: {mb:.1f} MB of file content", flush=True)
         out = os.path.join(work, "layer.tar.gz")
-        run_imgbake(args.tests, tree, out, args.compression)  # warm-up: page cache, both ways
+        run_imgbake(bench, tree, out, args.compression)  # warm-up: page cache, both ways
         run_baseline(tree)
         results = {"imgbake": [], "baseline": []}
         layer_bytes = 0
         for r in range(args.rounds):
-            secs, layer_bytes = run_imgbake(args.tests, tree, out, args.compression)
+            secs, layer_bytes = run_imgbake(bench, tree, out, args.compression)
             results["imgbake"].append(secs)
             base = run_baseline(tree)
             results["baseline"].append(base)

@@ -145,7 +145,8 @@ nlohmann::ordered_json merge_env(const nlohmann::ordered_json& base, const nlohm
 
 // Commits the build's artifacts to the store as NAME:VERSION with signed provenance.
 void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildSummary& summary,
-                     const BuildOptions& opts, std::chrono::system_clock::time_point started) {
+                     const BuildOptions& opts, std::chrono::system_clock::time_point started,
+                     const OpenImageSink& open_sink) {
   std::vector<ArtifactFile> files;
   std::string parent;
   std::optional<store::OciImage> oci;
@@ -242,9 +243,12 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
     return provenance::sign_envelope(key, provenance::kInTotoPayloadType, payload);
   };
 
-  store::Store store(opts.store_home.empty() ? store::Store::default_home() : std::filesystem::path(opts.store_home));
-  for (const auto& k : trusted_keys(store))
-    if (k.keyid() == key.keyid()) req.signature_trusted = true;
+  std::unique_ptr<store::ImageSink> sink =
+      open_sink ? open_sink()
+                : std::make_unique<store::Store>(opts.store_home.empty() ? store::Store::default_home()
+                                                                         : std::filesystem::path(opts.store_home));
+  store::ImageSink& store = *sink;
+  req.signature_trusted = store.trusts(key.keyid());
   store::ImageRecord rec = store.commit(req);
   summary.image_ref = rec.ref();
   if (rec.unchanged) {
@@ -260,8 +264,8 @@ bool excluded_post_processor(const std::string& name, const BuildOptions& opts) 
   return std::any_of(opts.except.begin(), opts.except.end(), [&](const auto& g) { return util::glob_match(g, name); });
 }
 
-BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opts, Ui& ui,
-                     const std::string& run_uuid) {
+BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opts, Ui& ui, const std::string& run_uuid,
+                     const OpenImageSink& open_sink) {
   const std::string& template_path = t.path;
   auto started = std::chrono::system_clock::now();
   BuildSummary summary;
@@ -366,7 +370,7 @@ BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opt
       auto c0 = std::chrono::steady_clock::now();
       ui.step_start(plan.name, "commit to store", "");
       try {
-        commit_to_store(t, plan, st, summary, opts, started);
+        commit_to_store(t, plan, st, summary, opts, started, open_sink);
         ui.step_end(plan.name, "commit to store", true, std::chrono::steady_clock::now() - c0, "");
       } catch (const std::exception& e) {
         ui.step_end(plan.name, "commit to store", false, std::chrono::steady_clock::now() - c0, "");
@@ -384,7 +388,8 @@ BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opt
 
 }  // namespace
 
-int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui) {
+int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui,
+               const OpenImageSink& open_sink) {
   std::string run_uuid = util::uuid_v4();
   std::vector<BuildSummary> results(plans.size());
   size_t limit = opts.debug ? 1 : opts.parallel_builds <= 0 ? plans.size() : static_cast<size_t>(opts.parallel_builds);
@@ -401,7 +406,7 @@ int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOpti
     }
     threads.emplace_back([&, i] {
       try {
-        results[i] = run_one(t, plans[i], opts, ui, run_uuid);
+        results[i] = run_one(t, plans[i], opts, ui, run_uuid, open_sink);
       } catch (const std::exception& e) {
         results[i].name = plans[i].name;
         results[i].type = plans[i].type;

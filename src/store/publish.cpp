@@ -94,6 +94,12 @@ std::vector<provenance::VerifyingKey> trusted_keys(const store::Store& st, const
   return keys;
 }
 
+bool store::Store::trusts(const std::string& keyid) const {
+  for (const auto& k : trusted_keys(*this))
+    if (k.keyid() == keyid) return true;
+  return false;
+}
+
 Verification verify_image(const store::Store& st, const store::ImageRecord& img,
                           const std::vector<provenance::VerifyingKey>& keys) {
   Verification v;

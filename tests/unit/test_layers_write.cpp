@@ -1,6 +1,6 @@
 // Writing OCI layers of real trees (files, dirs, symlinks, hardlinks, fifos, device nodes, owners,
 // long names): what the layer holds, read back with libarchive and with GNU tar; digests;
-// reproducible bytes; compressions; cancellation. And the hook of bench/layer_export.py.
+// reproducible bytes; compressions; cancellation.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -12,12 +12,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <clocale>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <iostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -328,28 +325,6 @@ TEST_F(LayerTest, CancelledWriteLeavesNoFile) {
   EXPECT_THROW(layer::write_tree(root, dir_ / "out/l.tar.gz", {}, cancelled), Cancelled);
   EXPECT_TRUE(fs::is_empty(dir_ / "out")) << "the temp file must be gone";
   EXPECT_THROW(layer::write_tree(root, dir_ / "missing-dir/l.tar.gz", {}, cancel_), BuildError);
-}
-
-// ---- bench hook ---------------------------------------------------------------------------------
-
-// bench/layer_export.py runs this with IMGBAKE_LAYER_BENCH_TREE and IMGBAKE_LAYER_BENCH_OUT set;
-// it prints "write_tree_seconds=S bytes=N" for the script to read.
-TEST(LayerBench, WriteTree) {
-  const char* tree = std::getenv("IMGBAKE_LAYER_BENCH_TREE");
-  const char* out = std::getenv("IMGBAKE_LAYER_BENCH_OUT");
-  if (tree == nullptr || out == nullptr) GTEST_SKIP() << "set IMGBAKE_LAYER_BENCH_TREE and IMGBAKE_LAYER_BENCH_OUT";
-  layer::Options opts;
-  if (const char* c = std::getenv("IMGBAKE_LAYER_BENCH_COMPRESSION")) {
-    auto parsed = layer::parse_compression(c);
-    ASSERT_TRUE(parsed) << c;
-    opts.compression = *parsed;
-  }
-  CancelToken cancel;
-  auto start = std::chrono::steady_clock::now();
-  layer::LayerBlob blob = layer::write_tree(tree, out, opts, cancel);
-  std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-  std::cout << "write_tree_seconds=" << took.count() << " bytes=" << blob.size << " entries=" << blob.entries
-            << " digest=" << blob.digest << std::endl;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // preparation (full validation), and the executor that runs builds in parallel.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "imgbake/builder.h"
 #include "imgbake/post_processor.h"
 #include "imgbake/provisioner.h"
+#include "imgbake/store.h"
 #include "imgbake/template.h"
 
 namespace imgbake {
@@ -93,7 +95,15 @@ struct RenderSource {
 json::Value render_value(const json::Value& v, const interp::Context& ctx, const RenderSource& src,
                          const std::set<std::string>& runtime_keys = {});
 
-// Runs the plans (in parallel up to opts.parallel_builds) and returns the exit code.
-int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui);
+// Opens the store a successful build commits to (unless opts.commit is off). Called once per
+// build that has something to commit, from that build's thread, after the build and its
+// post-processors finished: a build that commits nothing opens no store.
+using OpenImageSink = std::function<std::unique_ptr<store::ImageSink>()>;
+
+// Runs the plans (in parallel up to opts.parallel_builds) and returns the exit code. Without
+// `open_sink`, builds commit to store::Store at opts.store_home (else Store::default_home());
+// unit tests pass a fake.
+int run_builds(const Template& t, std::vector<BuildPlan>& plans, const BuildOptions& opts, Ui& ui,
+               const OpenImageSink& open_sink = nullptr);
 
 }  // namespace imgbake

@@ -236,7 +236,22 @@ struct RevokeReport {
   std::vector<std::string> problems;
 };
 
-class Store {
+// What a build needs from the store to commit its image, and nothing more (ninja's
+// DiskInterface pattern): the build executor (src/pipeline/build.cpp) depends on this narrow
+// interface only, `Store` implements it, and the pipeline's unit tests fake it.
+class ImageSink {
+ public:
+  virtual ~ImageSink() = default;
+  // Where the store lives (the build names it when it says what it committed).
+  virtual const std::filesystem::path& home() const = 0;
+  // Whether signatures by the key `keyid` ("sha256:…") are trusted here (see trusted_keys in
+  // publish.h): a protected channel takes only a commit whose provenance such a key signed.
+  virtual bool trusts(const std::string& keyid) const = 0;
+  // Commits the image described by `req` as NAME:VERSION (Store::commit).
+  virtual ImageRecord commit(const CommitRequest& req) = 0;
+};
+
+class Store : public ImageSink {
  public:
   // $IMGBAKE_HOME, else $XDG_DATA_HOME/imgbake, else ~/.local/share/imgbake.
   static std::filesystem::path default_home();
@@ -244,15 +259,17 @@ class Store {
   // Opens (creating when missing) the store at `home`, and brings index.json in line
   // with the catalog if an interrupted change left it behind.
   explicit Store(std::filesystem::path home);
-  ~Store();
+  ~Store() override;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  const std::filesystem::path& home() const { return home_; }
+  const std::filesystem::path& home() const override { return home_; }
+  // A key of trusted_keys(*this) (publish.h) has this keyid.
+  bool trusts(const std::string& keyid) const override;
   BlobStore& blobs() { return blobs_; }
   const BlobStore& blobs() const { return blobs_; }
 
-  ImageRecord commit(const CommitRequest& req);
+  ImageRecord commit(const CommitRequest& req) override;
   // Catalogues a pulled image as NAME:VERSION with the manifest digest it was pulled with
   // (the bytes are stored as they are, never re-serialized). Builder type, template digest,
   // git commit, parent and labels come from the image's own manifest annotations, config and
