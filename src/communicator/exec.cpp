@@ -536,8 +536,8 @@ std::string ExecCommunicator::sandbox_tool() {
       "the exec communicator needs bubblewrap or unshare (util-linux) on the host: apt-get install bubblewrap");
 }
 
-int ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
-                          const CancelToken& cancel) {
+RunResult ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
+                                const CancelToken& cancel) {
   cancel.throw_if_cancelled();
   std::map<std::string, std::string> env = {{"PATH", kDefaultPath}, {"HOME", "/root"}, {"TERM", "dumb"}};
   for (const auto& [k, v] : impl_->opts.env) env[k] = v;
@@ -592,7 +592,7 @@ int ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const L
     throw BuildError("the sandbox (" + kind + ") did not start the command in " + impl_->opts.root.string() + ": " +
                      why + hint);
   }
-  return status;
+  return RunResult::exited(status);
 }
 
 void ExecCommunicator::upload(const std::string& local_path, const std::string& remote_path,

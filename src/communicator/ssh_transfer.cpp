@@ -212,7 +212,7 @@ void SshCommunicator::Impl::sftp_upload(sftp_session sf, const std::string& loca
 bool SshCommunicator::Impl::scp_usable(const CancelToken& cancel) {
   if (scp_unavailable) return false;
   if (scp_probed) return true;
-  ExecResult r = exec_capture("command -v scp >/dev/null 2>&1", cancel, nullptr, nullptr);
+  RunResult r = exec_capture("command -v scp >/dev/null 2>&1", cancel, nullptr, nullptr);
   if (r.disconnected) transfer_failed("looking for scp on " + where(), "the connection was lost");
   scp_probed = true;
   if (r.status != 0) scp_gone("there is no scp on the PATH");
@@ -291,7 +291,7 @@ void SshCommunicator::Impl::cat_upload(const std::string& local, int fd, const s
       if (errno != EINTR) throw BuildError(what + ": cannot read '" + local + "': " + std::strerror(errno));
     }
   };
-  ExecResult r =
+  RunResult r =
       exec("cat > " + quote(remote) + " && chmod " + octal(mode) + " " + quote(remote), io, ExecOptions{}, cancel);
   if (r.disconnected) transfer_failed(what, "the connection was lost");
   if (r.status != 0)
@@ -322,7 +322,7 @@ bool SshCommunicator::Impl::remote_dir_exists(const std::string& path, const Can
     if (a) sftp_attributes_free(a);
     return is_dir;
   }
-  ExecResult r = exec_capture("test -d " + quote(path), cancel, nullptr, nullptr);
+  RunResult r = exec_capture("test -d " + quote(path), cancel, nullptr, nullptr);
   if (r.disconnected) transfer_failed("checking remote directory '" + path + "'", "the connection was lost");
   return r.status == 0;
 }
@@ -464,7 +464,7 @@ void SshCommunicator::Impl::cat_download(const std::string& remote, const std::s
   std::string mode_text;
   mode_t mode = 0644;
   // Best effort: busybox and coreutils both have `stat -c`.
-  ExecResult st = exec_capture("stat -c %a " + quote(remote), cancel, &mode_text, nullptr);
+  RunResult st = exec_capture("stat -c %a " + quote(remote), cancel, &mode_text, nullptr);
   if (st.disconnected) transfer_failed(what, "the connection was lost");
   if (st.status == 0) {
     char* end = nullptr;
@@ -488,7 +488,7 @@ void SshCommunicator::Impl::cat_download(const std::string& remote, const std::s
   io.err = [&err](const char* d, size_t n) {
     if (err.size() < 4096) err.append(d, std::min<size_t>(n, 4096 - err.size()));
   };
-  ExecResult r = exec("cat " + quote(remote), io, ExecOptions{}, cancel);
+  RunResult r = exec("cat " + quote(remote), io, ExecOptions{}, cancel);
   if (r.disconnected) transfer_failed(what, "the connection was lost");
   if (r.status != 0)
     throw BuildError(what + " failed (exit status " + std::to_string(r.status) + ")" +

@@ -121,6 +121,7 @@ class SshTest : public ::testing::Test {
 
   struct Result {
     int status;
+    bool disconnected;
     std::vector<std::string> out, err;
   };
   Result Run(Communicator& comm, const std::string& command, std::map<std::string, std::string> env = {},
@@ -130,9 +131,11 @@ class SshTest : public ::testing::Test {
     cmd.env = std::move(env);
     cmd.timeout = timeout;
     Result r;
-    r.status = comm.run(
+    RunResult ended = comm.run(
         cmd, [&](std::string_view l) { r.out.emplace_back(l); }, [&](std::string_view l) { r.err.emplace_back(l); },
         cancel_);
+    r.status = ended.status;
+    r.disconnected = ended.disconnected;
     return r;
   }
 
