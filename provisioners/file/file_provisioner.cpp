@@ -210,10 +210,9 @@ void FileProvisioner::upload(State& st) const {
               mkdir, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
           if (!rc.succeeded())
             throw BuildError("cannot create the directory " + destination_ + " on the machine" +
-                             (rc.disconnected
-                                  ? ": the connection dropped"
-                                  : " (mkdir exited with status " + std::to_string(rc.status) +
-                                        (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
+                             (rc.disconnected ? ": the connection dropped"
+                                              : " (mkdir exited with status " + std::to_string(rc.status) +
+                                                    (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
           made_destination = true;
         }
       }

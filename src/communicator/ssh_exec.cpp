@@ -152,7 +152,7 @@ void SshCommunicator::Impl::kill_remote_group(long pid) {
 // `io.out` and `io.err` as it arrives. Returns the exit status (128+N for signal N), or
 // `disconnected` when the connection dropped (or the channel closed) before one came.
 RunResult SshCommunicator::Impl::exec(const std::string& command_line, const ExecIo& io_in, const ExecOptions& opts,
-                                       const CancelToken& cancel) {
+                                      const CancelToken& cancel) {
   ExecIo io = io_in;
   std::string command = command_line;
   std::optional<PidLineFilter> pid_filter;
@@ -349,7 +349,7 @@ RunResult SshCommunicator::Impl::exec(const std::string& command_line, const Exe
 
 // Runs a helper command and collects its output (capped: these are short).
 RunResult SshCommunicator::Impl::exec_capture(const std::string& command, const CancelToken& cancel, std::string* out,
-                                               std::string* err) {
+                                              std::string* err) {
   ExecIo io;
   auto capped = [](std::string* dst) {
     return [dst](const char* d, size_t n) {

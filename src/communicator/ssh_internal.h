@@ -174,7 +174,7 @@ struct SshCommunicator::Impl {
   ChannelPtr open_channel(const CancelToken& cancel, milliseconds timeout, bool may_reconnect);
   void kill_remote_group(long pid);
   RunResult exec(const std::string& command_line, const ExecIo& io_in, const ExecOptions& opts,
-                  const CancelToken& cancel);
+                 const CancelToken& cancel);
   RunResult exec_capture(const std::string& command, const CancelToken& cancel, std::string* out, std::string* err);
   void exec_checked(const std::string& command, const std::string& what, const CancelToken& cancel);
 

@@ -757,7 +757,8 @@ TEST(ExecDebianTest, AptInstallsHelloFromTheLocalMirror) {
   RemoteCommand install;
   install.command = "apt-get update && apt-get install -y --no-install-recommends hello && hello";
   install.timeout = 5min;
-  EXPECT_EQ(comm.run(install, collect(out), collect(err), cancel), RunResult::exited(0)) << imgbake::util::join(err, "\n");
+  EXPECT_EQ(comm.run(install, collect(out), collect(err), cancel), RunResult::exited(0))
+      << imgbake::util::join(err, "\n");
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out.back(), "Hello, world!");
   EXPECT_TRUE(fs::exists(root / "usr/bin/hello"));

@@ -37,7 +37,8 @@ class Communicator {
   virtual ~Communicator() = default;
   // Streams output line by line; returns how the command ended. A dropped connection is
   // RunResult::dropped() rather than a failure status or an exception.
-  virtual RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err, const CancelToken& cancel) = 0;
+  virtual RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
+                        const CancelToken& cancel) = 0;
   virtual void upload(const std::string& local_path, const std::string& remote_path, const CancelToken& cancel) = 0;
   virtual void download(const std::string& remote_path, const std::string& local_path, const CancelToken& cancel) = 0;
 };
