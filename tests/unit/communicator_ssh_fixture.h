@@ -49,6 +49,7 @@ using imgbake::Cancelled;
 using imgbake::CancelToken;
 using imgbake::Communicator;
 using imgbake::RemoteCommand;
+using imgbake::RunResult;
 using imgbake::SshCommunicator;
 using imgbake::SshConfig;
 using ::testing::ElementsAre;

@@ -45,6 +45,7 @@ using imgbake::CancelToken;
 using imgbake::ExecCommunicator;
 using imgbake::ExecOptions;
 using imgbake::RemoteCommand;
+using imgbake::RunResult;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 

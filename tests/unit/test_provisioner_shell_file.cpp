@@ -50,6 +50,7 @@ using imgbake::OutputMode;
 using imgbake::Provisioner;
 using imgbake::ProvisionerRegistry;
 using imgbake::RemoteCommand;
+using imgbake::RunResult;
 using imgbake::SshCommunicator;
 using imgbake::SshConfig;
 using imgbake::State;
