@@ -12,6 +12,7 @@
 
 #include "imgbake/error.h"
 #include "imgbake/process.h"
+#include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 
 namespace imgbake::qemu {
@@ -156,23 +157,12 @@ void make_cd(const CdSpec& spec, const std::string& out_iso, const CancelToken& 
   ProcessSpec run;
   run.argv = tool_argv(tool, tool_name, label, out.string(), staging.path().string());
   run.timeout = std::chrono::minutes(10);
-  register_temp_path(out.string());  // a second interrupt must not leave half an ISO behind
-  int status = -1;
-  try {
-    status = run_process(run, ignore, keep, cancel);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(out, ec);
-    unregister_temp_path(out.string());
-    throw;
-  }
-  unregister_temp_path(out.string());
-  if (status != 0) {
-    std::error_code ec;
-    fs::remove(out, ec);
+  util::TempPathGuard half_made(out);  // no half an ISO left behind, not even by a second interrupt
+  int status = run_process(run, ignore, keep, cancel);
+  if (status != 0)
     throw BuildError(tool_name + " failed (exit " + std::to_string(status) + ") making the CD '" + out.string() +
                      "':\n" + util::join(std::vector<std::string>(last_errors.begin(), last_errors.end()), "\n"));
-  }
+  half_made.dismiss();
 }
 
 }  // namespace imgbake::qemu

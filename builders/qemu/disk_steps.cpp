@@ -11,6 +11,7 @@
 #include "imgbake/fetch.h"
 #include "imgbake/oci.h"
 #include "imgbake/process.h"
+#include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 #include "qemu_run.h"
 
@@ -239,22 +240,14 @@ class CompactStep : public Step {
     disks.insert(disks.end(), r_.extra_disks.begin(), r_.extra_disks.end());
     for (const auto& disk : disks) {
       auto before = file_size_or_zero(disk);
-      std::string tmp = disk + ".imgbake-convert";
-      register_temp_path(tmp);
+      util::TempPathGuard tmp(disk + ".imgbake-convert");
       std::vector<std::string> argv = {"qemu-img", "convert", "-f", c.format, "-O", c.format};
       if (c.disk_compression) argv.push_back("-c");
       argv.insert(argv.end(), c.qemu_img_args_convert.begin(), c.qemu_img_args_convert.end());
-      argv.insert(argv.end(), {disk, tmp});
-      try {
-        run_tool(st, argv);
-      } catch (...) {
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        unregister_temp_path(tmp);
-        throw;
-      }
-      fs::rename(tmp, disk);
-      unregister_temp_path(tmp);
+      argv.insert(argv.end(), {disk, tmp.path().string()});
+      run_tool(st, argv);
+      fs::rename(tmp.path(), disk);
+      tmp.dismiss();
       st.message("compacted " + fs::path(disk).filename().string() + ": " + std::to_string(before >> 10) + " KiB -> " +
                  std::to_string(file_size_or_zero(disk) >> 10) + " KiB");
     }

@@ -34,19 +34,6 @@ constexpr size_t kMaxConnections = 32;
 
 std::string errno_text() { return std::strerror(errno); }
 
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-
- private:
-  int fd_;
-};
-
 enum class Ready { Yes, Stopped, TimedOut };
 
 // Waits until `fd` is ready for `events`, the server stops, or `timeout` passes.
@@ -237,54 +224,51 @@ std::unique_ptr<HttpServer> HttpServer::start(const std::string& directory, std:
   }
 
   std::string last_error;
-  for (int port = port_min; port <= port_max && server->listen_fd_ < 0; ++port) {
-    int fd = socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) throw BuildError("cannot create the HTTP server's socket: " + errno_text());
+  for (int port = port_min; port <= port_max && !server->listen_fd_; ++port) {
+    util::UniqueFd fd(socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) throw BuildError("cannot create the HTTP server's socket: " + errno_text());
     int one = 1;
     // lets a port in TIME_WAIT from an earlier build be reused; a port someone listens on stays taken
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (storage.ss_family == AF_INET)
       v4->sin_port = htons(static_cast<uint16_t>(port));
     else
       v6->sin6_port = htons(static_cast<uint16_t>(port));
-    if (bind(fd, reinterpret_cast<sockaddr*>(&storage), length) == 0 && listen(fd, 64) == 0) {
-      server->listen_fd_ = fd;
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&storage), length) == 0 && listen(fd.get(), 64) == 0) {
+      server->listen_fd_ = std::move(fd);
       break;
     }
     int err = errno;
-    close(fd);
     last_error = std::strerror(err);
     if (err != EADDRINUSE && err != EACCES)
       throw BuildError("cannot listen on " + address + ":" + std::to_string(port) +
                        " for the HTTP server: " + last_error);
   }
-  if (server->listen_fd_ < 0)
+  if (!server->listen_fd_)
     throw BuildError("no free port for the HTTP server on " + address + " between " + std::to_string(port_min) +
                      " and " + std::to_string(port_max) + " (last: " + last_error +
                      "); widen http_port_min..http_port_max or stop what uses them");
 
   sockaddr_storage bound{};
   socklen_t bound_length = sizeof bound;
-  getsockname(server->listen_fd_, reinterpret_cast<sockaddr*>(&bound), &bound_length);
+  getsockname(server->listen_fd_.get(), reinterpret_cast<sockaddr*>(&bound), &bound_length);
   server->port_ = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
                                                    : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
 
-  server->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (server->stop_fd_ < 0) throw BuildError("cannot create the HTTP server's stop event: " + errno_text());
+  server->stop_fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!server->stop_fd_) throw BuildError("cannot create the HTTP server's stop event: " + errno_text());
   server->accept_thread_ = std::thread([s = server.get()] { s->accept_loop(); });
   return server;
 }
 
 HttpServer::~HttpServer() {
-  if (stop_fd_ >= 0) {
+  if (stop_fd_) {
     uint64_t one = 1;
-    (void)!write(stop_fd_, &one, sizeof one);
+    (void)!write(stop_fd_.get(), &one, sizeof one);
   }
   if (accept_thread_.joinable()) accept_thread_.join();
   for (Connection& c : connections_)
     if (c.thread.joinable()) c.thread.join();
-  if (listen_fd_ >= 0) close(listen_fd_);
-  if (stop_fd_ >= 0) close(stop_fd_);
 }
 
 void HttpServer::write_log(const std::string& line) {
@@ -294,7 +278,7 @@ void HttpServer::write_log(const std::string& line) {
 
 void HttpServer::accept_loop() {
   while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
     int r = poll(fds, 2, 1000);
     if (r < 0 && errno != EINTR) return;
     if (fds[1].revents != 0) return;
@@ -308,33 +292,32 @@ void HttpServer::accept_loop() {
       }
     }
     if (r <= 0 || fds[0].revents == 0) continue;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) continue;  // the client gave up already, or a transient shortage of descriptors
+    util::UniqueFd fd(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd) continue;  // the client gave up already, or a transient shortage of descriptors
     if (connections_.size() >= kMaxConnections) {
-      send_all(fd, response_head(503, "text/plain; charset=utf-8", 0), stop_fd_);
-      close(fd);
+      send_all(fd.get(), response_head(503, "text/plain; charset=utf-8", 0), stop_fd_.get());
       continue;
     }
     Connection& c = connections_.emplace_back();
-    c.thread = std::thread([this, fd, &c] {
-      serve(fd);
+    c.thread = std::thread([this, fd = std::move(fd), &c]() mutable {
+      serve(std::move(fd));
       c.done = true;
     });
   }
 }
 
-void HttpServer::serve(int fd) {
-  FdCloser closer(fd);
+void HttpServer::serve(util::UniqueFd connection) {
+  const int fd = connection.get();
   std::string request;
   size_t head_end = std::string::npos;
   auto deadline = Clock::now() + kIdleTimeout;
   while (head_end == std::string::npos) {
     if (request.size() > kMaxRequestHead) {
-      send_all(fd, response_head(431, "text/plain; charset=utf-8", 0), stop_fd_);
+      send_all(fd, response_head(431, "text/plain; charset=utf-8", 0), stop_fd_.get());
       return;
     }
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0 || wait_for(fd, POLLIN, stop_fd_, left) != Ready::Yes) return;
+    if (left.count() <= 0 || wait_for(fd, POLLIN, stop_fd_.get(), left) != Ready::Yes) return;
     char buf[4096];
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
@@ -355,7 +338,7 @@ void HttpServer::serve(int fd) {
   auto reply_error = [&](int status, const std::string& body, const std::string& extra = "") {
     std::string response = response_head(status, "text/plain; charset=utf-8", static_cast<off_t>(body.size()), extra);
     if (method != "HEAD") response += body;
-    send_all(fd, response, stop_fd_);
+    send_all(fd, response, stop_fd_.get());
     write_log(method + " " + target + " " + std::to_string(status) + " " + std::to_string(body.size()) + " bytes");
   };
 
@@ -381,7 +364,7 @@ void HttpServer::serve(int fd) {
     std::string response = response_head(200, content_type(*clean, std::string_view(body).substr(0, 512)),
                                          static_cast<off_t>(body.size()));
     if (method == "GET") response += body;
-    send_all(fd, response, stop_fd_);
+    send_all(fd, response, stop_fd_.get());
     write_log(method + " " + target + " 200 " + std::to_string(body.size()) + " bytes");
     return;
   }
@@ -393,23 +376,23 @@ void HttpServer::serve(int fd) {
     file += (file.ends_with("/") ? "" : "/") + std::string("index.html");
     if (stat(file.c_str(), &st) != 0) return reply_error(404, "404 page not found\n");
   }
-  int file_fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (file_fd < 0) {
+  util::UniqueFd file_owner(open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file_owner) {
     if (errno == EACCES) return reply_error(403, "403 forbidden: the file is not readable\n");
     return reply_error(404, "404 page not found\n");
   }
-  FdCloser file_closer(file_fd);
+  const int file_fd = file_owner.get();
   if (fstat(file_fd, &st) != 0 || !S_ISREG(st.st_mode)) return reply_error(404, "404 page not found\n");
 
   char head[512];
   ssize_t head_length = pread(file_fd, head, sizeof head, 0);
   std::string type = content_type(file, std::string_view(head, head_length > 0 ? static_cast<size_t>(head_length) : 0));
-  if (!send_all(fd, response_head(200, type, st.st_size), stop_fd_)) return;
+  if (!send_all(fd, response_head(200, type, st.st_size), stop_fd_.get())) return;
   if (method == "HEAD") {
     write_log(method + " " + target + " 200 " + std::to_string(st.st_size) + " bytes");
     return;
   }
-  off_t sent = send_file(fd, file_fd, st.st_size, stop_fd_);
+  off_t sent = send_file(fd, file_fd, st.st_size, stop_fd_.get());
   if (sent == st.st_size)
     write_log(method + " " + target + " 200 " + std::to_string(sent) + " bytes");
   else

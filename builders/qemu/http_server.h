@@ -13,6 +13,8 @@
 #include <string_view>
 #include <thread>
 
+#include "imgbake/unique_fd.h"
+
 namespace imgbake::qemu {
 
 // GET and HEAD only (405 otherwise); one request per connection ("Connection: close"); each
@@ -47,13 +49,13 @@ class HttpServer {
 
   HttpServer() = default;
   void accept_loop();
-  void serve(int fd);
+  void serve(util::UniqueFd connection);
   void write_log(const std::string& line);
 
   std::string directory_;  // absolute, or empty
   std::map<std::string, std::string> content_;
-  int listen_fd_ = -1;
-  int stop_fd_ = -1;  // an eventfd: readable once the server stops
+  util::UniqueFd listen_fd_;
+  util::UniqueFd stop_fd_;  // an eventfd: readable once the server stops
   int port_ = 0;
   std::thread accept_thread_;
   std::list<Connection> connections_;  // only the accept thread touches it until the destructor joins it

@@ -18,25 +18,23 @@ std::unique_ptr<QmpClient> QmpClient::connect(const std::string& socket_path, st
   std::string last = "no socket yet";
   while (std::chrono::steady_clock::now() < deadline) {
     cancel.throw_if_cancelled();
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    util::UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-      std::unique_ptr<QmpClient> c(new QmpClient(fd));
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      std::unique_ptr<QmpClient> c(new QmpClient(std::move(fd)));
       nlohmann::json greeting = c->read_message(deadline);
       if (!greeting.contains("QMP")) throw BuildError("QMP: unexpected greeting " + greeting.dump());
       c->execute("qmp_capabilities");
       return c;
     }
     last = std::strerror(errno);
-    close(fd);
+    fd.reset();
     cancel.sleep_for(std::chrono::milliseconds(50));
   }
   throw BuildError("cannot connect to qemu's QMP socket " + socket_path + " (" + last + ")");
 }
-
-QmpClient::~QmpClient() { close(fd_); }
 
 nlohmann::json QmpClient::read_message(std::chrono::steady_clock::time_point deadline) {
   while (true) {
@@ -49,12 +47,12 @@ nlohmann::json QmpClient::read_message(std::chrono::steady_clock::time_point dea
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) throw BuildError("QMP: no answer from qemu in time");
-    struct pollfd p = {fd_, POLLIN, 0};
+    struct pollfd p = {fd_.get(), POLLIN, 0};
     int r = poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
     if (r < 0 && errno != EINTR) throw BuildError(std::string("QMP: ") + std::strerror(errno));
     if (r <= 0) continue;
     char tmp[4096];
-    ssize_t n = ::read(fd_, tmp, sizeof tmp);
+    ssize_t n = ::read(fd_.get(), tmp, sizeof tmp);
     if (n <= 0) throw BuildError("QMP: qemu closed the connection");
     buf_.append(tmp, static_cast<size_t>(n));
   }
@@ -65,7 +63,7 @@ nlohmann::json QmpClient::execute(const std::string& command, const nlohmann::js
   nlohmann::json msg = {{"execute", command}};
   if (!arguments.is_null()) msg["arguments"] = arguments;
   std::string text = msg.dump() + "\n";
-  if (::write(fd_, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+  if (::write(fd_.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
     throw BuildError("QMP: cannot send '" + command + "'");
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "imgbake/cancel.h"
+#include "imgbake/unique_fd.h"
 
 namespace imgbake::qemu {
 
@@ -17,7 +18,7 @@ class QmpClient {
   // Connects (retrying while qemu creates the socket) and negotiates capabilities.
   static std::unique_ptr<QmpClient> connect(const std::string& socket_path, std::chrono::milliseconds timeout,
                                             const CancelToken& cancel);
-  ~QmpClient();
+  ~QmpClient() = default;
   QmpClient(const QmpClient&) = delete;
   QmpClient& operator=(const QmpClient&) = delete;
 
@@ -26,9 +27,9 @@ class QmpClient {
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
  private:
-  explicit QmpClient(int fd) : fd_(fd) {}
+  explicit QmpClient(util::UniqueFd fd) : fd_(std::move(fd)) {}
   nlohmann::json read_message(std::chrono::steady_clock::time_point deadline);
-  int fd_;
+  util::UniqueFd fd_;
   std::string buf_;
 };
 

@@ -297,17 +297,18 @@ class ShutdownStep : public Step {
       cmd.timeout = c.shutdown_timeout;
       auto out = [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stdout, l); };
       auto err = [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stderr, l); };
-      int status = Communicator::kDisconnected;
+      // The guest may power off before the command's status comes back: no status is expected.
+      RunResult result = RunResult::dropped();
       try {
-        status = st.communicator->run(cmd, out, err, st.cancel);
+        result = st.communicator->run(cmd, out, err, st.cancel);
       } catch (const Cancelled&) {
         throw;
       } catch (const BuildError& e) {
         // The guest may power off before the command's status comes back.
         st.message(std::string("the shutdown command ended without a status (") + e.what() + "): expected");
       }
-      if (status != Communicator::kDisconnected && status != 0)
-        st.ui.warn(st.build.name, "the shutdown command exited with status " + std::to_string(status));
+      if (!result.disconnected && result.status != 0)
+        st.ui.warn(st.build.name, "the shutdown command exited with status " + std::to_string(result.status));
       st.communicator = nullptr;
       r_.comm.reset();
       if (wait_exit(st, c.shutdown_timeout)) return;

@@ -18,6 +18,7 @@
 #include "imgbake/layer.h"
 #include "imgbake/process.h"
 #include "imgbake/store.h"
+#include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 #include "rootfs_config.h"
 
@@ -201,29 +202,19 @@ void materialize(Work& w, State& st) {
 // Writes the difference into the store and returns the layer.
 LayerRef commit_layer(Work& w, State& st, const layer::Snapshot& before, const std::string& created_by) {
   layer::Snapshot after = layer::scan(w.tree);
-  fs::path out = w.store->blobs().temp_dir() / ("layer-" + util::uuid_v4() + ".tar");
-  register_temp_path(out.string());
+  util::TempPathGuard temp(w.store->blobs().temp_dir() / ("layer-" + util::uuid_v4() + ".tar"));
   LayerRef l;
   l.created_by = created_by;
-  try {
-    layer::LayerBlob b = layer::write_diff(w.tree, before, after, out, w.layer_options(), st.cancel);
-    if (b.entries == 0) {
-      std::error_code ec;
-      fs::remove(b.file, ec);
-      l.empty = true;
-    } else {
-      l.blob = w.store->blobs().adopt(b.file, b.digest, b.size, b.media_type);
-      l.diff_id = b.diff_id;
-      st.message("layer " + short_digest(b.digest) + ": " + std::to_string(b.entries) + " entries, " +
-                 util::format_bytes(b.size));
-    }
-  } catch (...) {
-    unregister_temp_path(out.string());
-    std::error_code ec;
-    fs::remove(out, ec);
-    throw;
+  layer::LayerBlob b = layer::write_diff(w.tree, before, after, temp.path(), w.layer_options(), st.cancel);
+  if (b.entries == 0) {
+    l.empty = true;  // the guard removes the empty tar
+    return l;
   }
-  unregister_temp_path(out.string());
+  l.blob = w.store->blobs().adopt(b.file, b.digest, b.size, b.media_type);
+  temp.dismiss();  // the store owns the file now
+  l.diff_id = b.diff_id;
+  st.message("layer " + short_digest(b.digest) + ": " + std::to_string(b.entries) + " entries, " +
+             util::format_bytes(b.size));
   return l;
 }
 

@@ -11,6 +11,7 @@
 
 #include "imgbake/error.h"
 #include "imgbake/post_processor.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -58,29 +59,23 @@ class ManifestPostProcessor : public PostProcessor {
     std::filesystem::path out(output);
     std::filesystem::path dir = out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
     std::filesystem::create_directories(dir);
-    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) throw BuildError("cannot open the manifest's directory " + dir.string());
-    flock(dfd, LOCK_EX);
-    try {
-      nlohmann::ordered_json doc = {{"builds", nlohmann::ordered_json::array()}, {"last_run_uuid", ""}};
-      if (std::filesystem::exists(out)) {
-        try {
-          doc = nlohmann::ordered_json::parse(util::read_file(out));
-          if (!doc.contains("builds") || !doc["builds"].is_array()) throw std::runtime_error("no builds array");
-        } catch (const std::exception& e) {
-          throw BuildError("existing manifest " + output + " is not a manifest (" + e.what() +
-                           "); move it away or choose another 'output'");
-        }
+    util::UniqueFd dfd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // unlocked when closed
+    if (!dfd) throw BuildError("cannot open the manifest's directory " + dir.string());
+    flock(dfd.get(), LOCK_EX);
+    nlohmann::ordered_json doc = {{"builds", nlohmann::ordered_json::array()}, {"last_run_uuid", ""}};
+    if (std::filesystem::exists(out)) {
+      try {
+        doc = nlohmann::ordered_json::parse(util::read_file(out));
+        if (!doc.contains("builds") || !doc["builds"].is_array()) throw std::runtime_error("no builds array");
+      } catch (const std::exception& e) {
+        throw BuildError("existing manifest " + output + " is not a manifest (" + e.what() +
+                         "); move it away or choose another 'output'");
       }
-      st.ui.mask_strings(build);  // before escaping, so a secret with quotes is still found
-      doc["builds"].push_back(build);
-      doc["last_run_uuid"] = st.build.run_uuid;
-      util::write_file_atomic(out, doc.dump(2) + "\n");
-    } catch (...) {
-      close(dfd);
-      throw;
     }
-    close(dfd);
+    st.ui.mask_strings(build);  // before escaping, so a secret with quotes is still found
+    doc["builds"].push_back(build);
+    doc["last_run_uuid"] = st.build.run_uuid;
+    util::write_file_atomic(out, doc.dump(2) + "\n");
     st.message("manifest entry written to " + output);
     return {input, true, true};
   }

@@ -208,14 +208,13 @@ void FileProvisioner::upload(State& st) const {
           mkdir.command = "mkdir -p " + shell_quote(destination_);
           mkdir.timeout = st.time_left();
           std::vector<std::string> err;
-          int rc = comm.run(
+          RunResult rc = comm.run(
               mkdir, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
-          if (rc != 0)
+          if (!rc.succeeded())
             throw BuildError("cannot create the directory " + destination_ + " on the machine" +
-                             (rc == Communicator::kDisconnected
-                                  ? ": the connection dropped"
-                                  : " (mkdir exited with status " + std::to_string(rc) +
-                                        (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
+                             (rc.disconnected ? ": the connection dropped"
+                                              : " (mkdir exited with status " + std::to_string(rc.status) +
+                                                    (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
           made_destination = true;
         }
       }

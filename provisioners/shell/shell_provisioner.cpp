@@ -34,6 +34,11 @@ namespace {
 
 using std::chrono::milliseconds;
 
+// Packer has no separate "disconnected" result and reports a dropped connection as this exit
+// status, so templates accept a drop by listing it in valid_exit_codes. Only that template
+// setting sees it; communicators report a drop as RunResult::disconnected.
+constexpr int64_t kPackerDisconnectStatus = 2300218;
+
 std::string shell_quote(const std::string& v) { return "'" + escape_single_quotes(v) + "'"; }
 
 // Packer's UnixReader: scripts written on Windows must still run under /bin/sh.
@@ -244,7 +249,7 @@ auto ShellProvisioner::retry_while_unreachable(State& st, const std::string& wha
         RemoteCommand probe;
         probe.command = "true";
         probe.timeout = milliseconds(30000);
-        reachable = comm.run(probe, nullptr, nullptr, st.cancel) == 0;
+        reachable = comm.run(probe, nullptr, nullptr, st.cancel).succeeded();
       } catch (const BuildError&) {
         reachable = false;
       }
@@ -274,10 +279,10 @@ void ShellProvisioner::remove_remote(State& st, const std::vector<std::string>& 
   rm.command = command;
   rm.timeout = st.time_left();
   int status = retry_while_unreachable(st, "removing " + util::join(paths, ", "), [&] {
-    int s = st.communicator->run(rm, nullptr, nullptr, st.cancel);
+    RunResult r = st.communicator->run(rm, nullptr, nullptr, st.cancel);
     // A machine still rebooting: try again like any other unreachable moment.
-    if (s == Communicator::kDisconnected) throw BuildError("the connection dropped while removing the script");
-    return s;
+    if (r.disconnected) throw BuildError("the connection dropped while removing the script");
+    return r.status;
   });
   if (status != 0)
     throw BuildError("cannot remove " + util::join(paths, ", ") + " from the machine (rm exited with status " +
@@ -333,7 +338,7 @@ void ShellProvisioner::provision(State& st) {
     TempFile local(script.body, "imgbake-shell", 0755);
     auto out = [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stdout, l); };
     auto err = [&](std::string_view l) { st.ui.output(st.build.name, Stream::Stderr, l); };
-    int status = retry_while_unreachable(st, "starting " + script.name, [&] {
+    RunResult result = retry_while_unreachable(st, "starting " + script.name, [&] {
       comm.upload(local.path(), remote_path_, st.cancel);
       run.timeout = st.time_left();
       return comm.run(run, out, err, st.cancel);
@@ -343,29 +348,30 @@ void ShellProvisioner::provision(State& st) {
     auto accepted = [&](int64_t s) {
       return std::find(valid_exit_codes_.begin(), valid_exit_codes_.end(), s) != valid_exit_codes_.end();
     };
-    if (status == Communicator::kDisconnected && (expect_disconnect_ || accepted(status))) {
+    if (result.disconnected && (expect_disconnect_ || accepted(kPackerDisconnectStatus))) {
       st.message("the connection dropped while running " + script.name + ", as expect_disconnect allows");
       // The EXIT trap may not have run: remove what is left once the machine answers again.
       if (!to_remove.empty()) remove_remote(st, to_remove);
       continue;
     }
-    if (status == Communicator::kDisconnected)
+    if (result.disconnected)
       throw BuildError("the connection to the machine dropped while running " + script.name +
                        "; if the script reboots the machine or stops its SSH server on purpose, set "
                        "\"expect_disconnect\": true");
-    if (!accepted(status)) {
+    if (!accepted(result.status)) {
       // The variables may hold secrets: don't leave them behind because an earlier script
       // failed (the machine answered just now, so this is quick).
       if (var_file_left && !skip_clean_) {
         RemoteCommand rm;
         rm.command = "rm -f " + shell_quote(var_file);
         rm.timeout = st.time_left();
-        if (comm.run(rm, nullptr, nullptr, st.cancel) != 0)
+        if (!comm.run(rm, nullptr, nullptr, st.cancel).succeeded())
           st.ui.warn(st.build.name, "cannot remove the variables file " + var_file + " from the machine");
       }
       std::string codes;
       for (auto c : valid_exit_codes_) codes += (codes.empty() ? "" : ", ") + std::to_string(c);
-      throw BuildError(script.name + " exited with status " + std::to_string(status) + " (valid: " + codes + ")");
+      throw BuildError(script.name + " exited with status " + std::to_string(result.status) + " (valid: " + codes +
+                       ")");
     }
   }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <iostream>
+#include <set>
+#include <string_view>
 
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
@@ -39,22 +41,46 @@ const std::vector<Command>& commands() {
   return table;
 }
 
-std::vector<std::string> normalize_args(int argc, char** argv) {
-  static const std::vector<std::string> long_flags = {
-      "var",    "var-file",         "only",         "except", "force",       "on-error", "parallel-builds",
-      "debug",  "machine-readable", "syntax-only",  "color",  "check",       "write",    "output",
-      "help",   "version",          "timestamp-ui", "label",  "signing-key", "no-store", "channel",
-      "reason", "protect",          "descendants",  "format", "key",         "out"};
+namespace {
+
+// The long names ("var" for --var) of `app`'s options and of all its subcommands'.
+void collect_long_names(const CLI::App& app, std::set<std::string, std::less<>>& names) {
+  for (const CLI::Option* o : app.get_options())
+    for (const auto& n : o->get_lnames()) names.insert(n);
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) collect_long_names(*sub, names);
+}
+
+}  // namespace
+
+std::vector<std::string> normalize_args(const CLI::App& app, const std::vector<std::string>& args) {
+  std::set<std::string, std::less<>> long_names;
+  collect_long_names(app, long_names);
   std::vector<std::string> out;
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
+  out.reserve(args.size());
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
     if (i > 0 && a.size() > 2 && a[0] == '-' && a[1] != '-') {
-      std::string name = a.substr(1, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 1);
-      if (std::find(long_flags.begin(), long_flags.end(), name) != long_flags.end()) a = "-" + a;
+      std::string_view name =
+          std::string_view(a).substr(1, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 1);
+      if (long_names.contains(name)) a = "-" + a;
     }
     out.push_back(a);
   }
   return out;
+}
+
+void define_commands(CLI::App& app, GlobalOptions& global, Action& action) {
+  app.name("imgbake");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("imgbake ") + kVersion);
+  for (const auto& c : commands()) {
+    CLI::App* sub = app.add_subcommand(c.name, c.description);
+    sub->add_option("--output", global.output, "Output: human (default) or json (one event per line)")
+        ->check(CLI::IsMember({"human", "json"}));
+    sub->add_option("--color", global.color, "Colours on a terminal (default true; -color=false as in Packer)");
+    Action a = c.setup(*sub, global);
+    sub->callback([&action, a] { action = a; });
+  }
 }
 
 Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker) {
@@ -76,20 +102,10 @@ int report_config_error(const std::exception& e, const Masker* masker) {
 int run(int argc, char** argv) {
   install_signal_handlers();
   CLI::App app{"imgbake: bake, version, sign and promote machine images from Packer-compatible templates"};
-  app.name("imgbake");
-  app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("imgbake ") + kVersion);
   GlobalOptions global;
   Action action;
-  for (const auto& c : commands()) {
-    CLI::App* sub = app.add_subcommand(c.name, c.description);
-    sub->add_option("--output", global.output, "Output: human (default) or json (one event per line)")
-        ->check(CLI::IsMember({"human", "json"}));
-    sub->add_option("--color", global.color, "Colours on a terminal (default true; -color=false as in Packer)");
-    Action a = c.setup(*sub, global);
-    sub->callback([&action, a] { action = a; });
-  }
-  std::vector<std::string> args = normalize_args(argc, argv);
+  define_commands(app, global, action);
+  std::vector<std::string> args = normalize_args(app, std::vector<std::string>(argv, argv + argc));
   if (args.size() > 1 && !args[1].empty() && args[1][0] != '-') {
     std::vector<std::string> verbs;
     for (const auto& c : commands()) verbs.emplace_back(c.name);

@@ -73,8 +73,14 @@ std::unique_ptr<registry::Client> make_registry_client(const std::string& host, 
                                                        bool progress = false);
 provenance::SigningKey record_signing_key(const RegistryFlags& flags);
 
-// Rewrites Packer's single-dash long flags ("-var", "-only=x") to "--var", "--only=x".
-std::vector<std::string> normalize_args(int argc, char** argv);
+// Rewrites Packer's single-dash long flags ("-var", "-only=x") to "--var", "--only=x": any
+// argument after args[0] whose name is the long name of an option of `app` or of one of its
+// subcommands (so a new long option accepts -name too). Everything else is left alone.
+std::vector<std::string> normalize_args(const CLI::App& app, const std::vector<std::string>& args);
+
+// Adds the verbs of commands() to `app`, with the options every verb has (--output, --color);
+// parsing sets `action` to the chosen verb's. `global` and `action` must outlive `app`.
+void define_commands(CLI::App& app, GlobalOptions& global, Action& action);
 
 // The Ui for a verb: JSON events or the human view (colours only on a terminal).
 Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker);

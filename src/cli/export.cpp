@@ -11,6 +11,7 @@
 #include "imgbake/error.h"
 #include "imgbake/layer.h"
 #include "imgbake/process.h"
+#include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 #include "store_verbs.h"
 
@@ -102,19 +103,10 @@ void export_rootfs(store::Store& st, const nlohmann::json& manifest, const std::
                    const std::string& out) {
   nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
   const auto& diff_ids = config["rootfs"]["diff_ids"];
-  std::filesystem::path scratch = st.blobs().temp_dir() / ("export-" + util::uuid_v4());
-  std::filesystem::create_directories(scratch / "rootfs");
-  std::filesystem::permissions(scratch / "rootfs", std::filesystem::perms(0755));
-  register_temp_path(scratch.string());
-  struct Remove {
-    std::filesystem::path p;
-    ~Remove() {
-      std::error_code ec;
-      std::filesystem::remove_all(p, ec);
-      unregister_temp_path(p.string());
-    }
-  } remove{scratch};
-  std::filesystem::path tree = scratch / "rootfs";
+  util::TempPathGuard scratch(st.blobs().temp_dir() / ("export-" + util::uuid_v4()));
+  std::filesystem::path tree = scratch.path() / "rootfs";
+  std::filesystem::create_directories(tree);
+  std::filesystem::permissions(tree, std::filesystem::perms(0755));
   for (size_t i = 0; i < manifest["layers"].size(); ++i) {
     std::string digest = manifest["layers"][i]["digest"];
     std::string got = layer::apply(st.blobs().path(digest), tree, global_cancel());
@@ -132,7 +124,7 @@ void export_rootfs(store::Store& st, const nlohmann::json& manifest, const std::
   if (!size.empty() && bytes == 0) throw UsageError("--size '" + size + "': expected a size such as 512M or 2G");
   if (bytes == 0) bytes = tree_bytes(tree) * 5 / 4 + (64u << 20);  // content plus room for ext4 and changes
   bytes = (bytes + (1u << 20) - 1) / (1u << 20) * (1u << 20);
-  std::filesystem::path raw = format == "raw" ? std::filesystem::path(out + ".imgbake-tmp") : scratch / "disk.raw";
+  util::TempPathGuard raw(format == "raw" ? std::filesystem::path(out + ".imgbake-tmp") : scratch.path() / "disk.raw");
   auto run = [](std::vector<std::string> argv, const std::string& what) {
     ProcessSpec spec;
     spec.argv = std::move(argv);
@@ -142,27 +134,20 @@ void export_rootfs(store::Store& st, const nlohmann::json& manifest, const std::
         [&](std::string_view l) { err += std::string(l) + "\n"; }, global_cancel());
     if (rc != 0) throw BuildError(what + " failed: " + err);
   };
-  struct RemoveFile {
-    std::filesystem::path p;
-    bool keep = false;
-    ~RemoveFile() {
-      std::error_code ec;
-      if (!keep) std::filesystem::remove(p, ec);
-    }
-  } raw_guard{raw};
   // mkfs.ext4 -d fills the file system from the tree without mounting anything.
-  run({"mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree.string(), raw.string(), std::to_string(bytes >> 10) + "k"},
+  run({"mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", tree.string(), raw.path().string(),
+       std::to_string(bytes >> 10) + "k"},
       "mkfs.ext4");
   if (format == "raw") {
-    std::filesystem::rename(raw, out);
-    raw_guard.keep = true;
+    std::filesystem::rename(raw.path(), out);
+    raw.dismiss();
     return;
   }
-  std::string tmp = out + ".imgbake-tmp";
-  RemoveFile tmp_guard{tmp};
-  run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.string(), tmp}, "qemu-img convert");
-  std::filesystem::rename(tmp, out);
-  tmp_guard.keep = true;
+  util::TempPathGuard tmp(out + ".imgbake-tmp");
+  run({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.path().string(), tmp.path().string()},
+      "qemu-img convert");
+  std::filesystem::rename(tmp.path(), out);
+  tmp.dismiss();
 }
 
 }  // namespace

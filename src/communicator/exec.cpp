@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "imgbake/error.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -30,6 +31,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using util::UniqueFd;
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 // The command line starts by printing this to stderr (and it is taken out again): what came
@@ -41,31 +43,6 @@ constexpr int kMaxSymlinkHops = 40;     // the kernel's own limit
 constexpr int kMaxDownloadDepth = 256;  // a directory symlink loop ends here, not at PATH_MAX
 // The mountpoints the sandbox mounts over, at the top of the tree.
 constexpr std::array<const char*, 3> kMountpoints = {"proc", "dev", "tmp"};
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  bool ok() const { return fd_ >= 0; }
-  // For files written to: a failing close can be the only sign of a failed write.
-  int release_and_close() { return ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-};
 
 std::string errno_text(int e = errno) { return std::strerror(e); }
 
@@ -169,9 +146,9 @@ struct DirTimes {
 
 struct ExecCommunicator::Impl {
   ExecOptions opts;
-  Fd root;           // the tree, O_RDONLY | O_DIRECTORY
+  UniqueFd root;     // the tree, O_RDONLY | O_DIRECTORY
   fs::path scratch;  // the commands' /tmp, on the host
-  Fd scratch_fd;
+  UniqueFd scratch_fd;
 
   // Where a remote path lives: a path relative to `base` (the tree, or the scratch /tmp),
   // without "." or ".." components, and the name it had for messages.
@@ -215,7 +192,7 @@ struct ExecCommunicator::Impl {
   struct TreeRestorer {
     std::vector<std::pair<int, std::string>> created;  // (parent fd, name), removed in reverse
     std::vector<DirTimes> times;
-    std::vector<Fd> fds;
+    std::vector<UniqueFd> fds;
     ~TreeRestorer() {
       for (auto it = created.rbegin(); it != created.rend(); ++it) {
         struct stat st;
@@ -260,13 +237,13 @@ struct ExecCommunicator::Impl {
     struct stat st;
     if (::stat("/etc/resolv.conf", &st) != 0 || !S_ISREG(st.st_mode)) return false;
     if (::fstatat(root.get(), "etc", &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return false;
-    Fd etc(::openat(root.get(), "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!etc.ok()) return false;
+    UniqueFd etc(::openat(root.get(), "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!etc.valid()) return false;
     if (::fstatat(etc.get(), "resolv.conf", &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISREG(st.st_mode);
     if (errno != ENOENT) return false;
     restore.remember_times(etc.get());
-    Fd file(::openat(etc.get(), "resolv.conf", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-    if (!file.ok()) fail("cannot create a mountpoint for /etc/resolv.conf in " + opts.root.string(), errno);
+    UniqueFd file(::openat(etc.get(), "resolv.conf", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!file.valid()) fail("cannot create a mountpoint for /etc/resolv.conf in " + opts.root.string(), errno);
     restore.created.emplace_back(etc.get(), "resolv.conf");
     restore.fds.push_back(std::move(etc));
     return true;
@@ -342,27 +319,27 @@ wait "$command"
       if (comp.empty()) continue;
       std::string parent = prefix;
       prefix = join_rel(prefix, comp);
-      Fd d(open_in_root(base, prefix, O_PATH | O_DIRECTORY));
-      if (d.ok()) continue;
+      UniqueFd d(open_in_root(base, prefix, O_PATH | O_DIRECTORY));
+      if (d.valid()) continue;
       if (errno != ENOENT) fail("cannot create directory '" + shown + "': '/" + prefix + "'", errno);
-      Fd p(open_in_root(base, parent, O_PATH | O_DIRECTORY));
-      if (!p.ok()) fail("cannot create directory '" + shown + "': '/" + parent + "'", errno);
+      UniqueFd p(open_in_root(base, parent, O_PATH | O_DIRECTORY));
+      if (!p.valid()) fail("cannot create directory '" + shown + "': '/" + parent + "'", errno);
       if (::mkdirat(p.get(), comp.c_str(), 0755) != 0 && errno != EEXIST)
         fail("cannot create directory '" + shown + "': '/" + prefix + "'", errno);
-      Fd check(open_in_root(base, prefix, O_PATH | O_DIRECTORY));
-      if (!check.ok()) fail("cannot create directory '" + shown + "': '/" + prefix + "'", errno);
+      UniqueFd check(open_in_root(base, prefix, O_PATH | O_DIRECTORY));
+      if (!check.valid()) fail("cannot create directory '" + shown + "': '/" + prefix + "'", errno);
     }
   }
 
   void set_dir_mode(int base, const std::string& rel, mode_t mode, const std::string& shown) const {
-    Fd d(open_in_root(base, rel, O_RDONLY | O_DIRECTORY));
-    if (!d.ok() || ::fchmod(d.get(), mode & 07777) != 0)
+    UniqueFd d(open_in_root(base, rel, O_RDONLY | O_DIRECTORY));
+    if (!d.valid() || ::fchmod(d.get(), mode & 07777) != 0)
       fail("cannot set the mode of directory '" + shown + "'", errno);
   }
 
   bool is_dir(const Location& l) const {
-    Fd d(open_in_root(l.base, l.rel, O_PATH | O_DIRECTORY));
-    return d.ok();
+    UniqueFd d(open_in_root(l.base, l.rel, O_PATH | O_DIRECTORY));
+    return d.valid();
   }
 
   // Writes `local` to `dest` through a temporary file in the same directory and a rename.
@@ -370,18 +347,19 @@ wait "$command"
   // to it over SFTP would.
   void upload_file(const std::string& local, Location dest, const CancelToken& cancel) const {
     const std::string what = "cannot upload '" + local + "' to " + where(dest);
-    Fd src(::open(local.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd src(::open(local.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat src_st;
-    if (!src.ok() || ::fstat(src.get(), &src_st) != 0) throw BuildError("cannot read '" + local + "': " + errno_text());
+    if (!src.valid() || ::fstat(src.get(), &src_st) != 0)
+      throw BuildError("cannot read '" + local + "': " + errno_text());
     if (S_ISDIR(src_st.st_mode)) throw BuildError(what + ": it is a directory");
 
     auto [parent_rel, name] = split_last(dest.rel);
-    Fd parent;
+    UniqueFd parent;
     std::optional<struct stat> existing;
     for (int hops = 0;; ++hops) {
       if (name.empty()) throw BuildError(what + ": the destination is a directory");
-      parent = Fd(open_in_root(dest.base, parent_rel, O_PATH | O_DIRECTORY));
-      if (!parent.ok()) fail(what + ": its directory '/" + parent_rel + "' is missing or not a directory", errno);
+      parent = UniqueFd(open_in_root(dest.base, parent_rel, O_PATH | O_DIRECTORY));
+      if (!parent.valid()) fail(what + ": its directory '/" + parent_rel + "' is missing or not a directory", errno);
       struct stat st;
       if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno != ENOENT) fail(what, errno);
@@ -401,8 +379,8 @@ wait "$command"
     }
 
     std::string temp = "." + name.substr(0, 200) + ".imgbake-" + random_suffix();
-    Fd out(::openat(parent.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!out.ok()) fail(what, errno);
+    UniqueFd out(::openat(parent.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!out.valid()) fail(what, errno);
     struct RemoveUnlessDone {
       int dir;
       const std::string& name;
@@ -417,7 +395,7 @@ wait "$command"
     if (existing && ::fchown(out.get(), existing->st_uid, existing->st_gid) != 0) fail(what, errno);
     if (::fchmod(out.get(), src_st.st_mode & 07777) != 0) fail(what, errno);
     // No fsync: the tree is built to be packed afterwards, and a crash discards the build.
-    if (out.release_and_close() != 0) fail(what, errno);
+    if (out.close() != 0) fail(what, errno);
     if (::renameat(parent.get(), temp.c_str(), parent.get(), name.c_str()) != 0) fail(what, errno);
     cleanup.done = true;
   }
@@ -428,8 +406,8 @@ wait "$command"
     fs::path local_path(local);
     fs::path dir = local_path.parent_path().empty() ? fs::path(".") : local_path.parent_path();
     std::string temp = (dir / ("." + local_path.filename().string().substr(0, 200) + ".imgbake-XXXXXX")).string();
-    Fd out(::mkostemp(temp.data(), O_CLOEXEC));
-    if (!out.ok()) throw BuildError(what + ": cannot create a file in '" + dir.string() + "': " + errno_text());
+    UniqueFd out(::mkostemp(temp.data(), O_CLOEXEC));
+    if (!out.valid()) throw BuildError(what + ": cannot create a file in '" + dir.string() + "': " + errno_text());
     struct RemoveUnlessDone {
       const std::string& path;
       bool done = false;
@@ -438,8 +416,7 @@ wait "$command"
       }
     } cleanup{temp};
     copy_fd(src_fd, out.get(), cancel, what, what);
-    if (::fchmod(out.get(), st.st_mode & 07777) != 0 || out.release_and_close() != 0)
-      throw BuildError(what + ": " + errno_text());
+    if (::fchmod(out.get(), st.st_mode & 07777) != 0 || out.close() != 0) throw BuildError(what + ": " + errno_text());
     if (::rename(temp.c_str(), local.c_str()) != 0) throw BuildError(what + ": " + errno_text());
     cleanup.done = true;
   }
@@ -450,9 +427,9 @@ wait "$command"
     const std::string shown = where(from);
     if (depth > kMaxDownloadDepth)
       throw BuildError("cannot download " + shown + ": directories nested too deep (a symlink loop?)");
-    Fd src(open_in_root(from.base, from.rel, O_RDONLY | O_NONBLOCK));
+    UniqueFd src(open_in_root(from.base, from.rel, O_RDONLY | O_NONBLOCK));
     struct stat st;
-    if (!src.ok() || ::fstat(src.get(), &st) != 0) fail("cannot download " + shown, errno);
+    if (!src.valid() || ::fstat(src.get(), &st) != 0) fail("cannot download " + shown, errno);
     if (S_ISREG(st.st_mode)) {
       // Opened non-blocking so that a FIFO could not hang the open; a regular file reads
       // the same either way, but clear it for clarity.
@@ -501,8 +478,8 @@ ExecCommunicator::ExecCommunicator(ExecOptions opts) : impl_(std::make_unique<Im
   if (opts.workdir.empty()) opts.workdir = "/";
   if (opts.workdir.front() != '/')
     throw BuildError("exec communicator: the working directory '" + opts.workdir + "' must be an absolute path");
-  impl_->root = Fd(::open(opts.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!impl_->root.ok())
+  impl_->root = UniqueFd(::open(opts.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!impl_->root.valid())
     throw BuildError("exec communicator: cannot open the root directory " + opts.root.string() + ": " + errno_text());
   std::string tmpl = (fs::temp_directory_path(ec) / "imgbake-exec-tmp-XXXXXX").string();
   if (ec || ::mkdtemp(tmpl.data()) == nullptr)
@@ -514,7 +491,7 @@ ExecCommunicator::ExecCommunicator(ExecOptions opts) : impl_(std::make_unique<Im
     fs::remove_all(tmpl, ec);
     throw BuildError("exec communicator: cannot set the mode of " + tmpl + ": " + errno_text(e));
   }
-  impl_->scratch_fd = Fd(::open(tmpl.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  impl_->scratch_fd = UniqueFd(::open(tmpl.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   impl_->opts = std::move(opts);
 }
 
@@ -536,8 +513,8 @@ std::string ExecCommunicator::sandbox_tool() {
       "the exec communicator needs bubblewrap or unshare (util-linux) on the host: apt-get install bubblewrap");
 }
 
-int ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
-                          const CancelToken& cancel) {
+RunResult ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
+                                const CancelToken& cancel) {
   cancel.throw_if_cancelled();
   std::map<std::string, std::string> env = {{"PATH", kDefaultPath}, {"HOME", "/root"}, {"TERM", "dumb"}};
   for (const auto& [k, v] : impl_->opts.env) env[k] = v;
@@ -592,7 +569,7 @@ int ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const L
     throw BuildError("the sandbox (" + kind + ") did not start the command in " + impl_->opts.root.string() + ": " +
                      why + hint);
   }
-  return status;
+  return RunResult::exited(status);
 }
 
 void ExecCommunicator::upload(const std::string& local_path, const std::string& remote_path,

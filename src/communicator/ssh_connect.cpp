@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "imgbake/error.h"
+#include "imgbake/unique_fd.h"
 #include "ssh_internal.h"
 
 namespace imgbake {
@@ -199,14 +200,11 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
   if (getaddrinfo(c.host.c_str(), std::to_string(c.port).c_str(), &hints, &res) != 0 || !res) return;
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
   struct Probe {
-    int fd;
+    util::UniqueFd fd;
     Clock::time_point started;
   };
-  std::vector<Probe> probes;
-  auto close_probe = [&](size_t i) {
-    ::close(probes[i].fd);
-    probes.erase(probes.begin() + static_cast<std::ptrdiff_t>(i));
-  };
+  std::vector<Probe> probes;  // closed when erased, also when `progress` throws
+  auto close_probe = [&](size_t i) { probes.erase(probes.begin() + static_cast<std::ptrdiff_t>(i)); };
   Clock::time_point next = Clock::now();
   bool found = false;
   std::string last;
@@ -217,13 +215,9 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
   while (!found && Clock::now() < overall && !cancel.cancelled()) {
     auto now = Clock::now();
     if (now >= next && probes.size() < 16) {
-      int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (fd >= 0) {
-        if (::connect(fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS)
-          probes.push_back({fd, now});
-        else
-          ::close(fd);
-      }
+      util::UniqueFd fd(::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+      if (fd && (::connect(fd.get(), res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS))
+        probes.push_back({std::move(fd), now});
       next = now + kProbeInterval;
     }
     for (size_t i = probes.size(); i-- > 0;) {
@@ -235,13 +229,13 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
     }
     std::vector<pollfd> fds;
     fds.reserve(probes.size() + 1);
-    for (const auto& p : probes) fds.push_back({p.fd, POLLIN, 0});
+    for (const auto& p : probes) fds.push_back({p.fd.get(), POLLIN, 0});
     fds.push_back({cancel.fd(), POLLIN, 0});
     ::poll(fds.data(), fds.size(), 50);
     for (size_t i = probes.size(); i-- > 0;) {
       if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
       char buf[8];
-      ssize_t n = ::recv(probes[i].fd, buf, sizeof buf, MSG_PEEK);
+      ssize_t n = ::recv(probes[i].fd.get(), buf, sizeof buf, MSG_PEEK);
       if (n >= 4 && std::memcmp(buf, "SSH-", 4) == 0) found = true;
       if (n == 0) saw("the connection was closed before the SSH server greeted");
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -249,7 +243,6 @@ void wait_for_banner(const SshConfig& c, const CancelToken& cancel, Clock::time_
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n >= 4) close_probe(i);
     }
   }
-  for (const auto& p : probes) ::close(p.fd);
 }
 
 SessionPtr establish(const SshConfig& c, ssh_key key, const CancelToken& cancel,

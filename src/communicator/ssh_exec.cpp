@@ -1,6 +1,6 @@
 // SshCommunicator: running commands. Each command gets an exec channel of its own; its output
 // is streamed as it arrives, its stdin fed from a callback; cancellation and timeouts stop it
-// (killing its remote process group), and a dropped connection is reported as kDisconnected.
+// (killing its remote process group), and a dropped connection is reported as RunResult::dropped().
 #include "imgbake/ssh.h"
 
 #include <algorithm>
@@ -151,8 +151,8 @@ void SshCommunicator::Impl::kill_remote_group(long pid) {
 // Runs `command_line` on a new channel, feeding `io.in` to its stdin and its output to
 // `io.out` and `io.err` as it arrives. Returns the exit status (128+N for signal N), or
 // `disconnected` when the connection dropped (or the channel closed) before one came.
-ExecResult SshCommunicator::Impl::exec(const std::string& command_line, const ExecIo& io_in, const ExecOptions& opts,
-                                       const CancelToken& cancel) {
+RunResult SshCommunicator::Impl::exec(const std::string& command_line, const ExecIo& io_in, const ExecOptions& opts,
+                                      const CancelToken& cancel) {
   ExecIo io = io_in;
   std::string command = command_line;
   std::optional<PidLineFilter> pid_filter;
@@ -201,14 +201,14 @@ ExecResult SshCommunicator::Impl::exec(const std::string& command_line, const Ex
     int rc = call_until_done(s, cancel, request_deadline, SSH_AGAIN,
                              [&] { return ssh_channel_request_pty_size(ch.get(), "xterm", 80, 24); });
     if (rc != SSH_OK) {
-      if (!alive(s)) return {kDisconnected, true};
+      if (!alive(s)) return RunResult::dropped();
       throw BuildError("SSH server " + where() + " refused a pty: " + std::string(ssh_get_error(s)));
     }
   }
   int rc = call_until_done(s, cancel, request_deadline, SSH_AGAIN,
                            [&] { return ssh_channel_request_exec(ch.get(), command.c_str()); });
   if (rc != SSH_OK) {
-    if (!alive(s)) return {kDisconnected, true};
+    if (!alive(s)) return RunResult::dropped();
     throw BuildError("SSH server " + where() + " refused to run a command: " + std::string(ssh_get_error(s)));
   }
 
@@ -308,7 +308,7 @@ ExecResult SshCommunicator::Impl::exec(const std::string& command_line, const Ex
     if (broken || !alive(s)) {
       drain(1024);
       remote_pid();
-      return {info.have ? info.status : kDisconnected, !info.have};
+      return info.have ? RunResult::exited(info.status) : RunResult::dropped();
     }
     if (!got) {
       bool eof = ssh_channel_is_eof(ch.get()) != 0, closed = ssh_channel_is_closed(ch.get()) != 0;
@@ -317,7 +317,7 @@ ExecResult SshCommunicator::Impl::exec(const std::string& command_line, const Ex
         drain(1024);
         remote_pid();
         // A channel closed without an exit status is what Packer reports as a disconnect.
-        return {info.have ? info.status : kDisconnected, !info.have};
+        return info.have ? RunResult::exited(info.status) : RunResult::dropped();
       }
     }
     if (cancel.cancelled()) {
@@ -348,8 +348,8 @@ ExecResult SshCommunicator::Impl::exec(const std::string& command_line, const Ex
 }
 
 // Runs a helper command and collects its output (capped: these are short).
-ExecResult SshCommunicator::Impl::exec_capture(const std::string& command, const CancelToken& cancel, std::string* out,
-                                               std::string* err) {
+RunResult SshCommunicator::Impl::exec_capture(const std::string& command, const CancelToken& cancel, std::string* out,
+                                              std::string* err) {
   ExecIo io;
   auto capped = [](std::string* dst) {
     return [dst](const char* d, size_t n) {
@@ -364,7 +364,7 @@ ExecResult SshCommunicator::Impl::exec_capture(const std::string& command, const
 void SshCommunicator::Impl::exec_checked(const std::string& command, const std::string& what,
                                          const CancelToken& cancel) {
   std::string err;
-  ExecResult r = exec_capture(command, cancel, nullptr, &err);
+  RunResult r = exec_capture(command, cancel, nullptr, &err);
   if (r.disconnected) throw BuildError("SSH connection to " + where() + " lost while " + what);
   if (r.status != 0)
     throw BuildError(what + " failed (exit status " + std::to_string(r.status) + ")" +
@@ -373,8 +373,8 @@ void SshCommunicator::Impl::exec_checked(const std::string& command, const std::
 
 // ---------------------------------------------------------------------------------------------
 
-int SshCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
-                         const CancelToken& cancel) {
+RunResult SshCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
+                               const CancelToken& cancel) {
   cancel.throw_if_cancelled();
   // Servers accept environment requests only for names listed in AcceptEnv (usually LANG and
   // LC_*), so the variables are exported by the command line itself.
@@ -388,7 +388,7 @@ int SshCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const Li
   ExecIo io;
   io.out = [&](const char* d, size_t n) { out_lines.feed(d, n); };
   io.err = [&](const char* d, size_t n) { err_lines.feed(d, n); };
-  ExecResult r;
+  RunResult r;
   try {
     ExecOptions opts;
     opts.timeout = cmd.timeout;
@@ -402,7 +402,7 @@ int SshCommunicator::run(const RemoteCommand& cmd, const LineSink& out, const Li
   }
   out_lines.flush();
   err_lines.flush();
-  return r.disconnected ? kDisconnected : r.status;
+  return r;
 }
 
 }  // namespace imgbake

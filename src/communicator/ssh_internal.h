@@ -130,11 +130,6 @@ struct ExecIo {
   std::function<size_t(char*, size_t)> in;
 };
 
-struct ExecResult {
-  int status = 0;
-  bool disconnected = false;
-};
-
 struct ExecOptions {
   std::optional<milliseconds> timeout;
   bool pty = false;
@@ -153,7 +148,6 @@ struct SshCommunicator::Impl {
   using ChannelPtr = ssh_detail::ChannelPtr;
   using ExecIo = ssh_detail::ExecIo;
   using ExecOptions = ssh_detail::ExecOptions;
-  using ExecResult = ssh_detail::ExecResult;
 
   SshConfig config;
   // Hooked to the SFTP channel; outlive the session (declared before it).
@@ -179,9 +173,9 @@ struct SshCommunicator::Impl {
   // ssh_exec.cpp
   ChannelPtr open_channel(const CancelToken& cancel, milliseconds timeout, bool may_reconnect);
   void kill_remote_group(long pid);
-  ExecResult exec(const std::string& command_line, const ExecIo& io_in, const ExecOptions& opts,
-                  const CancelToken& cancel);
-  ExecResult exec_capture(const std::string& command, const CancelToken& cancel, std::string* out, std::string* err);
+  RunResult exec(const std::string& command_line, const ExecIo& io_in, const ExecOptions& opts,
+                 const CancelToken& cancel);
+  RunResult exec_capture(const std::string& command, const CancelToken& cancel, std::string* out, std::string* err);
   void exec_checked(const std::string& command, const std::string& what, const CancelToken& cancel);
 
   // ssh_transfer.cpp

@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "imgbake/error.h"
+#include "imgbake/temp_path_guard.h"
+#include "imgbake/unique_fd.h"
 #include "ssh_internal.h"
 
 namespace imgbake {
@@ -32,35 +34,7 @@ using namespace ssh_detail;
 namespace {
 
 namespace fs = std::filesystem;
-
-// Removes a half-written download unless it completed (done = true).
-struct UnlinkUnlessDone {
-  const std::string& path;
-  bool done = false;
-  ~UnlinkUnlessDone() {
-    if (!done) ::unlink(path.c_str());
-  }
-};
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // For files written to: a failing close can be the only sign of a failed write.
-  int release_and_close() {
-    int r = ::close(fd_);
-    fd_ = -1;
-    return r;
-  }
-
- private:
-  int fd_;
-};
+using util::UniqueFd;
 
 std::string octal(mode_t mode) {
   char buf[16];
@@ -212,7 +186,7 @@ void SshCommunicator::Impl::sftp_upload(sftp_session sf, const std::string& loca
 bool SshCommunicator::Impl::scp_usable(const CancelToken& cancel) {
   if (scp_unavailable) return false;
   if (scp_probed) return true;
-  ExecResult r = exec_capture("command -v scp >/dev/null 2>&1", cancel, nullptr, nullptr);
+  RunResult r = exec_capture("command -v scp >/dev/null 2>&1", cancel, nullptr, nullptr);
   if (r.disconnected) transfer_failed("looking for scp on " + where(), "the connection was lost");
   scp_probed = true;
   if (r.status != 0) scp_gone("there is no scp on the PATH");
@@ -291,7 +265,7 @@ void SshCommunicator::Impl::cat_upload(const std::string& local, int fd, const s
       if (errno != EINTR) throw BuildError(what + ": cannot read '" + local + "': " + std::strerror(errno));
     }
   };
-  ExecResult r =
+  RunResult r =
       exec("cat > " + quote(remote) + " && chmod " + octal(mode) + " " + quote(remote), io, ExecOptions{}, cancel);
   if (r.disconnected) transfer_failed(what, "the connection was lost");
   if (r.status != 0)
@@ -301,10 +275,9 @@ void SshCommunicator::Impl::cat_upload(const std::string& local, int fd, const s
 
 SshCommunicator::Impl::Method SshCommunicator::Impl::upload_file(const std::string& local, const std::string& remote,
                                                                  const CancelToken& cancel) {
-  Fd fd(::open(local.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(local.c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st;
-  if (fd.get() < 0 || fstat(fd.get(), &st) != 0)
-    throw BuildError("cannot read '" + local + "': " + std::strerror(errno));
+  if (!fd || fstat(fd.get(), &st) != 0) throw BuildError("cannot read '" + local + "': " + std::strerror(errno));
   if (sftp_session sf = get_sftp(cancel)) {
     sftp_upload(sf, local, fd.get(), remote, st.st_mode, cancel);
     return Method::kSftp;
@@ -322,7 +295,7 @@ bool SshCommunicator::Impl::remote_dir_exists(const std::string& path, const Can
     if (a) sftp_attributes_free(a);
     return is_dir;
   }
-  ExecResult r = exec_capture("test -d " + quote(path), cancel, nullptr, nullptr);
+  RunResult r = exec_capture("test -d " + quote(path), cancel, nullptr, nullptr);
   if (r.disconnected) transfer_failed("checking remote directory '" + path + "'", "the connection was lost");
   return r.status == 0;
 }
@@ -404,9 +377,9 @@ void SshCommunicator::Impl::sftp_download_file(sftp_session sf, const std::strin
     sftp_file f;
     ~Close() { sftp_close(f); }
   } close_remote{f};
-  Fd fd(::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (fd.get() < 0) throw BuildError(what + ": cannot create '" + local + "': " + std::strerror(errno));
-  UnlinkUnlessDone cleanup{local};
+  UniqueFd fd(::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) throw BuildError(what + ": cannot create '" + local + "': " + std::strerror(errno));
+  util::TempPathGuard cleanup(local);  // a half-written download is removed
   std::vector<char> buf(kChunk);
   while (true) {
     cancel.throw_if_cancelled();
@@ -420,9 +393,9 @@ void SshCommunicator::Impl::sftp_download_file(sftp_session sf, const std::strin
       off += w;
     }
   }
-  if (fchmod(fd.get(), mode & 07777) != 0 || fd.release_and_close() != 0)
+  if (fchmod(fd.get(), mode & 07777) != 0 || fd.close() != 0)
     throw BuildError(what + ": cannot write '" + local + "': " + std::strerror(errno));
-  cleanup.done = true;
+  cleanup.dismiss();
 }
 
 void SshCommunicator::Impl::sftp_download(sftp_session sf, const std::string& remote, const std::string& local,
@@ -464,16 +437,16 @@ void SshCommunicator::Impl::cat_download(const std::string& remote, const std::s
   std::string mode_text;
   mode_t mode = 0644;
   // Best effort: busybox and coreutils both have `stat -c`.
-  ExecResult st = exec_capture("stat -c %a " + quote(remote), cancel, &mode_text, nullptr);
+  RunResult st = exec_capture("stat -c %a " + quote(remote), cancel, &mode_text, nullptr);
   if (st.disconnected) transfer_failed(what, "the connection was lost");
   if (st.status == 0) {
     char* end = nullptr;
     unsigned long m = std::strtoul(mode_text.c_str(), &end, 8);
     if (end != mode_text.c_str()) mode = static_cast<mode_t>(m & 07777);
   }
-  Fd fd(::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (fd.get() < 0) throw BuildError(what + ": cannot create '" + local + "': " + std::strerror(errno));
-  UnlinkUnlessDone cleanup{local};
+  UniqueFd fd(::open(local.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) throw BuildError(what + ": cannot create '" + local + "': " + std::strerror(errno));
+  util::TempPathGuard cleanup(local);  // a half-written download is removed
   ExecIo io;
   std::string err;
   io.out = [&](const char* d, size_t n) {
@@ -488,14 +461,14 @@ void SshCommunicator::Impl::cat_download(const std::string& remote, const std::s
   io.err = [&err](const char* d, size_t n) {
     if (err.size() < 4096) err.append(d, std::min<size_t>(n, 4096 - err.size()));
   };
-  ExecResult r = exec("cat " + quote(remote), io, ExecOptions{}, cancel);
+  RunResult r = exec("cat " + quote(remote), io, ExecOptions{}, cancel);
   if (r.disconnected) transfer_failed(what, "the connection was lost");
   if (r.status != 0)
     throw BuildError(what + " failed (exit status " + std::to_string(r.status) + ")" +
                      (err.empty() ? std::string() : ": " + err.substr(0, err.find_last_not_of('\n') + 1)));
-  if (fchmod(fd.get(), mode) != 0 || fd.release_and_close() != 0)
+  if (fchmod(fd.get(), mode) != 0 || fd.close() != 0)
     throw BuildError(what + ": cannot write '" + local + "': " + std::strerror(errno));
-  cleanup.done = true;
+  cleanup.dismiss();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "imgbake/error.h"
+#include "imgbake/unique_fd.h"
 #include "layer_tar.h"
 
 namespace imgbake::layer {
@@ -32,29 +33,26 @@ class SnapshotScanner {
   SnapshotScanner(const fs::path& root, Snapshot& out) : root_(root), out_(out) {}
 
   void scan() {
-    int fd = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
+    util::UniqueFd fd(open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) {
       throw BuildError("cannot read the root directory " + root_.string() + ": " + errno_text(errno));
     }
     struct stat st {};
-    if (fstat(fd, &st) != 0) {
-      int err = errno;
-      close(fd);
-      throw BuildError("cannot stat the root directory " + root_.string() + ": " + errno_text(err));
+    if (fstat(fd.get(), &st) != 0) {
+      throw BuildError("cannot stat the root directory " + root_.string() + ": " + errno_text(errno));
     }
     root_dev_ = st.st_dev;
-    scan_dir(fd, "");
+    scan_dir(std::move(fd), "");
   }
 
  private:
-  // Takes ownership of dir_fd.
-  void scan_dir(int dir_fd, const std::string& prefix) {
+  void scan_dir(util::UniqueFd owned_fd, const std::string& prefix) {
+    const int dir_fd = owned_fd.get();
     DIR* dir = fdopendir(dir_fd);
     if (dir == nullptr) {
-      int err = errno;
-      close(dir_fd);
-      throw BuildError("cannot read directory " + (root_ / prefix).string() + ": " + errno_text(err));
+      throw BuildError("cannot read directory " + (root_ / prefix).string() + ": " + errno_text(errno));
     }
+    owned_fd.release();  // closedir closes it now
     std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, closedir);
     while (true) {
       errno = 0;
@@ -104,7 +102,7 @@ class SnapshotScanner {
           if (errno == ENOENT) continue;
           throw BuildError("cannot read directory " + (root_ / path).string() + ": " + errno_text(errno));
         }
-        scan_dir(sub, path);
+        scan_dir(util::UniqueFd(sub), path);
       }
     }
   }

@@ -26,6 +26,8 @@
 
 #include "diff.h"
 #include "imgbake/error.h"
+#include "imgbake/temp_path_guard.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 #include "layer_tar.h"
 
@@ -153,21 +155,13 @@ class LayerFile {
   explicit LayerFile(const fs::path& target) : target_(target) {
     fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
     std::string pattern = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-    fd_ = mkostemp(pattern.data(), O_CLOEXEC);
-    if (fd_ < 0) {
+    fd_.reset(mkostemp(pattern.data(), O_CLOEXEC));
+    if (!fd_) {
       throw BuildError("cannot create a layer file in " + dir.string() + ": " + errno_text(errno) +
                        " (does the directory exist and is it writable?)");
     }
-    temp_ = pattern;
-    register_temp_path(temp_);
-    fchmod(fd_, 0644);
-  }
-  ~LayerFile() {
-    if (fd_ >= 0) close(fd_);
-    if (!committed_) {
-      unlink(temp_.c_str());
-      unregister_temp_path(temp_);
-    }
+    temp_.emplace(pattern);
+    fchmod(fd_.get(), 0644);
   }
   LayerFile(const LayerFile&) = delete;
   LayerFile& operator=(const LayerFile&) = delete;
@@ -177,10 +171,10 @@ class LayerFile {
     const char* p = static_cast<const char*>(data);
     size_t left = n;
     while (left > 0) {
-      ssize_t w = ::write(file->fd_, p, left);
+      ssize_t w = ::write(file->fd_.get(), p, left);
       if (w < 0) {
         if (errno == EINTR) continue;
-        archive_set_error(a, errno, "cannot write %s: %s", file->temp_.c_str(), std::strerror(errno));
+        archive_set_error(a, errno, "cannot write %s: %s", file->temp_->path().c_str(), std::strerror(errno));
         return -1;
       }
       p += w;
@@ -192,22 +186,19 @@ class LayerFile {
   }
 
   void commit() {
-    int fd = std::exchange(fd_, -1);
-    if (close(fd) != 0) throw BuildError("cannot write " + temp_ + ": " + errno_text(errno));
-    if (rename(temp_.c_str(), target_.c_str()) != 0) {
+    if (fd_.close() != 0) throw BuildError("cannot write " + temp_->path().string() + ": " + errno_text(errno));
+    if (rename(temp_->path().c_str(), target_.c_str()) != 0) {
       throw BuildError("cannot move the layer into place at " + target_.string() + ": " + errno_text(errno));
     }
-    committed_ = true;
-    unregister_temp_path(temp_);
+    temp_->dismiss();
   }
   std::string digest() { return "sha256:" + hasher_.hex(); }
   uint64_t bytes() const { return bytes_; }
 
  private:
   fs::path target_;
-  std::string temp_;
-  int fd_ = -1;
-  bool committed_ = false;
+  std::optional<util::TempPathGuard> temp_;  // removed unless committed
+  util::UniqueFd fd_;                        // declared after temp_: closed before the removal
   util::Hasher hasher_;
   uint64_t bytes_ = 0;
 };
@@ -367,10 +358,10 @@ class TarWriter {
 
   void write_file(const std::string& path, const Entry& st) {
     fs::path host = root_ / path;
-    int fd = open(host.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-    if (fd < 0 && errno == EPERM) fd = open(host.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) throw BuildError("cannot read " + host.string() + " for the layer: " + errno_text(errno));
-    std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* f) { close(*f); });
+    util::UniqueFd file(open(host.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME));
+    if (!file && errno == EPERM) file.reset(open(host.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!file) throw BuildError("cannot read " + host.string() + " for the layer: " + errno_text(errno));
+    const int fd = file.get();
     struct stat now {};
     if (fstat(fd, &now) != 0 || now.st_ino != st.ino || static_cast<uint64_t>(now.st_size) != st.size) {
       throw BuildError(host.string() + " changed while its layer was being written; nothing may run in the root " +

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "imgbake/provenance.h"
 #include "imgbake/util.h"
@@ -23,7 +24,6 @@ constexpr size_t kSignatureSize = 64;
 
 using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 
 // The newest OpenSSL error as text, and an empty queue afterwards: stale errors would
 // otherwise surface in unrelated OpenSSL calls elsewhere in the process.
@@ -85,26 +85,28 @@ std::string keyid_of(EVP_PKEY* pkey) {
          util::sha256_hex(std::string_view(reinterpret_cast<const char*>(der.get()), static_cast<size_t>(n)));
 }
 
-EVP_PKEY* checked(void* pkey, const char* what) {
+EVP_PKEY* checked(const PkeyPtr& pkey, const char* what) {
   if (!pkey) throw std::logic_error(std::string("use of a moved-from ") + what);
-  return static_cast<EVP_PKEY*>(pkey);
+  return pkey.get();
 }
 
 }  // namespace
 
+void PkeyDeleter::operator()(evp_pkey_st* pkey) const noexcept { EVP_PKEY_free(pkey); }
+
 // --- SigningKey ---
 
 SigningKey SigningKey::generate() {
-  PkeyPtr pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), EVP_PKEY_free);
+  PkeyPtr pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   if (!pkey) throw std::runtime_error("cannot generate an Ed25519 key: " + openssl_error());
   SigningKey key;
-  key.pkey_ = pkey.release();
+  key.pkey_ = std::move(pkey);
   return key;
 }
 
 SigningKey SigningKey::load_private(const std::string& path) {
   std::string pem = util::read_file(path);
-  PkeyPtr pkey(nullptr, EVP_PKEY_free);
+  PkeyPtr pkey;
   {
     BioPtr bio = read_bio(pem);
     pkey.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr));
@@ -117,7 +119,7 @@ SigningKey SigningKey::load_private(const std::string& path) {
   }
   if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) throw std::runtime_error(path + ": not an Ed25519 private key");
   SigningKey key;
-  key.pkey_ = pkey.release();
+  key.pkey_ = std::move(pkey);
   return key;
 }
 
@@ -170,23 +172,10 @@ std::string SigningKey::public_pem() const { return public_pem_of(checked(pkey_,
 
 std::string SigningKey::keyid() const { return keyid_of(checked(pkey_, "SigningKey")); }
 
-SigningKey::SigningKey(SigningKey&& other) noexcept : pkey_(other.pkey_) { other.pkey_ = nullptr; }
-
-SigningKey& SigningKey::operator=(SigningKey&& other) noexcept {
-  if (this != &other) {
-    EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_));
-    pkey_ = other.pkey_;
-    other.pkey_ = nullptr;
-  }
-  return *this;
-}
-
-SigningKey::~SigningKey() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
-
 // --- VerifyingKey ---
 
 VerifyingKey VerifyingKey::from_pem(const std::string& pem) {
-  PkeyPtr pkey(nullptr, EVP_PKEY_free);
+  PkeyPtr pkey;
   {
     BioPtr bio = read_bio(pem);
     pkey.reset(PEM_read_bio_PUBKEY(bio.get(), nullptr, no_password, nullptr));
@@ -197,7 +186,7 @@ VerifyingKey VerifyingKey::from_pem(const std::string& pem) {
   }
   if (EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) throw std::runtime_error("not an Ed25519 public key");
   VerifyingKey key;
-  key.pkey_ = pkey.release();
+  key.pkey_ = std::move(pkey);
   return key;
 }
 
@@ -226,18 +215,5 @@ bool VerifyingKey::verify(std::string_view message, std::string_view signature) 
 std::string VerifyingKey::keyid() const { return keyid_of(checked(pkey_, "VerifyingKey")); }
 
 std::string VerifyingKey::pem() const { return public_pem_of(checked(pkey_, "VerifyingKey")); }
-
-VerifyingKey::VerifyingKey(VerifyingKey&& other) noexcept : pkey_(other.pkey_) { other.pkey_ = nullptr; }
-
-VerifyingKey& VerifyingKey::operator=(VerifyingKey&& other) noexcept {
-  if (this != &other) {
-    EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_));
-    pkey_ = other.pkey_;
-    other.pkey_ = nullptr;
-  }
-  return *this;
-}
-
-VerifyingKey::~VerifyingKey() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
 
 }  // namespace imgbake::provenance

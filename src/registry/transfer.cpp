@@ -16,6 +16,7 @@
 
 #include "imgbake/error.h"
 #include "imgbake/records.h"
+#include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 #include "referrers.h"
 
@@ -179,16 +180,8 @@ BlobPushResult stream_between_registries(Client& from, const std::string& src_re
 BlobPushResult stream_through_file(Client& from, const std::string& src_repo, Client& to, const std::string& dest_repo,
                                    const oci::Descriptor& blob, const std::string& staging_dir,
                                    const CancelToken& cancel) {
-  fs::path tmp = fs::path(staging_dir) / ("imgbake-copy-" + blob.digest.substr(7, 16));
-  register_temp_path(tmp.string());
-  struct Remove {
-    fs::path p;
-    ~Remove() {
-      std::error_code ec;
-      fs::remove(p, ec);
-      unregister_temp_path(p.string());
-    }
-  } remove{tmp};
+  util::TempPathGuard staged(fs::path(staging_dir) / ("imgbake-copy-" + blob.digest.substr(7, 16)));
+  const fs::path& tmp = staged.path();
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     from.get_blob(

@@ -7,9 +7,12 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "imgbake/cancel.h"
 #include "imgbake/store.h"
+#include "imgbake/temp_path_guard.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 
 namespace imgbake::store {
@@ -34,20 +37,9 @@ bool BlobStore::exists(const std::string& digest) const {
 
 namespace {
 
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
-
 void fsync_dir(const fs::path& dir) {
-  int d = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d >= 0) {
-    fsync(d);
-    close(d);
-  }
+  util::UniqueFd d(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (d) fsync(d.get());
 }
 
 }  // namespace
@@ -73,30 +65,21 @@ Descriptor BlobStore::put_bytes(std::string_view data, std::string media_type) {
 }
 
 Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
-  Fd in(open(src.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.fd < 0) throw StoreError("cannot read " + src.string() + ": " + std::strerror(errno));
+  util::UniqueFd in(open(src.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) throw StoreError("cannot read " + src.string() + ": " + std::strerror(errno));
   fs::create_directories(temp_dir());
   std::string tmpl = (temp_dir() / "blob-XXXXXX").string();
-  Fd out(mkostemp(tmpl.data(), O_CLOEXEC));
-  if (out.fd < 0) throw StoreError("cannot create a temporary blob in " + temp_dir().string());
-  // Registered so that a second Ctrl-C (which exits at once) does not leave it behind.
-  struct TempGuard {
-    std::string path;
-    bool keep = false;
-    explicit TempGuard(std::string p) : path(std::move(p)) { register_temp_path(path); }
-    ~TempGuard() {
-      unregister_temp_path(path);
-      if (!keep) unlink(path.c_str());
-    }
-  } guard(tmpl);
+  util::UniqueFd out(mkostemp(tmpl.data(), O_CLOEXEC));
+  if (!out) throw StoreError("cannot create a temporary blob in " + temp_dir().string());
+  util::TempPathGuard guard(tmpl);  // also removed by a second Ctrl-C (which exits at once)
 
   util::Hasher hasher;
   uint64_t size = 0;
   std::vector<char> buf(1 << 20);
   // A reflink shares the source's extents (btrfs, xfs): then only read once, to hash.
-  bool cloned = ioctl(out.fd, FICLONE, in.fd) == 0;
-  int hash_fd = cloned ? out.fd : in.fd;
-  if (cloned) lseek(out.fd, 0, SEEK_SET);
+  bool cloned = ioctl(out.get(), FICLONE, in.get()) == 0;
+  int hash_fd = cloned ? out.get() : in.get();
+  if (cloned) lseek(out.get(), 0, SEEK_SET);
   while (true) {
     ssize_t n = ::read(hash_fd, buf.data(), buf.size());
     if (n < 0) {
@@ -109,7 +92,7 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
     if (!cloned) {
       size_t off = 0;
       while (off < static_cast<size_t>(n)) {
-        ssize_t w = ::write(out.fd, buf.data() + off, static_cast<size_t>(n) - off);
+        ssize_t w = ::write(out.get(), buf.data() + off, static_cast<size_t>(n) - off);
         if (w < 0) {
           if (errno == EINTR) continue;
           throw StoreError("cannot write a blob into " + root_.string() + ": " + std::strerror(errno));
@@ -118,8 +101,8 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
       }
     }
   }
-  if (fsync(out.fd) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
-  fchmod(out.fd, 0444);
+  if (fsync(out.get()) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
+  fchmod(out.get(), 0444);
   Descriptor d{std::move(media_type), "sha256:" + hasher.hex(), size, {}};
   fs::path dest = path(d.digest);
   fs::create_directories(dest.parent_path());
@@ -127,7 +110,7 @@ Descriptor BlobStore::put_file(const fs::path& src, std::string media_type) {
   if (fs::exists(dest, ec)) return d;  // same content already stored; the temp goes away
   if (rename(tmpl.c_str(), dest.c_str()) != 0)
     throw StoreError("cannot move a blob into place: " + std::string(std::strerror(errno)));
-  guard.keep = true;
+  guard.dismiss();
   fsync_dir(dest.parent_path());
   return d;
 }
@@ -137,13 +120,13 @@ Descriptor BlobStore::adopt(const fs::path& temp_file, const std::string& digest
   Descriptor d{std::move(media_type), digest, size, {}};
   fs::path dest = path(digest);  // validates the digest's form
   {
-    Fd f(open(temp_file.c_str(), O_RDONLY | O_CLOEXEC));
-    if (f.fd < 0) throw StoreError("cannot read " + temp_file.string() + ": " + std::strerror(errno));
+    util::UniqueFd f(open(temp_file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!f) throw StoreError("cannot read " + temp_file.string() + ": " + std::strerror(errno));
     struct stat sb {};
-    if (fstat(f.fd, &sb) != 0 || static_cast<uint64_t>(sb.st_size) != size)
+    if (fstat(f.get(), &sb) != 0 || static_cast<uint64_t>(sb.st_size) != size)
       throw StoreError(temp_file.string() + " is not the " + std::to_string(size) + " bytes its writer reported");
-    if (fsync(f.fd) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
-    fchmod(f.fd, 0444);
+    if (fsync(f.get()) != 0) throw StoreError("cannot fsync a blob: " + std::string(std::strerror(errno)));
+    fchmod(f.get(), 0444);
   }
   fs::create_directories(dest.parent_path());
   std::error_code ec;
@@ -206,18 +189,16 @@ void BlobStore::remove(const std::string& digest) {
 
 struct BlobWriter::Impl {
   BlobStore& blobs;
-  std::string temp_path;
-  int fd = -1;
+  std::optional<util::TempPathGuard> temp;  // removed unless renamed into place
+  util::UniqueFd fd;                        // after temp: closed before the removal
   util::Hasher hasher;
   uint64_t size = 0;
   bool done = false;  // renamed into place or removed
 
   explicit Impl(BlobStore& b) : blobs(b) {}
   void discard() {
-    if (fd >= 0) close(fd);
-    fd = -1;
-    if (!done) unlink(temp_path.c_str());
-    unregister_temp_path(temp_path);
+    fd.reset();
+    temp.reset();
     done = true;
   }
 };
@@ -225,11 +206,10 @@ struct BlobWriter::Impl {
 BlobWriter::BlobWriter(BlobStore& blobs) : impl_(std::make_unique<Impl>(blobs)) {
   fs::create_directories(blobs.temp_dir());
   std::string tmpl = (blobs.temp_dir() / "pull-XXXXXX").string();
-  impl_->fd = mkostemp(tmpl.data(), O_CLOEXEC);
-  if (impl_->fd < 0)
+  impl_->fd.reset(mkostemp(tmpl.data(), O_CLOEXEC));
+  if (!impl_->fd)
     throw StoreError("cannot create a temporary blob in " + blobs.temp_dir().string() + ": " + std::strerror(errno));
-  impl_->temp_path = tmpl;
-  register_temp_path(impl_->temp_path);
+  impl_->temp.emplace(tmpl);
 }
 
 BlobWriter::~BlobWriter() {
@@ -243,7 +223,7 @@ void BlobWriter::write(const char* data, size_t n) {
   impl_->hasher.update(data, n);
   size_t off = 0;
   while (off < n) {
-    ssize_t w = ::write(impl_->fd, data + off, n - off);
+    ssize_t w = ::write(impl_->fd.get(), data + off, n - off);
     if (w < 0) {
       if (errno == EINTR) continue;
       throw StoreError("cannot write a blob into " + impl_->blobs.root().string() + ": " + std::strerror(errno));
@@ -263,14 +243,13 @@ Descriptor BlobWriter::commit(const std::string& expected_digest, uint64_t expec
                      std::to_string(impl_->size) + " bytes hashing to " + actual +
                      "; it was not stored (a damaged transfer or a registry serving the wrong content: try again)");
   }
-  if (fsync(impl_->fd) != 0) {
+  if (fsync(impl_->fd.get()) != 0) {
     int e = errno;
     impl_->discard();
     throw StoreError("cannot fsync a blob: " + std::string(std::strerror(e)));
   }
-  fchmod(impl_->fd, 0444);
-  close(impl_->fd);
-  impl_->fd = -1;
+  fchmod(impl_->fd.get(), 0444);
+  impl_->fd.reset();
   Descriptor d{std::move(media_type), expected_digest, expected_size, {}};
   fs::create_directories(dest.parent_path());
   std::error_code ec;
@@ -278,13 +257,13 @@ Descriptor BlobWriter::commit(const std::string& expected_digest, uint64_t expec
     impl_->discard();
     return d;
   }
-  if (rename(impl_->temp_path.c_str(), dest.c_str()) != 0) {
+  if (rename(impl_->temp->path().c_str(), dest.c_str()) != 0) {
     int e = errno;
     impl_->discard();
     throw StoreError("cannot move a blob into place: " + std::string(std::strerror(e)));
   }
+  impl_->temp->dismiss();
   impl_->done = true;
-  unregister_temp_path(impl_->temp_path);
   fsync_dir(dest.parent_path());
   return d;
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "imgbake/store.h"
+#include "imgbake/unique_fd.h"
 
 namespace imgbake::store {
 
@@ -105,16 +106,15 @@ class Transaction {
 class StoreLock {
  public:
   StoreLock(const std::filesystem::path& home, bool exclusive, const char* file = ".lock") {
-    fd_ = open((home / file).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw StoreError("cannot open the store's lock file in " + home.string());
-    flock(fd_, exclusive ? LOCK_EX : LOCK_SH);
+    fd_.reset(open((home / file).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+    if (!fd_) throw StoreError("cannot open the store's lock file in " + home.string());
+    flock(fd_.get(), exclusive ? LOCK_EX : LOCK_SH);
   }
-  ~StoreLock() { close(fd_); }
   StoreLock(const StoreLock&) = delete;
   StoreLock& operator=(const StoreLock&) = delete;
 
  private:
-  int fd_ = -1;
+  util::UniqueFd fd_;  // unlocked when closed
 };
 
 std::string now_rfc3339();

@@ -8,6 +8,7 @@
 
 #include "imgbake/cancel.h"
 #include "imgbake/process.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -62,14 +63,8 @@ provenance::SigningKey load_signing_key(const std::string& path, bool& created) 
   fs::create_directories(p.parent_path());
   // Builds starting together on a fresh machine must agree on one key: create it under a
   // lock and look again once we hold it.
-  int fd = open((p.parent_path() / ".signing.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-  if (fd >= 0) flock(fd, LOCK_EX);
-  struct Unlock {
-    int fd;
-    ~Unlock() {
-      if (fd >= 0) close(fd);
-    }
-  } unlock{fd};
+  util::UniqueFd lock(open((p.parent_path() / ".signing.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600));
+  if (lock) flock(lock.get(), LOCK_EX);  // unlocked when closed
   if (fs::exists(p, ec)) return provenance::SigningKey::load_private(p.string());
   auto key = provenance::SigningKey::generate();
   key.save(p.string());

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "catalog.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 
 namespace imgbake::store {
@@ -55,13 +56,9 @@ void Store::sync_index() const {
   // index.json is derived from the catalog: every version as NAME:VERSION, every
   // channel as NAME:CHANNEL, and the provenance referrers. Rewritten under a lock on
   // the store's directory, only when it changed.
-  int dfd = open(home_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw StoreError("cannot open the store " + home_.string());
-  flock(dfd, LOCK_EX);
-  struct Unlock {
-    int fd;
-    ~Unlock() { close(fd); }
-  } unlock{dfd};
+  util::UniqueFd dfd(open(home_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dfd) throw StoreError("cannot open the store " + home_.string());
+  flock(dfd.get(), LOCK_EX);  // unlocked when closed
 
   nlohmann::ordered_json manifests = nlohmann::ordered_json::array();
   auto entry = [](const std::string& digest, uint64_t size, const std::string& ref) {

@@ -9,8 +9,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "imgbake/error.h"
+#include "imgbake/unique_fd.h"
 
 extern char** environ;
 
@@ -90,15 +92,20 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   cancel.throw_if_cancelled();
   if (spec.argv.empty()) throw BuildError("no command to run");
 
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0)
-    throw BuildError(std::string("cannot create pipes: ") + std::strerror(errno));
+  // {read end, write end}
+  auto make_pipe = [] {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) throw BuildError(std::string("cannot create pipes: ") + std::strerror(errno));
+    return std::pair<util::UniqueFd, util::UniqueFd>(p[0], p[1]);
+  };
+  auto [out_read, out_write] = make_pipe();
+  auto [err_read, err_write] = make_pipe();
 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  posix_spawn_file_actions_adddup2(&fa, out_write.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, err_write.get(), 2);
   if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
 
   posix_spawnattr_t attr;
@@ -131,13 +138,9 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   }
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (rc != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    throw BuildError(spawn_error(spec.argv[0], rc, spec.cwd));
-  }
+  out_write.reset();  // the child has its copies: end of output shows once it (and its children) closed them
+  err_write.reset();
+  if (rc != 0) throw BuildError(spawn_error(spec.argv[0], rc, spec.cwd));
 
   register_child_group(pid);
   struct Unregister {
@@ -152,8 +155,9 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   bool out_open = true, err_open = true;
   char buf[65536];
   while (out_open || err_open) {
-    struct pollfd fds[3] = {
-        {out_open ? out_pipe[0] : -1, POLLIN, 0}, {err_open ? err_pipe[0] : -1, POLLIN, 0}, {cancel.fd(), POLLIN, 0}};
+    struct pollfd fds[3] = {{out_open ? out_read.get() : -1, POLLIN, 0},
+                            {err_open ? err_read.get() : -1, POLLIN, 0},
+                            {cancel.fd(), POLLIN, 0}};
     int r = poll(fds, 3, exited ? 50 : 200);
     if (r < 0 && errno != EINTR) break;
     for (int i = 0; i < 2; ++i) {
@@ -192,8 +196,8 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   }
   out_lines.flush();
   err_lines.flush();
-  close(out_pipe[0]);
-  close(err_pipe[0]);
+  out_read.reset();
+  err_read.reset();
   if (cancelled) throw Cancelled();
   if (timed_out) throw BuildError("'" + spec.argv[0] + "' timed out and was stopped");
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -203,13 +207,13 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
 
 BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, const std::string& log_path) {
   if (argv.empty()) throw BuildError("no command to run");
-  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) throw BuildError("cannot create " + log_path + ": " + std::strerror(errno));
+  util::UniqueFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!log) throw BuildError("cannot create " + log_path + ": " + std::strerror(errno));
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, log, 1);
-  posix_spawn_file_actions_adddup2(&fa, log, 2);
+  posix_spawn_file_actions_adddup2(&fa, log.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, log.get(), 2);
   posix_spawnattr_t attr;
   init_child_attributes(attr);
   std::vector<std::string> args = argv;
@@ -225,7 +229,7 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, const
   }
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
-  close(log);
+  log.reset();
   if (rc != 0) throw BuildError(spawn_error(argv[0], rc));
   pid_ = pid;
   register_child_group(pid_);

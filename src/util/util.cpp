@@ -19,6 +19,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "imgbake/temp_path_guard.h"
+#include "imgbake/unique_fd.h"
+
 namespace imgbake::util {
 
 namespace {
@@ -178,41 +181,30 @@ std::string read_file(const std::filesystem::path& path) {
 void write_file_atomic(const std::filesystem::path& path, std::string_view content, int mode) {
   auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   std::string tmpl = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
-  int fd = mkostemp(tmpl.data(), O_CLOEXEC);
-  if (fd < 0)
-    throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
+  UniqueFd fd(mkostemp(tmpl.data(), O_CLOEXEC));
+  if (!fd) throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
+  TempPathGuard temp(tmpl);  // removed unless renamed into place
   auto fail = [&](const char* what) {
     int e = errno;
-    close(fd);
-    unlink(tmpl.c_str());
     throw std::runtime_error(std::string("cannot ") + what + " " + path.string() + ": " + std::strerror(e));
   };
   size_t off = 0;
   while (off < content.size()) {
-    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
       fail("write");
     }
     off += static_cast<size_t>(n);
   }
-  if (fchmod(fd, static_cast<mode_t>(mode)) != 0) fail("chmod");
-  if (fsync(fd) != 0) fail("fsync");
-  if (close(fd) != 0) {
-    unlink(tmpl.c_str());
-    throw std::runtime_error("cannot close " + path.string() + ": " + std::strerror(errno));
-  }
-  if (rename(tmpl.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    unlink(tmpl.c_str());
-    throw std::runtime_error("cannot rename into " + path.string() + ": " + std::strerror(e));
-  }
+  if (fchmod(fd.get(), static_cast<mode_t>(mode)) != 0) fail("chmod");
+  if (fsync(fd.get()) != 0) fail("fsync");
+  if (fd.close() != 0) fail("close");
+  if (rename(tmpl.c_str(), path.c_str()) != 0) fail("rename into");
+  temp.dismiss();
   // Make the rename itself durable.
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  UniqueFd dfd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd) fsync(dfd.get());
 }
 
 namespace {
@@ -269,21 +261,18 @@ std::string sha256_hex(std::string_view data) {
 
 std::string file_digest_hex(const std::filesystem::path& path, std::string_view algo) {
   Hasher hasher(algo);
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
   std::vector<char> buf(1 << 20);
   while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(e));
+      throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(errno));
     }
     if (n == 0) break;
     hasher.update(buf.data(), static_cast<size_t>(n));
   }
-  close(fd);
   return hasher.hex();
 }
 

@@ -49,6 +49,7 @@ using imgbake::Cancelled;
 using imgbake::CancelToken;
 using imgbake::Communicator;
 using imgbake::RemoteCommand;
+using imgbake::RunResult;
 using imgbake::SshCommunicator;
 using imgbake::SshConfig;
 using ::testing::ElementsAre;
@@ -121,6 +122,7 @@ class SshTest : public ::testing::Test {
 
   struct Result {
     int status;
+    bool disconnected;
     std::vector<std::string> out, err;
   };
   Result Run(Communicator& comm, const std::string& command, std::map<std::string, std::string> env = {},
@@ -130,9 +132,11 @@ class SshTest : public ::testing::Test {
     cmd.env = std::move(env);
     cmd.timeout = timeout;
     Result r;
-    r.status = comm.run(
+    RunResult ended = comm.run(
         cmd, [&](std::string_view l) { r.out.emplace_back(l); }, [&](std::string_view l) { r.err.emplace_back(l); },
         cancel_);
+    r.status = ended.status;
+    r.disconnected = ended.disconnected;
     return r;
   }
 

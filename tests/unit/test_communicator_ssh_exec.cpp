@@ -96,7 +96,7 @@ TEST_F(SshTest, CancelStopsTheRemoteCommand) {
   CancelToken fresh;
   RemoteCommand check;
   check.command = "kill -0 $(cat '" + pidfile.string() + "') 2>/dev/null";
-  EXPECT_TRUE(Eventually([&] { return comm->run(check, nullptr, nullptr, fresh) != 0; }, 2000ms))
+  EXPECT_TRUE(Eventually([&] { return !comm->run(check, nullptr, nullptr, fresh).succeeded(); }, 2000ms))
       << "sleep 30 still runs on the server; sshd log:\n"
       << full_->log();
 }
@@ -117,7 +117,7 @@ TEST_F(SshTest, CancelStopsARemoteCommandOnAPty) {
   CancelToken fresh;
   RemoteCommand check;
   check.command = "kill -0 $(cat '" + pidfile.string() + "') 2>/dev/null";
-  EXPECT_TRUE(Eventually([&] { return comm->run(check, nullptr, nullptr, fresh) != 0; }, 2000ms))
+  EXPECT_TRUE(Eventually([&] { return !comm->run(check, nullptr, nullptr, fresh).succeeded(); }, 2000ms))
       << "sleep 30 still runs on the server";
 }
 
@@ -126,7 +126,8 @@ TEST_F(SshTest, DroppedConnectionReturnsDisconnectedAndReconnects) {
   auto t0 = Clock::now();
   // $PPID is the sshd process serving this session: killing it drops the connection.
   Result r = Run(*comm, "echo before; sleep 0.2; kill -9 $PPID; sleep 5; echo after");
-  EXPECT_EQ(r.status, Communicator::kDisconnected);
+  EXPECT_TRUE(r.disconnected);
+  EXPECT_EQ(r.status, -1);
   EXPECT_THAT(r.out, ElementsAre("before"));
   EXPECT_LT(Clock::now() - t0, 3s);
   // The next call reconnects.

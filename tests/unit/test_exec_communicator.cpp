@@ -45,6 +45,7 @@ using imgbake::CancelToken;
 using imgbake::ExecCommunicator;
 using imgbake::ExecOptions;
 using imgbake::RemoteCommand;
+using imgbake::RunResult;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -239,9 +240,11 @@ class ExecTestBase : public ::testing::Test {
     cmd.command = command;
     cmd.env = std::move(env);
     cmd.timeout = 30s;
-    r.status = comm_->run(
+    RunResult ended = comm_->run(
         cmd, [&](std::string_view l) { r.out.emplace_back(l); }, [&](std::string_view l) { r.err.emplace_back(l); },
         cancel_);
+    EXPECT_FALSE(ended.disconnected) << command;  // a sandbox has no connection to lose
+    r.status = ended.status;
     return r;
   }
   // The one line of stdout a command printed.
@@ -755,7 +758,8 @@ TEST(ExecDebianTest, AptInstallsHelloFromTheLocalMirror) {
   RemoteCommand install;
   install.command = "apt-get update && apt-get install -y --no-install-recommends hello && hello";
   install.timeout = 5min;
-  EXPECT_EQ(comm.run(install, collect(out), collect(err), cancel), 0) << imgbake::util::join(err, "\n");
+  EXPECT_EQ(comm.run(install, collect(out), collect(err), cancel), RunResult::exited(0))
+      << imgbake::util::join(err, "\n");
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out.back(), "Hello, world!");
   EXPECT_TRUE(fs::exists(root / "usr/bin/hello"));

@@ -263,8 +263,7 @@ TEST_F(SigningKeyFiles, ErrorsNameThePath) {
 }
 
 TEST_F(SigningKeyFiles, RejectsOtherKeyTypes) {
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> ec(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"),
-                                                         EVP_PKEY_free);
+  imgbake::provenance::PkeyPtr ec(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   ASSERT_TRUE(ec);
   std::unique_ptr<BIO, decltype(&BIO_free)> priv(BIO_new(BIO_s_mem()), BIO_free);
   std::unique_ptr<BIO, decltype(&BIO_free)> pub(BIO_new(BIO_s_mem()), BIO_free);
@@ -293,10 +292,8 @@ TEST_F(SigningKeyFiles, RejectsOtherKeyTypes) {
 
 TEST_F(SigningKeyFiles, EncryptedKeyFailsWithoutPrompting) {
   // The default OpenSSL callback would ask on the terminal; a build must fail instead.
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(
-      EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                   reinterpret_cast<const unsigned char*>(unhex(kRfcSecret).data()), 32),
-      EVP_PKEY_free);
+  imgbake::provenance::PkeyPtr pkey(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(unhex(kRfcSecret).data()), 32));
   ASSERT_TRUE(pkey);
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
   char pass[] = "secret";

@@ -50,6 +50,7 @@ using imgbake::OutputMode;
 using imgbake::Provisioner;
 using imgbake::ProvisionerRegistry;
 using imgbake::RemoteCommand;
+using imgbake::RunResult;
 using imgbake::SshCommunicator;
 using imgbake::SshConfig;
 using imgbake::State;
@@ -606,15 +607,15 @@ class FakeCommunicator : public Communicator {
     std::string kind;  // "run", "upload", "download"
     std::string what;  // the command, or the remote path
   };
-  int run(const RemoteCommand& cmd, const LineSink& out, const LineSink&, const CancelToken&) override {
+  RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink&, const CancelToken&) override {
     calls.push_back({"run", cmd.command});
-    if (cmd.command == "true") return reachable ? 0 : kDisconnected;
+    if (cmd.command == "true") return reachable ? RunResult::exited(0) : RunResult::dropped();
     if (out) out("ran");
     if (disconnecting_runs > 0) {
       --disconnecting_runs;
-      return kDisconnected;
+      return RunResult::dropped();
     }
-    return run_status;
+    return RunResult::exited(run_status);
   }
   void upload(const std::string& local, const std::string& remote, const CancelToken&) override {
     calls.push_back({"upload", remote});
@@ -799,7 +800,7 @@ TEST_F(ShellFakeTest, AConnectionThatCameBackIsUsedAtOnce) {
 TEST_F(ShellFakeTest, DisconnectAcceptedThroughValidExitCodes) {
   comm_.disconnecting_runs = 1;
   auto p = Make("shell", {{"inline", {"reboot"}},
-                          {"valid_exit_codes", {0, Communicator::kDisconnected}},
+                          {"valid_exit_codes", {0, 2300218}},  // Packer's status for a drop
                           {"remote_path", "/tmp/reboot.sh"}});
   EXPECT_NO_THROW(Provision(*p));
   // The script is removed once the machine answers again.

@@ -18,16 +18,29 @@ struct RemoteCommand {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
+// How a command on the machine ended: with an exit status, or with the connection dropping
+// before one came (a reboot, sshd restarting). A dropped connection has no status: `status`
+// is then -1, so that a caller looking only at `status == 0` never takes a drop for success.
+struct RunResult {
+  int status = 0;             // the exit status, 128+N when signal N killed the command
+  bool disconnected = false;  // the connection dropped before an exit status came
+
+  static RunResult exited(int status) { return {status, false}; }
+  static RunResult dropped() { return {-1, true}; }
+  // Exited with status 0.
+  bool succeeded() const { return !disconnected && status == 0; }
+  bool operator==(const RunResult&) const = default;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
-  // Streams output line by line; returns the exit status. A dropped connection
-  // is reported as kDisconnected rather than as a failure status.
-  virtual int run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err, const CancelToken& cancel) = 0;
+  // Streams output line by line; returns how the command ended. A dropped connection is
+  // RunResult::dropped() rather than a failure status or an exception.
+  virtual RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
+                        const CancelToken& cancel) = 0;
   virtual void upload(const std::string& local_path, const std::string& remote_path, const CancelToken& cancel) = 0;
   virtual void download(const std::string& remote_path, const std::string& local_path, const CancelToken& cancel) = 0;
-
-  static constexpr int kDisconnected = 2300218;  // Packer's value for "connection dropped"
 };
 
 }  // namespace imgbake

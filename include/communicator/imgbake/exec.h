@@ -50,8 +50,8 @@ class ExecCommunicator : public Communicator {
   // Runs `cmd.command` with /bin/sh -c inside the tree (which must have a /bin/sh). Output is
   // streamed line by line; cancellation and timeouts kill the whole sandbox (Cancelled, or a
   // BuildError naming the timeout). A sandbox that cannot be set up is a BuildError with the
-  // tool's own message, never an exit status. Never returns kDisconnected.
-  int run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err, const CancelToken& cancel) override;
+  // tool's own message, never an exit status. Never reports a dropped connection.
+  RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err, const CancelToken& cancel) override;
   // Like the SSH communicator: a file becomes `remote_path` with the local file's permission
   // bits (the parent must exist); a directory is copied recursively so that `remote_path`
   // becomes a copy of it (parents created, symlinks followed, an existing destination keeps its

@@ -37,7 +37,7 @@ struct SshConfig {
 // One communicator serves one thread at a time: libssh sessions are not thread-safe, and
 // none of these methods lock. Distinct communicators may be used from distinct threads.
 // The connection is re-established on the next call after it dropped (a reboot, or a
-// command that ended with kDisconnected), waiting up to config.timeout again.
+// command whose connection dropped), waiting up to config.timeout again.
 class SshCommunicator : public Communicator {
  public:
   using Progress = std::function<void(std::string_view)>;
@@ -58,7 +58,7 @@ class SshCommunicator : public Communicator {
   // refuse most environment requests) and with a `printf` of the shell's pid, which is taken
   // out of stderr again. Cancellation and timeouts stop the remote command (SIGTERM to its
   // process group) and close its channel. Commands get an empty stdin.
-  int run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err, const CancelToken& cancel) override;
+  RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err, const CancelToken& cancel) override;
   // Files keep their permission bits. A directory is copied recursively so that
   // `remote_path` becomes a copy of it: parents are created as needed, symlinks are followed,
   // and a destination directory that already existed keeps its own mode.

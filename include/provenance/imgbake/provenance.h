@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,7 +12,16 @@
 
 #include <nlohmann/json.hpp>
 
+struct evp_pkey_st;  // OpenSSL's EVP_PKEY: this header needs no OpenSSL headers
+
 namespace imgbake::provenance {
+
+// The one owner of an OpenSSL EVP_PKEY, for this module and its tests: frees it with
+// EVP_PKEY_free.
+struct PkeyDeleter {
+  void operator()(evp_pkey_st* pkey) const noexcept;
+};
+using PkeyPtr = std::unique_ptr<evp_pkey_st, PkeyDeleter>;
 
 // --- DSSE (https://github.com/secure-systems-lab/dsse/blob/master/protocol.md) ---
 
@@ -39,13 +49,13 @@ class SigningKey {
   std::string public_pem() const;
   std::string keyid() const;  // "sha256:" + hex sha256 of the DER SubjectPublicKeyInfo
 
-  SigningKey(SigningKey&&) noexcept;
-  SigningKey& operator=(SigningKey&&) noexcept;
-  ~SigningKey();
+  SigningKey(SigningKey&&) noexcept = default;
+  SigningKey& operator=(SigningKey&&) noexcept = default;
+  ~SigningKey() = default;
 
  private:
   SigningKey() = default;
-  void* pkey_ = nullptr;  // EVP_PKEY*
+  PkeyPtr pkey_;  // null once moved from
 };
 
 class VerifyingKey {
@@ -56,13 +66,13 @@ class VerifyingKey {
   std::string keyid() const;
   std::string pem() const;
 
-  VerifyingKey(VerifyingKey&&) noexcept;
-  VerifyingKey& operator=(VerifyingKey&&) noexcept;
-  ~VerifyingKey();
+  VerifyingKey(VerifyingKey&&) noexcept = default;
+  VerifyingKey& operator=(VerifyingKey&&) noexcept = default;
+  ~VerifyingKey() = default;
 
  private:
   VerifyingKey() = default;
-  void* pkey_ = nullptr;
+  PkeyPtr pkey_;  // null once moved from
 };
 
 // Signs `payload` as a DSSE envelope: {"payloadType", "payload" (base64), "signatures":[{"keyid","sig"}]}.

@@ -4,8 +4,11 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "imgbake/temp_path_guard.h"
 
 namespace imgbake {
 
@@ -16,13 +19,13 @@ class TempFile {
   // processes are not started (spawn_mutex): a child forked meanwhile would hold a writable
   // descriptor, and executing the file would fail with "Text file busy".
   TempFile(std::string_view content, std::string_view prefix, mode_t mode, std::string_view suffix = "");
-  ~TempFile();
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
+  std::optional<util::TempPathGuard> guard_;  // removes the file (registered for a second Ctrl-C)
 };
 
 }  // namespace imgbake
