@@ -1,7 +1,6 @@
-// The OCI distribution client on one reused libcurl easy handle (keep-alive). Every request goes
-// through Impl::send: authorization (anonymous first, then what the 401 challenge asks for),
-// redirects followed by hand so that credentials never go to another host, and bounded retries.
-#include <curl/curl.h>
+// The OCI distribution client on one http::Session (keep-alive). Every request goes through
+// Impl::send: authorization (anonymous first, then what the 401 challenge asks for); the
+// transport follows redirects without credentials to another host and retries busy answers.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +11,6 @@
 #include <cstring>
 #include <exception>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,10 +19,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "imgbake/http.h"
 #include "imgbake/oci_client.h"
 #include "imgbake/provenance.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
-#include "imgbake/version.h"
 
 namespace imgbake::registry {
 
@@ -33,16 +32,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr long kConnectTimeoutSeconds = 30;
-// A transfer slower than 1 KB/s for a minute is stuck, not slow.
-constexpr long kLowSpeedBytesPerSecond = 1024;
-constexpr long kLowSpeedSeconds = 60;
 // Manifests are limited to 4 MiB by most registries; error and token answers are small.
 constexpr size_t kMaxBufferedBody = 32u << 20;
 constexpr int kMaxRedirects = 10;
-constexpr auto kFirstBackoff = 500ms;
-constexpr auto kMaxBackoff = 4s;
-constexpr auto kMaxRetryAfter = 60s;
 constexpr auto kProgressInterval = 100ms;
 constexpr size_t kTagPageSize = 1000;
 
@@ -74,41 +66,12 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
-// "https://host:5000/v2/x?y" → {"https", "host:5000", "/v2/x?y"}.
-struct UrlParts {
-  std::string scheme;
-  std::string authority;
-  std::string path;  // with the query
-};
-
-UrlParts split_url(const std::string& url) {
-  UrlParts parts;
-  size_t p = url.find("://");
-  if (p == std::string::npos) return parts;
-  parts.scheme = lower(url.substr(0, p));
-  size_t slash = url.find('/', p + 3);
-  parts.authority = lower(url.substr(p + 3, slash == std::string::npos ? std::string::npos : slash - p - 3));
-  parts.path = slash == std::string::npos ? "/" : url.substr(slash);
-  return parts;
-}
-
-// What a log line or an error may show of a URL: the path, never the query (upload state tokens,
-// signed redirect URLs).
-std::string path_of(const std::string& url) {
-  std::string path = split_url(url).path;
-  return path.substr(0, path.find('?'));
-}
-
-// Location headers may be absolute, host-relative or relative to the request's path.
-std::string resolve_url(const std::string& base, const std::string& location) {
-  if (location.find("://") != std::string::npos) return location;
-  UrlParts b = split_url(base);
-  if (location.starts_with("//")) return b.scheme + ":" + location;
-  if (location.starts_with("/")) return b.scheme + "://" + b.authority + location;
-  std::string dir = b.path.substr(0, b.path.find('?'));
-  dir = dir.substr(0, dir.rfind('/') + 1);
-  return b.scheme + "://" + b.authority + dir + location;
-}
+using http::is_busy;
+using http::path_of;
+using http::resolve_url;
+using http::TransportError;
+using Body = http::Body;
+using Response = http::Response;
 
 std::string with_query(const std::string& url, const std::string& query) {
   return url + (url.find('?') == std::string::npos ? "?" : "&") + query;
@@ -152,40 +115,6 @@ std::optional<Challenge> parse_challenge(std::string_view header) {
   return c;
 }
 
-// The connection broke (or never came up): the upload code resumes after these.
-class TransportError : public BuildError {
- public:
-  TransportError(const std::string& what, CURLcode code) : BuildError(what), code_(code) {}
-  CURLcode code() const { return code_; }
-
- private:
-  CURLcode code_;
-};
-
-bool is_retryable(CURLcode rc) {
-  return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_COULDNT_CONNECT || rc == CURLE_GOT_NOTHING ||
-         rc == CURLE_PARTIAL_FILE;
-}
-
-// What a request sends: nothing, bytes in memory, or a range of an open file (streamed, so a
-// 2 GiB disk never sits in memory).
-// A request body: bytes in memory, a range of a file (read with pread, so it can be sent
-// again), or a stream that can be read once, in order (`reader`: a registry-to-registry copy).
-struct Body {
-  std::string_view bytes;
-  int fd = -1;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  const BlobReader* reader = nullptr;
-
-  static Body of_bytes(std::string_view data) { return Body{data, -1, 0, data.size(), nullptr}; }
-  Body slice(uint64_t from, uint64_t n) const {
-    if (reader) return Body{{}, -1, 0, n, reader};  // the next n bytes of the stream
-    if (fd >= 0) return Body{{}, fd, offset + from, n, nullptr};
-    return Body{bytes.substr(from, n), -1, 0, n, nullptr};
-  }
-};
-
 struct BlobProgress;
 
 struct Request {
@@ -207,16 +136,6 @@ struct Request {
   bool retry = true;
 };
 
-struct Response {
-  long status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;                            // unless streamed into the request's sink
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-};
-
 // An answer to a blob upload request that the registry may give again in a moment (429, 5xx):
 // the upload code asks the registry where the upload stands before it sends more.
 class BusyAnswer : public std::exception {
@@ -230,8 +149,6 @@ class BusyAnswer : public std::exception {
   std::string action_;
   Response response_;
 };
-
-bool is_busy(long status) { return status == 429 || status >= 500; }
 
 // The registry no longer knows an upload it said it had: distribution cancels an interrupted
 // upload when it notices the broken connection, which may be after it answered the status GET.
@@ -256,115 +173,6 @@ struct BlobProgress {
     (*callback)(digest, std::min(done, total), total);
   }
 };
-
-// What the callbacks of one attempt share.
-struct Transfer {
-  Transfer(const Request& req, Response& resp) : request(req), response(resp) {}
-  const Request& request;
-  Response& response;
-  uint64_t body_sent = 0;  // request body bytes handed to libcurl
-  bool delivered = false;  // response body bytes went to the sink: a retry would repeat them
-  std::string failure;     // why a callback stopped the transfer
-  std::exception_ptr callback_error;
-  Clock::time_point last_progress{};
-};
-
-size_t on_header(char* data, size_t size, size_t count, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  std::string_view line(data, size * count);
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  if (line.starts_with("HTTP/")) {  // a new response (after 100 Continue, say)
-    t->response.headers.clear();
-    size_t space = line.find(' ');
-    t->response.status =
-        space == std::string_view::npos ? 0 : std::atol(std::string(line.substr(space + 1, 3)).c_str());
-  } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
-    t->response.headers[lower(line.substr(0, colon))] = util::trim(line.substr(colon + 1));
-  }
-  return size * count;
-}
-
-size_t on_data(char* data, size_t size, size_t count, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  size_t n = size * count;
-  if (t->request.cancel->cancelled()) return 0;
-  bool success = t->response.status >= 200 && t->response.status < 300;
-  if (success && t->request.sink) {
-    try {
-      (*t->request.sink)(data, n);
-      t->delivered = true;
-    } catch (...) {
-      t->callback_error = std::current_exception();
-      return 0;
-    }
-    return n;
-  }
-  if (t->response.body.size() + n > kMaxBufferedBody) {
-    t->failure = "the answer is larger than " + std::to_string(kMaxBufferedBody >> 20) + " MiB";
-    return 0;
-  }
-  t->response.body.append(data, n);
-  return n;
-}
-
-size_t on_read(char* buffer, size_t size, size_t count, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  if (t->request.cancel->cancelled()) return CURL_READFUNC_ABORT;
-  const Body& body = *t->request.body;
-  size_t n = static_cast<size_t>(std::min<uint64_t>(size * count, body.length - t->body_sent));
-  if (n == 0) return 0;
-  if (body.reader) {
-    size_t got = (*body.reader)(buffer, n);
-    if (got == 0) {
-      t->failure = "the stream being uploaded ended early";
-      return CURL_READFUNC_ABORT;
-    }
-    n = got;
-  } else if (body.fd < 0) {
-    std::memcpy(buffer, body.bytes.data() + t->body_sent, n);
-  } else {
-    ssize_t got = ::pread(body.fd, buffer, n, static_cast<off_t>(body.offset + t->body_sent));
-    if (got <= 0) {
-      t->failure = got == 0 ? "the file became shorter while it was being uploaded"
-                            : std::string("cannot read the file being uploaded: ") + std::strerror(errno);
-      return CURL_READFUNC_ABORT;
-    }
-    n = static_cast<size_t>(got);
-  }
-  t->body_sent += n;
-  return n;
-}
-
-int on_progress(void* user, curl_off_t download_total, curl_off_t downloaded, curl_off_t, curl_off_t uploaded) {
-  auto* t = static_cast<Transfer*>(user);
-  if (t->request.cancel->cancelled()) return 1;
-  const TransferProgress* progress = t->request.progress;
-  bool success = t->response.status == 0 || (t->response.status >= 200 && t->response.status < 300);
-  uint64_t done = t->request.body ? static_cast<uint64_t>(uploaded) : static_cast<uint64_t>(downloaded);
-  try {
-    // A download's bytes count only when they are the blob (not a 401 or an error page).
-    if (t->request.blob_progress && (t->request.body || success))
-      t->request.blob_progress->report(t->request.progress_base + done, false);
-    if (!progress || !*progress) return 0;
-    auto now = Clock::now();
-    if (now - t->last_progress < kProgressInterval) return 0;
-    t->last_progress = now;
-    uint64_t total = t->request.progress_total ? t->request.progress_total : static_cast<uint64_t>(download_total);
-    (*progress)(t->request.progress_base + done, total);
-  } catch (...) {
-    t->callback_error = std::current_exception();
-    return 1;
-  }
-  return 0;
-}
-
-void init_curl_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-      throw BuildError("libcurl could not be initialised (curl_global_init failed)");
-  });
-}
 
 // "MANIFEST_INVALID: manifest invalid (detail)" from the registry's JSON error body.
 std::pair<std::string, std::string> registry_errors(const std::string& body) {
@@ -405,8 +213,7 @@ struct Client::Impl {
   std::optional<Credentials> credentials;
   std::string base_url;  // "https://HOST"
   std::string registry_authority;
-  CURL* curl = nullptr;
-  char curl_error[CURL_ERROR_SIZE] = {};
+  std::unique_ptr<http::Session> session;
 
   std::optional<Challenge> challenge;  // what the registry asked for, once it did
   struct Token {
@@ -414,73 +221,21 @@ struct Client::Impl {
     Clock::time_point renew_after;
   };
   std::map<std::string, Token> tokens;  // scopes → bearer token
-  uint64_t bytes_sent = 0;
+
+  uint64_t bytes_sent() const { return session->bytes_sent(); }
 
   void log(const std::string& line) const {
     if (options.log) options.log(line);
   }
 
-  // ---- one attempt --------------------------------------------------------------------------
-
-  CURLcode perform(const Request& req, const std::string& method, const std::string& url,
-                   const std::string& authorization, Transfer& t) {
-    curl_easy_reset(curl);  // keeps the connection cache
-    static const std::string user_agent = std::string("imgbake/") + kVersion;
-    curl_error[0] = 0;
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // followed by hand: see send()
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, kConnectTimeoutSeconds);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, kLowSpeedBytesPerSecond);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, kLowSpeedSeconds);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, user_agent.c_str());
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, options.tls_verify ? 1L : 0L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, options.tls_verify ? 2L : 0L);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
-    // The progress callback runs at least once a second, also when nothing moves: cancellation
-    // is noticed promptly.
-    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
-    if (method == "HEAD") {
-      curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-    } else if (method == "GET") {
-      curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-    } else {
-      // Every other verb sends a body (possibly empty) with a Content-Length.
-      curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-      curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body ? req.body->length : 0));
-      curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
-      curl_easy_setopt(curl, CURLOPT_READDATA, &t);
-    }
-    curl_slist* headers = nullptr;
-    for (const std::string& h : req.headers) headers = curl_slist_append(headers, h.c_str());
-    if (!authorization.empty()) headers = curl_slist_append(headers, authorization.c_str());
-    headers = curl_slist_append(headers, "Expect:");  // no 1 s wait for "100 Continue"
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    CURLcode rc = curl_easy_perform(curl);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
-    curl_slist_free_all(headers);
-    bytes_sent += t.body_sent;
-    return rc;
-  }
-
-  std::string describe(CURLcode rc, const std::string& url) const {
-    std::string text = curl_error[0] ? curl_error : curl_easy_strerror(rc);
-    std::string out = "cannot reach registry " + registry + " (" + path_of(url) + "): " + text;
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-      out += " (imgbake gives up when connecting takes over 30 s or fewer than 1 KB/s move for 60 s)";
-    else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+  // The failure of a request to reach the registry, with what to check.
+  TransportError described(const TransportError& e) const {
+    std::string out = "cannot reach registry " + registry + " (" + path_of(e.url()) + "): " + e.what();
+    if (e.couldnt_connect())
       out += "; check the registry address and that it is running";
-    else if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION)
+    else if (e.tls_failed())
       out += "; for a registry without TLS use --insecure-registry " + registry;
-    return out;
+    return TransportError(out, e.curl_code(), e.url());
   }
 
   // ---- authorization ------------------------------------------------------------------------
@@ -547,13 +302,13 @@ struct Client::Impl {
       token.renew_after =
           Clock::now() + std::chrono::seconds(lifetime_seconds - std::min<int64_t>(30, lifetime_seconds / 4));
       if (token.value.empty())
-        throw RegistryError("the token service of registry " + registry + " (" + split_url(realm).authority +
+        throw RegistryError("the token service of registry " + registry + " (" + http::authority_of(realm) +
                                 ") answered without a token; check the registry's auth configuration",
                             200, "");
       return token;
     }
     auto [errors, code] = registry_errors(resp.body);
-    throw RegistryError("the token service of registry " + registry + " (" + split_url(realm).authority +
+    throw RegistryError("the token service of registry " + registry + " (" + http::authority_of(realm) +
                             path_of(realm) + ") refused a token: HTTP " + std::to_string(resp.status) +
                             (errors.empty() ? "" : ": " + errors) + credentials_hint(resp.status),
                         static_cast<int>(resp.status), code);
@@ -584,76 +339,51 @@ struct Client::Impl {
 
   Response send(const Request& req) {
     const CancelToken& cancel = req.cancel ? *req.cancel : global_cancel();
-    Request attempt_req = req;
-    attempt_req.cancel = &cancel;
-    std::string method = req.method;
-    std::string url = req.url;
-    const std::string origin = split_url(req.url).authority;
-    int retries = 0, redirects = 0;
-    const int max_retries = req.retry ? options.max_retries : 0;
+    http::Request h;
+    h.method = req.method;
+    h.url = req.url;
+    h.body = req.body;
+    if (req.sink) h.sink = *req.sink;
+    if ((req.progress && *req.progress) || req.blob_progress)
+      h.progress = [&req](uint64_t done, uint64_t total) {
+        if (req.blob_progress) req.blob_progress->report(req.progress_base + done, false);
+        if (req.progress && *req.progress)
+          (*req.progress)(req.progress_base + done, req.progress_total ? req.progress_total : total);
+      };
+    h.cancel = &cancel;
+    h.max_retries = req.retry ? options.max_retries : 0;
+    h.max_redirects = kMaxRedirects;
+    h.max_collected_body = kMaxBufferedBody;
+    const bool to_registry = http::authority_of(req.url) == registry_authority;
     bool challenge_answered = false;
     while (true) {
-      cancel.throw_if_cancelled();
-      std::string authority = split_url(url).authority;
-      std::string authz;
-      if (req.registry_auth && authority == registry_authority)
-        authz = authorization(req.scopes, cancel);
-      else if (!req.registry_auth && authority == origin)
-        authz = req.fixed_authorization;
-      Response resp;
-      Transfer t(attempt_req, resp);
-      CURLcode rc = perform(attempt_req, method, url, authz, t);
-      if (t.callback_error) std::rethrow_exception(t.callback_error);
-      if (cancel.cancelled()) throw Cancelled();
-      if (!t.failure.empty()) throw BuildError(method + " " + path_of(url) + " on " + registry + ": " + t.failure);
-      if (rc != CURLE_OK) {
-        if (is_retryable(rc) && !t.delivered && retries < max_retries) {
-          backoff(retries++, std::nullopt, method + " " + path_of(url) + ": " + curl_easy_strerror(rc), cancel);
-          continue;
-        }
-        throw TransportError(describe(rc, url), rc);
+      // The transport sends the Authorization header to the request's own host only.
+      h.headers = req.headers;
+      if (req.registry_auth && to_registry) {
+        if (std::string authz = authorization(req.scopes, cancel); !authz.empty()) h.headers.push_back(authz);
+      } else if (!req.registry_auth && !req.fixed_authorization.empty()) {
+        h.headers.push_back(req.fixed_authorization);
       }
-      long status = resp.status;
-      if (status == 401 && req.registry_auth && authority == registry_authority && !challenge_answered) {
+      Response resp;
+      try {
+        resp = session->send(h);
+      } catch (const TransportError& e) {
+        throw described(e);
+      } catch (const http::BodyError& e) {
+        throw BuildError(req.method + " " + path_of(req.url) + " on " + registry + ": " + e.what());
+      }
+      if (resp.status == 401 && req.registry_auth && http::authority_of(resp.url) == registry_authority &&
+          !challenge_answered) {
         challenge_answered = true;
         if (answer_challenge(resp, req, cancel)) continue;
-        return resp;
-      }
-      if ((status == 301 || status == 302 || status == 303 || status == 307 || status == 308) &&
-          !resp.header("location").empty()) {
-        if (++redirects > kMaxRedirects)
-          throw BuildError("registry " + registry + " redirected " + path_of(req.url) + " more than " +
-                           std::to_string(kMaxRedirects) + " times; check the registry's configuration");
-        std::string next = resolve_url(url, resp.header("location"));
-        if (split_url(next).authority != authority)
-          log("redirect: " + method + " " + path_of(url) + " → " + split_url(next).authority +
-              " (no credentials sent there)");
-        url = next;
-        if (status == 303) {
-          method = "GET";
-          attempt_req.body.reset();
-        }
-        continue;
-      }
-      if (is_busy(status) && retries < max_retries) {
-        backoff(retries++, retry_after(resp), method + " " + path_of(url) + " answered HTTP " + std::to_string(status),
-                cancel);
-        continue;
       }
       return resp;
     }
   }
 
-  static std::optional<std::chrono::milliseconds> retry_after(const Response& resp) {
-    std::string value = resp.header("retry-after");
-    if (value.empty() || !std::all_of(value.begin(), value.end(), ::isdigit) || value.size() > 6) return std::nullopt;
-    return std::min<std::chrono::milliseconds>(std::chrono::seconds(std::stol(value)), kMaxRetryAfter);
-  }
-
   void backoff(int retry, std::optional<std::chrono::milliseconds> asked, const std::string& why,
                const CancelToken& cancel) {
-    auto delay = std::min<std::chrono::milliseconds>(kFirstBackoff * (1 << std::min(retry, 10)), kMaxBackoff);
-    if (asked) delay = *asked;
+    auto delay = asked ? *asked : http::backoff_delay(retry);
     log("retry: " + why + "; trying again in " + util::format_duration(delay) + " (retry " + std::to_string(retry + 1) +
         " of " + std::to_string(options.max_retries) + ")");
     cancel.sleep_for(delay);
@@ -725,7 +455,7 @@ struct Client::Impl {
     int recoveries = 0;
     if (location.empty()) location = start_upload(repo, cancel);
     while (true) {
-      uint64_t sent_before = bytes_sent;
+      uint64_t sent_before = bytes_sent();
       try {
         if (offset == 0 && size <= chunk) {
           finish_upload(repo, digest, location, whole, progress, &blob_progress, result.resumed, cancel);
@@ -754,24 +484,24 @@ struct Client::Impl {
           }
           finish_upload(repo, digest, location, Body::of_bytes({}), nullptr, nullptr, result.resumed, cancel);
         }
-        result.bytes_sent += bytes_sent - sent_before;
+        result.bytes_sent += bytes_sent() - sent_before;
         blob_progress.report(size, true);
         return;
       } catch (const TransportError& e) {
-        result.bytes_sent += bytes_sent - sent_before;
-        if (whole.reader || ++recoveries > options.max_retries) throw;  // a stream cannot be sent again
+        result.bytes_sent += bytes_sent() - sent_before;
+        if (!whole.repeatable() || ++recoveries > options.max_retries) throw;  // a stream cannot be sent again
         log("resume: the connection dropped while uploading " + digest + " to " + repo + " (" + e.what() +
             "); asking the registry how much arrived");
       } catch (const BusyAnswer& busy) {
-        result.bytes_sent += bytes_sent - sent_before;
-        if (whole.reader || ++recoveries > options.max_retries) fail(busy.action(), busy.response());
-        backoff(recoveries - 1, retry_after(busy.response()),
+        result.bytes_sent += bytes_sent() - sent_before;
+        if (!whole.repeatable() || ++recoveries > options.max_retries) fail(busy.action(), busy.response());
+        backoff(recoveries - 1, http::retry_after(busy.response()),
                 busy.action() + " answered HTTP " + std::to_string(busy.response().status), cancel);
         log("resume: asking the registry how much of " + digest + " arrived before it answered HTTP " +
             std::to_string(busy.response().status));
       } catch (const UploadGone&) {
-        result.bytes_sent += bytes_sent - sent_before;
-        if (whole.reader || ++recoveries > options.max_retries)
+        result.bytes_sent += bytes_sent() - sent_before;
+        if (!whole.repeatable() || ++recoveries > options.max_retries)
           throw BuildError("registry " + registry + " dropped the upload of " + digest + " to " + repo + " " +
                            std::to_string(recoveries) + " times; check the registry's log");
       }
@@ -896,7 +626,6 @@ struct Client::Impl {
 
 Client::Client(std::string registry, ClientOptions options, std::optional<Credentials> credentials)
     : impl_(std::make_unique<Impl>()) {
-  init_curl_once();
   impl_->registry = std::move(registry);
   impl_->options = std::move(options);
   // IMGBAKE_REGISTRY_CHUNK_SIZE (bytes, or with K/M/G): the PATCH size of large uploads.
@@ -911,11 +640,10 @@ Client::Client(std::string registry, ClientOptions options, std::optional<Creden
   impl_->credentials = std::move(credentials);
   impl_->base_url = (impl_->options.plain_http ? "http://" : "https://") + impl_->registry;
   impl_->registry_authority = lower(impl_->registry);
-  impl_->curl = curl_easy_init();
-  if (!impl_->curl) throw BuildError("libcurl could not create a transfer handle");
+  impl_->session = std::make_unique<http::Session>(http::SessionOptions{impl_->options.tls_verify, impl_->options.log});
 }
 
-Client::~Client() { curl_easy_cleanup(impl_->curl); }
+Client::~Client() = default;
 
 void Client::ping() {
   Request req;
@@ -931,17 +659,13 @@ bool Client::has_blob(const std::string& repo, const std::string& digest) {
 BlobPushResult Client::push_blob(const std::string& repo, const std::string& digest, uint64_t size,
                                  const std::filesystem::path& file, const std::string& mount_from,
                                  const TransferProgress& progress, const CancelToken& cancel) {
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw BuildError("cannot read " + file.string() + " to upload it: " + std::strerror(errno));
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  util::UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw BuildError("cannot read " + file.string() + " to upload it: " + std::strerror(errno));
   struct stat st = {};
-  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size)
+  if (::fstat(fd.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size)
     throw BuildError(file.string() + " has " + std::to_string(st.st_size) + " bytes, but its descriptor says " +
                      std::to_string(size) + "; the file changed after it was stored");
-  Body body{{}, fd, 0, size};
+  Body body = Body::of_file(fd.get(), 0, size);
   return impl_->push(repo, digest, body, mount_from, &progress, cancel);
 }
 
@@ -955,7 +679,7 @@ BlobPushResult Client::push_blob_bytes(const std::string& repo, const std::strin
 
 BlobPushResult Client::push_blob_stream(const std::string& repo, const std::string& digest, uint64_t size,
                                         const BlobReader& read, const CancelToken& cancel) {
-  Body body{{}, -1, 0, size, &read};
+  Body body = Body::of_stream(&read, size);
   return impl_->push(repo, digest, body, "", nullptr, cancel);
 }
 
@@ -1129,7 +853,7 @@ bool Client::has_referrers_api(const std::string& repo) {
   return resp.status == 200;
 }
 
-uint64_t Client::blob_bytes_sent() const { return impl_->bytes_sent; }
+uint64_t Client::blob_bytes_sent() const { return impl_->bytes_sent(); }
 const std::string& Client::registry() const { return impl_->registry; }
 
 }  // namespace imgbake::registry
