@@ -255,7 +255,7 @@ inline std::string PercentDecode(std::string_view s) {
 }
 
 // "?service=x&scope=a&scope=b" → {{"service","x"},{"scope","a"},{"scope","b"}}.
-std::multimap<std::string, std::string> QueryOf(const std::string& target) {
+inline std::multimap<std::string, std::string> QueryOf(const std::string& target) {
   std::multimap<std::string, std::string> out;
   size_t q = target.find('?');
   if (q == std::string::npos) return out;

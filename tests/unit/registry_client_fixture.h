@@ -405,7 +405,7 @@ class RegistryClientTest : public ::testing::Test {
     if (!work_.empty()) fs::remove_all(work_, ec);
   }
 
-  static LocalRegistry* registry_;
+  static inline LocalRegistry* registry_;
   fs::path work_;
 };
 
