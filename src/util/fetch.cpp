@@ -1,6 +1,5 @@
 #include "imgbake/fetch.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -16,13 +15,13 @@
 #include <exception>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <variant>
 
 #include "imgbake/error.h"
+#include "imgbake/http.h"
+#include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
-#include "imgbake/version.h"
 
 namespace imgbake {
 
@@ -36,7 +35,6 @@ using namespace std::chrono_literals;
 // for a DVD image over a slow line, short enough that a wedged build does not block forever.
 constexpr auto kLockWait = 3h;
 constexpr auto kLockPoll = 100ms;
-constexpr auto kProgressInterval = 100ms;
 // SUMS files are small text files; anything bigger is not one.
 constexpr size_t kMaxSumsFileSize = 16u << 20;
 
@@ -196,26 +194,20 @@ std::variant<Source, std::string> classify(const std::string& url) {
 
 // Like util::file_digest_hex, but stops when cancelled: a DVD image takes seconds to hash.
 std::string hash_file(const fs::path& path, const DigestAlgo& algo, const CancelToken& cancel) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw BuildError("cannot read " + path.string() + ": " + std::strerror(errno));
+  util::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throw BuildError("cannot read " + path.string() + ": " + std::strerror(errno));
   util::Hasher hasher(algo.name);
   std::vector<char> buf(1 << 20);
   while (true) {
-    if (cancel.cancelled()) {
-      close(fd);
-      throw Cancelled();
-    }
-    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (cancel.cancelled()) throw Cancelled();
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      throw BuildError("cannot read " + path.string() + ": " + std::strerror(e));
+      throw BuildError("cannot read " + path.string() + ": " + std::strerror(errno));
     }
     if (n == 0) break;
     hasher.update(buf.data(), static_cast<size_t>(n));
   }
-  close(fd);
   return hasher.hex();
 }
 
@@ -225,106 +217,29 @@ std::string mismatch_message(const std::string& url, const DigestAlgo& algo, con
 }
 
 // ---------------------------------------------------------------------------
-// HTTP(S) through libcurl
+// HTTP(S) through the transport (http.h)
 
-void init_curl_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-      throw BuildError("libcurl could not be initialised (curl_global_init failed)");
-  });
-}
-
-// One GET; the body goes to `sink`, which returns an error message or "".
-struct Transfer {
-  using Sink = std::function<std::string(const char* data, size_t n)>;
-  Transfer(const CancelToken& c, const FetchProgress* p, Sink s) : cancel(c), progress(p), sink(std::move(s)) {}
-
-  const CancelToken& cancel;
-  const FetchProgress* progress;
-  Sink sink;
-  Clock::time_point last_progress{};
-  std::string sink_error;
-  std::exception_ptr callback_error;  // thrown by `sink` or `progress`; rethrown after curl returns
-};
-
-size_t on_curl_data(char* data, size_t size, size_t count, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  if (t->cancel.cancelled()) return 0;
-  try {
-    t->sink_error = t->sink(data, size * count);
-  } catch (...) {
-    t->callback_error = std::current_exception();
-    return 0;
-  }
-  return t->sink_error.empty() ? size * count : 0;
-}
-
-int on_curl_progress(void* user, curl_off_t total, curl_off_t done, curl_off_t, curl_off_t) {
-  auto* t = static_cast<Transfer*>(user);
-  if (t->cancel.cancelled()) return 1;
-  if (t->progress && *t->progress && done > 0) {
-    auto now = Clock::now();
-    if (now - t->last_progress >= kProgressInterval) {
-      t->last_progress = now;
-      try {
-        (*t->progress)(static_cast<uint64_t>(done), static_cast<uint64_t>(std::max<curl_off_t>(total, 0)));
-      } catch (...) {
-        t->callback_error = std::current_exception();
-        return 1;
-      }
-    }
-  }
-  return 0;
-}
-
-// Throws Cancelled, or BuildError with a reason that does not repeat the URL.
-void http_get(const std::string& url, Transfer& t) {
-  init_curl_once();
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
-  if (!curl) throw BuildError("libcurl could not create a transfer");
-  static const std::string user_agent = std::string("imgbake/") + kVersion;
-  char error_text[CURL_ERROR_SIZE] = {};
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  // Redirects only to http(s): a server must not be able to point us at file:// or other schemes.
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 20L);
-  curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // builds run in threads
-  curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_text);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_curl_data);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  // The progress callback runs about once a second even when no data arrives, so a stalled
-  // download still notices cancellation promptly.
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_curl_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-
-  CURLcode rc = curl_easy_perform(c);
-  if (t.callback_error) std::rethrow_exception(t.callback_error);
-  if (t.cancel.cancelled()) throw Cancelled();
-  if (rc == CURLE_OK) return;
-  if (rc == CURLE_WRITE_ERROR && !t.sink_error.empty()) throw BuildError(t.sink_error);
-  if (rc == CURLE_HTTP_RETURNED_ERROR) {
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    std::string hint = status == 404                    ? " (no such file on the server; check the URL)"
-                       : status == 401 || status == 403 ? " (access denied)"
-                       : status >= 500                  ? " (a server error; try again later or use another mirror)"
-                                                        : "";
-    throw BuildError("the server answered HTTP " + std::to_string(status) + hint);
-  }
-  std::string detail = error_text[0] ? error_text : curl_easy_strerror(rc);
-  if (rc == CURLE_OPERATION_TIMEDOUT)
-    detail += " (imgbake gives up when connecting takes over 30 s or fewer than 1 KB/s arrive for 60 s)";
-  throw BuildError(detail);
+// One GET; the body goes to `sink`, which throws BuildError to stop. Throws Cancelled, or
+// BuildError with a reason that does not repeat the URL.
+void http_get(const std::string& url, const std::function<void(const char*, size_t)>& sink,
+              const FetchProgress* progress, const CancelToken& cancel) {
+  http::Session session;
+  http::Request req;
+  req.url = url;
+  req.sink = sink;
+  req.cancel = &cancel;
+  if (progress && *progress)
+    req.progress = [progress](uint64_t done, uint64_t total) {
+      if (done > 0) (*progress)(done, total);
+    };
+  http::Response resp = session.send(req);
+  long status = resp.status;
+  if (status >= 200 && status < 300) return;
+  std::string hint = status == 404                    ? " (no such file on the server; check the URL)"
+                     : status == 401 || status == 403 ? " (access denied)"
+                     : status >= 500                  ? " (a server error; try again later or use another mirror)"
+                                                      : "";
+  throw BuildError("the server answered HTTP " + std::to_string(status) + hint);
 }
 
 std::string read_sums_file(const std::string& location, const CancelToken& cancel) {
@@ -343,12 +258,11 @@ std::string read_sums_file(const std::string& location, const CancelToken& cance
     }
   }
   std::string content;
-  Transfer t(cancel, nullptr, [&](const char* data, size_t n) -> std::string {
-    if (content.size() + n > kMaxSumsFileSize) return "the file is too big to be a SUMS file";
+  auto sink = [&](const char* data, size_t n) {
+    if (content.size() + n > kMaxSumsFileSize) throw BuildError("the file is too big to be a SUMS file");
     content.append(data, n);
-    return "";
-  });
-  http_get(src.url, t);
+  };
+  http_get(src.url, sink, nullptr, cancel);
   return content;
 }
 
@@ -404,61 +318,48 @@ class EntryLock {
   EntryLock(fs::path path, const fs::path& entry, const CancelToken& cancel) : path_(std::move(path)) {
     auto deadline = Clock::now() + kLockWait;
     while (true) {
-      int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (fd < 0)
+      util::UniqueFd fd(open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+      if (!fd)
         throw BuildError("cannot create the lock file " + path_.string() + ": " + std::strerror(errno) +
                          "; check that the download cache directory is writable");
-      while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-          int e = errno;
-          close(fd);
-          throw BuildError("cannot lock " + path_.string() + ": " + std::strerror(e));
-        }
+      while (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR)
+          throw BuildError("cannot lock " + path_.string() + ": " + std::strerror(errno));
         if (Clock::now() >= deadline) {
-          close(fd);
           throw BuildError("waited 3h for another imgbake process to finish downloading " + entry.string() +
                            " (it holds " + path_.string() + "); let it finish or stop it, then try again");
         }
-        try {
-          cancel.sleep_for(kLockPoll);  // flock has no descriptor to poll; checking often is cheap
-        } catch (...) {
-          close(fd);
-          throw;
-        }
+        cancel.sleep_for(kLockPoll);  // flock has no descriptor to poll; checking often is cheap
       }
       struct stat held = {}, on_disk = {};
-      if (fstat(fd, &held) == 0 && stat(path_.c_str(), &on_disk) == 0 && held.st_dev == on_disk.st_dev &&
+      if (fstat(fd.get(), &held) == 0 && stat(path_.c_str(), &on_disk) == 0 && held.st_dev == on_disk.st_dev &&
           held.st_ino == on_disk.st_ino) {
-        fd_ = fd;
+        fd_ = std::move(fd);
         return;
       }
-      close(fd);
     }
   }
-  ~EntryLock() {
-    unlink(path_.c_str());
-    close(fd_);
-  }
+  ~EntryLock() { unlink(path_.c_str()); }  // before fd_ closes: a waiter then locks a new file
   EntryLock(const EntryLock&) = delete;
   EntryLock& operator=(const EntryLock&) = delete;
 
  private:
   fs::path path_;
-  int fd_ = -1;
+  util::UniqueFd fd_;
 };
 
 // A download in progress: removed unless committed, also by a second interrupt (register_temp_path).
 class PartFile {
  public:
   explicit PartFile(fs::path path) : path_(std::move(path)) {
-    fd_ = open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ < 0)
+    fd_.reset(open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd_)
       throw BuildError("cannot create " + path_.string() + ": " + std::strerror(errno) +
                        "; check that the download cache directory is writable and has space");
     register_temp_path(path_.string());
   }
   ~PartFile() {
-    if (fd_ >= 0) close(fd_);
+    fd_.reset();
     if (!committed_) unlink(path_.c_str());
     unregister_temp_path(path_.string());
   }
@@ -468,7 +369,7 @@ class PartFile {
   // "" or what went wrong.
   std::string write(const char* data, size_t n) {
     while (n > 0) {
-      ssize_t w = ::write(fd_, data, n);
+      ssize_t w = ::write(fd_.get(), data, n);
       if (w < 0) {
         if (errno == EINTR) continue;
         return "cannot write " + path_.string() + ": " + std::strerror(errno);
@@ -481,24 +382,20 @@ class PartFile {
 
   // Durable under `final_path` (fsync, rename, fsync of the directory).
   void commit(const fs::path& final_path) {
-    if (fsync(fd_) != 0 || close(fd_) != 0) {
-      fd_ = -1;
+    if (fsync(fd_.get()) != 0 || fd_.close() != 0) {
+      fd_.reset();
       throw BuildError("cannot write " + path_.string() + ": " + std::strerror(errno));
     }
-    fd_ = -1;
     if (rename(path_.c_str(), final_path.c_str()) != 0)
       throw BuildError("cannot rename " + path_.string() + " to " + final_path.string() + ": " + std::strerror(errno));
     committed_ = true;
-    int dir = open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-      fsync(dir);
-      close(dir);
-    }
+    util::UniqueFd dir(open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) fsync(dir.get());
   }
 
  private:
   fs::path path_;
-  int fd_ = -1;
+  util::UniqueFd fd_;
   bool committed_ = false;
 };
 
@@ -543,12 +440,12 @@ FetchResult fetch_remote(const Source& src, const DigestAlgo* algo, const std::s
   std::optional<util::Hasher> hasher;
   if (algo) hasher.emplace(algo->name);
   uint64_t received = 0;
-  Transfer t(cancel, &progress, [&](const char* data, size_t n) {
+  auto sink = [&](const char* data, size_t n) {
     if (hasher) hasher->update(data, n);
     received += n;
-    return part.write(data, n);
-  });
-  http_get(src.url, t);
+    if (std::string error = part.write(data, n); !error.empty()) throw BuildError(error);
+  };
+  http_get(src.url, sink, &progress, cancel);
   if (progress) progress(received, received);
   if (hasher) {
     std::string got = hasher->hex();
