@@ -106,9 +106,11 @@ int run(int argc, char** argv) {
   Action action;
   define_commands(app, global, action);
   std::vector<std::string> args = normalize_args(app, std::vector<std::string>(argv, argv + argc));
+  if (auto rc = help_or_completion(app, args)) return *rc;
   if (args.size() > 1 && !args[1].empty() && args[1][0] != '-') {
     std::vector<std::string> verbs;
     for (const auto& c : commands()) verbs.emplace_back(c.name);
+    verbs.emplace_back("help");
     if (std::find(verbs.begin(), verbs.end(), args[1]) == verbs.end()) {
       std::cerr << "imgbake: unknown command '" << args[1] << "'" << util::did_you_mean(args[1], verbs)
                 << "; the commands are: " << util::join(verbs, ", ") << "\n";
@@ -121,6 +123,11 @@ int run(int argc, char** argv) {
   try {
     app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0)
+      if (auto msg = unknown_flag(app, args)) {
+        std::cerr << *msg << "\n";
+        return kExitUsage;
+      }
     int rc = app.exit(e);
     return e.get_exit_code() == 0 ? rc : kExitUsage;
   }

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,13 @@ std::vector<std::string> normalize_args(const CLI::App& app, const std::vector<s
 // Adds the verbs of commands() to `app`, with the options every verb has (--output, --color);
 // parsing sets `action` to the chosen verb's. `global` and `action` must outlive `app`.
 void define_commands(CLI::App& app, GlobalOptions& global, Action& action);
+
+// `imgbake help [VERB]`, `imgbake completion bash|zsh|fish` and `imgbake man` (help.cpp): the
+// exit status when args name one of them, else nullopt.
+std::optional<int> help_or_completion(const CLI::App& app, const std::vector<std::string>& args);
+// After a failed parse: "imgbake VERB: unknown flag '--x' (did you mean '--y'?)" for the first
+// flag the verb does not have, else nullopt.
+std::optional<std::string> unknown_flag(const CLI::App& app, const std::vector<std::string>& args);
 
 // The Ui for a verb: JSON events or the human view (colours only on a terminal).
 Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker);

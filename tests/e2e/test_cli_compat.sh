@@ -181,11 +181,51 @@ test_template_from_stdin() {
   expect_eq "greeting of a template read from stdin" "piped" "$(greeting_line)"
 }
 
+test_help_completion_man() {
+  copy_hello
+  expect_exit 0 imgbake help build
+  expect_contains "$STDOUT" "--only"
+  expect_contains "$STDOUT" "--machine-readable"
+  expect_exit 2 imgbake help biuld
+  expect_contains "$STDERR" "unknown command 'biuld' (did you mean 'build'?)"
+  # An unknown flag names the nearest one the verb has.
+  expect_exit 2 imgbake build --onyl hello hello.json
+  expect_contains "$STDERR" "imgbake build: unknown flag '--onyl' (did you mean '--only'?)"
+  expect_exit 2 imgbake build -onyl=hello hello.json
+  # The completions and the man page are generated from the same definitions: every verb is in
+  # them, and bash completes a verb and a flag with them.
+  expect_exit 0 imgbake completion bash || return
+  cp "$STDOUT" imgbake.bash
+  check "bash -n accepts the bash completion" bash -n imgbake.bash
+  local got
+  got=$(bash -c '. ./imgbake.bash; COMP_WORDS=(imgbake pro); COMP_CWORD=1; _imgbake; echo "${COMPREPLY[*]}"')
+  expect_eq "bash completes 'pro'" "promote" "$got"
+  got=$(bash -c '. ./imgbake.bash; COMP_WORDS=(imgbake push --for); COMP_CWORD=2; _imgbake; echo "${COMPREPLY[*]}"')
+  expect_eq "bash completes 'push --for'" "--force" "$got"
+  expect_exit 0 imgbake completion zsh
+  expect_contains "$STDOUT" "#compdef imgbake"
+  expect_contains "$STDOUT" "'logout:"
+  expect_exit 0 imgbake completion fish
+  expect_contains "$STDOUT" "__fish_seen_subcommand_from push' -l force"
+  expect_exit 2 imgbake completion tcsh
+  expect_exit 0 imgbake man || return
+  cp "$STDOUT" imgbake.1
+  run groff -man -Tutf8 -ww -z imgbake.1
+  expect_eq "groff warnings on the man page" "" "$(cat "$STDERR")"
+  run groff -man -Tutf8 imgbake.1
+  expect_contains "$STDOUT" "registries"
+  local v
+  for v in build validate promote rollback push pull copy logout; do
+    expect_contains "$(cat imgbake.1)" ".SS $v"
+  done
+}
+
 run_test var test_var
 run_test var_file test_var_file
 run_test only_except test_only_except
 run_test other_build_flags test_other_build_flags
 run_test syntax_only test_syntax_only
+run_test help_completion_man test_help_completion_man
 run_test exit_codes test_exit_codes
 run_test version test_version
 run_test template_from_stdin test_template_from_stdin
