@@ -370,8 +370,9 @@ void ShellProvisioner::provision(State& st) {
       }
       std::string codes;
       for (auto c : valid_exit_codes_) codes += (codes.empty() ? "" : ", ") + std::to_string(c);
-      throw BuildError(script.name + " exited with status " + std::to_string(result.status) + " (valid: " + codes +
-                       ")");
+      throw CommandFailed(
+          script.name + " exited with status " + std::to_string(result.status) + " (valid: " + codes + ")",
+          result.status);
     }
   }
 

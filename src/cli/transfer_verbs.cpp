@@ -1,6 +1,9 @@
 #include "transfer_verbs.h"
 
+#include <chrono>
 #include <iostream>
+
+#include "imgbake/util.h"
 
 namespace imgbake::cli {
 namespace {
@@ -19,8 +22,11 @@ nlohmann::json report_json(const registry::TransferReport& r) {
 int finish(const GlobalOptions& global, const std::string& verb, const std::string& what,
            const registry::TransferReport& r) {
   if (global.output == "json") {
+    // One shape for every JSON line of push/pull/copy (messages, progress, this report): "event"
+    // and "time" among the fields, keys in alphabetical order, as the Ui writes its events.
     nlohmann::json j = report_json(r);
-    j["type"] = verb;
+    j["time"] = util::format_rfc3339(std::chrono::system_clock::now(), true);
+    j["event"] = verb;
     j["ref"] = what;
     std::cout << j.dump() << "\n";
   } else {

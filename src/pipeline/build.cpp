@@ -42,6 +42,7 @@ void run_provisioner(PlannedProvisioner& p, State& st) {
                                   : std::string(e.what());
       if (attempt >= attempts) {
         st.provisioning_failed = true;
+        if (const auto* failed = dynamic_cast<const CommandFailed*>(&e)) throw CommandFailed(why, failed->exit_status);
         throw BuildError(why);
       }
       auto backoff = std::chrono::milliseconds(std::min(1000 << std::min(attempt - 1, 4), 10000));
@@ -251,13 +252,16 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   req.signature_trusted = store.trusts(key.keyid());
   store::ImageRecord rec = store.commit(req);
   summary.image_ref = rec.ref();
-  if (rec.unchanged) {
-    st.say("unchanged: " + rec.ref() + " (" + rec.manifest_digest + ") already has this content; no new version");
-    return;
-  }
-  st.say("committed " + rec.ref() + " (" + rec.manifest_digest + ") to the store " + store.home().string() +
-         "; provenance signed by " + key.keyid());
-  for (const auto& c : rec.channels) st.message("channel '" + c + "' now points at " + rec.ref());
+  summary.image_digest = rec.manifest_digest;
+  CommitInfo info;
+  info.image = rec.name;
+  info.version = rec.version;
+  info.digest = rec.manifest_digest;
+  info.new_version = !rec.unchanged;
+  info.store = store.home().string();
+  info.signed_by = key.keyid();
+  if (!rec.unchanged) info.channels = rec.channels;
+  st.ui.commit(st.build.name, info);
 }
 
 bool excluded_post_processor(const std::string& name, const BuildOptions& opts) {
@@ -376,7 +380,7 @@ BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opt
         ui.step_end(plan.name, "commit to store", false, std::chrono::steady_clock::now() - c0, "");
         summary.ok = false;
         summary.error = std::string("commit to store: ") + e.what();
-        ui.error(plan.name, summary.error);
+        ui.error(plan.name, summary.error, "commit to store");
       }
     }
   }

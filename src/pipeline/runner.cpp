@@ -149,6 +149,7 @@ StepOutcome run_steps(StepList& steps, State& st) {
     ran = std::max(ran, i + 1);
     bool ok = true;
     std::string error;
+    std::optional<int> exit_status;  // of a command that failed
     try {
       QuietStepNotice notice(st, step.name());
       step.run(st);
@@ -160,6 +161,7 @@ StepOutcome run_steps(StepList& steps, State& st) {
     } catch (const std::exception& e) {
       ok = false;
       error = e.what();
+      if (const auto* failed = dynamic_cast<const CommandFailed*>(&e)) exit_status = failed->exit_status;
     }
     auto d = std::chrono::steady_clock::now() - t0;
     st.ui.step_end(st.build.name, step.name(), ok, d, key, st.step_cache);
@@ -172,7 +174,7 @@ StepOutcome run_steps(StepList& steps, State& st) {
     outcome.failed_step = step.name();
     outcome.error = "step '" + step.name() + "': " + error;
     if (outcome.cancelled) break;  // an interrupt always cleans up
-    st.ui.error(st.build.name, outcome.error);
+    st.ui.error(st.build.name, outcome.error, step.name(), exit_status);
     after = decide(st, step.name());
     if (after == AfterFailure::Retry) {
       st.provisioning_failed = false;

@@ -120,7 +120,7 @@ void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& 
     if (std::find(valid_exit_codes_.begin(), valid_exit_codes_.end(), status) == valid_exit_codes_.end()) {
       std::string codes;
       for (auto c : valid_exit_codes_) codes += (codes.empty() ? "" : ", ") + std::to_string(c);
-      throw BuildError("script exited with status " + std::to_string(status) + " (valid: " + codes + ")");
+      throw CommandFailed("script exited with status " + std::to_string(status) + " (valid: " + codes + ")", status);
     }
   }
 }

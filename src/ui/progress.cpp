@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "imgbake/util.h"
+
 namespace imgbake {
 
 namespace {
@@ -140,7 +142,12 @@ BlobProgressCallback json_progress_events(std::function<void(const std::string& 
         it->second = now;
       }
     }
-    nlohmann::ordered_json event = {{"type", "progress"}, {"digest", digest}, {"done", done}, {"total", total}};
+    // The shape of every JSON event (ui.h): "event" and "time" among keys in alphabetical order.
+    nlohmann::json event = {{"time", util::format_rfc3339(std::chrono::system_clock::now(), true)},
+                            {"event", "progress"},
+                            {"digest", digest},
+                            {"done", done},
+                            {"total", total}};
     state->write_line(event.dump());
   };
 }

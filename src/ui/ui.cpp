@@ -216,11 +216,40 @@ void Ui::warn(const std::string& build, std::string_view text) {
   human(err_, build, kYellow, "warning: ", text);
 }
 
-void Ui::error(const std::string& build, std::string_view text) {
+void Ui::error(const std::string& build, std::string_view text, const std::string& step,
+               std::optional<int> exit_status) {
   touch(build);
-  if (mode_ == OutputMode::Json) return emit({{"event", "error"}, {"build", build}, {"text", mask(text)}});
+  if (mode_ == OutputMode::Json) {
+    nlohmann::json ev = {{"event", "error"}, {"build", build}, {"text", mask(text)}};
+    if (!step.empty()) ev["step"] = step;
+    if (exit_status) ev["exit_status"] = *exit_status;
+    return emit(ev);
+  }
   if (mode_ == OutputMode::Machine) return machine("", "ui", {"error", prefix(build) + std::string(text)});
   human(err_, build, kRed, "error: ", text);
+}
+
+void Ui::commit(const std::string& build, const CommitInfo& c) {
+  touch(build);
+  std::string ref = c.image + ":" + c.version;
+  if (mode_ == OutputMode::Json)
+    return emit({{"event", "commit"},
+                 {"build", build},
+                 {"image", c.image},
+                 {"version", c.version},
+                 {"ref", ref},
+                 {"digest", c.digest},
+                 {"new_version", c.new_version},
+                 {"store", c.store},
+                 {"signed_by", c.signed_by},
+                 {"channels", c.channels}});
+  if (!c.new_version) {
+    say(build, "unchanged: " + ref + " (" + c.digest + ") already has this content; no new version");
+    return;
+  }
+  say(build,
+      "committed " + ref + " (" + c.digest + ") to the store " + c.store + "; provenance signed by " + c.signed_by);
+  for (const auto& ch : c.channels) message(build, "channel '" + ch + "' now points at " + ref);
 }
 
 void Ui::note(std::string_view text) {
@@ -254,6 +283,7 @@ void Ui::summary(const std::vector<BuildSummary>& builds) {
                                               : "failed"},
                      {"duration_s", seconds(b.duration)},
                      {"image", b.image_ref},
+                     {"digest", b.image_digest},
                      {"artifacts", arts}});
     }
     return emit({{"event", "summary"}, {"builds", arr}});

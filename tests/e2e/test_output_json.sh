@@ -163,6 +163,10 @@ assert "status 3" in be.get("error", ""), be
 se = [e for e in ev if e["event"] == "step_end"]
 assert se[-1]["status"] == "failed", se[-1]
 assert any(e["event"] == "error" and "status 3" in e["text"] for e in ev), "no error event"
+# For CI: the error event names the step and the exit status of the failed command.
+err = [e for e in ev if e["event"] == "error" and "status 3" in e["text"]][0]
+assert err.get("step") == "provisioner 1 (shell-local)", err
+assert err.get("exit_status") == 3, err
 ' "$STDOUT"
   expect_not_contains "$STDOUT" "$SECRET"
   expect_not_contains "$STDERR" "$SECRET"
@@ -178,11 +182,37 @@ for l in open(sys.argv[1]):
     e = json.loads(l)
     assert isinstance(e, dict)
     kinds.append(e["event"])
-for k in ("build_start", "step_start", "step_end", "log", "artifact", "build_end", "summary"):
+for k in ("build_start", "step_start", "step_end", "log", "artifact", "commit", "build_end", "summary"):
     assert k in kinds, (k, kinds)
 ' "$STDOUT"
   expect_contains "$STDOUT" '"text":"the token is <sensitive> (masked in every log)"'
   expect_not_contains "$STDOUT" "$SECRET"
+  # For CI: a structured commit event (a new version, then the same digest again), and the
+  # summary carries the digest.
+  write_file same.json <<'EOF'
+{"builders": [{"type": "file", "name": "c", "content": "same\n", "target": "c.txt"}], "imgbake": {"image": "same"}}
+EOF
+  expect_exit 0 imgbake build --output json same.json || return
+  cp "$STDOUT" first.json
+  local digest
+  digest=$(imgbake show same:1 --output json | json_get /dev/stdin 'd["digest"]')
+  expect_exit 0 imgbake build --output json same.json || return
+  py_check "commit events: a new version, then the same content again" '
+import json, sys
+def commit(path):
+    ev = [json.loads(l) for l in open(path)]
+    c = [e for e in ev if e["event"] == "commit"]
+    assert len(c) == 1, c
+    s = [e for e in ev if e["event"] == "summary"][0]["builds"][0]
+    return c[0], s
+c1, s1 = commit(sys.argv[1])
+c2, s2 = commit(sys.argv[2])
+digest = sys.argv[3]
+assert (c1["image"], c1["version"], c1["ref"], c1["digest"], c1["new_version"]) == ("same", "1", "same:1", digest, True), c1
+assert c1["signed_by"].startswith("sha256:") and c1["store"], c1
+assert (c2["ref"], c2["digest"], c2["new_version"]) == ("same:1", digest, False), c2
+assert s1["digest"] == digest and s2["digest"] == digest, (s1, s2)
+' first.json "$STDOUT" "$digest"
 }
 
 test_validate_json() {

@@ -24,6 +24,14 @@ test_push_then_skopeo_reads_it() {
   expect_exit 0 imgbake push hello:1 "$REG/team/hello" "${INSECURE[@]}" --tag stable --output json || return
   expect_eq "pushed digest" "$digest" "$(json_get <(tail -n 1 "$STDOUT") 'd["digest"]')"
   expect_eq "tags" '["1", "stable"]' "$(json_get <(tail -n 1 "$STDOUT") 'd["tags"]')"
+  # One event shape for CI: every line (messages, progress, the report) has event and time.
+  py_check "push --output json: one event shape" '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+assert ev and all("event" in e and "time" in e for e in ev), [e for e in ev if "event" not in e or "time" not in e]
+assert ev[-1]["event"] == "push", ev[-1]
+assert "type" not in ev[-1], ev[-1]
+' "$STDOUT"
   # skopeo, an independent reader, sees the same manifest under both tags.
   expect_exit 0 skopeo inspect --tls-verify=false --raw "docker://$REG/team/hello:1"
   expect_eq "skopeo's manifest digest" "$digest" "sha256:$(sha256sum <"$STDOUT" | cut -d' ' -f1)"

@@ -58,8 +58,20 @@ struct BuildSummary {
     bool ok = true;
     std::string key;  // the step's content key ("" for post-processors)
   };
-  std::string image_ref;  // NAME:VERSION in the store, when committed
+  std::string image_ref;     // NAME:VERSION in the store, when committed
+  std::string image_digest;  // its manifest digest
   std::vector<StepTime> steps;
+};
+
+// What a build committed to the store (the `commit` event).
+struct CommitInfo {
+  std::string image;                  // NAME
+  std::string version;                // VERSION
+  std::string digest;                 // the manifest digest
+  bool new_version = true;            // false: the store already had this content (no new version)
+  std::string store;                  // the store's directory
+  std::string signed_by;              // the provenance key's id
+  std::vector<std::string> channels;  // channels the template moved to it
 };
 
 class Ui {
@@ -79,7 +91,10 @@ class Ui {
   void message(const std::string& build, std::string_view text);  // "    build: text"
   void output(const std::string& build, Stream s, std::string_view line);
   void warn(const std::string& build, std::string_view text);
-  void error(const std::string& build, std::string_view text);
+  // `step` and `exit_status` (of a command that failed) go into the JSON event when known.
+  void error(const std::string& build, std::string_view text, const std::string& step = "",
+             std::optional<int> exit_status = std::nullopt);
+  void commit(const std::string& build, const CommitInfo& c);
   void artifact(const std::string& build, const Artifact& a);
   void summary(const std::vector<BuildSummary>& builds);
   // Top-level message without a build (e.g. "validation passed").

@@ -61,6 +61,14 @@ class BuildError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A command that ran and exited with a status it was not allowed (a provisioner's script):
+// the status goes into the `error` event.
+class CommandFailed : public BuildError {
+ public:
+  CommandFailed(const std::string& what, int exit_status) : BuildError(what), exit_status(exit_status) {}
+  int exit_status;
+};
+
 // Thrown by waits and child processes when the user interrupted the run.
 class Cancelled : public std::runtime_error {
  public:
