@@ -143,6 +143,21 @@ require_tools() {
   exit 1
 }
 
+# use_packer: for suites that judge imgbake against Packer 1.6.6 (Debian's packer). Packer must
+# not call home or write into $HOME. Then `run_packer ARGS...` runs it like `run`, into
+# PK_STDOUT/PK_STDERR/PK_RC.
+use_packer() {
+  require_tools packer
+  export CHECKPOINT_DISABLE=1 PACKER_CACHE_DIR="$E2E_ROOT/packer-cache" HOME="$E2E_ROOT/home"
+  mkdir -p "$HOME"
+}
+run_packer() {
+  PK_STDOUT="$TEST_DIR/.packer-stdout"
+  PK_STDERR="$TEST_DIR/.packer-stderr"
+  PK_RC=0
+  timeout 120 packer "$@" >"$PK_STDOUT" 2>"$PK_STDERR" || PK_RC=$?
+}
+
 skip() {
   E2E_SKIPS=$((E2E_SKIPS + 1))
   echo "  SKIP [$E2E_CURRENT] $1"

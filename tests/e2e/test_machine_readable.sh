@@ -4,17 +4,7 @@
 require_tools packer python3
 
 SECRET="s3cr3t-$USER,token"
-# Packer must not call home or write into $HOME.
-export CHECKPOINT_DISABLE=1 PACKER_CACHE_DIR="$E2E_ROOT/packer-cache" HOME="$E2E_ROOT/home"
-mkdir -p "$HOME"
-
-# Runs packer with the same arguments; its stdout/stderr/status land in PK_STDOUT/PK_STDERR/PK_RC.
-run_packer() {
-  PK_STDOUT="$TEST_DIR/.packer-stdout"
-  PK_STDERR="$TEST_DIR/.packer-stderr"
-  PK_RC=0
-  timeout 120 packer "$@" >"$PK_STDOUT" 2>"$PK_STDERR" || PK_RC=$?
-}
+use_packer
 
 write_template() {
   write_file mr.json <<'EOF'

@@ -3,15 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 require_tools packer
 
-export CHECKPOINT_DISABLE=1 PACKER_CACHE_DIR="$E2E_ROOT/packer-cache" HOME="$E2E_ROOT/home"
-mkdir -p "$HOME"
-
-run_packer() {
-  PK_STDOUT="$TEST_DIR/.packer-stdout"
-  PK_STDERR="$TEST_DIR/.packer-stderr"
-  PK_RC=0
-  timeout 120 packer "$@" >"$PK_STDOUT" 2>"$PK_STDERR" || PK_RC=$?
-}
+use_packer
 
 # A qemu template that Packer 1.6.6 validates (ISO URL and checksum are only checked for form).
 qemu_template() { # $1: the iso_checksum line(s)
