@@ -80,7 +80,9 @@ class SshTest : public ::testing::Test {
     full_ = std::make_unique<Sshd>(root_, root_ / "full", FreePort(), Sshd::Options{});
     nosftp_ = std::make_unique<Sshd>(root_, root_ / "nosftp", FreePort(), Sshd::Options{false, true});
     bare_ = std::make_unique<Sshd>(root_, root_ / "bare", FreePort(), Sshd::Options{false, false});
-    for (Sshd* s : {full_.get(), nosftp_.get(), bare_.get()}) {
+    missing_sftp_ = std::make_unique<Sshd>(root_, root_ / "missing-sftp", FreePort(),
+                                           Sshd::Options{true, true, "/nonexistent/sftp-server"});
+    for (Sshd* s : {full_.get(), nosftp_.get(), bare_.get(), missing_sftp_.get()}) {
       std::string why = s->Start();
       if (!why.empty()) {
         skip_ = "cannot start sshd: " + why;
@@ -92,6 +94,7 @@ class SshTest : public ::testing::Test {
     full_.reset();
     nosftp_.reset();
     bare_.reset();
+    missing_sftp_.reset();
     std::error_code ec;
     if (!root_.empty()) fs::remove_all(root_, ec);
   }
@@ -201,7 +204,7 @@ class SshTest : public ::testing::Test {
 
   static inline std::string skip_;
   static inline fs::path root_;
-  static inline std::unique_ptr<Sshd> full_, nosftp_, bare_;
+  static inline std::unique_ptr<Sshd> full_, nosftp_, bare_, missing_sftp_;
   fs::path dir_;
   CancelToken cancel_;
   std::vector<std::string> progress_, log_;

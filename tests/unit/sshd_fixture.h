@@ -117,6 +117,9 @@ class Sshd {
   struct Options {
     bool sftp = true;
     bool scp = true;
+    // Where the Subsystem line says sftp-server is (a missing path: the server runs it through
+    // the shell, which says "not found" on stderr and ends the channel, as on a guest without it).
+    std::string sftp_server = "/usr/lib/openssh/sftp-server";
   };
   // The host key and authorized_keys are in `keys`; the rest in `dir`.
   Sshd(fs::path keys, fs::path dir, int port, Options opts)
@@ -136,7 +139,7 @@ class Sshd {
         // The key files live in a world-writable /tmp.
         << "StrictModes no\n"
         << "MaxStartups 100\nMaxSessions 100\nLogLevel VERBOSE\n";
-    if (opts_.sftp) cfg << "Subsystem sftp /usr/lib/openssh/sftp-server\n";
+    if (opts_.sftp) cfg << "Subsystem sftp " << opts_.sftp_server << "\n";
     if (!opts_.scp) {
       // Commands find only these tools, as on a minimal guest without scp.
       fs::path bin = dir_ / "bin";
