@@ -36,9 +36,13 @@ json::Value render_value(const json::Value& v, const interp::Context& ctx, const
         }
       }
       break;
-    case json::Value::Kind::Array:
+    case json::Value::Kind::Array: {
+      size_t poisoned_before = src.poisoned ? src.poisoned->size() : 0;
       for (auto& i : out.items) i = render_value(i, ctx, src);
+      // A list with an element left unrendered is checked as a whole at its own position.
+      if (src.poisoned && src.poisoned->size() > poisoned_before) src.poisoned->insert({v.pos.line, v.pos.col});
       break;
+    }
     case json::Value::Kind::Object:
       for (auto& m : out.members) {
         if (runtime_keys.count(m.key)) {

@@ -216,7 +216,7 @@ test_help_completion_man() {
   expect_contains "$STDOUT" "registries"
   local v
   for v in build validate promote rollback push pull copy logout; do
-    expect_contains "$(cat imgbake.1)" ".SS $v"
+    expect_contains imgbake.1 ".SS $v"
   done
 }
 

@@ -31,7 +31,7 @@ EOF
   rm -f out.txt
   expect_exit 0 imgbake build u.json
   expect_file_content out.txt "xy"
-  expect_contains "$STDERR" "u.json:3:46: variable 'greting' is not defined, so it is empty here"
+  expect_contains "$STDERR" "u.json:3:46: warning: variable 'greting' is not defined, so it is empty here"
   expect_contains "$STDERR" "(did you mean 'greeting'?)"
   # Inside the variables section it is an error, in both.
   cat >uv.json <<'EOF'
@@ -50,7 +50,8 @@ test_iso_checksum_type_says_what_to_write() {
   qemu_template '"iso_checksum_type": "sha256", "iso_checksum": "{{user `sum`}}"' >old.json
   run_packer validate old.json
   expect_eq "packer 1.6.6 refuses the old key" 1 "$PK_RC"
-  expect_contains "$(cat "$PK_STDOUT" "$PK_STDERR")" "iso_checksum_type"
+  cat "$PK_STDOUT" "$PK_STDERR" >packer.out
+  expect_contains packer.out "iso_checksum_type"
   # imgbake reads the old pair, and says what to write instead.
   expect_exit 0 imgbake validate old.json
   expect_contains "$STDERR" "'iso_checksum_type' is deprecated"
