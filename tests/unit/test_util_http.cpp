@@ -149,8 +149,11 @@ TEST(HttpTransport, AuthorizationDoesNotFollowARedirectToAnotherHost) {
   req.url = "http://" + origin.host() + "/hop";
   http::Response near = session.send(req);
   EXPECT_EQ(near.body, "near");
-  for (const auto& r : origin.requests())
-    if (r.target == "/final") EXPECT_EQ(r.header("authorization"), "Bearer s3cret") << "same host keeps it";
+  for (const auto& r : origin.requests()) {
+    if (r.target == "/final") {
+      EXPECT_EQ(r.header("authorization"), "Bearer s3cret") << "same host keeps it";
+    }
+  }
 }
 
 TEST(HttpTransport, RedirectsToOtherSchemesAndEndlessRedirectsAreErrors) {
