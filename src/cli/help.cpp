@@ -1,5 +1,7 @@
 // imgbake help [VERB], "did you mean" for an unknown flag, and the shell completions and man page
 // generated from the CLI11 definitions (so they never drift from the flags the verbs have).
+#include <cstdint>
+#include <cstdio>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -32,16 +34,26 @@ std::vector<std::string> verb_names(const CLI::App& app) {
   return out;
 }
 
-// roff needs its backslashes and leading dots/quotes escaped.
+// roff needs its backslashes and leading dots/quotes escaped, and non-ASCII characters written as
+// groff's \[uXXXX] (UTF-8 decoded).
 std::string roff(const std::string& s) {
   std::string out;
-  for (char c : s) {
-    if (c == '\\')
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == '\\') {
       out += "\\e";
-    else if (c == '-')
+    } else if (c == '-') {
       out += "\\-";
-    else
-      out += c;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {
+      int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+      uint32_t cp = c & (0x3F >> extra);
+      for (int k = 0; k < extra && i + 1 < s.size(); ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[++i]) & 0x3F);
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "\\[u%04X]", cp);
+      out += buf;
+    }
   }
   if (!out.empty() && (out[0] == '.' || out[0] == '\'')) out = "\\&" + out;
   return out;

@@ -156,7 +156,8 @@ class TemplateParser {
       r.error("image", "image name '" + image +
                            "' is not a valid OCI repository name (lower-case letters, digits, '.', '_', '-', '/')");
     std::string version = r.string("version");
-    if (version.find_first_of(":@/ ") != std::string::npos)
+    // A version made with {{user `x`}} is checked once rendered (plan_builds' commit).
+    if (!interp::has_actions(version) && version.find_first_of(":@/ ") != std::string::npos)
       r.error("version", "version '" + version + "' must not contain ':', '@', '/' or spaces");
     r.string_map("labels");
     r.strings("channels");

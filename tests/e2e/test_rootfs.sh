@@ -221,6 +221,9 @@ shown = [re.search(r"step key ([0-9a-f]{12})", e["text"]).group(1) for e in even
          if e["event"] == "message" and "step key" in e.get("text", "")]
 assert [e["cache"]["hit"] for e in ends] == [True] * 4, ends
 assert [e["cache"]["key"][:12] for e in ends] == shown, (ends, shown)
+# The commit event of a rebuild that gave the same digest: no new version.
+c = [e for e in events if e["event"] == "commit"]
+assert len(c) == 1 and c[0]["ref"] == "hostfx:1" and c[0]["new_version"] is False, c
 ' "$STDOUT"
 }
 

@@ -180,7 +180,7 @@ EOF
   # An undefined variable outside the variables section is empty, as in Packer, with a warning
   # that names it and suggests the near name (test_packer_compat.sh checks Packer agrees).
   expect_exit 0 imgbake validate uv.json
-  expect_contains "$STDERR" "uv.json:3:45: variable 'greting' is not defined, so it is empty here (as in Packer) (did you mean 'greeting'?)"
+  expect_contains "$STDERR" "uv.json:3:45: warning: variable 'greting' is not defined, so it is empty here (as in Packer) (did you mean 'greeting'?)"
   # An unclosed action.
   cat >unclosed.json <<'EOF'
 {

@@ -78,13 +78,19 @@ TEST_F(BuildCommitTest, TheStoreReceivesTheTemplatesImageVersionLabelsAndChannel
   EXPECT_EQ(req.files[0].sha256, imgbake::util::sha256_hex("hello world"));
   EXPECT_EQ(sink_->opened, 1);
 
-  // What the user is told, and the summary's image.
-  EXPECT_THAT(Texts("message"), Contains(HasSubstr("committed team/app:1.2.3 (sha256:")));
-  EXPECT_THAT(Texts("message"), Contains(HasSubstr("to the store /fake/store; provenance signed by " + keyid_)));
-  EXPECT_THAT(Texts("message"), Contains("channel 'beta' now points at team/app:1.2.3"));
+  // What the user (here CI, through the JSON events) is told, and the summary's image.
+  auto commit = Events("commit");
+  ASSERT_EQ(commit.size(), 1U);
+  EXPECT_EQ(commit[0]["ref"], "team/app:1.2.3");
+  EXPECT_EQ(commit[0]["new_version"], true);
+  EXPECT_EQ(commit[0]["store"], "/fake/store");
+  EXPECT_EQ(commit[0]["signed_by"], keyid_);
+  EXPECT_EQ(commit[0]["channels"], nlohmann::json::array({"beta", "stable"}));
+  EXPECT_TRUE(commit[0]["digest"].get<std::string>().starts_with("sha256:"));
   auto summary = Events("summary");
   ASSERT_EQ(summary.size(), 1U);
   EXPECT_EQ(summary[0]["builds"][0]["image"], "team/app:1.2.3");
+  EXPECT_EQ(summary[0]["builds"][0]["digest"], commit[0]["digest"]);
 }
 
 TEST_F(BuildCommitTest, CommandLineVersionAndLabelsWinOverTheTemplates) {
@@ -106,7 +112,9 @@ TEST_F(BuildCommitTest, WithoutAVersionTheStoreNumbersItAndTheImageIsNamedAfterT
   EXPECT_EQ(sink_->commits[0].name, "app");
   EXPECT_FALSE(sink_->commits[0].version.has_value());
   EXPECT_THAT(sink_->commits[0].channels, IsEmpty());
-  EXPECT_THAT(Texts("message"), Contains(HasSubstr("committed app:1 (")));
+  auto commit = Events("commit");
+  ASSERT_EQ(commit.size(), 1U);
+  EXPECT_EQ(commit[0]["ref"], "app:1");
 }
 
 TEST_F(BuildCommitTest, TheImageSectionIsRenderedWithTheVariables) {
@@ -216,8 +224,10 @@ TEST_F(BuildCommitTest, AnUnchangedImageIsReportedAsSuch) {
   sink_->unchanged = true;
   auto r = Build(FileTemplate(kImage, R"({"greeting": "x"})"), Options());
   EXPECT_EQ(r.exit_code, imgbake::kExitOk);
-  EXPECT_THAT(Texts("message"), Contains(HasSubstr("unchanged: team/app:1.2.3 (sha256:")));
-  EXPECT_THAT(Texts("message"), Not(Contains(HasSubstr("committed "))));
+  auto commit = Events("commit");
+  ASSERT_EQ(commit.size(), 1U);
+  EXPECT_EQ(commit[0]["ref"], "team/app:1.2.3");
+  EXPECT_EQ(commit[0]["new_version"], false);
 }
 
 // ---- the real store, through the default opener -----------------------------------------------

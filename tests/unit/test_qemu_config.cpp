@@ -273,7 +273,8 @@ TEST_F(QemuConfigTest, IsoChecksumTypeNoneTurnsTheCheckOffWithAWarning) {
                           "ssh_username": "root"})");
   EXPECT_THAT(ErrorMessages(), IsEmpty());
   EXPECT_EQ(c.iso_checksum, "none");
-  EXPECT_THAT(WarningMessages(), ElementsAre(HasSubstr("will not be verified")));
+  EXPECT_THAT(WarningMessages(), ElementsAre(HasSubstr("write \"iso_checksum\": \"none\" and drop 'iso_checksum_type'"),
+                                             HasSubstr("will not be verified")));
 }
 
 TEST_F(QemuConfigTest, IsoChecksumWithItsOwnTypeIgnoresIsoChecksumType) {

@@ -202,7 +202,7 @@ TEST_F(RegistryClientTest, ProgressBecomesJsonEventLines) {
   std::map<std::string, nlohmann::json> last;
   for (const std::string& line : lines) {
     nlohmann::json event = nlohmann::json::parse(line);
-    EXPECT_EQ(event["type"], "progress") << line;
+    EXPECT_EQ(event["event"], "progress") << line;
     last[event["digest"].get<std::string>()] = event;
   }
   ASSERT_EQ(last.size(), 2u);
