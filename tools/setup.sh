@@ -26,7 +26,8 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "setup: not root: skipping tools/fetch-test-debs.sh (the debootstrap e2e test needs it)" >&2
 fi
+# --no-build: packages only (tools/test.sh builds its own ASan+UBSan tree, build-asan/).
+[ "${1:-}" = --no-build ] && exit 0
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGBAKE_WERROR=ON >/dev/null
-# The binary only: tools/test.sh builds and runs the unit tests under ASan+UBSan in build-asan/.
-# (`cmake --build build` builds them here too, for `ctest --test-dir build`.)
+# The binary only; `cmake --build build` builds the unit tests here too.
 cmake --build build --target imgbake
