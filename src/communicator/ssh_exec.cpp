@@ -27,6 +27,8 @@ namespace {
 // After the exit status, output that keeps coming comes from background jobs holding the
 // channel open; like run_process, take what is there and don't wait for them.
 constexpr milliseconds kAfterExitGrace{500};
+// How often a session channel the server closed before it ran anything is replaced.
+constexpr int kClosedAtOnceRetries = 3;
 
 bool valid_env_name(const std::string& name) {
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
@@ -105,6 +107,7 @@ struct ExitInfo {
 // Opens a session channel. A connection found dead here ran nothing yet: reconnect once.
 // Puts the session in non-blocking mode: not to be called inside a BlockingScope.
 ChannelPtr SshCommunicator::Impl::open_channel(const CancelToken& cancel, milliseconds timeout, bool may_reconnect) {
+  int closed_at_once = 0;
   for (int round = 0;; ++round) {
     if (may_reconnect)
       ensure_connected(cancel);
@@ -119,10 +122,15 @@ ChannelPtr SshCommunicator::Impl::open_channel(const CancelToken& cancel, millis
                            [&] { return ssh_channel_open_session(ch.get()); });
       if (rc == SSH_OK) return ch;
     }
+    // dropbear sometimes closes a new channel at once when the previous one was closed before
+    // its command's exit was reaped (libssh's scp and SFTP code close that way): nothing ran on
+    // it, so take another. libssh reports that as a bare error with a stale message.
+    if (ch && rc == SSH_ERROR && ssh_channel_is_closed(ch.get()) && alive(s) && closed_at_once++ < kClosedAtOnceRetries)
+      continue;
     std::string err = ssh_get_error(s);
     if (rc == SSH_AGAIN)
       throw BuildError("SSH server " + where() + " did not open a session channel within " + seconds(timeout));
-    if (round == 0 && may_reconnect && !alive(s)) {
+    if (round - closed_at_once == 0 && may_reconnect && !alive(s)) {
       ch.reset();
       drop_connection();
       continue;
@@ -167,8 +175,8 @@ RunResult SshCommunicator::Impl::exec(const std::string& command_line, const Exe
     pid_filter->flush();
     return pid;
   };
-  ChannelPtr ch = open_channel(cancel, opts.request_timeout, opts.may_reconnect);
-  ssh_session s = session.get();
+  ChannelPtr ch;
+  ssh_session s = nullptr;
   ExitInfo info;
   ssh_channel_callbacks_struct cb{};
   ssh_callbacks_init(&cb);
@@ -187,29 +195,44 @@ RunResult SshCommunicator::Impl::exec(const std::string& command_line, const Exe
     i->status = 128 + signal_number(signal);
     i->at = Clock::now();
   };
-  ssh_set_channel_callbacks(ch.get(), &cb);
   // `cb` lives on this stack: unhook it before the channel (which libssh may keep until the
   // server confirms the close) outlives this call.
   struct Unhook {
-    ssh_channel ch;
-    ssh_channel_callbacks cb;
-    ~Unhook() { ssh_remove_channel_callbacks(ch, cb); }
-  } unhook{ch.get(), &cb};
+    ssh_channel ch = nullptr;
+    ssh_channel_callbacks cb = nullptr;
+    ~Unhook() {
+      if (ch) ssh_remove_channel_callbacks(ch, cb);
+    }
+  } unhook;
 
-  auto request_deadline = Clock::now() + opts.request_timeout;
-  if (opts.pty) {
+  for (int attempt = 0;; ++attempt) {
+    if (unhook.ch) ssh_remove_channel_callbacks(unhook.ch, unhook.cb);
+    unhook.ch = nullptr;
+    ch = open_channel(cancel, opts.request_timeout, opts.may_reconnect);
+    s = session.get();
+    ssh_set_channel_callbacks(ch.get(), &cb);
+    unhook.ch = ch.get();
+    unhook.cb = &cb;
+    // A channel the server closed before a request reached it ran nothing (see open_channel).
+    auto closed_at_once = [&] { return ssh_channel_is_closed(ch.get()) && alive(s) && attempt < kClosedAtOnceRetries; };
+    auto request_deadline = Clock::now() + opts.request_timeout;
+    if (opts.pty) {
+      int rc = call_until_done(s, cancel, request_deadline, SSH_AGAIN,
+                               [&] { return ssh_channel_request_pty_size(ch.get(), "xterm", 80, 24); });
+      if (rc != SSH_OK && closed_at_once()) continue;
+      if (rc != SSH_OK) {
+        if (!alive(s)) return RunResult::dropped();
+        throw BuildError("SSH server " + where() + " refused a pty: " + std::string(ssh_get_error(s)));
+      }
+    }
     int rc = call_until_done(s, cancel, request_deadline, SSH_AGAIN,
-                             [&] { return ssh_channel_request_pty_size(ch.get(), "xterm", 80, 24); });
+                             [&] { return ssh_channel_request_exec(ch.get(), command.c_str()); });
+    if (rc != SSH_OK && closed_at_once()) continue;
     if (rc != SSH_OK) {
       if (!alive(s)) return RunResult::dropped();
-      throw BuildError("SSH server " + where() + " refused a pty: " + std::string(ssh_get_error(s)));
+      throw BuildError("SSH server " + where() + " refused to run a command: " + std::string(ssh_get_error(s)));
     }
-  }
-  int rc = call_until_done(s, cancel, request_deadline, SSH_AGAIN,
-                           [&] { return ssh_channel_request_exec(ch.get(), command.c_str()); });
-  if (rc != SSH_OK) {
-    if (!alive(s)) return RunResult::dropped();
-    throw BuildError("SSH server " + where() + " refused to run a command: " + std::string(ssh_get_error(s)));
+    break;
   }
 
   // Without input, stdin is at its end at once: a command that reads it must not hang.

@@ -215,6 +215,85 @@ class Sshd {
   pid_t pid_ = -1;
 };
 
+// One dropbear server (the SSH server of small guests, and of the walk-through's guest), in a
+// mount namespace of its own where sftp-server is missing: /usr/lib/openssh is an empty tmpfs
+// there, so the sftp subsystem's program (/usr/lib/sftp-server, a link into it) is not found, and
+// the user's home is `dir` (dropbear reads ~/.ssh/authorized_keys). Needs root (unshare, mount).
+class Dropbear {
+ public:
+  Dropbear(fs::path keys, fs::path dir, int port) : keys_(std::move(keys)), dir_(std::move(dir)), port_(port) {}
+  ~Dropbear() { Stop(); }
+
+  // Returns an empty string when dropbear accepts connections, else why not.
+  std::string Start() {
+    if (geteuid() != 0) return "dropbear runs in a mount namespace of its own: the test needs root";
+    if (!fs::exists("/usr/sbin/dropbear"))
+      return "/usr/sbin/dropbear is missing (Debian: apt-get install dropbear-bin)";
+    fs::create_directories(dir_ / "home" / ".ssh");
+    fs::copy_file(keys_ / "authorized_keys", dir_ / "home" / ".ssh" / "authorized_keys",
+                  fs::copy_options::overwrite_existing);
+    ::chmod((dir_ / "home").c_str(), 0700);
+    ::chmod((dir_ / "home" / ".ssh").c_str(), 0700);
+    ::chmod((dir_ / "home" / ".ssh" / "authorized_keys").c_str(), 0600);
+    std::string q = dir_.string();
+    if (!fs::exists(dir_ / "host_key") && Shell("dropbearkey -t ed25519 -f '" + q + "/host_key' >/dev/null 2>&1") != 0)
+      return "dropbearkey failed";
+    std::string home = getenv("HOME") && *getenv("HOME") ? getenv("HOME") : "/root";
+    std::string why;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      if (attempt > 0) port_ = FreePort();
+      std::string log = q + "/dropbear.log";
+      { std::ofstream truncate(log, std::ios::trunc); }
+      std::string script = "mount -t tmpfs -o mode=0755 none /usr/lib/openssh && mount --bind '" + q + "/home' '" +
+                           home + "' && exec /usr/sbin/dropbear -F -E -p 127.0.0.1:" + std::to_string(port_) + " -r '" +
+                           q + "/host_key' -P '" + q + "/dropbear.pid'";
+      pid_ = fork();
+      if (pid_ == 0) {
+        int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+          dup2(fd, 1);
+          dup2(fd, 2);
+        }
+        execl("/usr/bin/unshare", "unshare", "-m", "--propagation", "private", "sh", "-c", script.c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
+      }
+      if (pid_ < 0) return "fork failed";
+      bool exited = false;
+      bool up = Eventually(
+          [&] {
+            int status;
+            if (waitpid(pid_, &status, WNOHANG) == pid_) exited = true;
+            return exited || ReadFile(log).find("Not backgrounding") != std::string::npos;
+          },
+          5000ms);
+      if (up && !exited && Eventually([&] { return Accepts(port_); }, 5000ms)) return "";
+      why = "dropbear did not start listening on port " + std::to_string(port_) + "; its log: " + ReadFile(log);
+      if (exited) {
+        pid_ = -1;
+      } else {
+        Stop();
+      }
+    }
+    return why;
+  }
+  void Stop() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+  int port() const { return port_; }
+  std::string log() const { return ReadFile(dir_ / "dropbear.log"); }
+
+ private:
+  fs::path keys_, dir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
 // Makes host_key, id (the client key, authorized in authorized_keys) and wrong (a key the
 // servers don't know) in `dir`. Returns an empty string on success, else why not.
 inline std::string MakeSshKeys(const fs::path& dir) {

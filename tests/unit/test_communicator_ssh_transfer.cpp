@@ -49,6 +49,38 @@ TEST_F(SshTest, ManyTransfersInARowWhereTheSftpServerIsMissing) {
   EXPECT_EQ(notes, 3u);
 }
 
+TEST_F(SshTest, ManyTransfersInARowWithDropbearWithoutSftpServer) {
+  // The walk-through's guest ran dropbear, which runs its sftp subsystem through the user's shell:
+  // without sftp-server, "not found" on stderr, then the channel ends. Every transfer after that
+  // must work, in every build: it failed about one build in three.
+  Dropbear server(root_, dir_ / "dropbear", FreePort());
+  if (std::string why = server.Start(); !why.empty()) GTEST_SKIP() << why;
+  SshConfig c = Config(server.port());
+  c.username = "root";
+  for (int build = 0; build < 6; ++build) {
+    auto comm = Connect(c);
+    for (int step = 0; step < 4; ++step) {
+      std::string data = RandomBytes(4096 + build * 100 + step, build * 10 + step);
+      fs::path local = dir_ / ("f" + std::to_string(build) + "-" + std::to_string(step));
+      WriteFile(local, data, 0644);
+      fs::path remote = local.string() + ".remote";
+      ASSERT_NO_THROW(comm->upload(local.string(), remote.string(), cancel_))
+          << "build " << build << " step " << step << "\n"
+          << server.log();
+      EXPECT_TRUE(ReadFile(remote) == data);
+      fs::path back = local.string() + ".back";
+      ASSERT_NO_THROW(comm->download(remote.string(), back.string(), cancel_))
+          << "build " << build << " step " << step << "\n"
+          << server.log();
+      EXPECT_TRUE(ReadFile(back) == data);
+      EXPECT_EQ(Run(*comm, "true").status, 0);
+    }
+  }
+  size_t notes = 0;
+  for (const auto& l : log_) notes += l.find("SFTP is not available") != std::string::npos ? 1 : 0;
+  EXPECT_EQ(notes, 6u);
+}
+
 TEST_F(SshTest, TransfersA20MBFileWithCatWithoutSftpOrScp) {
   {
     auto comm = Connect(*bare_);
@@ -124,18 +156,22 @@ TEST_F(SshTest, CancelDuringUpload) {
     CancelToken cancel;
     auto comm = Connect(*server);
     fs::path remote = dir_ / ("big.remote-" + std::to_string(server->port()));
+    std::atomic<Clock::rep> cancelled_at{0};
     std::thread canceller([&] {
       // Once the transfer is under way.
       auto deadline = Clock::now() + 5s;
       std::error_code ec;
       while (Clock::now() < deadline && !(fs::exists(remote, ec) && fs::file_size(remote, ec) > 0))
         std::this_thread::sleep_for(1ms);
+      cancelled_at = Clock::now().time_since_epoch().count();
       cancel.cancel(SIGINT);
     });
-    auto t0 = Clock::now();
     EXPECT_THROW(comm->upload((dir_ / "big").string(), remote.string(), cancel), Cancelled);
-    EXPECT_LT(Clock::now() - t0, 2s);
+    auto stopped = Clock::now();
     canceller.join();
+    // Ctrl-C stops the transfer where it is (measured from the cancel, not from the start: a
+    // loaded machine may take seconds to get the transfer going).
+    EXPECT_LT(stopped - Clock::time_point(Clock::duration(cancelled_at.load())), 2s);
   }
 }
 
