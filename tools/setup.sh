@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 packages=(
   cmake ninja-build g++ ccache pkg-config git python3 procps skopeo umoci qemu-utils qemu-system-x86 xorriso genisoimage busybox-static dropbear-bin openssh-sftp-server cpio gzip e2fsprogs xz-utils zstd openssh-client openssh-server docker-registry apache2-utils packer
   bubblewrap debootstrap apt-utils curl podman runc
-  libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev libseccomp-dev
   libsqlite3-dev libgtest-dev libgmock-dev clang-format clang-tidy
 )
 missing=()

@@ -124,7 +124,11 @@ void json_diff(const nlohmann::json& a, const nlohmann::json& b, const std::stri
 // key (sha256 hex) and the entry on a hit.
 std::optional<store::CacheEntry> lookup(Work& w, State& st, const std::string& what, const nlohmann::json& material,
                                         std::string& key, std::string& preimage, const std::string& slot) {
-  nlohmann::json pre = {{"prev", w.chain}, {"step", material}};
+  // Secrets (environment_vars, inline commands, config Env …) enter the key as their digests:
+  // the key changes when a secret does, and the catalog and --explain-cache never hold one.
+  nlohmann::json step = material;
+  st.ui.redact_strings(step);
+  nlohmann::json pre = {{"prev", w.chain}, {"step", step}};
   preimage = pre.dump();
   key = util::sha256_hex(preimage);
   std::optional<store::CacheEntry> hit;
@@ -165,14 +169,21 @@ void record(Work& w, const std::string& key, const std::string& preimage, const 
 
 LayerRef from_cache(const store::CacheEntry& e) { return LayerRef{e.blob, e.diff_id, e.created_by, e.empty}; }
 
-// A fresh directory for the tree, beside the store's blobs (layers are renamed, not copied).
+// A fresh directory for the tree, beside the store's blobs (layers are renamed, not copied):
+// `root` in a build directory of mode 0700, so that while a build runs no other user of the
+// host reaches the image's setuid files and device nodes (or the sandbox's files, made there
+// too). `store gc` removes what a killed build left.
 fs::path make_tree_dir(Work& w) {
   fs::path tmp = w.store->blobs().temp_dir();
   fs::create_directories(tmp);
   std::string tmpl = (tmp / "rootfs-XXXXXX").string();
-  if (!mkdtemp(tmpl.data())) throw BuildError("cannot create a directory in " + tmp.string());
-  fs::permissions(tmpl, fs::perms(0755));
-  return tmpl;
+  if (!mkdtemp(tmpl.data())) throw BuildError("cannot create a directory in " + tmp.string());  // 0700
+  fs::path tree = fs::path(tmpl) / "root";
+  std::error_code ec;
+  fs::create_directory(tree, ec);
+  if (ec) throw BuildError("cannot create a directory in " + tmpl + ": " + ec.message());
+  fs::permissions(tree, fs::perms(0755));
+  return tree;
 }
 
 // Brings the tree up to date with the layers so far (unpacking the ones it lacks).
@@ -512,6 +523,7 @@ class LayerStep : public Step {
     if (!w_.comm) {
       ExecOptions o;
       o.root = w_.tree;
+      o.private_dir = w_.tree.parent_path();
       o.network = w_.cfg.network;
       nlohmann::json env = SourceStep::exec_env(st, w_);  // named: items() must not outlive it
       for (const auto& [k, v] : env.items()) o.env[k] = v.get<std::string>();
@@ -580,7 +592,7 @@ class TreeStep : public Step {
     w_.comm.reset();
     if (w_.tree.empty()) return;
     std::error_code ec;
-    fs::remove_all(w_.tree, ec);
+    fs::remove_all(w_.tree.parent_path(), ec);  // the build directory (make_tree_dir)
     if (ec) st.ui.warn(st.build.name, "could not remove the build tree " + w_.tree.string() + ": " + ec.message());
     w_.tree.clear();
   }

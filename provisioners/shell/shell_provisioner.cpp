@@ -75,7 +75,9 @@ class ShellProvisioner : public Provisioner {
     std::string body;
   };
 
-  std::vector<Script> load_scripts() const;
+  // `ui` masks the inline script's first line before it is cut for names: a cut secret's
+  // prefix would not be masked any more.
+  std::vector<Script> load_scripts(const Ui& ui) const;
   std::map<std::string, std::string> environment(const State& st) const;
   std::string render_execute_command(const State& st, const std::string& vars, const std::string& var_file) const;
   // Runs `attempt` (upload and start), retrying while the machine can't be reached (a
@@ -172,12 +174,12 @@ nlohmann::json ShellProvisioner::key_material() const {
           {"use_env_var_file", use_env_var_file_}};
 }
 
-std::vector<ShellProvisioner::Script> ShellProvisioner::load_scripts() const {
+std::vector<ShellProvisioner::Script> ShellProvisioner::load_scripts(const Ui& ui) const {
   std::vector<Script> out;
   if (!inline_.empty()) {
     std::string body = "#!" + inline_shebang_ + "\n";
     for (const auto& line : inline_) body += line + "\n";
-    std::string first = inline_.front();
+    std::string first = ui.mask(inline_.front());
     if (first.size() > 60) first = first.substr(0, 57) + "...";
     out.push_back({"inline script \"" + first + "\"" +
                        (inline_.size() > 1 ? " (" + std::to_string(inline_.size()) + " lines)" : ""),
@@ -243,6 +245,7 @@ auto ShellProvisioner::retry_while_unreachable(State& st, const std::string& wha
     try {
       return attempt();
     } catch (const BuildError& e) {
+      if (!comm.may_be_unreachable()) throw;
       // Whether the machine answers now (the communicator reconnects first if it can).
       bool reachable = false;
       try {
@@ -295,7 +298,7 @@ void ShellProvisioner::provision(State& st) {
         "the shell provisioner runs scripts on the machine, but this build has no communicator "
         "(\"communicator\": \"none\"); use a communicator such as ssh, or shell-local to run commands on the host");
   Communicator& comm = *st.communicator;
-  std::vector<Script> scripts = load_scripts();
+  std::vector<Script> scripts = load_scripts(st.ui);
 
   std::map<std::string, std::string> env = environment(st);
   std::string formatted;

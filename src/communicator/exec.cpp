@@ -24,6 +24,7 @@
 #include "imgbake/error.h"
 #include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
+#include "sandbox_policy.h"
 
 namespace imgbake {
 
@@ -39,12 +40,24 @@ constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 // the sandbox never started the command.
 constexpr std::string_view kStartedMarker = "imgbake-exec: command started";
 constexpr size_t kCopyChunk = 1 << 20;
+// Where the command file is in the sandbox: in its /dev, which is not part of the tree.
+constexpr const char* kCommandPath = "/dev/.imgbake-command";
 constexpr int kMaxSymlinkHops = 40;     // the kernel's own limit
 constexpr int kMaxDownloadDepth = 256;  // a directory symlink loop ends here, not at PATH_MAX
 // The mountpoints the sandbox mounts over, at the top of the tree.
 constexpr std::array<const char*, 3> kMountpoints = {"proc", "dev", "tmp"};
 
 std::string errno_text(int e = errno) { return std::strerror(e); }
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
 
 bool valid_env_name(const std::string& name) {
   if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
@@ -146,8 +159,9 @@ struct DirTimes {
 
 struct ExecCommunicator::Impl {
   ExecOptions opts;
-  UniqueFd root;     // the tree, O_RDONLY | O_DIRECTORY
-  fs::path scratch;  // the commands' /tmp, on the host
+  UniqueFd root;         // the tree, O_RDONLY | O_DIRECTORY
+  fs::path private_dir;  // 0700, on the host: holds the scratch /tmp; removed by the destructor
+  fs::path scratch;      // the commands' /tmp, on the host
   UniqueFd scratch_fd;
 
   // Where a remote path lives: a path relative to `base` (the tree, or the scratch /tmp),
@@ -249,16 +263,35 @@ struct ExecCommunicator::Impl {
     return true;
   }
 
-  std::vector<std::string> bwrap_argv(const std::string& tool, bool resolv,
-                                      const std::map<std::string, std::string>& env, const std::string& script) const {
-    std::vector<std::string> a = {
-        tool,   "--bind", opts.root.string(), "/",    "--proc",        "/proc",         "--dev",
-        "/dev", "--bind", scratch.string(),   "/tmp", "--unshare-pid", "--unshare-ipc", "--unshare-uts"};
+  // The command's environment is bwrap's own (the process is started with exactly `env`), and
+  // the command is a file (bound read-only at kCommandPath): neither shows in a process listing.
+  std::vector<std::string> bwrap_argv(const std::string& tool, bool resolv, int seccomp_fd,
+                                      const fs::path& command_file) const {
+    std::vector<std::string> a = {tool,
+                                  "--bind",
+                                  opts.root.string(),
+                                  "/",
+                                  "--proc",
+                                  "/proc",
+                                  "--dev",
+                                  "/dev",
+                                  "--bind",
+                                  scratch.string(),
+                                  "/tmp",
+                                  "--unshare-pid",
+                                  "--unshare-ipc",
+                                  "--unshare-uts",
+                                  "--ro-bind",
+                                  command_file.string(),
+                                  kCommandPath};
     if (resolv) a.insert(a.end(), {"--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"});
     if (!opts.network) a.emplace_back("--unshare-net");
-    a.insert(a.end(), {"--die-with-parent", "--clearenv"});
-    for (const auto& [k, v] : env) a.insert(a.end(), {"--setenv", k, v});
-    a.insert(a.end(), {"--chdir", opts.workdir, "/bin/sh", "-c", script});
+    // Root in the tree, not on the host: the capabilities a package install needs, no new
+    // privileges (bwrap sets no_new_privs), and the seccomp filter.
+    a.insert(a.end(), {"--cap-drop", "ALL"});
+    for (const auto& cap : sandbox::kept_capabilities()) a.insert(a.end(), {"--cap-add", cap});
+    a.insert(a.end(), {"--seccomp", std::to_string(seccomp_fd), "--die-with-parent"});
+    a.insert(a.end(), {"--chdir", opts.workdir, "/bin/sh", kCommandPath});
     return a;
   }
 
@@ -269,12 +302,12 @@ struct ExecCommunicator::Impl {
   // get PID 1's immunity to signals it has no handler for, the shell's TERM trap kills
   // everything in the namespace (the outer unshare ignores TERM while it waits), and its exit
   // ends whatever the command left running in the background.
-  std::vector<std::string> unshare_argv(const std::string& tool, bool resolv,
-                                        const std::map<std::string, std::string>& env,
-                                        const std::string& script) const {
+  // The command keeps only sandbox::kept_capabilities() (setpriv, with no_new_privs); the
+  // seccomp filter is bwrap's alone (docs/security.md).
+  std::vector<std::string> unshare_argv(const std::string& tool, bool resolv, const fs::path& command_file) const {
     static const char* kSetup = R"(set -e
-root=$1 scratch=$2 resolv=$3
-shift 3
+root=$1 scratch=$2 resolv=$3 command=$4
+shift 4
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
 mount -t tmpfs -o nosuid,mode=0755,size=1m imgbake-dev "$root/dev"
 for n in null zero full random urandom tty; do
@@ -288,6 +321,9 @@ ln -s /proc/self/fd/0 "$root/dev/stdin"
 ln -s /proc/self/fd/1 "$root/dev/stdout"
 ln -s /proc/self/fd/2 "$root/dev/stderr"
 mount --bind "$scratch" "$root/tmp"
+: > "$root/dev/.imgbake-command"
+mount --bind "$command" "$root/dev/.imgbake-command"
+mount -o remount,bind,ro "$root/dev/.imgbake-command"
 if [ "$resolv" = 1 ]; then
   mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
   mount -o remount,bind,ro "$root/etc/resolv.conf"
@@ -298,14 +334,14 @@ command=$!
 trap 'kill -KILL -1 2>/dev/null; exit 143' TERM HUP
 wait "$command"
 )";
-    std::string env_tool = find_program("env");
-    if (env_tool.empty()) throw BuildError("the unshare sandbox needs env(1) on the host (coreutils)");
+    std::string setpriv = find_program("setpriv");
+    if (setpriv.empty()) throw BuildError("the unshare sandbox needs setpriv(1) on the host (util-linux)");
     std::vector<std::string> a = {tool, "--mount", "--propagation", "private", "--uts", "--ipc"};
     if (!opts.network) a.emplace_back("--net");
     a.insert(a.end(), {"--pid", "--fork", "--kill-child", "--", "/bin/sh", "-c", kSetup, "imgbake-exec-setup",
-                       opts.root.string(), scratch.string(), resolv ? "1" : "0", env_tool, "-i"});
-    for (const auto& [k, v] : env) a.push_back(k + "=" + v);
-    a.insert(a.end(), {tool, "--root=" + opts.root.string(), "--wd=" + opts.workdir, "/bin/sh", "-c", script});
+                       opts.root.string(), scratch.string(), resolv ? "1" : "0", command_file.string(), setpriv,
+                       "--bounding-set", sandbox::setpriv_bounding_set(), "--inh-caps", "-all", "--no-new-privs"});
+    a.insert(a.end(), {tool, "--root=" + opts.root.string(), "--wd=" + opts.workdir, "/bin/sh", kCommandPath});
     return a;
   }
 
@@ -481,23 +517,29 @@ ExecCommunicator::ExecCommunicator(ExecOptions opts) : impl_(std::make_unique<Im
   impl_->root = UniqueFd(::open(opts.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!impl_->root.valid())
     throw BuildError("exec communicator: cannot open the root directory " + opts.root.string() + ": " + errno_text());
-  std::string tmpl = (fs::temp_directory_path(ec) / "imgbake-exec-tmp-XXXXXX").string();
-  if (ec || ::mkdtemp(tmpl.data()) == nullptr)
-    throw BuildError("exec communicator: cannot create the sandbox's /tmp under " + tmpl + ": " + errno_text());
-  impl_->scratch = tmpl;
+  // A directory only root can enter holds the sandbox's /tmp (which must be world-writable for
+  // the tree's users): other users of the host reach neither it nor the command files in it.
+  fs::path parent = opts.private_dir.empty() ? fs::temp_directory_path(ec) : opts.private_dir;
+  std::string tmpl = (parent / "imgbake-exec-XXXXXX").string();
+  if (ec || ::mkdtemp(tmpl.data()) == nullptr)  // mode 0700
+    throw BuildError("exec communicator: cannot create a private directory under " + parent.string() + ": " +
+                     errno_text());
+  impl_->private_dir = tmpl;
+  impl_->scratch = impl_->private_dir / "tmp";
   // What a /tmp is: writable by all, sticky.
-  if (::chmod(tmpl.c_str(), 01777) != 0) {
+  if (::mkdir(impl_->scratch.c_str(), 0700) != 0 || ::chmod(impl_->scratch.c_str(), 01777) != 0) {
     int e = errno;
     fs::remove_all(tmpl, ec);
-    throw BuildError("exec communicator: cannot set the mode of " + tmpl + ": " + errno_text(e));
+    throw BuildError("exec communicator: cannot create the sandbox's /tmp " + impl_->scratch.string() + ": " +
+                     errno_text(e));
   }
-  impl_->scratch_fd = UniqueFd(::open(tmpl.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  impl_->scratch_fd = UniqueFd(::open(impl_->scratch.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   impl_->opts = std::move(opts);
 }
 
 ExecCommunicator::~ExecCommunicator() {
   std::error_code ec;
-  if (impl_ && !impl_->scratch.empty()) fs::remove_all(impl_->scratch, ec);
+  if (impl_ && !impl_->private_dir.empty()) fs::remove_all(impl_->private_dir, ec);
 }
 
 std::string ExecCommunicator::sandbox_tool() {
@@ -531,9 +573,35 @@ RunResult ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, c
   impl_->prepare_mountpoints(restore);
   bool resolv = impl_->opts.network && impl_->prepare_resolv_conf(restore);
 
+  // The command (it may hold secrets) goes in a file only root can read, in the private
+  // directory only root can enter, bound read-only into the sandbox's /dev (not part of the
+  // tree); the environment is the sandbox tool's own. Neither is in a command line.
+  const fs::path command_file = impl_->private_dir / ("command-" + random_suffix());
+  {
+    UniqueFd f(::open(command_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!f.valid() || !write_all(f.get(), script))
+      throw BuildError("cannot write the command file " + command_file.string() + ": " + errno_text());
+  }
+  struct RemoveCommandFile {
+    const fs::path& path;
+    ~RemoveCommandFile() { ::unlink(path.c_str()); }
+  } remove_command_file{command_file};
+
   ProcessSpec spec;
-  spec.argv =
-      kind == "bwrap" ? impl_->bwrap_argv(tool, resolv, env, script) : impl_->unshare_argv(tool, resolv, env, script);
+  spec.clear_env = true;
+  spec.env_add = env;
+  UniqueFd filter;
+  if (kind == "bwrap") {
+    filter = sandbox::seccomp_filter();
+    constexpr int kFilterFd = 3;
+    // A dup2 onto itself may keep close-on-exec: give the child a copy from another number.
+    if (filter.get() == kFilterFd) filter = UniqueFd(::fcntl(filter.get(), F_DUPFD_CLOEXEC, kFilterFd + 1));
+    if (!filter.valid()) throw BuildError("cannot pass the seccomp filter to bwrap: " + errno_text());
+    spec.inherit_fds.emplace_back(filter.get(), kFilterFd);
+    spec.argv = impl_->bwrap_argv(tool, resolv, kFilterFd, command_file);
+  } else {
+    spec.argv = impl_->unshare_argv(tool, resolv, command_file);
+  }
   spec.timeout = cmd.timeout;
 
   bool started = false;

@@ -293,6 +293,19 @@ BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opt
   info.explain_cache = opts.explain_cache;
   info.commit = opts.commit;
   info.image_config = image_settings(t, plan).image_config;
+  // The image config ships inside the image, for anyone who pulls it: a sensitive value there
+  // would be published, masking cannot help. Refused before anything runs.
+  for (const auto& [k, v] : info.image_config.items()) {
+    const std::string text = v.dump();
+    if (ui.mask(text) == text) continue;
+    summary.error = "imgbake.config." + k +
+                    " holds a sensitive value: the image config ships with the image, so the value would be "
+                    "published with it; give it to the container at run time instead (e.g. podman run -e)";
+    ui.error(plan.name, summary.error);
+    summary.duration = std::chrono::steady_clock::now() - t0;
+    ui.build_end(summary);
+    return summary;
+  }
   State st(ui, global_cancel(), std::move(info));
 
   StepList provision;

@@ -3,7 +3,9 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <cstdio>
 
 #include <algorithm>
 #include <cstring>
@@ -14,45 +16,116 @@
 
 namespace imgbake {
 
+namespace {
+
+std::string json_escaped(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+std::string shell_quoted(std::string_view s) {
+  std::string out;
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out;
+}
+
+std::string url_encoded(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 void Masker::add(const std::string& secret) {
+  const std::string digest = "<sensitive sha256:" + util::sha256_hex(secret).substr(0, 16) + ">";
   auto add_one = [&](const std::string& s) {
-    if (s.empty() || std::find(secrets_.begin(), secrets_.end(), s) != secrets_.end()) return;
+    if (s.empty() || digest_of_.count(s)) return;
     secrets_.push_back(s);
+    digest_of_[s] = digest;
   };
-  add_one(secret);
+  auto add_forms = [&](const std::string& s) {
+    add_one(s);
+    add_one(json_escaped(s));
+    add_one(shell_quoted(s));
+    add_one(url_encoded(s));
+  };
+  add_forms(secret);
   if (secret.find('\n') != std::string::npos) {
     for (const auto& line : util::split(secret, '\n')) {
       std::string t = util::trim(line);
       // Very short fragments (a lone "}" of a JSON key file) would mask unrelated text.
-      if (t.size() >= 4) add_one(line.back() == '\r' ? line.substr(0, line.size() - 1) : line);
+      if (t.size() >= 4) add_forms(line.back() == '\r' ? line.substr(0, line.size() - 1) : line);
     }
   }
   std::sort(secrets_.begin(), secrets_.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
 }
 
-std::string Masker::mask(std::string_view text) const {
+template <typename Replace>
+std::string Masker::replace_all(std::string_view text, Replace replacement) const {
   if (secrets_.empty()) return std::string(text);
   // Find every occurrence of every secret in the original text, merge overlapping
   // ranges, and replace each merged range once: overlapping secrets leave no
   // fragment, and the placeholder itself is never masked again.
-  std::vector<std::pair<size_t, size_t>> ranges;
+  struct Range {
+    size_t begin, end;
+    const std::string* secret;
+  };
+  std::vector<Range> ranges;
   for (const auto& s : secrets_) {
     for (size_t pos = text.find(s); pos != std::string_view::npos; pos = text.find(s, pos + 1))
-      ranges.emplace_back(pos, pos + s.size());
+      ranges.push_back({pos, pos + s.size(), &s});
   }
   if (ranges.empty()) return std::string(text);
-  std::sort(ranges.begin(), ranges.end());
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin != b.begin ? a.begin < b.begin : a.end > b.end; });
   std::string out;
   size_t at = 0;
   for (size_t i = 0; i < ranges.size();) {
-    size_t begin = ranges[i].first, end = ranges[i].second;
-    for (++i; i < ranges.size() && ranges[i].first < end; ++i) end = std::max(end, ranges[i].second);
+    size_t begin = ranges[i].begin, end = ranges[i].end;
+    const std::string* first = ranges[i].secret;
+    for (++i; i < ranges.size() && ranges[i].begin < end; ++i) end = std::max(end, ranges[i].end);
     out.append(text.substr(at, begin - at));
-    out += "<sensitive>";
+    out += replacement(*first);
     at = end;
   }
   out.append(text.substr(at));
   return out;
+}
+
+std::string Masker::mask(std::string_view text) const {
+  return replace_all(text, [](const std::string&) { return std::string("<sensitive>"); });
+}
+
+std::string Masker::redact(std::string_view text) const {
+  return replace_all(text, [this](const std::string& s) { return digest_of_.at(s); });
 }
 
 Ui::Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<const Masker> masker)

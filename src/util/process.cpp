@@ -106,13 +106,15 @@ int run_process(const ProcessSpec& spec, const LineSink& out, const LineSink& er
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_write.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, err_write.get(), 2);
+  // dup2 clears close-on-exec on the copy (the same number: clear it by a dup2 to itself)
+  for (const auto& [from, to] : spec.inherit_fds) posix_spawn_file_actions_adddup2(&fa, from, to);
   if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, spec.cwd.c_str());
 
   posix_spawnattr_t attr;
   init_child_attributes(attr);
 
   std::map<std::string, std::string> env;
-  for (char** e = environ; *e; ++e) {
+  for (char** e = spec.clear_env ? nullptr : environ; e && *e; ++e) {
     std::string_view kv(*e);
     size_t eq = kv.find('=');
     if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));

@@ -227,6 +227,50 @@ assert len(c) == 1 and c[0]["ref"] == "hostfx:1" and c[0]["new_version"] is Fals
 ' "$STDOUT"
 }
 
+test_secrets_stay_out_of_the_cache_and_the_image() {
+  # A sensitive variable with a quote and a backslash, in an inline command (longer than a log
+  # line shows of it) and in environment_vars: the cache's key material holds its digest, and no
+  # log line, --explain-cache output or file of the store holds it in any encoding.
+  fresh_store
+  busybox_tarball bb.tar.gz
+  local secret='ghp_TOP"SECRET\abcdefghijklmnopqrstuvwxyz0123456789'
+  write_file sec.json <<'EOF'
+{
+  "variables": {"token": ""},
+  "sensitive-variables": ["token"],
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [
+    {"type": "shell", "inline": ["echo 'Authorization: Bearer {{user `token`}} for https://example.invalid/x' > /root/cmd.txt"],
+     "environment_vars": ["TOKEN={{user `token`}}"]},
+    {"type": "shell", "inline": ["echo \"$TOKEN\" | wc -c > /root/len.txt"], "environment_vars": ["TOKEN={{user `token`}}"]}
+  ],
+  "imgbake": {"image": "sec"}
+}
+EOF
+  expect_exit 0 imgbake build sec.json -var "token=$secret" || return
+  cp "$STDOUT" first.out
+  expect_contains first.out "<sensitive>"
+  expect_exit 0 imgbake build --explain-cache sec.json -var "token=${secret}2" || return
+  cp "$STDOUT" second.out
+  expect_contains second.out "<sensitive sha256:"
+  local prefix=${secret:0:12}
+  local hits
+  hits=$(grep -rlaF -e "$prefix" -e 'TOP\"SECRET' "$IMGBAKE_HOME" first.out second.out "$STDERR" 2>/dev/null || true)
+  expect_eq "files holding (a prefix of) the secret" "" "$hits"
+  # The image config ships with the image: a sensitive value there is refused before anything runs.
+  write_file env.json <<'EOF'
+{
+  "variables": {"token": ""},
+  "sensitive-variables": ["token"],
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "imgbake": {"image": "envsec", "config": {"Env": {"TOKEN": "{{user `token`}}"}}}
+}
+EOF
+  expect_exit 1 imgbake build env.json -var "token=$secret"
+  expect_contains "$(both)" "imgbake.config.Env holds a sensitive value"
+  expect_not_contains "$(both)" "$prefix"
+}
+
 test_reproducible_digests() {
   busybox_tarball bb.tar.gz
   write_bb_template

@@ -2,14 +2,17 @@
 // in a temp directory, commands run with bubblewrap and with the unshare + chroot fallback
 // (IMGBAKE_EXEC_SANDBOX=unshare), files moved in and out, and the tree checked stat by stat.
 // The tests skip, saying why, when not run as root or when busybox-static is missing.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -482,6 +485,130 @@ TEST_P(ExecRunTest, TmpIsSharedBetweenCommandsButNotPartOfTheTree) {
   EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
 }
 
+TEST_P(ExecRunTest, SecretsAreInNoCommandLine) {
+  // Other users of the host can list every process's command line: a command and its
+  // variables (a token, a password) must not be in any of them, the sandbox tool's included.
+  Make();
+  std::atomic<bool> done{false};
+  std::set<std::string> seen;
+  std::thread watcher([&] {
+    while (!done) {
+      for (const char* needle : {"tok-4f1ba7", "cmd-9c2e61", ".imgbake-command"})
+        if (!ProcessesWith(needle).empty()) seen.insert(needle);
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  Result r = Run("sleep 1; echo \"$TOKEN\" # cmd-9c2e61", {{"TOKEN", "tok-4f1ba7"}});
+  done = true;
+  watcher.join();
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, (std::vector<std::string>{"tok-4f1ba7"}));
+  // The watcher saw the sandbox's processes (their command line names the command file) ...
+  EXPECT_TRUE(seen.count(".imgbake-command"));
+  // ... but neither the variable's value nor the command's text.
+  EXPECT_FALSE(seen.count("tok-4f1ba7"));
+  EXPECT_FALSE(seen.count("cmd-9c2e61"));
+}
+
+// A hostile /bin/sh, what a base image can put there: whatever it is asked to run, it reports
+// what it may do and tries to escape: open a host file by its file handle (the "shocker"
+// escape, which needs CAP_DAC_READ_SEARCH), mount, reach the kernel's keyrings, make a user
+// namespace. Built static with the host's C compiler.
+constexpr const char* kHostileShell = R"C(#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char *result(long rc) { return rc < 0 ? strerrorname_np(errno) : "OK"; }
+
+int main(void) {
+  fprintf(stderr, "imgbake-exec: command started\n"); /* what the communicator waits for */
+  char line[256];
+  FILE *st = fopen("/proc/self/status", "r");
+  while (st && fgets(line, sizeof line, st))
+    if (!strncmp(line, "CapEff:", 7) || !strncmp(line, "NoNewPrivs:", 11) || !strncmp(line, "Seccomp:", 8))
+      fputs(line, stdout);
+  if (st) fclose(st);
+
+  /* The test put the handle of a host file at /handle: type, then the handle's bytes. */
+  int in = open("/handle", O_RDONLY);
+  unsigned char buf[256];
+  ssize_t n = in >= 0 ? read(in, buf, sizeof buf) : -1;
+  if (n > (ssize_t)sizeof(int)) {
+    struct file_handle *h = malloc(sizeof *h + (size_t)n);
+    memcpy(&h->handle_type, buf, sizeof(int));
+    h->handle_bytes = (unsigned)(n - (ssize_t)sizeof(int));
+    memcpy(h->f_handle, buf + sizeof(int), h->handle_bytes);
+    int mount_fd = open("/", O_RDONLY | O_DIRECTORY);
+    int fd = open_by_handle_at(mount_fd, h, O_RDWR);
+    printf("open_by_handle_at: %s\n", result(fd));
+    if (fd >= 0) {
+      if (write(fd, "escaped", 7) != 7) perror("write");
+      close(fd);
+    }
+  } else {
+    printf("open_by_handle_at: no handle\n");
+  }
+  printf("mount: %s\n", result(mount("none", "/mnt", "tmpfs", 0, NULL)));
+  printf("keyctl: %s\n", result(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0)));
+  printf("unshare: %s\n", result(unshare(CLONE_NEWUSER)));
+  fflush(stdout);
+  return 0;
+}
+)C";
+
+TEST_P(ExecRunTest, AHostileBaseGetsNoHostRoot) {
+  REQUIRE_TOOL("cc");
+  Make();
+  fs::path src = dir_ / "hostile.c";
+  WriteFile(src, kHostileShell);
+  fs::remove(root_ / "bin/sh");
+  imgbake::ProcessSpec cc;
+  cc.argv = {"cc", "-static", "-O1", "-o", (root_ / "bin/sh").string(), src.string()};
+  std::vector<std::string> cc_err;
+  ASSERT_EQ(imgbake::run_process(
+                cc, nullptr, [&](std::string_view l) { cc_err.emplace_back(l); }, cancel_),
+            0)
+      << imgbake::util::join(cc_err, "\n");
+  // A host file, outside the tree, and its file handle where the hostile shell finds it.
+  fs::path canary = dir_ / "host-canary";
+  WriteFile(canary, "host data\n");
+  struct {
+    file_handle h;
+    unsigned char bytes[MAX_HANDLE_SZ];
+  } handle{};
+  handle.h.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  ASSERT_EQ(::name_to_handle_at(AT_FDCWD, canary.c_str(), &handle.h, &mount_id, 0), 0) << std::strerror(errno);
+  std::string raw(reinterpret_cast<const char*>(&handle.h.handle_type), sizeof(int));
+  raw.append(reinterpret_cast<const char*>(handle.h.f_handle), handle.h.handle_bytes);
+  WriteFile(root_ / "handle", raw);
+  fs::create_directories(root_ / "mnt");
+
+  Result r = Run("echo innocent");
+  ASSERT_EQ(r.status, 0) << imgbake::util::join(r.err, "\n");
+  std::string out = imgbake::util::join(r.out, "\n");
+  EXPECT_EQ(ReadFile(canary), "host data\n") << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("open_by_handle_at: EPERM"));
+  EXPECT_THAT(out, ::testing::HasSubstr("mount: EPERM"));
+  // Docker's default set: chown, dac_override, fowner, fsetid, kill, setgid, setuid, setpcap,
+  // net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap.
+  EXPECT_THAT(out, ::testing::ContainsRegex("CapEff:[ \t]*00000000a80425fb"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("NoNewPrivs:[ \t]*1"));
+  if (GetParam() == "bwrap") {
+    // The seccomp filter (bwrap's alone: docs/security.md).
+    EXPECT_THAT(out, ::testing::ContainsRegex("Seccomp:[ \t]*2"));
+    EXPECT_THAT(out, ::testing::HasSubstr("keyctl: EPERM"));
+    EXPECT_THAT(out, ::testing::HasSubstr("unshare: EPERM"));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(ExecSandbox, ExecRunTest, ::testing::Values("bwrap", "unshare"),
                          [](const auto& param_info) { return param_info.param; });
 
@@ -717,6 +844,20 @@ TEST_F(ExecProvisionerTest, ShellAndFileProvisionersWorkInTheTree) {
   Provision("file",
             {{"source", "/srv/result"}, {"destination", (dir_ / "down").string() + "/"}, {"direction", "download"}});
   EXPECT_EQ(ReadFile(dir_ / "down/result"), "done\n");
+}
+
+TEST_F(ExecProvisionerTest, ATreeWithoutAShellFailsAtOnceSayingSo) {
+  // No connection to wait for: the shell provisioner's start_retry_timeout (5 minutes by
+  // default) must not retry a sandbox that cannot start /bin/sh.
+  fs::remove(root_ / "bin/sh");
+  try {
+    Provision("shell", {{"inline", {"echo hello"}}, {"start_retry_timeout", "20s"}});
+    FAIL() << "a tree without /bin/sh ran a shell provisioner";
+  } catch (const BuildError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("/bin/sh"));
+  }
+  std::fflush(ui_out_);
+  EXPECT_THAT(ReadFile(ui_path_), ::testing::Not(::testing::HasSubstr("retrying")));
 }
 
 TEST_F(ExecProvisionerTest, AFailingScriptFailsTheProvisioner) {

@@ -45,9 +45,11 @@ struct Command {
 Command run(const std::vector<std::string>& argv) {
   Command c;
   imgbake::CancelToken cancel;
+  imgbake::ProcessSpec spec;
+  spec.argv = argv;
+  spec.timeout = std::chrono::seconds(60);
   c.status = imgbake::run_process(
-      {argv, {}, "", std::chrono::seconds(60)}, [&](std::string_view l) { c.out += std::string(l) + "\n"; },
-      [](std::string_view) {}, cancel);
+      spec, [&](std::string_view l) { c.out += std::string(l) + "\n"; }, [](std::string_view) {}, cancel);
   return c;
 }
 

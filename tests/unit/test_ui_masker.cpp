@@ -334,6 +334,31 @@ TEST_F(UiJsonTest, EveryFieldIsMasked) {
   EXPECT_THAT(Contents(), Not(HasSubstr("hunter2")));
 }
 
+TEST(Masker, EveryEncodingOfASecretIsMasked) {
+  // A secret with a quote, a backslash and an apostrophe, as JSON, a shell and a URL write it.
+  const std::string secret = "p\"a\\ss'w rd";
+  Masker m;
+  m.add(secret);
+  nlohmann::json j = {{"token", secret}};
+  EXPECT_EQ(m.mask(j.dump()), "{\"token\":\"<sensitive>\"}");
+  EXPECT_EQ(m.mask("TOKEN='p\"a\\ss'\\''w rd'"), "TOKEN='<sensitive>'");
+  EXPECT_EQ(m.mask("https://x/?t=p%22a%5Css%27w%20rd"), "https://x/?t=<sensitive>");
+  EXPECT_EQ(m.mask(secret), kMasked);
+}
+
+TEST(Masker, RedactReplacesASecretByItsDigest) {
+  Masker m;
+  m.add("hunter2");
+  const std::string digest = "<sensitive sha256:" + imgbake::util::sha256_hex("hunter2").substr(0, 16) + ">";
+  EXPECT_EQ(m.redact("PASSWORD=hunter2"), "PASSWORD=" + digest);
+  // Its encodings digest to the same: the key material does not depend on how it was written.
+  EXPECT_EQ(m.redact(nlohmann::json("hunter2").dump()), "\"" + digest + "\"");
+  EXPECT_EQ(m.redact("nothing here"), "nothing here");
+  Masker other;
+  other.add("hunter3");
+  EXPECT_NE(other.redact("PASSWORD=hunter3"), m.redact("PASSWORD=hunter2"));  // a changed secret changes it
+}
+
 // ---------------------------------------------------------------- Ui, human mode
 
 TEST_F(UiJsonTest, HumanModeMasksAndPrefixesEveryLine) {

@@ -15,6 +15,7 @@ namespace tool_check {
 inline const std::map<std::string, std::string, std::less<>>& Packages() {
   static const std::map<std::string, std::string, std::less<>> packages = {
       {"bwrap", "bubblewrap"},
+      {"cc", "gcc"},
       {"docker-registry", "docker-registry"},
       {"genisoimage", "genisoimage"},
       {"htpasswd", "apache2-utils"},

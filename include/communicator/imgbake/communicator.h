@@ -41,6 +41,9 @@ class Communicator {
                         const CancelToken& cancel) = 0;
   virtual void upload(const std::string& local_path, const std::string& remote_path, const CancelToken& cancel) = 0;
   virtual void download(const std::string& remote_path, const std::string& local_path, const CancelToken& cancel) = 0;
+  // Whether a failure can be the machine being away for a while (a reboot over SSH), so that
+  // retrying later may succeed. A local sandbox has no connection: its failures are final.
+  virtual bool may_be_unreachable() const { return true; }
 };
 
 }  // namespace imgbake

@@ -24,6 +24,10 @@ struct ExecOptions {
   // given); a RemoteCommand's env is added on top.
   std::map<std::string, std::string> env;
   std::string workdir = "/";
+  // Where the communicator's own directory (mode 0700: the sandbox's /tmp and the command
+  // files) is made; empty: $TMPDIR. A builder gives its build directory, which `store gc`
+  // cleans after a kill -9.
+  std::filesystem::path private_dir;
 };
 
 // Commands run as root, in new mount, PID, IPC and UTS namespaces (and network, unless
@@ -60,6 +64,8 @@ class ExecCommunicator : public Communicator {
   void upload(const std::string& local_path, const std::string& remote_path, const CancelToken& cancel) override;
   // Files keep their permission bits; directories are copied recursively.
   void download(const std::string& remote_path, const std::string& local_path, const CancelToken& cancel) override;
+  // A tree without a runnable /bin/sh stays that way: no retrying.
+  bool may_be_unreachable() const override { return false; }
 
   // "bwrap" when /usr/bin/bwrap (or `bwrap` on PATH) exists, else "unshare" (unshare + chroot,
   // from util-linux). IMGBAKE_EXEC_SANDBOX=bwrap|unshare chooses. Throws BuildError when the

@@ -24,12 +24,20 @@ class Masker {
  public:
   // Registers a secret. Multi-line secrets are also masked line by line, so a
   // secret that a script prints across several output lines is caught too.
+  // Every encoding of it the program may print is masked too: JSON-escaped, shell-quoted
+  // (' as '\''), URL-encoded.
   void add(const std::string& secret);
   std::string mask(std::string_view text) const;
+  // Like mask, but each secret becomes "<sensitive sha256:HEX16>" (a digest of the secret,
+  // never the secret): for cache key material, which must change when a secret changes.
+  std::string redact(std::string_view text) const;
   bool empty() const { return secrets_.empty(); }
 
  private:
-  std::vector<std::string> secrets_;  // longest first
+  template <typename Replace>
+  std::string replace_all(std::string_view text, Replace replacement) const;
+  std::vector<std::string> secrets_;              // longest first
+  std::map<std::string, std::string> digest_of_;  // each form of a secret -> the digest of the secret
 };
 
 // Machine: Packer's `-machine-readable` stream, everything on `out`: "ui,say" / "ui,message" /
@@ -106,6 +114,16 @@ class Ui {
   std::chrono::steady_clock::duration quiet_for(const std::string& build);
 
   std::string mask(std::string_view s) const { return masker_ ? masker_->mask(s) : std::string(s); }
+  // Every string of a JSON document with its secrets replaced by their digests (Masker::redact).
+  template <typename Json>
+  void redact_strings(Json& j) const {
+    if (!masker_) return;
+    if (j.is_string()) {
+      j = masker_->redact(j.template get_ref<const std::string&>());
+    } else if (j.is_structured()) {
+      for (auto& v : j) redact_strings(v);
+    }
+  }
   // Masks every string of a JSON document in place (names and paths can hold secrets too).
   template <typename Json>
   void mask_strings(Json& j) const {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "imgbake/cancel.h"
@@ -20,6 +21,11 @@ struct ProcessSpec {
   std::map<std::string, std::string> env_add;  // added to (or overriding) this process's environment
   std::string cwd;
   std::optional<std::chrono::milliseconds> timeout;
+  // Start from an empty environment instead of this process's (env_add is then all of it):
+  // values passed this way never appear in the child's command line.
+  bool clear_env = false;
+  // Descriptors the child inherits: {this process's fd, the number it has in the child}.
+  std::vector<std::pair<int, int>> inherit_fds;
 };
 
 using LineSink = std::function<void(std::string_view line)>;
