@@ -1,4 +1,4 @@
-#include "imgbake/hcl/ast.h"
+#include "imgbake/hcl_ast.h"
 
 namespace imgbake::hcl {
 

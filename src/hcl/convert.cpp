@@ -1,7 +1,7 @@
 // cty's conversion rules (go-cty/cty/convert): primitives convert through their string forms,
 // collections element by element, structural types attribute by attribute; unknown and null
 // values convert to unknown and null values of the wanted type.
-#include "imgbake/hcl/value.h"
+#include "imgbake/hcl_value.h"
 
 namespace imgbake::hcl {
 

@@ -1,4 +1,4 @@
-#include "imgbake/hcl/diagnostic.h"
+#include "imgbake/hcl_diagnostic.h"
 
 namespace imgbake::hcl {
 

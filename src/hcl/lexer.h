@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "imgbake/hcl/diagnostic.h"
+#include "imgbake/hcl_diagnostic.h"
 
 namespace imgbake::hcl {
 

@@ -1,4 +1,4 @@
-#include "imgbake/hcl/number.h"
+#include "imgbake/hcl_number.h"
 
 #include <cmath>
 #include <limits>

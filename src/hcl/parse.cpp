@@ -1,4 +1,4 @@
-#include "imgbake/hcl/parse.h"
+#include "imgbake/hcl_parse.h"
 
 #include "parser.h"
 

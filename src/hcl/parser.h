@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "imgbake/hcl/ast.h"
+#include "imgbake/hcl_ast.h"
 #include "lexer.h"
 
 namespace imgbake::hcl {

@@ -1,7 +1,8 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "imgbake/hcl/value.h"
+#include "imgbake/hcl_value.h"
+#include "nfc.h"
 #include "quote.h"
 
 namespace imgbake::hcl {
@@ -126,7 +127,7 @@ Value Value::string(std::string s) {
   Value v;
   v.type_ = Type::string();
   v.state_ = State::Known;
-  v.str_ = std::move(s);
+  v.str_ = to_nfc(std::move(s));
   return v;
 }
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "imgbake/hcl/diagnostic.h"
-#include "imgbake/hcl/value.h"
+#include "imgbake/hcl_diagnostic.h"
+#include "imgbake/hcl_value.h"
 
 namespace imgbake::hcl {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "imgbake/hcl/number.h"
+#include "imgbake/hcl_number.h"
 
 namespace imgbake::hcl {
 

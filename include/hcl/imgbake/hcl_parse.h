@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "imgbake/hcl/ast.h"
+#include "imgbake/hcl_ast.h"
 
 namespace imgbake::hcl {
 
