@@ -58,7 +58,7 @@ Value Evaluator::eval(const Expr& e, const EvalContext& ctx) {
       std::string summary;
       std::string error;
       auto v = traverse(coll, step, summary, error);
-      if (!v) return fail(range_between(e.open_range, e.range), summary, error);
+      if (!v) return fail(Range{e.open_range.start, e.range.end}, summary, error);
       return *v;
     }
     case K::Splat: return splat(e, ctx);
@@ -140,7 +140,7 @@ Value Evaluator::call(const Expr& e, const EvalContext& ctx) {
                     " argument(s). Missing value for \"" + missing.name + "\".");
   }
   if (args.size() > f->params.size() && !f->variadic)
-    return fail(e.range, "Too many function arguments",
+    return fail(ranges[f->params.size()], "Too many function arguments",
                 "Function \"" + e.name + "\" expects only " + std::to_string(f->params.size()) + " argument(s).");
   bool any_unknown = false;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -197,7 +197,14 @@ Value Evaluator::object(const Expr& e, const EvalContext& ctx) {
     const Expr& key = *e.keys[i];
     Value k;
     // A bare name (not in parentheses) is the attribute's name, not a variable.
-    if (!key.group && key.a->kind == Expr::Kind::ScopeTraversal && key.a->traversal.size() == 1)
+    bool bare = !key.group && key.a->kind == Expr::Kind::ScopeTraversal;
+    if (bare && key.a->traversal.size() > 1) {
+      fail(key.range, "Ambiguous attribute key",
+           "If this expression is intended to be a reference, wrap it in parentheses. If it's instead intended as a "
+           "literal name containing periods, wrap it in quotes to create a string literal.");
+      continue;
+    }
+    if (bare)
       k = Value::string(key.a->traversal[0].name);
     else
       k = eval(*key.a, ctx);

@@ -108,16 +108,24 @@ class Scanner {
       }
       advance(2);
     } else if (is_digit(c)) {
-      while (is_digit(peek())) advance();
-      if (peek() == '.' && is_digit(peek(1))) {
-        advance();
-        while (is_digit(peek())) advance();
+      // As hclsyntax's scanner: digits, dots and exponents in any order, not ending in a dot
+      // ("1.e3" is a number; "a.0.1" is told apart by the parser).
+      int n = 1;
+      while (true) {
+        char d = peek(n);
+        if (is_digit(d)) {
+          ++n;
+        } else if (d == '.' && (is_digit(peek(n + 1)) || peek(n + 1) == 'e' || peek(n + 1) == 'E')) {
+          ++n;
+        } else if ((d == 'e' || d == 'E') && is_digit(peek(n + 1))) {
+          n += 2;
+        } else if ((d == 'e' || d == 'E') && (peek(n + 1) == '+' || peek(n + 1) == '-') && is_digit(peek(n + 2))) {
+          n += 3;
+        } else {
+          break;
+        }
       }
-      if ((peek() == 'e' || peek() == 'E') &&
-          (is_digit(peek(1)) || ((peek(1) == '+' || peek(1) == '-') && is_digit(peek(2))))) {
-        advance(2);
-        while (is_digit(peek())) advance();
-      }
+      advance(n);
       emit(Tok::Number, start);
     } else if (is_ident_start(static_cast<unsigned char>(c))) {
       while (!at_end() && is_ident_char(static_cast<unsigned char>(peek()))) advance();
@@ -208,8 +216,10 @@ class Scanner {
     }
     if (pos_.byte > start.byte) emit(Tok::QuotedLit, start);
     if (at_end() || peek() == '\n') {
-      // No closing quote on this line: the parser reports it; carry on in normal mode.
+      // No closing quote on this line: the parser reports it (at the newline); carry on in
+      // normal mode on the next line.
       Pos here = pos_;
+      if (!at_end()) advance();
       emit(Tok::Unterminated, here);
       frames_.pop_back();
       return !at_end();
@@ -238,7 +248,8 @@ class Scanner {
       if (src_.substr(static_cast<size_t>(pos_.byte + k)).starts_with(f.marker)) {
         int e = k + static_cast<int>(f.marker.size());
         char after = peek(e);
-        if (after == '\n' || after == '\r' || after == '\0') {
+        // As hashicorp/hcl, the marker's line must end with a newline (not the end of the file).
+        if (after == '\n' || after == '\r') {
           Pos start = pos_;
           advance(e);
           emit(Tok::CHeredoc, start);

@@ -255,8 +255,13 @@ std::string Parser::parse_quoted_label(Range& range) {
       recover(Tok::TemplateSeqEnd);
       continue;
     }
-    error(t.range, "Unterminated template string", "No closing marker was found for the string.");
-    recover_after_body_item();
+    if (t.range.end.line > t.range.start.line)
+      error(t.range, "Invalid multi-line string",
+            "Quoted strings may not be split over multiple lines. To produce a multi-line string, either use the \\n "
+            "escape to represent a newline character or use the \"heredoc\" multi-line template syntax.");
+    error(t.range, "Invalid string literal", "No closing quote was found for this block label.");
+    read();
+    end = t.range;
     break;
   }
   range = range_between(open.range, end);
@@ -297,6 +302,10 @@ void Parser::finish_block(const Token& ident, Body& parent) {
       error(t.range, "Invalid block definition",
             "Either a quoted string block label or an opening brace (\"{\") is expected here.");
     recover_after_body_item();
+    // The block is kept (empty), as hashicorp/hcl keeps it, so later checks still see it.
+    block.body = std::make_unique<Body>();
+    block.body->range = ident.range;
+    parent.blocks.push_back(std::move(block));
     return;
   }
   block.open_brace_range = obrace.range;

@@ -378,7 +378,11 @@ ExprPtr Parser::parse_tuple() {
       break;
     }
     if (next.type != Tok::Comma) {
-      if (!recovery_)
+      if (!recovery_ && next.type == Tok::Eof)
+        error(open.range, "Unterminated tuple constructor expression",
+              "There is no corresponding closing bracket before the end of the file. This may be caused by incorrect "
+              "bracket nesting elsewhere in this file.");
+      else if (!recovery_)
         error(next.range, "Missing item separator", "Expected a comma to mark the beginning of the next item.");
       close = recover(Tok::CBrack);
       break;

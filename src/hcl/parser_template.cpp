@@ -35,8 +35,16 @@ std::string Parser::decode_literal(const Token& t, bool quoted) {
     }
     char e = i + 1 < s.size() ? s[i + 1] : '\0';
     auto bad = [&](const std::string& detail) {
-      Range r = t.range;
-      error(r, "Invalid escape sequence", detail);
+      // The escape's own position: quoted literals hold no newlines, so count characters.
+      Pos p = t.range.start;
+      for (size_t k = 0; k < i; ++k) {
+        ++p.byte;
+        if ((static_cast<unsigned char>(s[k]) & 0xC0) != 0x80) ++p.column;
+      }
+      Pos end = p;
+      end.byte += 2;
+      end.column += 2;
+      error(Range{p, end}, "Invalid escape sequence", detail);
     };
     switch (e) {
       case 'n': out += '\n'; ++i; break;
@@ -122,6 +130,10 @@ std::vector<Parser::TemplatePart> Parser::template_parts(Tok closer, bool flush)
     Token next = read();
     if (next.type == closer || next.type == Tok::Eof || next.type == Tok::Unterminated) {
       if (next.type != closer && !recovery_) {
+        if (closer == Tok::CQuote && next.range.end.line > next.range.start.line)
+          error(next.range, "Invalid multi-line string",
+                "Quoted strings may not be split over multiple lines. To produce a multi-line string, either use the "
+                "\\n escape to represent a newline character or use the \"heredoc\" multi-line template syntax.");
         if (closer == Tok::CQuote)
           error(next.range, "Unterminated template string", "No closing marker was found for the string.");
         else if (closer == Tok::CHeredoc)
