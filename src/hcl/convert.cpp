@@ -58,9 +58,7 @@ bool convert_primitive(const Value& v, const Type& want, Value& out, std::string
 // Converts each element to `elem` (or to the unification of their types when `elem` is dynamic).
 bool convert_elements(const std::vector<Value>& in, Type elem, std::vector<Value>& out, std::string* error) {
   if (elem.has_dynamic() && !in.empty()) {
-    std::vector<Type> types;
-    for (const auto& e : in) types.push_back(e.type());
-    auto u = unify(types);
+    auto u = unify(types_of(in));
     if (!u) return fail(error, "all elements must have the same type");
     elem = *u;
   }
@@ -185,6 +183,7 @@ std::optional<Type> unify(const std::vector<Type>& types) {
   for (const auto& t : types) same_kind = same_kind && t.kind() == k;
   if (same_kind && (k == Kind::List || k == Kind::Set || k == Kind::Map)) {
     std::vector<Type> elems;
+    elems.reserve(types.size());
     for (const auto& t : types) elems.push_back(t.element());
     auto e = unify(elems);
     if (!e) return std::nullopt;

@@ -46,7 +46,8 @@ Value Evaluator::eval(const Expr& e, const EvalContext& ctx) {
     case K::ScopeTraversal: {
       const std::string& root = e.traversal.front().name;
       const Value* v = ctx.variable(root);
-      if (!v) return fail(e.traversal.front().range, "Unknown variable", "There is no variable named \"" + root + "\".");
+      if (!v)
+        return fail(e.traversal.front().range, "Unknown variable", "There is no variable named \"" + root + "\".");
       return apply(*v, e.traversal, 1);
     }
     case K::RelativeTraversal: return apply(eval(*e.a, ctx), e.traversal, 0);
@@ -96,11 +97,10 @@ Value Evaluator::splat(const Expr& e, const EvalContext& ctx) {
     splat_items_.pop_back();
   }
   if (k == Type::Kind::List || k == Type::Kind::Set) {
-    std::vector<Type> types;
-    for (const auto& v : out) types.push_back(v.type());
-    auto u = unify(types);
+    auto u = unify(types_of(out));
     if (u) {
       std::vector<Value> conv;
+      conv.reserve(out.size());
       for (const auto& v : out) conv.push_back(convert(v, *u).value_or(v));
       return Value::list(std::move(conv), out.empty() ? Type() : *u);
     }
@@ -150,7 +150,9 @@ Value Evaluator::call(const Expr& e, const EvalContext& ctx) {
                   "Invalid value for \"" + p.name + "\" parameter: argument must not be null.");
     std::string why;
     auto c = convert(args[i], p.type, &why);
-    if (!c) return fail(ranges[i], "Invalid function argument", "Invalid value for \"" + p.name + "\" parameter: " + why + ".");
+    if (!c)
+      return fail(ranges[i], "Invalid function argument",
+                  "Invalid value for \"" + p.name + "\" parameter: " + why + ".");
     if (!c->is_wholly_known() && !p.allow_unknown) any_unknown = true;
     args[i] = std::move(*c);
   }
@@ -165,8 +167,7 @@ Value Evaluator::call(const Expr& e, const EvalContext& ctx) {
       return fail(ranges[static_cast<size_t>(err.argument)], "Invalid function argument",
                   "Invalid value for \"" + p.name + "\" parameter: " + err.what() + ".");
     }
-    return fail(e.range, "Error in function call",
-                "Call to function \"" + e.name + "\" failed: " + err.what() + ".");
+    return fail(e.range, "Error in function call", "Call to function \"" + e.name + "\" failed: " + err.what() + ".");
   }
 }
 

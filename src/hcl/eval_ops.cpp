@@ -16,15 +16,19 @@ Value values_equal(const Value& a, const Value& b) {
       auto it = b.attributes().find(key);
       if (it == b.attributes().end()) return Value::boolean(false);
       Value eq = values_equal(v, it->second);
-      if (!eq.is_known()) unknown = true;
-      else if (!eq.as_bool()) return Value::boolean(false);
+      if (!eq.is_known())
+        unknown = true;
+      else if (!eq.as_bool())
+        return Value::boolean(false);
     }
   } else {
     if (a.elements().size() != b.elements().size()) return Value::boolean(false);
     for (size_t i = 0; i < a.elements().size(); ++i) {
       Value eq = values_equal(a.elements()[i], b.elements()[i]);
-      if (!eq.is_known()) unknown = true;
-      else if (!eq.as_bool()) return Value::boolean(false);
+      if (!eq.is_known())
+        unknown = true;
+      else if (!eq.as_bool())
+        return Value::boolean(false);
     }
   }
   return unknown ? Value::unknown(Type::boolean()) : Value::boolean(true);
@@ -41,8 +45,8 @@ Value Evaluator::binary(const Expr& e, const EvalContext& ctx) {
   }
   bool logical = op == Operator::And || op == Operator::Or;
   Type want = logical ? Type::boolean() : Type::number();
-  bool comparison = op == Operator::Less || op == Operator::LessEqual || op == Operator::Greater ||
-                    op == Operator::GreaterEqual;
+  bool comparison =
+      op == Operator::Less || op == Operator::LessEqual || op == Operator::Greater || op == Operator::GreaterEqual;
   Type result = logical || comparison ? Type::boolean() : Type::number();
   auto operand = [&](const Value& v, const Expr& x, const char* side) -> std::optional<Value> {
     std::string why;
@@ -87,7 +91,8 @@ Value Evaluator::unary(const Expr& e, const EvalContext& ctx) {
   std::string why;
   auto c = convert(v, want, &why);
   if (c && c->is_null()) why = negate ? "a number is required" : "a bool is required";
-  if (!c || c->is_null()) return fail(e.a->range, "Invalid operand", "Unsuitable value for unary operand: " + why + ".");
+  if (!c || c->is_null())
+    return fail(e.a->range, "Invalid operand", "Unsuitable value for unary operand: " + why + ".");
   if (!c->is_known()) return Value::unknown(want);
   return negate ? Value::number(-c->as_number()) : Value::boolean(!c->as_bool());
 }

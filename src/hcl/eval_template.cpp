@@ -81,7 +81,8 @@ Value Evaluator::template_expr(const Expr& e, const EvalContext& ctx) {
 bool Evaluator::for_each(const Expr& e, const Value& coll, const EvalContext& ctx,
                          const std::function<bool(const EvalContext&, const Value& key)>& body) {
   if (coll.is_null()) {
-    fail(e.a->range, "Iteration over null value", "A null value cannot be used as the collection in a 'for' expression.");
+    fail(e.a->range, "Iteration over null value",
+         "A null value cannot be used as the collection in a 'for' expression.");
     return false;
   }
   const Type::Kind k = coll.type().kind();
@@ -106,8 +107,7 @@ bool Evaluator::for_each(const Expr& e, const Value& coll, const EvalContext& ct
     return true;
   }
   fail(e.a->range, "Iteration over non-iterable value",
-       "A value of type " + coll.type().friendly_name() +
-           " cannot be used as the collection in a 'for' expression.");
+       "A value of type " + coll.type().friendly_name() + " cannot be used as the collection in a 'for' expression.");
   return false;
 }
 

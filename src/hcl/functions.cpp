@@ -43,7 +43,8 @@ Function conversion(Type t) {
   fn.impl = [t](const std::vector<Value>& a) {
     std::string why;
     auto c = convert(a[0], t, &why);
-    if (!c) throw FunctionError("cannot convert " + a[0].type().friendly_name() + " to " + t.friendly_name() + ": " + why, 0);
+    if (!c)
+      throw FunctionError("cannot convert " + a[0].type().friendly_name() + " to " + t.friendly_name() + ": " + why, 0);
     return *c;
   };
   return fn;
@@ -67,7 +68,8 @@ std::map<std::string, Function> standard_functions() {
       for (char c : v.as_string()) chars += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
       return Value::number(Number(chars));
     }
-    if (v.type().is_primitive()) throw FunctionError("argument must be a string, a collection type, or a structural type", 0);
+    if (v.type().is_primitive())
+      throw FunctionError("argument must be a string, a collection type, or a structural type", 0);
     return Value::number(Number(static_cast<int64_t>(v.length())));
   };
   fs["length"] = length;
@@ -96,7 +98,8 @@ std::map<std::string, Function> standard_functions() {
     for (size_t i = 0; i < a.size(); ++i) {
       const Type::Kind k = a[i].type().kind();
       if (k != Type::Kind::List && k != Type::Kind::Set && k != Type::Kind::Tuple)
-        throw FunctionError("all arguments must be lists or tuples; got " + a[i].type().friendly_name(), static_cast<int>(i));
+        throw FunctionError("all arguments must be lists or tuples; got " + a[i].type().friendly_name(),
+                            static_cast<int>(i));
       all.insert(all.end(), a[i].elements().begin(), a[i].elements().end());
     }
     return Value::tuple(std::move(all));

@@ -4,7 +4,9 @@ namespace imgbake::hcl {
 
 namespace {
 
-bool is_ident_start(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80; }
+bool is_ident_start(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
 bool is_ident_char(unsigned char c) { return is_ident_start(c) || (c >= '0' && c <= '9') || c == '-'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -45,7 +47,7 @@ class Scanner {
 
   bool at_end() const { return pos_.byte >= static_cast<int>(src_.size()); }
   char peek(int k = 0) const {
-    size_t i = static_cast<size_t>(pos_.byte + k);
+    size_t i = static_cast<size_t>(pos_.byte) + static_cast<size_t>(k);
     return i < src_.size() ? src_[i] : '\0';
   }
   bool starts_with(std::string_view s) const { return src_.substr(static_cast<size_t>(pos_.byte)).starts_with(s); }
@@ -153,12 +155,12 @@ class Scanner {
       Tok tok;
     };
     static const Op ops[] = {
-        {"...", Tok::Ellipsis}, {"=>", Tok::FatArrow}, {"==", Tok::EqualOp},     {"!=", Tok::NotEqual},
-        {"<=", Tok::LessEqual}, {">=", Tok::GreaterEqual}, {"&&", Tok::And},      {"||", Tok::Or},
-        {"{", Tok::OBrace},     {"}", Tok::CBrace},        {"[", Tok::OBrack},    {"]", Tok::CBrack},
-        {"(", Tok::OParen},     {")", Tok::CParen},        {",", Tok::Comma},     {".", Tok::Dot},
-        {"*", Tok::Star},       {"/", Tok::Slash},         {"%", Tok::Percent},   {"+", Tok::Plus},
-        {"-", Tok::Minus},      {"?", Tok::Question},      {":", Tok::Colon},     {"=", Tok::Equal},
+        {"...", Tok::Ellipsis}, {"=>", Tok::FatArrow},     {"==", Tok::EqualOp}, {"!=", Tok::NotEqual},
+        {"<=", Tok::LessEqual}, {">=", Tok::GreaterEqual}, {"&&", Tok::And},     {"||", Tok::Or},
+        {"{", Tok::OBrace},     {"}", Tok::CBrace},        {"[", Tok::OBrack},   {"]", Tok::CBrack},
+        {"(", Tok::OParen},     {")", Tok::CParen},        {",", Tok::Comma},    {".", Tok::Dot},
+        {"*", Tok::Star},       {"/", Tok::Slash},         {"%", Tok::Percent},  {"+", Tok::Plus},
+        {"-", Tok::Minus},      {"?", Tok::Question},      {":", Tok::Colon},    {"=", Tok::Equal},
         {"<", Tok::Less},       {">", Tok::Greater},       {"!", Tok::Bang},
     };
     for (const auto& op : ops) {
@@ -187,7 +189,8 @@ class Scanner {
     if (peek(nl) == '\r') ++nl;
     if (peek(nl) != '\n') return false;
     Pos start = pos_;
-    std::string_view marker = src_.substr(static_cast<size_t>(pos_.byte + k), static_cast<size_t>(m - k));
+    std::string_view marker =
+        src_.substr(static_cast<size_t>(pos_.byte) + static_cast<size_t>(k), static_cast<size_t>(m - k));
     advance(nl + 1);
     emit(Tok::OHeredoc, start);
     out_.back().text = marker;
@@ -245,7 +248,7 @@ class Scanner {
       // The closing marker: alone on its line, after optional indentation.
       int k = 0;
       while (peek(k) == ' ' || peek(k) == '\t') ++k;
-      if (src_.substr(static_cast<size_t>(pos_.byte + k)).starts_with(f.marker)) {
+      if (src_.substr(static_cast<size_t>(pos_.byte) + static_cast<size_t>(k)).starts_with(f.marker)) {
         int e = k + static_cast<int>(f.marker.size());
         char after = peek(e);
         // As hashicorp/hcl, the marker's line must end with a newline (not the end of the file).

@@ -16,8 +16,10 @@ const Token& Parser::peek() { return toks_[next_index()]; }
 
 Token Parser::read() {
   size_t i = next_index();
-  if (i + 1 < toks_.size()) next_ = i + 1;
-  else next_ = i;
+  if (i + 1 < toks_.size())
+    next_ = i + 1;
+  else
+    next_ = i;
   return toks_[i];
 }
 

@@ -118,14 +118,16 @@ ExprPtr Parser::parse_traversals(ExprPtr from) {
       const Token& attr = peek();
       if (attr.type == Tok::Ident) {
         Token a = read();
-        ret = add_step(std::move(ret), {Traverser::Kind::Attr, std::string(a.text), {}, range_between(dot.range, a.range)});
+        ret = add_step(std::move(ret),
+                       {Traverser::Kind::Attr, std::string(a.text), {}, range_between(dot.range, a.range)});
       } else if (attr.type == Tok::Number) {
         Token n = read();  // the legacy index syntax: a.0
         if (n.text.find('.') != std::string_view::npos)
           error(n.range, "Invalid legacy index syntax",
                 "When using the legacy index syntax, chaining two indexes together is not permitted. Use the proper "
                 "index syntax instead, like [0][1].");
-        ret = add_step(std::move(ret), {Traverser::Kind::Index, {}, number_value(n), range_between(dot.range, n.range)});
+        ret =
+            add_step(std::move(ret), {Traverser::Kind::Index, {}, number_value(n), range_between(dot.range, n.range)});
       } else if (attr.type == Tok::Star) {
         // The attribute-only splat: a.*.b.c applies .b.c to each element.
         Token star = read();
@@ -198,15 +200,16 @@ ExprPtr Parser::parse_traversals(ExprPtr from) {
       } else {
         close = read();
         if (close.type != Tok::CBrack && !recovery_) {
-          error(close.range, "Missing close bracket on index", "The index operator must end with a closing bracket (\"]\").");
+          error(close.range, "Missing close bracket on index",
+                "The index operator must end with a closing bracket (\"]\").");
           close = recover(Tok::CBrack);
         }
       }
       pop_newlines();
       Range r = range_between(open.range, close.range);
-      bool literal_key = key->kind == Expr::Kind::Literal ||
-                         (key->kind == Expr::Kind::Template && key->items.size() <= 1 &&
-                          (key->items.empty() || key->items[0]->kind == Expr::Kind::Literal));
+      bool literal_key =
+          key->kind == Expr::Kind::Literal || (key->kind == Expr::Kind::Template && key->items.size() <= 1 &&
+                                               (key->items.empty() || key->items[0]->kind == Expr::Kind::Literal));
       if (literal_key) {
         Value k = key->kind == Expr::Kind::Literal ? key->value
                                                    : (key->items.empty() ? Value::string("") : key->items[0]->value);
@@ -284,7 +287,8 @@ ExprPtr Parser::parse_term() {
     default: {
       if (!recovery_) {
         if (start.type == Tok::Eof)
-          error(start.range, "Missing expression", "Expected the start of an expression, but found the end of the file.");
+          error(start.range, "Missing expression",
+                "Expected the start of an expression, but found the end of the file.");
         else
           error(start.range, "Invalid expression",
                 "Expected the start of an expression, but found an invalid expression token.");
@@ -435,7 +439,8 @@ ExprPtr Parser::parse_object() {
     if (sep.type != Tok::Equal && sep.type != Tok::Colon) {
       if (!recovery_) {
         if (sep.type == Tok::Newline || sep.type == Tok::Comma)
-          error(sep.range, "Missing attribute value", "Expected an attribute value, introduced by an equals sign (\"=\").");
+          error(sep.range, "Missing attribute value",
+                "Expected an attribute value, introduced by an equals sign (\"=\").");
         else if (sep.type == Tok::Eof)
           error(open.range, "Unterminated object constructor expression", unterminated);
         else
@@ -525,7 +530,8 @@ ExprPtr Parser::finish_for(const Token& open) {
   if (peek().type == close_type) {
     close = read();
   } else {
-    if (!recovery_) error(peek().range, "Invalid 'for' expression", "Extra characters after the end of the 'for' expression.");
+    if (!recovery_)
+      error(peek().range, "Invalid 'for' expression", "Extra characters after the end of the 'for' expression.");
     close = recover(close_type);
   }
   if (!object) {

@@ -47,11 +47,26 @@ std::string Parser::decode_literal(const Token& t, bool quoted) {
       error(Range{p, end}, "Invalid escape sequence", detail);
     };
     switch (e) {
-      case 'n': out += '\n'; ++i; break;
-      case 'r': out += '\r'; ++i; break;
-      case 't': out += '\t'; ++i; break;
-      case '"': out += '"'; ++i; break;
-      case '\\': out += '\\'; ++i; break;
+      case 'n':
+        out += '\n';
+        ++i;
+        break;
+      case 'r':
+        out += '\r';
+        ++i;
+        break;
+      case 't':
+        out += '\t';
+        ++i;
+        break;
+      case '"':
+        out += '"';
+        ++i;
+        break;
+      case '\\':
+        out += '\\';
+        ++i;
+        break;
       case 'u':
       case 'U': {
         size_t n = e == 'u' ? 4 : 8;
@@ -59,7 +74,10 @@ std::string Parser::decode_literal(const Token& t, bool quoted) {
         bool ok = i + 2 + n <= s.size();
         for (size_t k = 0; ok && k < n; ++k) {
           char h = s[i + 2 + k];
-          int v = (h >= '0' && h <= '9') ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+          int v = (h >= '0' && h <= '9')   ? h - '0'
+                  : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                  : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                           : -1;
           if (v < 0) ok = false;
           cp = cp * 16 + static_cast<uint32_t>(v < 0 ? 0 : v);
         }
@@ -283,8 +301,9 @@ ExprPtr Parser::build_template(std::vector<TemplatePart>& parts, size_t& i, cons
     }
     if (p.kind == K::Else || p.kind == K::EndIf || p.kind == K::EndFor) {
       if (inner) return tmpl;
-      error(p.range, std::string("Unexpected ") + (p.kind == K::Else ? "else" : (p.kind == K::EndIf ? "endif" : "endfor")) +
-                         " directive",
+      error(p.range,
+            std::string("Unexpected ") + (p.kind == K::Else ? "else" : (p.kind == K::EndIf ? "endif" : "endfor")) +
+                " directive",
             "The control directives within this template are unbalanced.");
       ++i;
       continue;

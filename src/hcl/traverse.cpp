@@ -15,8 +15,9 @@ std::optional<Value> index(const Value& v, const Value& key, std::string& summar
   }
   if (k == Kind::Set) {
     summary = "Invalid index";
-    error = "Elements of a set are identified only by their value and don't have any separate index or key to select "
-            "with, so it's only possible to perform operations across all elements of the set.";
+    error =
+        "Elements of a set are identified only by their value and don't have any separate index or key to select "
+        "with, so it's only possible to perform operations across all elements of the set.";
     return std::nullopt;
   }
   bool sequence = k == Kind::List || k == Kind::Tuple;
@@ -45,8 +46,9 @@ std::optional<Value> index(const Value& v, const Value& key, std::string& summar
     }
     auto i = n->as_number().to_int64();
     if (!i) {
-      error = "The given key does not identify an element in this collection value: indexing with a fractional "
-              "number is not allowed.";
+      error =
+          "The given key does not identify an element in this collection value: indexing with a fractional "
+          "number is not allowed.";
       return std::nullopt;
     }
     if (*i < 0 || static_cast<size_t>(*i) >= v.elements().size()) {

@@ -21,14 +21,17 @@ std::optional<Type> type_of(const Expr& e, Diagnostics& diags, const std::string
     if (n == "bool") return Type::boolean();
     if (n == "any") return Type::dynamic();
     if (n == "list" || n == "map" || n == "set")
-      return invalid(*x, diags, file, "The " + n + " type constructor requires one argument specifying the element type.");
+      return invalid(*x, diags, file,
+                     "The " + n + " type constructor requires one argument specifying the element type.");
     if (n == "object" || n == "tuple")
-      return invalid(*x, diags, file, "The " + n + " type constructor requires one argument specifying the element types.");
+      return invalid(*x, diags, file,
+                     "The " + n + " type constructor requires one argument specifying the element types.");
     return invalid(*x, diags, file, "The keyword \"" + n + "\" is not a valid type specification.");
   }
   if (x->kind != Expr::Kind::FunctionCall)
-    return invalid(*x, diags, file, "A type specification is either a primitive type keyword (bool, number, string) or "
-                                    "a complex type constructor call, like list(string).");
+    return invalid(*x, diags, file,
+                   "A type specification is either a primitive type keyword (bool, number, string) or "
+                   "a complex type constructor call, like list(string).");
   const std::string& n = x->name;
   if (x->items.size() != 1)
     return invalid(*x, diags, file, "The " + n + " type constructor requires exactly one argument.");
@@ -39,7 +42,8 @@ std::optional<Type> type_of(const Expr& e, Diagnostics& diags, const std::string
     return n == "list" ? Type::list(*el) : (n == "set" ? Type::set(*el) : Type::map(*el));
   }
   if (n == "optional") {
-    if (!in_object) return invalid(*x, diags, file, "Keyword \"optional\" is valid only as a modifier for object type attributes.");
+    if (!in_object)
+      return invalid(*x, diags, file, "Keyword \"optional\" is valid only as a modifier for object type attributes.");
     return type_of(arg, diags, file, false);
   }
   if (n == "tuple") {

@@ -31,15 +31,19 @@ bool utf8_is_space(const std::string& s, size_t i, size_t& len) {
   // Decode one character and compare with Unicode's White_Space set (as Go's unicode.IsSpace).
   uint32_t cp = 0;
   size_t n = 0;
-  if ((c & 0xE0) == 0xC0) cp = c & 0x1F, n = 2;
-  else if ((c & 0xF0) == 0xE0) cp = c & 0x0F, n = 3;
-  else if ((c & 0xF8) == 0xF0) cp = c & 0x07, n = 4;
-  else return false;
+  if ((c & 0xE0) == 0xC0)
+    cp = c & 0x1F, n = 2;
+  else if ((c & 0xF0) == 0xE0)
+    cp = c & 0x0F, n = 3;
+  else if ((c & 0xF8) == 0xF0)
+    cp = c & 0x07, n = 4;
+  else
+    return false;
   if (i + n > s.size()) return false;
   for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
   len = n;
-  return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
-         cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+  return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 }  // namespace imgbake::hcl

@@ -41,9 +41,7 @@ Type Type::object(std::map<std::string, Type> attributes, std::set<std::string> 
 }
 
 Type::Kind Type::kind() const { return impl_->kind; }
-bool Type::is_primitive() const {
-  return kind() == Kind::String || kind() == Kind::Number || kind() == Kind::Bool;
-}
+bool Type::is_primitive() const { return kind() == Kind::String || kind() == Kind::Number || kind() == Kind::Bool; }
 bool Type::is_collection() const { return kind() == Kind::List || kind() == Kind::Set || kind() == Kind::Map; }
 const Type& Type::element() const {
   if (!is_collection()) throw std::logic_error("Type::element of " + str());
@@ -176,10 +174,15 @@ Value Value::map(std::map<std::string, Value> elements, Type element_type) {
   return v;
 }
 
-Value Value::tuple(std::vector<Value> elements) {
+std::vector<Type> types_of(const std::vector<Value>& values) {
   std::vector<Type> types;
-  types.reserve(elements.size());
-  for (const auto& e : elements) types.push_back(e.type());
+  types.reserve(values.size());
+  for (const auto& v : values) types.push_back(v.type());
+  return types;
+}
+
+Value Value::tuple(std::vector<Value> elements) {
+  std::vector<Type> types = types_of(elements);
   Value v = list(std::move(elements), Type());
   v.type_ = Type::tuple(std::move(types));
   return v;

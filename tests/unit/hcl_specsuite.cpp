@@ -43,7 +43,8 @@ std::string read_file(const std::string& path) {
 // Decodes a body as an hcldec spec says (hcldec/spec.go), collecting diagnostics.
 class Decoder {
  public:
-  Decoder(const std::string& file, Diagnostics& diags, const EvalContext& ctx) : file_(file), diags_(diags), ctx_(ctx) {}
+  Decoder(const std::string& file, Diagnostics& diags, const EvalContext& ctx)
+      : file_(file), diags_(diags), ctx_(ctx) {}
 
   // `spec` is a spec block (object, attr, literal, ...) from the .hcldec file.
   Value decode(const Block& spec, const Body& body) {
@@ -52,7 +53,8 @@ class Decoder {
     if (k == "attr") return decode_attr(spec, body);
     if (k == "object") {
       std::map<std::string, Value> attrs;
-      for (const auto& child : spec.body->blocks) attrs[child.labels.empty() ? "" : child.labels[0]] = decode(child, body);
+      for (const auto& child : spec.body->blocks)
+        attrs[child.labels.empty() ? "" : child.labels[0]] = decode(child, body);
       return Value::object(std::move(attrs));
     }
     if (k == "block" || k == "block_list" || k == "block_map") return decode_blocks(spec, body);
@@ -76,7 +78,8 @@ class Decoder {
     for (const Block* s : specs) schema(*s, attrs, blocks);
     for (const auto& a : body.attributes)
       if (std::find(attrs.begin(), attrs.end(), a.name) == attrs.end())
-        diags_.error(file_, a.name_range, "Unsupported argument", "An argument named \"" + a.name + "\" is not expected here.");
+        diags_.error(file_, a.name_range, "Unsupported argument",
+                     "An argument named \"" + a.name + "\" is not expected here.");
     for (const auto& b : body.blocks)
       if (std::find(blocks.begin(), blocks.end(), b.type) == blocks.end())
         diags_.error(file_, b.type_range, "Unsupported block type",
@@ -152,7 +155,8 @@ class Decoder {
     for (const auto& b : body.blocks) {
       if (b.type != type) continue;
       if (b.labels.size() != labels.size()) {
-        diags_.error(file_, b.type_range, b.labels.size() > labels.size() ? "Extraneous label for " + type : "Missing label for " + type,
+        diags_.error(file_, b.type_range,
+                     b.labels.size() > labels.size() ? "Extraneous label for " + type : "Missing label for " + type,
                      "The block needs " + std::to_string(labels.size()) + " label(s).");
         continue;
       }
@@ -227,7 +231,8 @@ Outcome run_case(const std::string& base, bool json) {
     return out;
   }
   Type result_type;
-  if (const Attribute* a = t.body.attribute("result_type")) result_type = type_expression(*a->expr, meta, t.name).value_or(Type());
+  if (const Attribute* a = t.body.attribute("result_type"))
+    result_type = type_expression(*a->expr, meta, t.name).value_or(Type());
   std::optional<Value> expected;
   if (const Attribute* a = t.body.attribute("result")) {
     Value v = evaluate(*a->expr, EvalContext{}, meta, t.name);
@@ -263,7 +268,8 @@ Outcome run_case(const std::string& base, bool json) {
   const Block* root = nullptr;
   for (const auto& b : spec.body.blocks) {
     if (b.type == "variables") {
-      for (const auto& a : b.body->attributes) ctx.variables[a.name] = evaluate(*a.expr, EvalContext{}, meta, spec.name);
+      for (const auto& a : b.body->attributes)
+        ctx.variables[a.name] = evaluate(*a.expr, EvalContext{}, meta, spec.name);
     } else {
       root = &b;
     }
@@ -294,8 +300,8 @@ Outcome run_case(const std::string& base, bool json) {
         for (const auto& [name, v] : expected->attributes()) {
           auto it = got.attributes().find(name);
           if (it == got.attributes().end() || !raw_equals(it->second, v))
-            where += " " + name + " (" + (it == got.attributes().end() ? "missing" : it->second.type().str()) +
-                     " vs " + v.type().str() + ")";
+            where += " " + name + " (" + (it == got.attributes().end() ? "missing" : it->second.type().str()) + " vs " +
+                     v.type().str() + ")";
         }
         problem("result is " + got.str() + "\n  expected " + expected->str() + "\n  differing:" + where);
       }

@@ -30,7 +30,8 @@ TEST(HclEval, Literals) {
   EXPECT_TRUE(raw_equals(eval_ok("42"), num(42)));
   EXPECT_TRUE(raw_equals(eval_ok("true"), Value::boolean(true)));
   EXPECT_TRUE(eval_ok("null").is_null());
-  EXPECT_TRUE(raw_equals(eval_ok("\"a\\tb\\n\\\"q\\\" \\u00e9 \\U0001F600\""), str("a\tb\n\"q\" \xC3\xA9 \xF0\x9F\x98\x80")));
+  EXPECT_TRUE(
+      raw_equals(eval_ok("\"a\\tb\\n\\\"q\\\" \\u00e9 \\U0001F600\""), str("a\tb\n\"q\" \xC3\xA9 \xF0\x9F\x98\x80")));
   EXPECT_TRUE(raw_equals(eval_ok("\"$${not} %%{this}\""), str("${not} %{this}")));
   EXPECT_EQ(eval_ok("[1, \"two\", [true]]").str(), "[1, \"two\", [true]]");
   EXPECT_EQ(eval_ok("{ a = 1, \"b c\" = 2\n d: 3 }").str(), "{\"a\" = 1, \"b c\" = 2, \"d\" = 3}");
@@ -69,7 +70,7 @@ TEST(HclEval, Splats) {
   EXPECT_EQ(eval_ok("var.disks[*].size", ctx).str(), "[10, 20]");
   EXPECT_EQ(eval_ok("var.disks.*.type", ctx).str(), "[\"ssd\", \"hdd\"]");
   EXPECT_EQ(eval_ok("var.name[*]", ctx).str(), "[\"web\"]");  // a single value becomes a tuple of one
-  EXPECT_EQ(eval_ok("var.empty[*]", ctx).str(), "[]");          // null becomes an empty tuple
+  EXPECT_EQ(eval_ok("var.empty[*]", ctx).str(), "[]");        // null becomes an empty tuple
   EXPECT_EQ(eval_ok("length(var.zones[*])", ctx).str(), "2");
 }
 
@@ -137,7 +138,8 @@ TEST(HclEval, ConversionRules) {
   EXPECT_EQ(convert(t, Type::list(Type()))->type().str(), "list(string)");  // unified element type
   EXPECT_EQ(convert(Value::tuple({str("b"), str("a"), str("b")}), Type::set(Type::string()))->str(), "[\"a\", \"b\"]");
   Type obj = Type::object({{"name", Type::string()}, {"size", Type::number()}}, {"size"});
-  EXPECT_EQ(convert(Value::object({{"name", str("x")}, {"extra", num(1)}}), obj)->str(), "{\"name\" = \"x\", \"size\" = null}");
+  EXPECT_EQ(convert(Value::object({{"name", str("x")}, {"extra", num(1)}}), obj)->str(),
+            "{\"name\" = \"x\", \"size\" = null}");
   EXPECT_FALSE(convert(Value::object({{"size", num(1)}}), obj, &why).has_value());
   EXPECT_EQ(why, "attribute \"name\" is required");
   EXPECT_EQ(convert(Value::object({{"a", num(1)}}), Type::map(Type::string()))->str(), "{\"a\" = \"1\"}");
@@ -149,14 +151,16 @@ TEST(HclEval, ErrorsSayWhereAndWhat) {
             "test.hcl:1:4: error: Unsupported attribute; This object does not have an attribute named \"nme\".\n"
             "  1 | var.nme\n"
             "    |    ^^^^");
-  EXPECT_NE(eval_errors("locals.x", ctx).find("test.hcl:1:1: error: Unknown variable; There is no variable named \"locals\"."),
+  EXPECT_NE(eval_errors("locals.x", ctx)
+                .find("test.hcl:1:1: error: Unknown variable; There is no variable named \"locals\"."),
             std::string::npos);
   EXPECT_NE(eval_errors("var.zones[5]", ctx).find("test.hcl:1:10: error: Invalid index"), std::string::npos);
   EXPECT_NE(eval_errors("nosuch(1)").find("error: Call to unknown function; There is no function named \"nosuch\"."),
             std::string::npos);
   EXPECT_NE(eval_errors("upper(1, 2)").find("Too many function arguments"), std::string::npos);
-  EXPECT_NE(eval_errors("\"a\" * 2").find("test.hcl:1:1: error: Invalid operand; Unsuitable value for left operand: "
-                                          "a number is required."),
+  EXPECT_NE(eval_errors("\"a\" * 2")
+                .find("test.hcl:1:1: error: Invalid operand; Unsuitable value for left operand: "
+                      "a number is required."),
             std::string::npos);
   EXPECT_NE(eval_errors("\"x${var.empty}\"", ctx).find("Cannot include a null value in a string template"),
             std::string::npos);

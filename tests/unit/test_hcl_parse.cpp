@@ -89,7 +89,8 @@ TEST(HclParse, OperatorsBindByHclPrecedence) {
   ASSERT_FALSE(d.has_errors());
   ASSERT_EQ(e->kind, Expr::Kind::Conditional);
   const Expr* x = e->a.get();
-  for (Operator op : {Operator::Or, Operator::And, Operator::Equal, Operator::Less, Operator::Add, Operator::Multiply}) {
+  for (Operator op :
+       {Operator::Or, Operator::And, Operator::Equal, Operator::Less, Operator::Add, Operator::Multiply}) {
     ASSERT_EQ(x->kind, Expr::Kind::Binary);
     EXPECT_EQ(x->op, op) << operator_symbol(op);
     x = x->b.get();

@@ -22,8 +22,21 @@ struct Traverser {
 using Traversal = std::vector<Traverser>;
 
 enum class Operator {
-  Or, And, Not, Equal, NotEqual, Less, LessEqual, Greater, GreaterEqual, Add, Subtract, Multiply, Divide,
-  Modulo, Negate
+  Or,
+  And,
+  Not,
+  Equal,
+  NotEqual,
+  Less,
+  LessEqual,
+  Greater,
+  GreaterEqual,
+  Add,
+  Subtract,
+  Multiply,
+  Divide,
+  Modulo,
+  Negate
 };
 const char* operator_symbol(Operator op);
 
@@ -62,10 +75,10 @@ struct Expr {
   std::vector<ExprPtr> items;  // template parts, call arguments, tuple items, object values
   std::vector<ExprPtr> keys;   // object keys
   std::string key_var, value_var;
-  bool expand_final = false;  // f(x...)
-  bool group = false;         // {for ...: k => v...}
-  bool object_result = false; // a `{for ...}` (else `[for ...]`)
-  Range open_range;           // the call's "(", the for's opening bracket
+  bool expand_final = false;   // f(x...)
+  bool group = false;          // {for ...: k => v...}
+  bool object_result = false;  // a `{for ...}` (else `[for ...]`)
+  Range open_range;            // the call's "(", the for's opening bracket
 };
 
 ExprPtr make_expr(Expr::Kind kind, Range range);

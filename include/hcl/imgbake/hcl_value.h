@@ -33,9 +33,9 @@ class Type {
   Kind kind() const;
   bool is_dynamic() const { return kind() == Kind::Dynamic; }
   bool is_primitive() const;
-  bool is_collection() const;  // list, set, map
-  const Type& element() const;  // of a list, set or map
-  const std::vector<Type>& elements() const;  // of a tuple
+  bool is_collection() const;                             // list, set, map
+  const Type& element() const;                            // of a list, set or map
+  const std::vector<Type>& elements() const;              // of a tuple
   const std::map<std::string, Type>& attributes() const;  // of an object
   const std::set<std::string>& optional() const;
   // Whether the type mentions `dynamic` anywhere.
@@ -104,6 +104,9 @@ class Value {
   std::shared_ptr<const std::vector<Value>> elems_;
   std::shared_ptr<const std::map<std::string, Value>> attrs_;
 };
+
+// The types of `values`, in order.
+std::vector<Type> types_of(const std::vector<Value>& values);
 
 // Orders values of the same type (sets keep their elements in this order).
 bool value_less(const Value& a, const Value& b);
