@@ -7,7 +7,7 @@ packages=(
   bubblewrap debootstrap apt-utils curl podman runc
   libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev
   libsqlite3-dev libgtest-dev libgmock-dev libicu-dev clang-format clang-tidy
-  golang-github-hashicorp-hcl-v2-dev
+  golang-github-hashicorp-hcl-v2-dev golang-go
 )
 missing=()
 for p in "${packages[@]}"; do
