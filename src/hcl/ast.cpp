@@ -36,6 +36,29 @@ const Attribute* Body::attribute(const std::string& name) const {
   return nullptr;
 }
 
+Range start_range(const Expr& e) {
+  using K = Expr::Kind;
+  auto first_char = [](const Range& r) {
+    Range out{r.start, r.start};
+    ++out.end.column;
+    ++out.end.byte;
+    return out;
+  };
+  switch (e.kind) {
+    case K::FunctionCall: return Range{e.range.start, e.open_range.end};
+    case K::Conditional:
+    case K::Binary:
+    case K::ObjectKey: return start_range(*e.a);
+    case K::Index: return e.open_range;
+    case K::Tuple:
+    case K::Object:
+    case K::For:
+    case K::Unary: return first_char(e.range);
+    case K::Template: return e.items.empty() ? e.range : start_range(*e.items.front());
+    default: return e.range;
+  }
+}
+
 namespace {
 void collect(const Expr& e, std::vector<std::string>& bound, std::vector<Traversal>& out) {
   auto visit = [&](const ExprPtr& child) {

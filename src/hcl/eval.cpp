@@ -126,12 +126,12 @@ Value Evaluator::call(const Expr& e, const EvalContext& ctx) {
                     "The expanding argument (indicated by ...) must be of a tuple, list, or set type.");
       for (const auto& el : v.elements()) {
         args.push_back(el);
-        ranges.push_back(e.items[i]->range);
+        ranges.push_back(start_range(*e.items[i]));
       }
       continue;
     }
     args.push_back(std::move(v));
-    ranges.push_back(e.items[i]->range);
+    ranges.push_back(start_range(*e.items[i]));
   }
   if (args.size() < f->params.size()) {
     const auto& missing = f->params[args.size()];

@@ -1,5 +1,7 @@
 #include "lexer.h"
 
+#include "utf8.h"
+
 namespace imgbake::hcl {
 
 namespace {
@@ -58,14 +60,31 @@ class Scanner {
       ++pos_.line;
       pos_.column = 1;
     } else if ((c & 0xC0) != 0x80) {
-      // Count characters, not bytes: continuation bytes of UTF-8 do not move the column.
-      auto next = static_cast<size_t>(pos_.byte);
-      if (next >= src_.size() || (static_cast<unsigned char>(src_[next]) & 0xC0) != 0x80) ++pos_.column;
+      ++pos_.column;  // characters, not bytes: UTF-8 continuation bytes do not move the column
     }
   }
   void advance(int n) {
     for (int i = 0; i < n; ++i) advance();
   }
+  // Whether a digit or an exponent starts at peek(k): what may follow a dot in a number.
+  bool continues_number(int k) const {
+    char d = peek(k);
+    if (is_digit(d)) return true;
+    if (d != 'e' && d != 'E') return false;
+    char n = peek(k + 1);
+    return is_digit(n) || ((n == '+' || n == '-') && is_digit(peek(k + 2)));
+  }
+
+  // The length of the identifier character at peek(k) (0 if there is none): ASCII letters,
+  // digits, '_' and '-', and Unicode's ID_Start/ID_Continue characters (as hclsyntax).
+  int ident_char(int k, bool start) const {
+    auto c = static_cast<unsigned char>(peek(k));
+    if (c < 0x80) return (start ? is_ident_start(c) : is_ident_char(c)) ? 1 : 0;
+    size_t len = 0;
+    uint32_t cp = utf8_decode(src_, static_cast<size_t>(pos_.byte) + static_cast<size_t>(k), len);
+    return utf8_is_identifier(cp, start) ? static_cast<int>(len) : 0;
+  }
+
   void emit(Tok t, Pos start, bool strip = false) {
     Token tok;
     tok.type = t;
@@ -101,13 +120,11 @@ class Scanner {
         advance();
         emit(Tok::Newline, nl);  // a line comment ends its line like a newline
       }
-    } else if (c == '/' && peek(1) == '*') {
+    } else if (c == '/' && peek(1) == '*' &&
+               src_.find("*/", static_cast<size_t>(pos_.byte) + 2) != std::string_view::npos) {
+      // A comment (an unclosed "/*" is no comment: it scans as "/" and "*", as in hclsyntax).
       advance(2);
-      while (!at_end() && !starts_with("*/")) advance();
-      if (at_end()) {
-        emit(Tok::Unterminated, start);
-        return false;
-      }
+      while (!starts_with("*/")) advance();
       advance(2);
     } else if (is_digit(c)) {
       // As hclsyntax's scanner: digits, dots and exponents in any order, not ending in a dot
@@ -117,7 +134,7 @@ class Scanner {
         char d = peek(n);
         if (is_digit(d)) {
           ++n;
-        } else if (d == '.' && (is_digit(peek(n + 1)) || peek(n + 1) == 'e' || peek(n + 1) == 'E')) {
+        } else if (d == '.' && continues_number(n + 1)) {
           ++n;
         } else if ((d == 'e' || d == 'E') && is_digit(peek(n + 1))) {
           n += 2;
@@ -129,8 +146,9 @@ class Scanner {
       }
       advance(n);
       emit(Tok::Number, start);
-    } else if (is_ident_start(static_cast<unsigned char>(c))) {
-      while (!at_end() && is_ident_char(static_cast<unsigned char>(peek()))) advance();
+    } else if (int n = ident_char(0, true); n > 0) {
+      advance(n);
+      while (!at_end() && (n = ident_char(0, false)) > 0) advance(n);
       emit(Tok::Ident, start);
     } else if (c == '"') {
       advance();
@@ -171,9 +189,13 @@ class Scanner {
       emit(op.tok, start);
       return;
     }
-    (void)c;
-    advance();
-    while (!at_end() && (static_cast<unsigned char>(peek()) & 0xC0) == 0x80) advance();
+    // Not a token: one character (or "**"), which the parser reports (check_invalid_tokens).
+    size_t len = 1;
+    if (c == '*' && peek(1) == '*')
+      len = 2;
+    else if (static_cast<unsigned char>(c) >= 0x80)
+      utf8_decode(src_, static_cast<size_t>(pos_.byte), len);
+    advance(static_cast<int>(len));
     emit(Tok::Invalid, start);
   }
 

@@ -22,10 +22,8 @@ class Parser {
   // The whole input as a template (as a heredoc's content, without the markers).
   ExprPtr parse_template_file();
   bool at_eof() { return peek().type == Tok::Eof; }
-  void skip_newlines() {
-    while (peek().type == Tok::Newline) read();
-  }
   const Token& peek();
+  void push_newlines(bool include) { newlines_.push_back(include); }
 
  private:
   std::string_view src_;
@@ -39,9 +37,9 @@ class Parser {
   size_t next_index();
   Token read();
   Range prev_range() const;
-  void push_newlines(bool include) { newlines_.push_back(include); }
   void pop_newlines() { newlines_.pop_back(); }
   void error(Range subject, std::string summary, std::string detail);
+  void check_invalid_tokens();
   Token recover(Tok end);
   void recover_after_body_item();
 

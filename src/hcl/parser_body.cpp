@@ -4,7 +4,66 @@
 namespace imgbake::hcl {
 
 Parser::Parser(std::string_view src, std::string file, Diagnostics& diags, bool template_mode)
-    : src_(src), file_(std::move(file)), diags_(diags), toks_(scan_tokens(src, template_mode)) {}
+    : src_(src), file_(std::move(file)), diags_(diags), toks_(scan_tokens(src, template_mode)) {
+  check_invalid_tokens();
+}
+
+// Characters that are no token, reported before any parse error (hclsyntax's
+// checkInvalidTokens), at most a few times each.
+void Parser::check_invalid_tokens() {
+  int bitwise = 0;
+  int exponent = 0;
+  int backtick = 0;
+  int apostrophe = 0;
+  int semicolon = 0;
+  int bad_utf8 = 0;
+  for (const Token& t : toks_) {
+    if (t.type == Tok::Unterminated && t.range.end.line > t.range.start.line)
+      error(t.range, "Invalid multi-line string",
+            "Quoted strings may not be split over multiple lines. To produce a multi-line string, either use the \\n "
+            "escape to represent a newline character or use the \"heredoc\" multi-line template syntax.");
+    if (t.type != Tok::Invalid) continue;
+    std::string_view c = t.text;
+    if (c == "&" || c == "|" || c == "^" || c == "~") {
+      if (bitwise++ < 4) {
+        std::string suggestion = c == "&"   ? " Did you mean boolean AND (\"&&\")?"
+                                 : c == "|" ? " Did you mean boolean OR (\"||\")?"
+                                 : c == "~" ? " Did you mean boolean NOT (\"!\")?"
+                                            : "";
+        error(t.range, "Unsupported operator", "Bitwise operators are not supported." + suggestion);
+      }
+    } else if (c == "**") {
+      if (exponent++ < 1)
+        error(t.range, "Unsupported operator",
+              "\"**\" is not a supported operator. Exponentiation is not supported as an operator.");
+    } else if (c == "`") {
+      if (backtick % 2 == 0)
+        error(t.range, "Invalid character",
+              "The \"`\" character is not valid. To create a multi-line string, use the \"heredoc\" syntax, like "
+              "\"<<EOT\".");
+      if (backtick <= 2) ++backtick;
+    } else if (c == "'") {
+      if (apostrophe % 2 == 0)
+        error(t.range, "Invalid character", "Single quotes are not valid. Use double quotes (\") to enclose strings.");
+      if (apostrophe <= 2) ++apostrophe;
+    } else if (c == ";") {
+      if (semicolon++ < 1)
+        error(t.range, "Invalid character",
+              "The \";\" character is not valid. Use newlines to separate arguments and blocks, and commas to "
+              "separate items in collection values.");
+    } else if (c.size() == 1 && static_cast<unsigned char>(c[0]) >= 0x80) {
+      if (bad_utf8++ < 1)
+        error(t.range, "Invalid character encoding",
+              "All input files must be UTF-8 encoded. Ensure that UTF-8 encoding is selected in your editor.");
+    } else if (c == "\u201C" || c == "\u201D") {
+      error(t.range, "Invalid character",
+            "\"Curly quotes\" are not valid here. These can sometimes be inadvertently introduced when sharing code "
+            "via documents or discussion forums. It might help to replace the character with a \"straight quote\".");
+    } else {
+      error(t.range, "Invalid character", "This character is not used within the language.");
+    }
+  }
+}
 
 size_t Parser::next_index() {
   size_t i = next_;
@@ -257,10 +316,6 @@ std::string Parser::parse_quoted_label(Range& range) {
       recover(Tok::TemplateSeqEnd);
       continue;
     }
-    if (t.range.end.line > t.range.start.line)
-      error(t.range, "Invalid multi-line string",
-            "Quoted strings may not be split over multiple lines. To produce a multi-line string, either use the \\n "
-            "escape to represent a newline character or use the \"heredoc\" multi-line template syntax.");
     error(t.range, "Invalid string literal", "No closing quote was found for this block label.");
     read();
     end = t.range;

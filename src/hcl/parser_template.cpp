@@ -141,21 +141,16 @@ size_t leading_space_chars(const std::string& s, size_t& bytes) {
 std::vector<Parser::TemplatePart> Parser::template_parts(Tok closer, bool flush) {
   using K = TemplatePart::Kind;
   std::vector<TemplatePart> parts;
-  Range start = peek().range;
   bool ltrim_next = false;
   bool next_can_trim_prev = false;
   while (true) {
     Token next = read();
     if (next.type == closer || next.type == Tok::Eof || next.type == Tok::Unterminated) {
       if (next.type != closer && !recovery_) {
-        if (closer == Tok::CQuote && next.range.end.line > next.range.start.line)
-          error(next.range, "Invalid multi-line string",
-                "Quoted strings may not be split over multiple lines. To produce a multi-line string, either use the "
-                "\\n escape to represent a newline character or use the \"heredoc\" multi-line template syntax.");
         if (closer == Tok::CQuote)
           error(next.range, "Unterminated template string", "No closing marker was found for the string.");
         else if (closer == Tok::CHeredoc)
-          error(start, "Unterminated template string", "No closing marker was found for the heredoc.");
+          error(next.range, "Unterminated template string", "No closing marker was found for the heredoc.");
       }
       if (next.type == Tok::Unterminated && closer != Tok::Eof) recovery_ = true;
       TemplatePart end;
@@ -186,12 +181,14 @@ std::vector<Parser::TemplatePart> Parser::template_parts(Tok closer, bool flush)
       parts.back().text = trim_right_space(parts.back().text);
     push_newlines(false);
     TemplatePart part;
+    std::string keyword;  // of a directive
     if (next.type == Tok::TemplateInterp) {
       part.kind = K::Interp;
       part.expr = parse_expression();
     } else {
       const Token& kw = peek();
       std::string word = kw.type == Tok::Ident ? std::string(kw.text) : std::string();
+      keyword = word;
       if (word == "if") {
         read();
         part.kind = K::If;
@@ -238,10 +235,14 @@ std::vector<Parser::TemplatePart> Parser::template_parts(Tok closer, bool flush)
         if (close.type == Tok::Eof)
           error(next.range, "Unclosed template interpolation sequence",
                 "There is no closing brace for this interpolation sequence before the end of the file.");
+        else if (next.type == Tok::TemplateControl)
+          error(close.range, "Extra characters in " + keyword + " marker",
+                "Expected a closing brace to end the sequence, but found extra characters.");
         else
           error(close.range, "Extra characters after interpolation expression",
-                "Expected a closing brace to end the sequence, but found extra characters. If this is an embedded "
-                "sequence for another language, escape it by starting with \"$${\" instead of just \"${\".");
+                "Expected a closing brace to end the interpolation expression, but found extra characters. If this "
+                "is an embedded sequence for another language, escape it by starting with \"$${\" instead of just "
+                "\"${\".");
       }
       recover(Tok::TemplateSeqEnd);
     } else {

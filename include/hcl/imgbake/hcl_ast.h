@@ -115,6 +115,10 @@ struct File {
   Body body;
 };
 
+// Where an expression starts, as hashicorp/hcl's StartRange (a function argument's errors
+// point there): a template's first part, a call's name and "(", a binary operation's left side.
+Range start_range(const Expr& e);
+
 // The variables an expression refers to (each a traversal from a root name), in source order.
 std::vector<Traversal> variables(const Expr& e);
 
