@@ -85,6 +85,20 @@ class Scanner {
     return utf8_is_identifier(cp, start) ? static_cast<int>(len) : 0;
   }
 
+  // Past one character (all the bytes of a UTF-8 sequence).
+  void advance_char() {
+    size_t len = 1;
+    if (static_cast<unsigned char>(peek()) >= 0x80) utf8_decode(src_, static_cast<size_t>(pos_.byte), len);
+    advance(static_cast<int>(len));
+  }
+
+  // Whether the byte here starts no valid UTF-8 sequence.
+  bool bad_utf8() const {
+    if (static_cast<unsigned char>(peek()) < 0x80) return false;
+    size_t len = 0;
+    return utf8_decode(src_, static_cast<size_t>(pos_.byte), len) == 0xFFFD && len == 1;
+  }
+
   void emit(Tok t, Pos start, bool strip = false) {
     Token tok;
     tok.type = t;
@@ -156,11 +170,11 @@ class Scanner {
       frames_.push_back({Frame::Quoted, 0, {}, false});
     } else if (starts_with("<<") && heredoc_start()) {
       // heredoc_start emitted the token
-    } else if (f.sequence && f.depth == 0 && (c == '}' || (c == '~' && peek(1) == '}'))) {
+    } else if ((f.sequence && f.depth == 0 && c == '}') || (c == '~' && peek(1) == '}')) {
       bool strip = c == '~';
       advance(strip ? 2 : 1);
       emit(Tok::TemplateSeqEnd, start, strip);
-      frames_.pop_back();
+      if (f.sequence && f.depth == 0) frames_.pop_back();
     } else {
       operator_token(c, start);
     }
@@ -229,7 +243,8 @@ class Scanner {
       char c = peek();
       if (c == '"' || c == '\n') break;
       if (c == '\\' && pos_.byte + 1 < static_cast<int>(src_.size()) && peek(1) != '\n') {
-        advance(2);
+        advance();
+        if (!bad_utf8()) advance_char();
         continue;
       }
       if ((c == '$' && peek(1) == '$' && peek(2) == '{') || (c == '%' && peek(1) == '%' && peek(2) == '{')) {
@@ -237,17 +252,24 @@ class Scanner {
         continue;
       }
       if ((c == '$' || c == '%') && peek(1) == '{') break;
-      advance();
+      if (bad_utf8()) break;
+      advance_char();
     }
     if (pos_.byte > start.byte) emit(Tok::QuotedLit, start);
-    if (at_end() || peek() == '\n') {
-      // No closing quote on this line: the parser reports it (at the newline); carry on in
-      // normal mode on the next line.
+    if (at_end()) return false;  // the parser reports the missing quote at the end of the file
+    if (bad_utf8()) {
+      Pos b = pos_;
+      advance();
+      emit(Tok::Invalid, b);
+      return true;
+    }
+    if (peek() == '\n') {
+      // A quoted string may not span lines: the newline is a token of its own that the parser
+      // reports, and the string goes on (as in hclsyntax, so recovery ends where HCL's does).
       Pos here = pos_;
-      if (!at_end()) advance();
+      advance();
       emit(Tok::Unterminated, here);
-      frames_.pop_back();
-      return !at_end();
+      return true;
     }
     if (peek() == '"') {
       Pos q = pos_;
@@ -293,30 +315,26 @@ class Scanner {
         continue;
       }
       if ((c == '$' || c == '%') && peek(1) == '{') break;
-      advance();
+      if (bad_utf8()) break;
+      advance_char();
       if (c == '\n') {
         line_start_ = true;
         break;
       }
     }
     if (pos_.byte > start.byte) emit(Tok::StringLit, start);
+    if (!line_start_ && !at_end() && bad_utf8()) {
+      Pos b = pos_;
+      advance();
+      emit(Tok::Invalid, b);
+      return true;
+    }
     if (!line_start_ && !at_end()) open_sequence(peek() == '$' ? Tok::TemplateInterp : Tok::TemplateControl);
     return true;
   }
 };
 
 }  // namespace
-
-std::string describe(const Token& t) {
-  switch (t.type) {
-    case Tok::Newline: return "newline";
-    case Tok::Eof: return "end of file";
-    case Tok::OQuote: return "quoted string";
-    case Tok::OHeredoc: return "heredoc";
-    case Tok::Ident: return "\"" + std::string(t.text) + "\"";
-    default: return "\"" + std::string(t.text) + "\"";
-  }
-}
 
 std::vector<Token> scan_tokens(std::string_view src, bool template_mode) { return Scanner(src).run(template_mode); }
 

@@ -64,9 +64,6 @@ struct Token {
   bool flush = false;  // `<<-`
 };
 
-// What a user calls the token in messages: `"}"`, "newline", "end of file".
-std::string describe(const Token& t);
-
 // `template_mode`: the whole input is a template's content (as between heredoc markers).
 std::vector<Token> scan_tokens(std::string_view src, bool template_mode = false);
 

@@ -313,12 +313,18 @@ std::string Parser::parse_quoted_label(Range& range) {
       error(t.range, "Invalid string literal",
             "Template sequences are not allowed in this string. To include a literal \"$\" or \"%\", double it "
             "(as \"$$\" or \"%%\") to escape it.");
+      read();
       recover(Tok::TemplateSeqEnd);
       continue;
     }
-    error(t.range, "Invalid string literal", "No closing quote was found for this block label.");
-    read();
-    end = t.range;
+    if (t.type == Tok::Eof) {
+      error(t.range, "Unterminated string literal",
+            "Unable to find the closing quote mark before the end of the file.");
+      end = t.range;
+    } else {
+      error(t.range, "Invalid string literal", "This item is not valid in a string literal.");
+      end = recover(Tok::CQuote).range;
+    }
     break;
   }
   range = range_between(open.range, end);

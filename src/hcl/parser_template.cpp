@@ -147,12 +147,13 @@ std::vector<Parser::TemplatePart> Parser::template_parts(Tok closer, bool flush)
     Token next = read();
     if (next.type == closer || next.type == Tok::Eof || next.type == Tok::Unterminated) {
       if (next.type != closer && !recovery_) {
-        if (closer == Tok::CQuote)
-          error(next.range, "Unterminated template string", "No closing marker was found for the string.");
-        else if (closer == Tok::CHeredoc)
+        if (closer == Tok::CHeredoc)
           error(next.range, "Unterminated template string", "No closing marker was found for the heredoc.");
+        else
+          error(next.range, "Unterminated template string", "No closing marker was found for the string.");
       }
-      if (next.type == Tok::Unterminated && closer != Tok::Eof) recovery_ = true;
+      // The rest of the string (after a newline in it) is skipped up to its closing quote.
+      if (next.type == Tok::Unterminated) next = recover(closer);
       TemplatePart end;
       end.kind = K::End;
       end.range = next.range;
@@ -173,9 +174,14 @@ std::vector<Parser::TemplatePart> Parser::template_parts(Tok closer, bool flush)
       continue;
     }
     if (next.type != Tok::TemplateInterp && next.type != Tok::TemplateControl) {
-      if (!recovery_) error(next.range, "Invalid template", "Unexpected " + describe(next) + " in a template.");
-      recovery_ = true;
-      continue;
+      // Something that cannot be in a template (bad UTF-8): the rest of it is skipped.
+      if (!recovery_) error(next.range, "Unterminated template string", "No closing marker was found for the string.");
+      next = recover(closer);
+      TemplatePart end;
+      end.kind = K::End;
+      end.range = next.range;
+      parts.push_back(std::move(end));
+      break;
     }
     if (next.strip && can_trim_prev && !parts.empty() && parts.back().kind == K::Literal)
       parts.back().text = trim_right_space(parts.back().text);
