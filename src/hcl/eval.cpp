@@ -26,6 +26,14 @@ Value Evaluator::fail(const Range& r, std::string summary, std::string detail) {
   return Value::unknown();
 }
 
+std::optional<Value> Evaluator::eval_as(const Expr& e, const EvalContext& ctx, const Type& want, const char* summary,
+                                        const char* null_detail, const char* type_detail) {
+  Value v = eval(e, ctx);
+  auto c = v.is_null() ? std::nullopt : convert(v, want);
+  if (!c) fail(e.range, summary, v.is_null() ? null_detail : type_detail);
+  return c;
+}
+
 Value Evaluator::apply(Value v, const Traversal& t, size_t from) {
   for (size_t i = from; i < t.size(); ++i) {
     std::string summary;

@@ -20,6 +20,10 @@ class Evaluator {
   std::vector<Value> splat_items_;  // what AnonSymbol stands for, innermost last
 
   Value fail(const Range& r, std::string summary, std::string detail);
+  // `e`'s value converted to `want`, or nullopt after a diagnostic (`summary`, with
+  // `null_detail` when the value is null, else `type_detail`).
+  std::optional<Value> eval_as(const Expr& e, const EvalContext& ctx, const Type& want, const char* summary,
+                               const char* null_detail, const char* type_detail);
   Value apply(Value v, const Traversal& t, size_t from);
   Value splat(const Expr& e, const EvalContext& ctx);
   Value call(const Expr& e, const EvalContext& ctx);

@@ -11,13 +11,10 @@ Value evaluate(const Expr& e, const EvalContext& ctx, Diagnostics& diags, const 
 
 bool Evaluator::template_append(const Expr& part, const EvalContext& ctx, std::string& out, bool& unknown) {
   if (part.kind == Expr::Kind::TemplateIf) {
-    Value cond = eval(*part.a, ctx);
-    std::string why;
-    auto b = cond.is_null() ? std::nullopt : convert(cond, Type::boolean(), &why);
+    auto b = eval_as(*part.a, ctx, Type::boolean(), "Invalid template if condition",
+                     "The result of the condition expression must not be null.",
+                     "The condition expression must be of type bool.");
     if (!b) {
-      fail(part.a->range, "Invalid template if condition",
-           cond.is_null() ? "The result of the condition expression must not be null."
-                          : "The condition expression must be of type bool.");
       unknown = true;
       return false;
     }
@@ -117,19 +114,13 @@ Value Evaluator::for_expr(const Expr& e, const EvalContext& ctx) {
   std::vector<Value> items;
   std::map<std::string, Value> attrs;
   std::map<std::string, std::vector<Value>> groups;
-  std::vector<std::string> group_order;
   bool unknown = false;
   bool ok = for_each(e, coll, ctx, [&](const EvalContext& child, const Value&) {
     if (e.c) {
-      Value cond = eval(*e.c, child);
-      std::string why;
-      auto b = cond.is_null() ? std::nullopt : convert(cond, Type::boolean(), &why);
-      if (!b) {
-        fail(e.c->range, "Invalid 'for' condition",
-             cond.is_null() ? "The value of the 'if' clause must not be null."
-                            : "The 'if' clause value is invalid: a bool is required.");
-        return false;
-      }
+      auto b = eval_as(*e.c, child, Type::boolean(), "Invalid 'for' condition",
+                       "The value of the 'if' clause must not be null.",
+                       "The 'if' clause value is invalid: a bool is required.");
+      if (!b) return false;
       if (!b->is_known()) {
         unknown = true;
         return true;
@@ -141,22 +132,17 @@ Value Evaluator::for_expr(const Expr& e, const EvalContext& ctx) {
       items.push_back(std::move(v));
       return true;
     }
-    Value k = e.key ? eval(*e.key, child) : Value::unknown();
-    std::string why;
-    auto ks = k.is_null() ? std::nullopt : convert(k, Type::string(), &why);
-    if (!ks) {
-      fail(e.key->range, "Invalid object key",
-           k.is_null() ? "Key expression in 'for' expression must not produce a null value."
-                       : "The key expression produced an invalid result: string required.");
-      return false;
-    }
+    if (!e.key) return false;  // the parser reported it
+    auto ks = eval_as(*e.key, child, Type::string(), "Invalid object key",
+                      "Key expression in 'for' expression must not produce a null value.",
+                      "The key expression produced an invalid result: string required.");
+    if (!ks) return false;
     if (!ks->is_known()) {
       unknown = true;
       return true;
     }
     const std::string& key = ks->as_string();
     if (e.group) {
-      if (!groups.count(key)) group_order.push_back(key);
       groups[key].push_back(std::move(v));
       return true;
     }

@@ -92,6 +92,22 @@ class Scanner {
     advance(static_cast<int>(len));
   }
 
+  // In template text: whether a template sequence ("${", "%{") or bad UTF-8 ends the literal here.
+  bool literal_ends() const {
+    char c = peek();
+    if ((c == '$' || c == '%') && peek(1) == '{') return true;
+    return bad_utf8();
+  }
+
+  // Past one character of template text, or past "$${" / "%%{" (escapes, not sequences).
+  void advance_literal() {
+    char c = peek();
+    if ((c == '$' || c == '%') && peek(1) == c && peek(2) == '{')
+      advance(3);
+    else
+      advance_char();
+  }
+
   // Whether the byte here starts no valid UTF-8 sequence.
   bool bad_utf8() const {
     if (static_cast<unsigned char>(peek()) < 0x80) return false;
@@ -247,13 +263,8 @@ class Scanner {
         if (!bad_utf8()) advance_char();
         continue;
       }
-      if ((c == '$' && peek(1) == '$' && peek(2) == '{') || (c == '%' && peek(1) == '%' && peek(2) == '{')) {
-        advance(3);
-        continue;
-      }
-      if ((c == '$' || c == '%') && peek(1) == '{') break;
-      if (bad_utf8()) break;
-      advance_char();
+      if (literal_ends()) break;
+      advance_literal();
     }
     if (pos_.byte > start.byte) emit(Tok::QuotedLit, start);
     if (at_end()) return false;  // the parser reports the missing quote at the end of the file
@@ -310,13 +321,8 @@ class Scanner {
     line_start_ = false;
     while (!at_end()) {
       char c = peek();
-      if ((c == '$' && peek(1) == '$' && peek(2) == '{') || (c == '%' && peek(1) == '%' && peek(2) == '{')) {
-        advance(3);
-        continue;
-      }
-      if ((c == '$' || c == '%') && peek(1) == '{') break;
-      if (bad_utf8()) break;
-      advance_char();
+      if (literal_ends()) break;
+      advance_literal();
       if (c == '\n') {
         line_start_ = true;
         break;

@@ -66,6 +66,7 @@ class Parser {
   struct TemplatePart;
   ExprPtr parse_template(const Token& open);
   std::vector<TemplatePart> template_parts(Tok closer, bool flush);
+  ExprPtr finish_template(std::vector<TemplatePart>& parts, const Range& whole);
   ExprPtr build_template(std::vector<TemplatePart>& parts, size_t& i, const Range& whole, bool inner);
   std::string decode_literal(const Token& t, bool quoted);
 };

@@ -357,11 +357,8 @@ ExprPtr Parser::build_template(std::vector<TemplatePart>& parts, size_t& i, cons
   return tmpl;
 }
 
-ExprPtr Parser::parse_template(const Token& open) {
-  Tok closer = open.type == Tok::OQuote ? Tok::CQuote : Tok::CHeredoc;
-  auto parts = template_parts(closer, open.flush);
-  Range whole = range_between(open.range, prev_range());
-  // "${x}" alone is x itself, not converted to a string.
+ExprPtr Parser::finish_template(std::vector<TemplatePart>& parts, const Range& whole) {
+  // "${x}" alone (parts: the interpolation and the end) is x itself, not converted to a string.
   if (parts.size() == 2 && parts[0].kind == TemplatePart::Kind::Interp) {
     auto wrap = make_expr(Expr::Kind::TemplateWrap, whole);
     wrap->a = std::move(parts[0].expr);
@@ -371,16 +368,15 @@ ExprPtr Parser::parse_template(const Token& open) {
   return build_template(parts, i, whole, false);
 }
 
+ExprPtr Parser::parse_template(const Token& open) {
+  Tok closer = open.type == Tok::OQuote ? Tok::CQuote : Tok::CHeredoc;
+  auto parts = template_parts(closer, open.flush);
+  return finish_template(parts, range_between(open.range, prev_range()));
+}
+
 ExprPtr Parser::parse_template_file() {
   auto parts = template_parts(Tok::Eof, false);
-  Range whole{Pos{}, toks_.back().range.end};
-  if (parts.size() == 2 && parts[0].kind == TemplatePart::Kind::Interp) {
-    auto wrap = make_expr(Expr::Kind::TemplateWrap, whole);
-    wrap->a = std::move(parts[0].expr);
-    return wrap;
-  }
-  size_t i = 0;
-  return build_template(parts, i, whole, false);
+  return finish_template(parts, Range{Pos{}, toks_.back().range.end});
 }
 
 std::string quote_string(std::string_view s) {
