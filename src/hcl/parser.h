@@ -33,6 +33,10 @@ class Parser {
   size_t next_ = 0;
   std::vector<bool> newlines_{true};
   bool recovery_ = false;
+  int depth_ = 0;  // nested expressions and blocks: deep enough for any template, short of the stack's end
+  static constexpr int kMaxDepth = 400;
+  // Counts one level of nesting; false (after a diagnostic) when it is one too many.
+  bool enter(const Range& at);
 
   size_t next_index();
   Token read();

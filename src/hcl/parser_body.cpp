@@ -170,6 +170,16 @@ void Parser::recover_after_body_item() {
 
 Body Parser::parse_body(Tok end) {
   Body body;
+  if (!enter(prev_range())) {
+    --depth_;
+    body.range = prev_range();
+    recover(end);
+    return body;
+  }
+  struct Leave {
+    int& depth;
+    ~Leave() { --depth; }
+  } leave{depth_};
   Range start = prev_range();
   Range end_range = start;
   while (true) {

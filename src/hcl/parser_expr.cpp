@@ -52,7 +52,21 @@ ExprPtr add_step(ExprPtr from, Traverser step) {
 
 }  // namespace
 
-ExprPtr Parser::parse_expression() { return parse_conditional(); }
+bool Parser::enter(const Range& at) {
+  if (++depth_ <= kMaxDepth) return true;
+  if (!recovery_)
+    error(at, "Nesting too deep",
+          "Expressions and blocks may be nested at most " + std::to_string(kMaxDepth) + " deep.");
+  recovery_ = true;
+  return false;
+}
+
+ExprPtr Parser::parse_expression() {
+  Range at = peek().range;
+  ExprPtr e = enter(at) ? parse_conditional() : placeholder(at);
+  --depth_;
+  return e;
+}
 
 ExprPtr Parser::parse_conditional() {
   Range start = peek().range;
@@ -276,7 +290,9 @@ ExprPtr Parser::parse_term() {
     case Tok::Minus:
     case Tok::Bang: {
       Token t = read();
-      ExprPtr operand = parse_with_traversals();
+      bool ok = enter(t.range);
+      ExprPtr operand = ok ? parse_with_traversals() : placeholder(t.range);
+      --depth_;
       auto e = make_expr(Expr::Kind::Unary, range_between(t.range, operand->range));
       e->op = t.type == Tok::Minus ? Operator::Negate : Operator::Not;
       e->a = std::move(operand);

@@ -153,5 +153,23 @@ TEST(HclParse, StringErrors) {
   EXPECT_NE(parse_errors("a = \"%{ if x }y\"\n").find("missing its corresponding endif"), std::string::npos);
 }
 
+TEST(HclParse, DeepNestingIsAnErrorNotACrash) {
+  Diagnostics ok;
+  parse_expression(std::string(300, '(') + "1" + std::string(300, ')'), "x.hcl", ok);
+  EXPECT_TRUE(ok.empty()) << format(ok, "");
+  for (const std::string& deep :
+       {std::string(20000, '(') + "1" + std::string(20000, ')'), std::string(20000, '!') + "true",
+        std::string(20000, '[') + std::string(20000, ']')}) {
+    Diagnostics d;
+    parse_expression(deep, "x.hcl", d);
+    EXPECT_NE(format(d, deep).find("error: Nesting too deep; Expressions and blocks may be nested at most 400 deep."),
+              std::string::npos)
+        << format(d, "");
+  }
+  std::string blocks;
+  for (int i = 0; i < 20000; ++i) blocks += "a {\n";
+  EXPECT_NE(parse_errors(blocks).find("main.pkr.hcl:400:3: error: Nesting too deep"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace imgbake::hcl
