@@ -94,6 +94,9 @@ std::map<std::string, Function> standard_functions() {
   Function concat;
   concat.variadic = Function::Param{"seqs", Type()};
   concat.impl = [](const std::vector<Value>& a) {
+    // Lists of one element type stay a list of it (as cty's concat); anything else is a tuple.
+    bool lists = !a.empty();
+    for (const auto& v : a) lists = lists && v.type().kind() == Type::Kind::List && v.type() == a[0].type();
     std::vector<Value> all;
     for (size_t i = 0; i < a.size(); ++i) {
       const Type::Kind k = a[i].type().kind();
@@ -102,6 +105,7 @@ std::map<std::string, Function> standard_functions() {
                             static_cast<int>(i));
       all.insert(all.end(), a[i].elements().begin(), a[i].elements().end());
     }
+    if (lists) return Value::list(std::move(all), a[0].type().element());
     return Value::tuple(std::move(all));
   };
   fs["concat"] = concat;

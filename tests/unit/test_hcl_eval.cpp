@@ -93,6 +93,8 @@ TEST(HclEval, FunctionCallsAndExpansion) {
   EXPECT_EQ(eval_ok("join(\"-\", var.zones)", ctx).str(), "\"a-b\"");
   EXPECT_EQ(eval_ok("length(\"h\xC3\xA9llo\")").str(), "5");  // characters, not bytes
   EXPECT_EQ(eval_ok("tonumber(\"12\") + 1").str(), "13");
+  EXPECT_EQ(eval_ok("concat(var.zones, var.zones)", ctx).type().str(), "list(string)");
+  EXPECT_EQ(eval_ok("concat(var.zones, [1])", ctx).type().str(), "tuple([string, string, number])");
 }
 
 TEST(HclEval, TemplatesAndDirectives) {
