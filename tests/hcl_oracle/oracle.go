@@ -1,0 +1,148 @@
+// The reference for imgbake's HCL: hashicorp/hcl 2.14 and go-cty from Debian's packages
+// (golang-github-hashicorp-hcl-v2-dev), built at test time, never linked into imgbake.
+// It reads cases separated by "\n====\n" on stdin and prints one line per case: the value of
+// an expression (or "ERROR line:col summary"), or with MODE=file the diagnostics of a file.
+// tests/unit/test_hcl_differential.cpp prints imgbake's answers the same way and compares.
+package main
+
+import (
+	"fmt"
+	"io/ioutil"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+func main() {
+	all, _ := ioutil.ReadAll(os.Stdin)
+	for _, part := range strings.Split(string(all), "\n====\n") {
+		one([]byte(part))
+	}
+}
+
+func one(src []byte) {
+	if os.Getenv("MODE") == "file" {
+		f, diags := hclsyntax.ParseConfig(src, "test.hcl", hcl.Pos{Line: 1, Column: 1, Byte: 0})
+		out := ""
+		for _, d := range diags {
+			out += fmt.Sprintf("%d:%d-%d:%d %s; ", d.Subject.Start.Line, d.Subject.Start.Column, d.Subject.End.Line, d.Subject.End.Column, d.Summary)
+		}
+		if f != nil {
+			b := f.Body.(*hclsyntax.Body)
+			out += fmt.Sprintf("attrs=%d blocks=%d", len(b.Attributes), len(b.Blocks))
+		}
+		fmt.Println(out)
+		return
+	}
+	expr, diags := hclsyntax.ParseExpression(src, "test.hcl", hcl.Pos{Line: 1, Column: 1, Byte: 0})
+	if diags.HasErrors() {
+		fmt.Printf("ERROR %d:%d %s\n", diags[0].Subject.Start.Line, diags[0].Subject.Start.Column, diags[0].Summary)
+		return
+	}
+	v, diags := expr.Value(ctx())
+	if diags.HasErrors() {
+		fmt.Printf("ERROR %d:%d %s\n", diags[0].Subject.Start.Line, diags[0].Subject.Start.Column, diags[0].Summary)
+		return
+	}
+	fmt.Println(render(v))
+}
+
+func quote(s string) string {
+	out := "\""
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		c := rs[i]
+		switch c {
+		case '"':
+			out += "\\\""
+		case '\\':
+			out += "\\\\"
+		case '\n':
+			out += "\\n"
+		case '\r':
+			out += "\\r"
+		case '\t':
+			out += "\\t"
+		case '$', '%':
+			out += string(c)
+			if i+1 < len(rs) && rs[i+1] == '{' {
+				out += string(c)
+			}
+		default:
+			out += string(c)
+		}
+	}
+	return out + "\""
+}
+
+func render(v cty.Value) string {
+	if !v.IsKnown() {
+		return "(unknown)"
+	}
+	if v.IsNull() {
+		return "null"
+	}
+	t := v.Type()
+	switch {
+	case t == cty.String:
+		return quote(v.AsString())
+	case t == cty.Number:
+		s, _ := convert.Convert(v, cty.String)
+		return s.AsString()
+	case t == cty.Bool:
+		if v.True() {
+			return "true"
+		}
+		return "false"
+	case t.IsListType() || t.IsSetType() || t.IsTupleType():
+		out := "["
+		i := 0
+		for it := v.ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			if i > 0 {
+				out += ", "
+			}
+			out += render(e)
+			i++
+		}
+		return out + "]"
+	default:
+		out := "{"
+		i := 0
+		for it := v.ElementIterator(); it.Next(); {
+			k, e := it.Element()
+			if i > 0 {
+				out += ", "
+			}
+			out += quote(k.AsString()) + " = " + render(e)
+			i++
+		}
+		return out + "}"
+	}
+}
+
+func ctx() *hcl.EvalContext {
+	return &hcl.EvalContext{Functions: map[string]function.Function{
+		"upper": stdlib.UpperFunc, "lower": stdlib.LowerFunc, "max": stdlib.MaxFunc, "min": stdlib.MinFunc,
+		"join": stdlib.JoinFunc, "length": stdlib.LengthFunc, "concat": stdlib.ConcatFunc,
+		"tonumber": stdlib.MakeToFunc(cty.Number), "tostring": stdlib.MakeToFunc(cty.String), "tobool": stdlib.MakeToFunc(cty.Bool),
+	}, Variables: map[string]cty.Value{
+		"var": cty.ObjectVal(map[string]cty.Value{
+			"name":  cty.StringVal("web"),
+			"count": cty.NumberIntVal(3),
+			"zones": cty.ListVal([]cty.Value{cty.StringVal("a"), cty.StringVal("b")}),
+			"disks": cty.TupleVal([]cty.Value{
+				cty.ObjectVal(map[string]cty.Value{"size": cty.NumberIntVal(10), "type": cty.StringVal("ssd")}),
+				cty.ObjectVal(map[string]cty.Value{"size": cty.NumberIntVal(20), "type": cty.StringVal("hdd")}),
+			}),
+			"tags":  cty.MapVal(map[string]cty.Value{"team": cty.StringVal("ops"), "env": cty.StringVal("dev")}),
+			"empty": cty.NullVal(cty.String),
+		}),
+	}}
+}
