@@ -89,7 +89,7 @@ Response Client::Impl::send(const Request& req) {
   const bool to_registry = http::authority_of(req.url) == registry_authority;
   bool challenge_answered = false;
   while (true) {
-    // The transport sends the Authorization header to the request's own host only.
+    // The transport sends the Authorization header to the request's own origin only.
     h.headers = req.headers;
     if (req.registry_auth && to_registry) {
       if (std::string authz = authorization(req.scopes, cancel); !authz.empty()) h.headers.push_back(authz);
@@ -104,8 +104,8 @@ Response Client::Impl::send(const Request& req) {
     } catch (const http::BodyError& e) {
       throw BuildError(req.method + " " + path_of(req.url) + " on " + registry + ": " + e.what());
     }
-    if (resp.status == 401 && req.registry_auth && http::authority_of(resp.url) == registry_authority &&
-        !challenge_answered) {
+    if (resp.status == 401 && req.registry_auth && to_registry &&
+        http::origin_of(resp.url) == http::origin_of(req.url) && !challenge_answered) {
       challenge_answered = true;
       if (answer_challenge(resp, req, cancel)) continue;
     }

@@ -57,6 +57,21 @@ void Store::Catalog::exec(const std::string& sql) {
 
 namespace detail {
 
+void refuse_symlinks_in_layout(const fs::path& home) {
+  static constexpr const char* kLayout[] = {
+      "blobs",          "blobs/sha256",   "tmp",   "oci-layout",  "index.json",        "catalog.db",
+      "catalog.db-wal", "catalog.db-shm", ".lock", ".users.lock", ".catalog-open.lock"};
+  for (const char* name : kLayout) {
+    std::error_code ec;
+    if (!fs::is_symlink(fs::symlink_status(home / name, ec))) continue;
+    std::string target = fs::read_symlink(home / name, ec).string();
+    throw StoreError("the store " + home.string() + " is refused: " + name + " is a symbolic link (to " +
+                     (ec ? "an unreadable target" : target) +
+                     "); imgbake never follows links inside a store, where gc would delete through them. "
+                     "Replace it with the directory or file itself, or point IMGBAKE_HOME at the real store");
+  }
+}
+
 std::string now_rfc3339() { return util::format_rfc3339(std::chrono::system_clock::now()); }
 
 ImageRecord read_image(const Stmt& s) {

@@ -119,6 +119,11 @@ class StoreLock {
 
 std::string now_rfc3339();
 
+// Refuses a store whose layout (blobs/, blobs/sha256, tmp/, the catalog, index.json, the lock
+// files) holds a symbolic link: gc and every write would act on the link's target, outside the
+// store. The store's home itself may be a link.
+void refuse_symlinks_in_layout(const std::filesystem::path& home);
+
 // The columns read_image reads, in its order.
 inline constexpr const char* kImageColumns =
     "id, name, version, manifest_digest, manifest_size, created, builder_type, template_digest, git_commit, parent, "

@@ -148,6 +148,8 @@ uint64_t bytes_of(const fs::path& p, std::vector<std::string>& warnings) {
 GcReport Store::gc(bool prune_cache) {
   GcReport rep;
   StoreLock lock(home_, true);  // no commit is running while we look
+  // Checked again here: a link made since the store was opened must not take gc outside it.
+  detail::refuse_symlinks_in_layout(home_);
   // Everything a version references is kept; versions are never deleted, channels and
   // history entries point at versions. The build cache's layers are kept until pruned.
   std::set<std::string> keep;

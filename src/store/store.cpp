@@ -30,6 +30,7 @@ fs::path Store::default_home() {
 }
 
 Store::Store(fs::path home) : home_(std::move(home)), blobs_(home_) {
+  detail::refuse_symlinks_in_layout(home_);
   fs::create_directories(home_ / "blobs" / "sha256");
   users_fd_ = open((home_ / ".users.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
   if (users_fd_ < 0) throw StoreError("cannot open the store's lock file in " + home_.string());
