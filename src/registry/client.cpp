@@ -241,6 +241,12 @@ std::optional<Manifest> Client::get_manifest(const std::string& repo, const std:
   if (reference.starts_with("sha256:") && reference != m.digest)
     throw BuildError("registry " + impl_->registry + " answered " + repo + "@" + reference +
                      " with a manifest whose digest is " + m.digest + "; the registry is faulty");
+  // By tag too: what the registry says it served must be what arrived (a sha512 one is not
+  // ours to check).
+  if (std::string served = resp.header("docker-content-digest"); served.starts_with("sha256:") && served != m.digest)
+    throw BuildError("registry " + impl_->registry + " answered " + repo + ":" + reference +
+                     " with a manifest whose bytes hash to " + m.digest + " but its Docker-Content-Digest says " +
+                     served + "; the manifest was changed on the way or the registry is faulty: nothing was pulled");
   return m;
 }
 

@@ -209,6 +209,8 @@ std::string BlobStore::read(const std::string& digest) const {
   return out;
 }
 
+void BlobStore::check_regular(const std::string& digest) const { open_blob(path(digest), digest); }
+
 std::string BlobStore::check(const std::string& digest) const {
   util::Hasher hasher;
   try {

@@ -104,6 +104,23 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   for (const auto& p : blobs_.leftovers())
     rep.notes.push_back("temporary file or directory of an interrupted write or build (or of one still running): " +
                         p.string() + " (store gc removes it when no other imgbake process has the store open)");
+  // index.json copies that had been edited outside imgbake (Store::sync_index kept them).
+  {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(home_, ec)) {
+      std::string n = e.path().filename().string();
+      if (!n.starts_with(detail::kEditedIndexPrefix)) continue;
+      std::string why;
+      try {
+        why = index_edit(util::read_file(e.path()));
+      } catch (const std::exception& err) {
+        why = err.what();
+      }
+      rep.problems.push_back("index.json had been edited outside imgbake (" + (why.empty() ? "it differed" : why) +
+                             "); imgbake rewrote it from the catalog and kept the edited copy as " + e.path().string() +
+                             " (compare them, then remove that file)");
+    }
+  }
   for (const auto& img : all)
     if (img.revoked && !img.channels.empty())
       rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "imgbake/store.h"
 #include "imgbake/util.h"
@@ -286,6 +287,61 @@ TEST_F(StoreTest, CheckReportsABlobReplacedByAFifoOrALinkWithoutHanging) {
   ASSERT_TRUE(read.has_value()) << "reading a blob that links to /dev/zero hung";
   EXPECT_EQ(*read,
             "blob " + config + " is a symbolic link (" + config_path.string() + "); a blob must be a regular file");
+}
+
+// index.json whose entries the catalog cannot explain was edited: store check says so (the edited
+// copy is kept). One merely behind the catalog (a command killed before writing it) is healed
+// silently.
+TEST_F(StoreTest, CheckReportsAnEditedIndexJson) {
+  fs::path home = dir_ / "store";
+  std::string one, two;
+  {
+    Store st(home);
+    one = st.commit(request("one")).manifest_digest;
+    two = st.commit(request("two")).manifest_digest;
+  }
+  const std::string derived = imgbake::util::read_file(home / "index.json");
+  auto rewrite = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json index = nlohmann::json::parse(derived);
+    edit(index);
+    std::ofstream(home / "index.json", std::ios::trunc) << index.dump(2);
+  };
+  auto kept_copies = [&] {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(home))
+      if (e.path().filename().string().starts_with("index.json.edited-")) out.push_back(e.path());
+    return out;
+  };
+  // Behind the catalog: web:2's entries missing.
+  rewrite([&](nlohmann::json& index) {
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& e : index["manifests"])
+      if (e["digest"] != two) kept.push_back(e);
+    index["manifests"] = kept;
+  });
+  {
+    Store st(home);
+    auto rep = st.check(nullptr);
+    EXPECT_TRUE(rep.ok()) << imgbake::util::join(rep.problems, "\n");
+    EXPECT_TRUE(kept_copies().empty());
+    EXPECT_EQ(imgbake::util::read_file(home / "index.json"), derived);
+  }
+  // Edited: web:1 pointed at web:2's manifest.
+  rewrite([&](nlohmann::json& index) {
+    for (auto& e : index["manifests"])
+      if (e.contains("annotations") && e["annotations"]["org.opencontainers.image.ref.name"] == "web:1")
+        e["digest"] = two;
+  });
+  Store st(home);
+  EXPECT_EQ(imgbake::util::read_file(home / "index.json"), derived);
+  std::vector<fs::path> kept = kept_copies();
+  ASSERT_EQ(kept.size(), 1u);
+  auto rep = st.check(nullptr);
+  ASSERT_EQ(rep.problems.size(), 1u) << imgbake::util::join(rep.problems, "\n");
+  EXPECT_EQ(rep.problems[0], "index.json had been edited outside imgbake ('web:1' points at " + two +
+                                 ", which the catalog does not say); imgbake rewrote it from the catalog and kept the "
+                                 "edited copy as " +
+                                 kept[0].string() + " (compare them, then remove that file)");
 }
 
 }  // namespace
