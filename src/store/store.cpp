@@ -98,7 +98,8 @@ std::string Store::index_edit(const std::string& on_disk) const {
   // What the catalog can explain: its own entries; a channel of NAME at an earlier image of NAME.
   std::set<std::pair<std::string, std::string>> derived;    // (ref, digest); ref "" for referrers
   std::map<std::string, std::set<std::string>> digests_of;  // name -> manifest digests
-  for (const auto& e : derived_index()["manifests"]) {
+  const nlohmann::ordered_json index = derived_index();     // outlives the loop over its entries
+  for (const auto& e : index["manifests"]) {
     std::string ref =
         e.contains("annotations") ? e["annotations"]["org.opencontainers.image.ref.name"].get<std::string>() : "";
     derived.emplace(ref, e["digest"].get<std::string>());

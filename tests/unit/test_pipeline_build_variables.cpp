@@ -190,9 +190,9 @@ TEST_F(BuildVariablesTest, AVariableThatRendersTooLongIsAnErrorNamingIt) {
   ASSERT_FALSE(errors.empty());
   // v17 is 32 * 2^17 bytes = 4 MiB exactly; v18 would be 8 MiB. Line 19, after `"v18": "` and
   // the first {{user `v17`}} (14 bytes): column 24.
-  EXPECT_EQ(errors[0],
-            "template.json:19:24: variable 'v18' would be longer than 4 MiB (the limit on a rendered "
-            "value) where '{{user `v17`}}' adds to it");
+  EXPECT_EQ(errors[0], (dir_ / "template.json").string() +
+                           ":19:24: variable 'v18' would be longer than 4 MiB (the limit on a rendered value) where "
+                           "'{{user `v17`}}' adds to it");
   for (const auto& e : errors) EXPECT_THAT(e, HasSubstr("(the limit on a rendered value)"));
   EXPECT_EQ(v.values["v17"].size(), 4u << 20);
 }

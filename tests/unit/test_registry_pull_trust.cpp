@@ -47,7 +47,8 @@ TEST_F(RegistryClientTest, PullRefusesAnUntrustedSignatureUnlessAllowedAndAudite
     push_image(from, img, client, Reference::parse(registry_->host() + "/trust/web:1"), {}, false, nullptr, nullptr,
                cancel);
   }
-  std::vector<provenance::VerifyingKey> keys = {provenance::VerifyingKey::from_pem(ours.public_pem())};
+  std::vector<provenance::VerifyingKey> keys;
+  keys.push_back(provenance::VerifyingKey::from_pem(ours.public_pem()));
   Store to(work_ / "to");
   Reference src = Reference::parse(registry_->host() + "/trust/web:1");
   RevocationPolicy refuse{&keys, false, false};

@@ -414,8 +414,9 @@ TEST_F(StoreImportTest, ImageNotBuiltByImgbakeImports) {
 
 TEST_F(StoreImportTest, ForeignImageWithoutVersionGetsTheNextNumber) {
   const std::string layer = "not really a tar";  // an uncompressed layer: its diff_id is its digest
-  const std::string config_bytes = R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[")" +
-                                   "sha256:" + imgbake::util::sha256_hex(layer) + R"("]}})";
+  const std::string config_bytes =
+      std::string(R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[")") +
+      "sha256:" + imgbake::util::sha256_hex(layer) + R"("]}})";
   nlohmann::ordered_json manifest = {{"schemaVersion", 2},
                                      {"config",
                                       {{"mediaType", imgbake::oci::kConfigMediaType},
