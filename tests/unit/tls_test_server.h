@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "http_test_server.h"
+
 namespace tls_test_server {
 
 struct SeenRequest {
@@ -63,15 +65,7 @@ class DualProtocolServer {
     if (X509_sign(cert_, key_, EVP_sha256()) == 0 || SSL_CTX_use_certificate(ctx_, cert_) != 1 ||
         SSL_CTX_use_PrivateKey(ctx_, key_) != 1)
       throw std::runtime_error("TLS test server: cannot set up its certificate");
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 16) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      throw std::runtime_error("TLS test server: cannot listen on 127.0.0.1");
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = http_test_server::ListenOnLoopback(port_);
     thread_ = std::thread([this] { AcceptLoop(); });
   }
   ~DualProtocolServer() {
