@@ -16,6 +16,7 @@
 #include "imgbake/error.h"
 #include "imgbake/exec.h"
 #include "imgbake/layer.h"
+#include "imgbake/oci_json.h"
 #include "imgbake/process.h"
 #include "imgbake/store.h"
 #include "imgbake/temp_path_guard.h"
@@ -267,6 +268,9 @@ class SourceStep : public Step {
     for (const auto* config : {&w.base_config, &st.build.image_config})
       if (config->contains("Env"))
         for (const auto& e : (*config)["Env"]) {
+          if (!e.is_string())
+            throw BuildError(std::string(config == &w.base_config ? "the base image's config" : "imgbake.config") +
+                             ": Env holds " + oci::json_kind(e) + ", not a \"NAME=value\" string");
           std::string s = e.get<std::string>();
           env[s.substr(0, s.find('='))] = s.substr(s.find('=') + 1);
         }
@@ -290,24 +294,32 @@ class SourceStep : public Step {
   }
 
   // The layers of a container image manifest whose blobs are in the store, and its config.
+  // `what` names the manifest in errors.
   void adopt_manifest(const nlohmann::json& m, const std::string& what) {
-    nlohmann::json config = nlohmann::json::parse(w_.store->blobs().read(m.at("config").at("digest")));
-    const auto& diff_ids = config.at("rootfs").at("diff_ids");
-    const auto& layers = m.at("layers");
+    const std::string config_digest = oci::string_at(oci::object_at(m, "config", what), "digest", what + ": config");
+    const std::string config_what = what + ": config " + config_digest;
+    nlohmann::json config = oci::parse_json(w_.store->blobs().read(config_digest), config_what);
+    const auto& diff_ids =
+        oci::array_at(oci::object_at(config, "rootfs", config_what), "diff_ids", config_what + ": rootfs");
+    const auto& layers = oci::array_at(m, "layers", what);
     if (diff_ids.size() != layers.size())
       throw BuildError(what + " is not a container image: " + std::to_string(layers.size()) + " layers but " +
                        std::to_string(diff_ids.size()) + " diff_ids");
     for (size_t i = 0; i < layers.size(); ++i) {
-      std::string mt = layers[i].value("mediaType", "");
+      const std::string layer_what = what + ": layers[" + std::to_string(i) + "]";
+      std::string mt = oci::string_at(layers[i], "mediaType", layer_what);
       if (!mt.starts_with("application/vnd.oci.image.layer.v1.tar") &&
           !mt.starts_with("application/vnd.docker.image.rootfs.diff.tar"))
         throw BuildError(what + " is not a container image: layer " + std::to_string(i + 1) + " is " + mt +
                          " (the rootfs builder starts from tar layers; a disk image is a qemu builder's source)");
       LayerRef l;
       l.blob.media_type = mt;
-      l.blob.digest = layers[i].at("digest");
-      l.blob.size = layers[i].at("size");
-      l.diff_id = diff_ids[i];
+      l.blob.digest = oci::string_at(layers[i], "digest", layer_what);
+      l.blob.size = oci::size_at(layers[i], "size", layer_what);
+      if (!diff_ids[i].is_string())
+        throw BuildError(config_what + ": rootfs.diff_ids[" + std::to_string(i) + "] is " +
+                         oci::json_kind(diff_ids[i]) + ", not a string");
+      l.diff_id = diff_ids[i].get<std::string>();
       l.created_by = "base layer " + std::to_string(i + 1);
       w_.layers.push_back(l);
     }
@@ -332,20 +344,30 @@ class SourceStep : public Step {
   // An OCI image layout: the manifest tagged `tag` (or the only one); its blobs are copied
   // into the store (checked on the way) unless they are there already.
   void from_layout(State& st, const fs::path& dir, nlohmann::json& settings) {
-    nlohmann::json index = nlohmann::json::parse(util::read_file(dir / "index.json"));
+    const std::string index_what = (dir / "index.json").string();
+    nlohmann::json index = oci::parse_json(util::read_file(dir / "index.json"), index_what);
     const nlohmann::json* pick = nullptr;
     std::vector<std::string> names;
-    for (const auto& d : index.at("manifests")) {
+    const auto& manifests = oci::array_at(index, "manifests", index_what);
+    for (const auto& d : manifests) {
+      if (!d.is_object())
+        throw BuildError(index_what + ": manifests[" + std::to_string(names.size()) + "] is " + oci::json_kind(d) +
+                         ", not an object");
       std::string name =
           d.contains("annotations") ? d["annotations"].value("org.opencontainers.image.ref.name", "") : "";
-      names.push_back(name.empty() ? d.value("digest", "?") : name);
-      if (w_.cfg.tag.empty() ? index["manifests"].size() == 1 : name == w_.cfg.tag) pick = &d;
+      if (!d.contains("digest") || !d["digest"].is_string())
+        oci::string_at(d, "digest", index_what + ": manifests[" + std::to_string(names.size()) + "]");  // throws
+      names.push_back(name.empty() ? d["digest"].get<std::string>() : name);
+      if (w_.cfg.tag.empty() ? manifests.size() == 1 : name == w_.cfg.tag) pick = &d;
     }
     if (!pick)
       throw BuildError("no image " +
                        (w_.cfg.tag.empty() ? std::string("(give a tag: oci:PATH:TAG)") : "'" + w_.cfg.tag + "'") +
                        " in the OCI layout " + dir.string() + "; it has: " + util::join(names, ", "));
-    std::string digest = pick->at("digest");
+    std::string digest = (*pick)["digest"].get<std::string>();
+    if (!digest.starts_with("sha256:") || digest.size() != 71 ||
+        digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos)
+      throw BuildError(index_what + ": the digest '" + digest + "' is not a sha256 digest");
     auto blob_path = [&](const std::string& d) { return dir / "blobs" / "sha256" / d.substr(7); };
     auto copy_in = [&](const std::string& d, const std::string& mt) {
       if (w_.store->blobs().exists(d)) return;
@@ -356,10 +378,16 @@ class SourceStep : public Step {
       }
     };
     copy_in(digest, oci::kManifestMediaType);
-    nlohmann::json m = nlohmann::json::parse(w_.store->blobs().read(digest));
-    copy_in(m.at("config").at("digest"), oci::kConfigMediaType);
-    for (const auto& l : m.at("layers")) copy_in(l.at("digest"), l.value("mediaType", ""));
-    adopt_manifest(m, w_.cfg.source);
+    const std::string manifest_what = dir.string() + ": manifest " + digest;
+    nlohmann::json m = oci::parse_json(w_.store->blobs().read(digest), manifest_what);
+    copy_in(oci::string_at(oci::object_at(m, "config", manifest_what), "digest", manifest_what + ": config"),
+            oci::kConfigMediaType);
+    const auto& layers = oci::array_at(m, "layers", manifest_what);
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const std::string layer_what = manifest_what + ": layers[" + std::to_string(i) + "]";
+      copy_in(oci::string_at(layers[i], "digest", layer_what), oci::string_at(layers[i], "mediaType", layer_what));
+    }
+    adopt_manifest(m, manifest_what);
     derive_epoch(st, settings, base_created_, "the base image's created time");
     w_.parent = digest;
     w_.chain = util::sha256_hex(nlohmann::json({{"base", digest}, {"settings", settings}}).dump());

@@ -1,5 +1,6 @@
 #include <iostream>
 
+#include "imgbake/cancel.h"
 #include "imgbake/error.h"
 #include "template_options.h"
 
@@ -81,6 +82,9 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     } else if (print_diagnostics(diags, *vars.masker)) {
       return static_cast<int>(kExitFailure);
     }
+    // Planning polls no token: until here an interrupt exits at once. The steps poll it and
+    // clean up (stop VMs, remove trees) after the first one.
+    CooperativeInterrupts interrupts;
     return run_builds(t, plans, opts, ui);
   };
 }

@@ -9,6 +9,7 @@
 
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
+#include "imgbake/oci_json.h"
 #include "imgbake/util.h"
 #include "imgbake/version.h"
 
@@ -27,6 +28,7 @@ const std::vector<Command>& commands() {
       {"rollback", "Point a channel back at its previous image", setup_rollback},
       {"history", "Show the audit history of an image name or one of its channels", setup_history},
       {"revoke", "Revoke an image (and optionally its descendants)", setup_revoke},
+      {"rm", "Delete a version from the store (not while a channel points at it)", setup_rm},
       {"verify", "Verify an image's signed provenance and its digests", setup_verify},
       {"export", "Write an image out as tar, raw or qcow2", setup_export},
       {"store", "Check the store (store check) or remove unreferenced blobs (store gc)", setup_store},
@@ -141,7 +143,7 @@ int run(int argc, char** argv) {
   } catch (const Cancelled&) {
     return 128 + global_cancel().signal();
   } catch (const std::exception& e) {
-    std::cerr << "imgbake: " << e.what() << "\n";
+    std::cerr << "imgbake: " << oci::json_error_text(e) << "\n";
     return kExitFailure;
   }
 }

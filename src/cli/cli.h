@@ -49,6 +49,7 @@ Action setup_promote(CLI::App& sub, const GlobalOptions& global);
 Action setup_rollback(CLI::App& sub, const GlobalOptions& global);
 Action setup_history(CLI::App& sub, const GlobalOptions& global);
 Action setup_revoke(CLI::App& sub, const GlobalOptions& global);
+Action setup_rm(CLI::App& sub, const GlobalOptions& global);
 Action setup_verify(CLI::App& sub, const GlobalOptions& global);
 Action setup_export(CLI::App& sub, const GlobalOptions& global);
 Action setup_store(CLI::App& sub, const GlobalOptions& global);

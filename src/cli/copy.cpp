@@ -20,6 +20,7 @@ Action setup_copy(CLI::App& sub, const GlobalOptions& global) {
   sub.add_flag("--allow-revoked", o->allow_revoked, "Copy an image that has a trusted revocation record");
   add_registry_flags(sub, o->reg);
   return [o, &global] {
+    CooperativeInterrupts interrupts;  // transfers poll the token and remove their temp blobs
     registry::Reference src = registry::Reference::parse(o->src);
     registry::Reference dest = registry::Reference::parse(o->dest);
     Ui ui = make_ui(global, nullptr);
@@ -27,7 +28,7 @@ Action setup_copy(CLI::App& sub, const GlobalOptions& global) {
     auto to = make_registry_client(dest.registry, o->reg, ui, true);
     // The trusted keys are the store's (its trusted/ directory and the default key).
     auto keys = trusted_keys(*open_store());
-    registry::RevocationPolicy policy{&keys, o->allow_revoked};
+    registry::RevocationPolicy policy{&keys, o->allow_revoked, false};
     const char* tmpdir = std::getenv("TMPDIR");
     auto rep = registry::copy_image(
         *from, src, *to, dest, tmpdir && *tmpdir ? tmpdir : "/tmp", policy,

@@ -166,6 +166,7 @@ Action setup_export(CLI::App& sub, const GlobalOptions&) {
                  "Container images as raw/qcow2: the disk's size (e.g. 2G; default: the content plus a quarter "
                  "plus 64 MiB)");
   return [o] {
+    CooperativeInterrupts interrupts;  // the export polls the token and removes its scratch tree
     auto st = open_store();
     store::ImageRecord img = st->resolve(o->ref);
     nlohmann::json m = st->manifest(img);

@@ -12,6 +12,7 @@ Action setup_pull(CLI::App& sub, const GlobalOptions& global) {
   struct Opts {
     std::string src, name, version;
     bool allow_revoked = false;
+    bool allow_untrusted = false;
     RegistryFlags reg;
   };
   auto o = std::make_shared<Opts>();
@@ -20,14 +21,17 @@ Action setup_pull(CLI::App& sub, const GlobalOptions& global) {
   sub.add_option("--version", o->version, "The version to record (default: the image's own)");
   sub.add_flag("--allow-revoked", o->allow_revoked,
                "Pull an image that has a trusted revocation record (it is revoked in the store too)");
+  sub.add_flag("--allow-untrusted", o->allow_untrusted,
+               "Import an image whose provenance is not signed by a trusted key (the audit log records it)");
   add_registry_flags(sub, o->reg);
   return [o, &global] {
+    CooperativeInterrupts interrupts;  // transfers poll the token and remove their temp blobs
     auto st = open_store();
     registry::Reference src = registry::Reference::parse(o->src);
     Ui ui = make_ui(global, nullptr);
     auto client = make_registry_client(src.registry, o->reg, ui, true);
     auto keys = trusted_keys(*st);
-    registry::RevocationPolicy policy{&keys, o->allow_revoked};
+    registry::RevocationPolicy policy{&keys, o->allow_revoked, o->allow_untrusted};
     auto rep = registry::pull_image(
         *st, *client, src, o->name, o->version, policy, [&](std::string_view l) { ui.message("", l); },
         global_cancel());

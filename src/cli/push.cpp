@@ -22,6 +22,7 @@ Action setup_push(CLI::App& sub, const GlobalOptions& global) {
   sub.add_flag("--force", o->force, "Replace tags that point at another image (version tags are immutable otherwise)");
   add_registry_flags(sub, o->reg, true);
   return [o, &global] {
+    CooperativeInterrupts interrupts;  // transfers poll the token and remove their temp blobs
     auto st = open_store();
     store::ImageRecord img = st->resolve(o->ref);
     registry::Reference dest = registry::Reference::parse(o->dest);

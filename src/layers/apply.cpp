@@ -163,7 +163,14 @@ class LayerApplier {
       return true;
     }
     if (base.substr(0, kWhiteoutMetaPrefix.size()) == kWhiteoutMetaPrefix) return true;  // other aufs metadata
-    std::string target = child_of(dir, base.substr(kWhiteoutPrefix.size()));
+    std::string_view hidden = base.substr(kWhiteoutPrefix.size());
+    // ".wh." alone, ".wh.." and ".wh..." would name the directory itself or its parent: the
+    // OCI image spec forbids them, and honouring one deletes a directory or the whole root.
+    if (hidden.empty() || hidden == "." || hidden == "..")
+      throw BuildError("layer " + layer_ + ": whiteout '" + name + "' names " +
+                       (hidden.empty() ? std::string("no file") : "'" + std::string(hidden) + "'") +
+                       ", which the OCI image spec forbids; refusing the layer");
+    std::string target = child_of(dir, hidden);
     if (written_.count(target) != 0) return true;  // whiteouts hide lower layers only
     fs::path host = resolve_in_root(root_, target, false, layer_, name);
     struct stat st {};

@@ -23,6 +23,11 @@ json::Value render_value(const json::Value& v, const interp::Context& ctx, const
         } catch (const interp::Poisoned&) {
           // The variable's own error was reported; checks of this value would repeat it.
           if (src.poisoned) src.poisoned->insert({v.pos.line, v.pos.col});
+        } catch (const interp::TooLong& e) {
+          src.diags.error(src.file, json::source_pos(src.text, v.pos, e.offset),
+                          (src.what.empty() ? std::string("this value") : src.what) + " would be longer than " +
+                              std::to_string(interp::kMaxRenderedSize >> 20) +
+                              " MiB (the limit on a rendered value) where '" + e.action + "' adds to it");
         } catch (const interp::Error& e) {
           src.diags.error(src.file, json::source_pos(src.text, v.pos, e.offset), e.what());
         }
@@ -137,7 +142,8 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
       std::string file = value_file.count(name) ? value_file[name] : t.path;
       std::string_view text = value_file.count(name) ? std::string_view() : std::string_view(t.raw);
       size_t before = d.errors().size();
-      json::Value r = render_value(json::Value::make_string(value, value_pos[name]), ctx, RenderSource{file, text, d});
+      json::Value r = render_value(json::Value::make_string(value, value_pos[name]), ctx,
+                                   RenderSource{file, text, d, nullptr, "variable '" + name + "'"});
       if (d.errors().size() > before) errored.insert(name);
       if (r.text != value) {
         value = r.text;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "imgbake/error.h"
+#include "imgbake/oci_json.h"
 #include "imgbake/pipeline.h"
 #include "imgbake/util.h"
 
@@ -160,7 +161,9 @@ StepOutcome run_steps(StepList& steps, State& st) {
       error = "interrupted";
     } catch (const std::exception& e) {
       ok = false;
-      error = e.what();
+      // A JSON library error that a component let through: its text, without the library's
+      // "[json.exception.…]" code (the component should have named the file and field).
+      error = oci::json_error_text(e);
       if (const auto* failed = dynamic_cast<const CommandFailed*>(&e)) exit_status = failed->exit_status;
     }
     auto d = std::chrono::steady_clock::now() - t0;

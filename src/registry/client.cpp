@@ -89,7 +89,7 @@ Response Client::Impl::send(const Request& req) {
   const bool to_registry = http::authority_of(req.url) == registry_authority;
   bool challenge_answered = false;
   while (true) {
-    // The transport sends the Authorization header to the request's own host only.
+    // The transport sends the Authorization header to the request's own origin only.
     h.headers = req.headers;
     if (req.registry_auth && to_registry) {
       if (std::string authz = authorization(req.scopes, cancel); !authz.empty()) h.headers.push_back(authz);
@@ -104,8 +104,8 @@ Response Client::Impl::send(const Request& req) {
     } catch (const http::BodyError& e) {
       throw BuildError(req.method + " " + path_of(req.url) + " on " + registry + ": " + e.what());
     }
-    if (resp.status == 401 && req.registry_auth && http::authority_of(resp.url) == registry_authority &&
-        !challenge_answered) {
+    if (resp.status == 401 && req.registry_auth && to_registry &&
+        http::origin_of(resp.url) == http::origin_of(req.url) && !challenge_answered) {
       challenge_answered = true;
       if (answer_challenge(resp, req, cancel)) continue;
     }
@@ -241,6 +241,12 @@ std::optional<Manifest> Client::get_manifest(const std::string& repo, const std:
   if (reference.starts_with("sha256:") && reference != m.digest)
     throw BuildError("registry " + impl_->registry + " answered " + repo + "@" + reference +
                      " with a manifest whose digest is " + m.digest + "; the registry is faulty");
+  // By tag too: what the registry says it served must be what arrived (a sha512 one is not
+  // ours to check).
+  if (std::string served = resp.header("docker-content-digest"); served.starts_with("sha256:") && served != m.digest)
+    throw BuildError("registry " + impl_->registry + " answered " + repo + ":" + reference +
+                     " with a manifest whose bytes hash to " + m.digest + " but its Docker-Content-Digest says " +
+                     served + "; the manifest was changed on the way or the registry is faulty: nothing was pulled");
   return m;
 }
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "imgbake/error.h"
+#include "imgbake/oci_json.h"
 #include "imgbake/records.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
@@ -34,18 +35,56 @@ std::string mib(uint64_t n) {
 }
 
 // The blobs a manifest pulled or copied from a registry names: its config and its layers.
-std::vector<oci::Descriptor> blobs_of(const nlohmann::json& manifest) {
+// The config and layers of a manifest from a registry; `where` names it in errors.
+std::vector<oci::Descriptor> blobs_of(const nlohmann::json& manifest, const std::string& where) {
   std::vector<oci::Descriptor> out;
-  auto desc = [](const nlohmann::json& j) {
+  auto desc = [](const nlohmann::json& j, const std::string& what) {
     oci::Descriptor d;
-    d.media_type = j.value("mediaType", "");
-    d.digest = j.value("digest", "");
-    d.size = j.value("size", uint64_t{0});
+    d.media_type = oci::string_at(j, "mediaType", what);
+    d.digest = oci::string_at(j, "digest", what);
+    d.size = oci::size_at(j, "size", what);
     return d;
   };
-  if (manifest.contains("config")) out.push_back(desc(manifest["config"]));
-  for (const auto& l : manifest.value("layers", nlohmann::json::array())) out.push_back(desc(l));
+  out.push_back(desc(oci::object_at(manifest, "config", where), where + ": config"));
+  const auto& layers = oci::array_at(manifest, "layers", where);
+  for (size_t i = 0; i < layers.size(); ++i)
+    out.push_back(desc(layers[i], where + ": layers[" + std::to_string(i) + "]"));
   return out;
+}
+
+// Why the pulled provenance (its envelope is in the store already) is not signed by a trusted
+// key, or "". Throws unless the policy allows untrusted signatures: nothing is imported then.
+std::string untrusted_signature(store::Store& st, const store::ImportRequest& req, const RevocationPolicy& policy,
+                                const Reference& src) {
+  std::string why;
+  try {
+    nlohmann::json ref = nlohmann::json::parse(req.referrer_manifest_bytes);
+    std::string envelope;
+    for (const auto& l : ref.value("layers", nlohmann::json::array()))
+      if (l.is_object() && l.value("mediaType", "") == oci::kDsseMediaType) envelope = l.value("digest", "");
+    if (envelope.empty()) return "";  // import_image refuses a referrer without an envelope
+    static const std::vector<provenance::VerifyingKey> none;
+    provenance::EnvelopeCheck check = provenance::verify_envelope(nlohmann::json::parse(st.blobs().read(envelope)),
+                                                                  policy.keys ? *policy.keys : none);
+    if (check.ok) return "";
+    why = check.error;
+  } catch (const std::exception& e) {
+    why = "the provenance cannot be read: " + oci::json_error_text(e);
+  }
+  if (!policy.allow_untrusted)
+    throw BuildError(src.str() + ": its provenance is not signed by a trusted key (" + why +
+                     "); nothing was imported. Trust the signer's public key (imgbake verify --key, or the "
+                     "trusted keys), or pull with --allow-untrusted to import it anyway (recorded in the audit log)");
+  return why;
+}
+
+// A manifest a registry served, parsed; `where` names it in errors.
+nlohmann::json manifest_json(const Manifest& m, const std::string& where) {
+  return oci::parse_json(m.bytes, where + " " + m.digest);
+}
+
+std::string string_member(const nlohmann::json& j, const std::string& key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
 }
 
 void count(TransferReport& rep, const BlobPushResult& r) {
@@ -289,8 +328,8 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
   auto revocation = check_revocation(client, repo, manifest->digest, src.str(), policy, log, cancel);
   if (revocation) rep.revocation = revocation->digest;
 
-  auto fetch_blobs = [&](const nlohmann::json& m) {
-    for (const auto& b : blobs_of(m)) {
+  auto fetch_blobs = [&](const nlohmann::json& m, const std::string& where) {
+    for (const auto& b : blobs_of(m, where)) {
       if (st.blobs().exists(b.digest)) {
         ++rep.blobs_skipped;
         continue;
@@ -305,8 +344,9 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
       if (log) log(short_digest(b.digest) + " " + mib(b.size) + ": pulled");
     }
   };
-  nlohmann::json m = nlohmann::json::parse(manifest->bytes);
-  fetch_blobs(m);
+  const std::string manifest_where = src.str() + ": the manifest";
+  nlohmann::json m = manifest_json(*manifest, manifest_where);
+  fetch_blobs(m, manifest_where + " " + manifest->digest);
 
   store::ImportRequest req;
   req.manifest_bytes = manifest->bytes;
@@ -314,14 +354,17 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
   for (const auto& d : client.referrers(repo, manifest->digest, oci::kProvenanceArtifactType)) {
     auto ref = client.get_manifest(repo, d.digest);
     if (!ref) continue;
-    fetch_blobs(nlohmann::json::parse(ref->bytes));
+    const std::string ref_where = src.str() + ": the provenance referrer";
+    fetch_blobs(manifest_json(*ref, ref_where), ref_where + " " + ref->digest);
     req.referrer_manifest_bytes = ref->bytes;
     rep.referrer_digest = ref->digest;
     break;
   }
+  if (!req.referrer_manifest_bytes.empty()) req.untrusted_signature = untrusted_signature(st, req, policy, src);
   std::string local_name = name;
   if (local_name.empty()) {
-    local_name = m.value("annotations", nlohmann::json::object()).value("io.imgbake.image.name", "");
+    local_name =
+        string_member(m.contains("annotations") ? m["annotations"] : nlohmann::json(), "io.imgbake.image.name");
     if (local_name.empty()) local_name = fs::path(repo).filename().string();
   }
   req.name = local_name;
@@ -345,8 +388,8 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
     rep.revocation = revocation->digest;
   const bool same_registry = from.registry() == to.registry() && src.repository != dest.repository;
 
-  auto copy_blobs = [&](const nlohmann::json& m) {
-    for (const auto& b : blobs_of(m)) {
+  auto copy_blobs = [&](const nlohmann::json& m, const std::string& where) {
+    for (const auto& b : blobs_of(m, where)) {
       if (to.has_blob(dest.repository, b.digest)) {
         ++rep.blobs_skipped;
         continue;
@@ -377,7 +420,8 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
       if (log) log(short_digest(b.digest) + " " + mib(b.size) + ": " + how);
     }
   };
-  copy_blobs(nlohmann::json::parse(manifest->bytes));
+  const std::string manifest_where = src.str() + ": the manifest";
+  copy_blobs(manifest_json(*manifest, manifest_where), manifest_where + " " + manifest->digest);
   rep.manifest_digest = to.put_manifest(dest.repository, manifest->digest, manifest->media_type, manifest->bytes);
   if (rep.manifest_digest != manifest->digest)
     throw BuildError("the destination stored the manifest as " + rep.manifest_digest + ", not " + manifest->digest +
@@ -390,10 +434,11 @@ TransferReport copy_image(Client& from, const Reference& src, Client& to, const 
   for (const auto& d : from.referrers(src.repository, manifest->digest)) {
     auto ref = from.get_manifest(src.repository, d.digest);
     if (!ref) continue;
-    copy_blobs(nlohmann::json::parse(ref->bytes));
+    const std::string ref_where = src.str() + ": the referrer";
+    const nlohmann::json ref_json = manifest_json(*ref, ref_where);
+    copy_blobs(ref_json, ref_where + " " + ref->digest);
     if (put_referrer(to, dest.repository, manifest->digest, ref->bytes, ref->digest)) rep.referrers_tag_schema = true;
-    if (nlohmann::json::parse(ref->bytes).value("artifactType", "") == oci::kProvenanceArtifactType)
-      rep.referrer_digest = ref->digest;
+    if (string_member(ref_json, "artifactType") == oci::kProvenanceArtifactType) rep.referrer_digest = ref->digest;
   }
   return rep;
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -140,18 +141,86 @@ Descriptor BlobStore::adopt(const fs::path& temp_file, const std::string& digest
   return d;
 }
 
-std::string BlobStore::read(const std::string& digest) const { return util::read_file(path(digest)); }
+namespace {
+
+const char* kind_of(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// A blob opened for reading: never through a symbolic link, never waiting (a FIFO or a device in
+// its place is refused, not read), and read no further than the size it had when opened, so
+// that nothing put in a blob's place can make a reader hang or read forever.
+struct OpenBlob {
+  util::UniqueFd fd;
+  uint64_t size = 0;
+};
+
+OpenBlob open_blob(const fs::path& p, const std::string& digest) {
+  OpenBlob b;
+  b.fd.reset(open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!b.fd) {
+    int e = errno;
+    if (e == ENOENT) throw StoreError("blob " + digest + " is missing (" + p.string() + ")");
+    if (e == ELOOP)
+      throw StoreError("blob " + digest + " is a symbolic link (" + p.string() + "); a blob must be a regular file");
+    throw StoreError("cannot read blob " + digest + " (" + p.string() + "): " + std::strerror(e));
+  }
+  struct stat sb {};
+  if (fstat(b.fd.get(), &sb) != 0)
+    throw StoreError("cannot read blob " + digest + " (" + p.string() + "): " + std::strerror(errno));
+  if (!S_ISREG(sb.st_mode))
+    throw StoreError("blob " + digest + " is " + kind_of(sb.st_mode) + " (" + p.string() +
+                     "); a blob must be a regular file");
+  b.size = static_cast<uint64_t>(sb.st_size);
+  return b;
+}
+
+// Reads up to `b.size` bytes of the blob in chunks, handing each to `take`; stops on a signal.
+template <typename Take>
+void read_blob(OpenBlob& b, const fs::path& p, const std::string& digest, Take take) {
+  std::vector<char> buf(std::min<uint64_t>(b.size, 1 << 20) + 1);
+  uint64_t left = b.size;
+  while (left > 0) {
+    global_cancel().throw_if_cancelled();
+    ssize_t n = ::read(b.fd.get(), buf.data(), std::min<uint64_t>(left, buf.size()));
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      throw StoreError("cannot read blob " + digest + " (" + p.string() + "): " + std::strerror(errno));
+    }
+    if (n == 0) break;  // shrank while read: the digest tells
+    take(buf.data(), static_cast<size_t>(n));
+    left -= static_cast<uint64_t>(n);
+  }
+}
+
+}  // namespace
+
+std::string BlobStore::read(const std::string& digest) const {
+  fs::path p = path(digest);
+  OpenBlob b = open_blob(p, digest);
+  std::string out;
+  out.reserve(b.size);
+  read_blob(b, p, digest, [&](const char* data, size_t n) { out.append(data, n); });
+  return out;
+}
+
+void BlobStore::check_regular(const std::string& digest) const { open_blob(path(digest), digest); }
 
 std::string BlobStore::check(const std::string& digest) const {
-  fs::path p;
+  util::Hasher hasher;
   try {
-    p = path(digest);
-  } catch (const std::exception& e) {
+    fs::path p = path(digest);
+    OpenBlob b = open_blob(p, digest);
+    read_blob(b, p, digest, [&](const char* data, size_t n) { hasher.update(data, n); });
+  } catch (const StoreError& e) {
     return e.what();
   }
-  std::error_code ec;
-  if (!fs::exists(p, ec)) return "blob " + digest + " is missing (" + p.string() + ")";
-  std::string actual = "sha256:" + util::file_digest_hex(p, "sha256");
+  std::string actual = "sha256:" + hasher.hex();
   if (actual != digest) return "blob " + digest + " is corrupt: its content hashes to " + actual;
   return "";
 }

@@ -41,7 +41,8 @@ Store::Catalog::Catalog(const fs::path& file) {
       CREATE TABLE IF NOT EXISTS layer_cache(key TEXT PRIMARY KEY, material TEXT NOT NULL,
         empty INTEGER NOT NULL, media_type TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
         diff_id TEXT NOT NULL, created_by TEXT NOT NULL, created TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS layer_cache_slots(slot TEXT PRIMARY KEY, key TEXT NOT NULL);)");
+      CREATE TABLE IF NOT EXISTS layer_cache_slots(slot TEXT PRIMARY KEY, key TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS layer_diff_ids(digest TEXT PRIMARY KEY, diff_id TEXT NOT NULL);)");
 }
 
 Store::Catalog::~Catalog() { sqlite3_close_v2(db); }
@@ -56,6 +57,21 @@ void Store::Catalog::exec(const std::string& sql) {
 }
 
 namespace detail {
+
+void refuse_symlinks_in_layout(const fs::path& home) {
+  static constexpr const char* kLayout[] = {
+      "blobs",          "blobs/sha256",   "tmp",   "oci-layout",  "index.json",        "catalog.db",
+      "catalog.db-wal", "catalog.db-shm", ".lock", ".users.lock", ".catalog-open.lock"};
+  for (const char* name : kLayout) {
+    std::error_code ec;
+    if (!fs::is_symlink(fs::symlink_status(home / name, ec))) continue;
+    std::string target = fs::read_symlink(home / name, ec).string();
+    throw StoreError("the store " + home.string() + " is refused: " + name + " is a symbolic link (to " +
+                     (ec ? "an unreadable target" : target) +
+                     "); imgbake never follows links inside a store, where gc would delete through them. "
+                     "Replace it with the directory or file itself, or point IMGBAKE_HOME at the real store");
+  }
+}
 
 std::string now_rfc3339() { return util::format_rfc3339(std::chrono::system_clock::now()); }
 
@@ -139,6 +155,14 @@ std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& 
   while (s.step()) {
     seq = std::max(seq, s.integer(1) + 1);
     const std::string v = s.text(0);
+    if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
+      next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
+  }
+  // A removed version's number is not given again: the audit log still names it.
+  Stmt r(db, "SELECT to_ref FROM audit WHERE name = ? AND action = 'remove'");
+  r.bind(1, name);
+  while (r.step()) {
+    const std::string v = r.text(0).substr(name.size() + 1);
     if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 18)
       next_number = std::max<int64_t>(next_number, std::stoll(v) + 1);
   }

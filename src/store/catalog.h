@@ -119,6 +119,15 @@ class StoreLock {
 
 std::string now_rfc3339();
 
+// index.json as it was before imgbake rewrote it, kept when it had been edited: in the store's
+// directory, named this prefix + the time.
+inline constexpr const char* kEditedIndexPrefix = "index.json.edited-";
+
+// Refuses a store whose layout (blobs/, blobs/sha256, tmp/, the catalog, index.json, the lock
+// files) holds a symbolic link: gc and every write would act on the link's target, outside the
+// store. The store's home itself may be a link.
+void refuse_symlinks_in_layout(const std::filesystem::path& home);
+
 // The columns read_image reads, in its order.
 inline constexpr const char* kImageColumns =
     "id, name, version, manifest_digest, manifest_size, created, builder_type, template_digest, git_commit, parent, "
@@ -150,6 +159,21 @@ std::optional<ChannelHead> channel_head(sqlite3* db, const std::string& name, co
 // Points the channel at the image, creating the channel. `protect` marks it protected; a
 // protected channel stays protected. The caller checks and writes the audit entry.
 void move_channel(sqlite3* db, const std::string& name, const std::string& channel, int64_t image_id, bool protect);
+
+// A tar layer (OCI or Docker media type), the kind whose diff_id an image config lists.
+bool is_tar_layer(const std::string& media_type);
+// A layer and the diff_id an image config claims for it.
+using LayerClaim = std::pair<Descriptor, std::string>;
+struct CheckedDiffId {
+  std::string digest;
+  std::string diff_id;
+};
+// Throws StoreError (starting with `what`, naming the layer) when a tar layer's diff_id is not
+// the one claimed. A layer not checked before is decompressed once; the pairs checked now are
+// returned for record_diff_ids (inside the caller's transaction). Other layers are skipped.
+std::vector<CheckedDiffId> check_diff_ids(sqlite3* db, const BlobStore& blobs, const std::vector<LayerClaim>& layers,
+                                          const std::string& what);
+void record_diff_ids(sqlite3* db, const std::vector<CheckedDiffId>& checked);
 
 }  // namespace detail
 

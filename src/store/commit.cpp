@@ -65,11 +65,15 @@ ImageRecord Store::commit(const CommitRequest& req) {
   // The large part first, outside the catalog's lock: content-addressed blobs are
   // the same whatever version they end up in.
   std::vector<Descriptor> layers;
+  std::vector<detail::LayerClaim> claims;
   if (req.oci)
     for (const auto& l : req.oci->layers) {
       if (!blobs_.exists(l.blob.digest)) throw StoreError("layer " + l.blob.digest + " is not in the store");
       layers.push_back(l.blob);
+      claims.emplace_back(l.blob, l.diff_id);
     }
+  const std::vector<detail::CheckedDiffId> checked =
+      detail::check_diff_ids(db_->db, blobs_, claims, "cannot commit " + req.name);
   for (const auto& f : req.oci ? std::vector<ArtifactFile>{} : req.files) {
     Descriptor d = blobs_.put_file(f.path, f.media_type.empty() ? layer_media_type(f.path) : f.media_type);
     if (!f.sha256.empty() && d.digest != "sha256:" + f.sha256)
@@ -82,6 +86,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
   ImageRecord rec;
   {
     Transaction tx(db);
+    detail::record_diff_ids(db, checked);
     auto [seq, next_number] = next_seq_and_number(db, req.name);
     std::string version = req.version.value_or(std::to_string(next_number));
     if (find_image(db, "name = ? AND version = ?", {req.name, version}))

@@ -2,6 +2,7 @@
 #include "catalog.h"
 #include "manifest.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -45,6 +46,27 @@ nlohmann::json read_metadata(const BlobStore& blobs, const Descriptor& d) {
   } catch (const std::exception&) {
     return nullptr;
   }
+}
+
+// The diff_ids the image's config gives its tar layers, checked against the layers.
+std::vector<detail::CheckedDiffId> check_pulled_diff_ids(sqlite3* db, const BlobStore& blobs,
+                                                         const ParsedManifest& image, const std::string& what) {
+  if (std::none_of(image.layers.begin(), image.layers.end(),
+                   [](const Descriptor& l) { return detail::is_tar_layer(l.media_type); }))
+    return {};
+  nlohmann::json config = read_metadata(blobs, image.config);
+  const nlohmann::json* ids = nullptr;
+  if (config.is_object() && config.contains("rootfs") && config["rootfs"].is_object() &&
+      config["rootfs"].contains("diff_ids") && config["rootfs"]["diff_ids"].is_array())
+    ids = &config["rootfs"]["diff_ids"];
+  if (!ids || ids->size() != image.layers.size())
+    throw StoreError(what + ": the image config (" + image.config.digest + ") lists " +
+                     (ids ? std::to_string(ids->size()) : std::string("no")) + " rootfs.diff_ids for " +
+                     std::to_string(image.layers.size()) + " layers");
+  std::vector<detail::LayerClaim> claims;
+  for (size_t i = 0; i < image.layers.size(); ++i)
+    claims.emplace_back(image.layers[i], (*ids)[i].is_string() ? (*ids)[i].get<std::string>() : "");
+  return detail::check_diff_ids(db, blobs, claims, what);
 }
 
 }  // namespace
@@ -112,6 +134,7 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   }
   if (!missing.empty())
     throw StoreError(what + ": " + util::join(missing, "; ") + " (pull the image's blobs before importing it)");
+  const std::vector<detail::CheckedDiffId> checked = check_pulled_diff_ids(db_->db, blobs_, image, what);
   if (!req.referrer_manifest_bytes.empty())
     referrer = blobs_.put_bytes(req.referrer_manifest_bytes, oci::kManifestMediaType);
 
@@ -151,6 +174,7 @@ ImageRecord Store::import_image(const ImportRequest& req) {
   ImageRecord rec;
   {
     Transaction tx(db);
+    detail::record_diff_ids(db, checked);
     std::optional<ImageRecord> existing =
         req.version ? find_image(db, "name = ? AND version = ?", {req.name, *req.version})
                     : find_image(db, "name = ? AND manifest_digest = ? ORDER BY seq LIMIT 1", {req.name, man.digest});
@@ -189,6 +213,10 @@ ImageRecord Store::import_image(const ImportRequest& req) {
     }
     nlohmann::json detail = {
         {"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", parent}, {"source", req.source}};
+    if (!req.untrusted_signature.empty()) {
+      detail["untrusted_signature"] = req.untrusted_signature;
+      detail["allowed_by"] = "--allow-untrusted";
+    }
     append_audit(db, AuditEntry{0, "", who(), "pull", req.name, "", req.source, req.name + ":" + version, "",
                                 detail.dump(), "", ""});
     tx.commit();

@@ -104,6 +104,23 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   for (const auto& p : blobs_.leftovers())
     rep.notes.push_back("temporary file or directory of an interrupted write or build (or of one still running): " +
                         p.string() + " (store gc removes it when no other imgbake process has the store open)");
+  // index.json copies that had been edited outside imgbake (Store::sync_index kept them).
+  {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(home_, ec)) {
+      std::string n = e.path().filename().string();
+      if (!n.starts_with(detail::kEditedIndexPrefix)) continue;
+      std::string why;
+      try {
+        why = index_edit(util::read_file(e.path()));
+      } catch (const std::exception& err) {
+        why = err.what();
+      }
+      rep.problems.push_back("index.json had been edited outside imgbake (" + (why.empty() ? "it differed" : why) +
+                             "); imgbake rewrote it from the catalog and kept the edited copy as " + e.path().string() +
+                             " (compare them, then remove that file)");
+    }
+  }
   for (const auto& img : all)
     if (img.revoked && !img.channels.empty())
       rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +
@@ -148,6 +165,8 @@ uint64_t bytes_of(const fs::path& p, std::vector<std::string>& warnings) {
 GcReport Store::gc(bool prune_cache) {
   GcReport rep;
   StoreLock lock(home_, true);  // no commit is running while we look
+  // Checked again here: a link made since the store was opened must not take gc outside it.
+  detail::refuse_symlinks_in_layout(home_);
   // Everything a version references is kept; versions are never deleted, channels and
   // history entries point at versions. The build cache's layers are kept until pruned.
   std::set<std::string> keep;

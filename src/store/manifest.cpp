@@ -1,6 +1,8 @@
 // Reading OCI image manifests (manifest.h).
 #include "manifest.h"
 
+#include "imgbake/oci_json.h"
+
 namespace imgbake::store::detail {
 
 std::string string_field(const nlohmann::json& j, const std::string& key) {
@@ -26,7 +28,7 @@ ParsedManifest parse_manifest(const std::string& bytes, const std::string& what)
   try {
     p.json = nlohmann::json::parse(bytes);
   } catch (const std::exception& e) {
-    throw StoreError(what + " is not JSON: " + e.what());
+    throw StoreError(what + " is not JSON: " + oci::json_error_text(e));
   }
   if (!p.json.is_object() || !p.json.contains("schemaVersion") || p.json["schemaVersion"] != 2)
     throw StoreError(what + " is not an image manifest (schemaVersion 2)");

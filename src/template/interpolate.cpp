@@ -439,6 +439,9 @@ std::string render(std::string_view text, const Context& ctx) {
       } catch (const Deferred&) {
         out.append(text.substr(open, close + 2 - open));
       }
+      // Variables that each repeat the previous one grow exponentially: 30 of them in a 1 KB
+      // template would render gigabytes.
+      if (out.size() > kMaxRenderedSize) throw TooLong("{{" + std::string(action) + "}}", open);
     }
     i = close + 2;
     if (trim_right)

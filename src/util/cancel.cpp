@@ -55,22 +55,27 @@ CancelToken& global_cancel() {
 namespace {
 
 constexpr int kSlots = 64;
+std::atomic<int> cooperative{0};  // live CooperativeInterrupts
 std::atomic<int> child_groups[kSlots];
 std::atomic<bool> temp_used[kSlots];
 char temp_paths[kSlots][1024];
 
 void on_signal(int signo) {
   CancelToken& t = global_cancel();
-  if (t.cancelled()) {
-    // Second interrupt: the user insists. Stop the children's groups (they are in
-    // groups of their own, so the terminal's signal did not reach them), remove the
-    // temp files, and leave now with the conventional status.
+  if (t.cancelled() || cooperative.load() == 0) {
+    // A second interrupt (the user insists), or one where nothing polls the token: stop the
+    // children's groups (they are in groups of their own, so the terminal's signal did not
+    // reach them), remove the temp files, and leave now with the conventional status.
     for (auto& g : child_groups) {
       int pgid = g.load();
       if (pgid > 0) kill(-pgid, SIGKILL);
     }
     for (int i = 0; i < kSlots; ++i)
       if (temp_used[i].load()) unlink(temp_paths[i]);
+    if (!t.cancelled()) {
+      const char msg[] = "\nInterrupt received: exiting\n";
+      [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+    }
     _exit(128 + signo);
   }
   t.cancel(signo);
@@ -79,6 +84,9 @@ void on_signal(int signo) {
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 }  // namespace
+
+CooperativeInterrupts::CooperativeInterrupts() { cooperative.fetch_add(1); }
+CooperativeInterrupts::~CooperativeInterrupts() { cooperative.fetch_sub(1); }
 
 void register_child_group(int pgid) noexcept {
   for (auto& g : child_groups) {

@@ -1,5 +1,6 @@
 // The HTTP transport on libcurl. Redirects are followed here, not by libcurl, so that the
-// Authorization header goes to the request's own host only, and so that a redirect is retried
+// Authorization header goes to the request's own origin (scheme, host and port) only, so that
+// an https:// request is never redirected to plain http://, and so that a redirect is retried
 // and logged like any other answer.
 #include "imgbake/http.h"
 
@@ -221,6 +222,17 @@ std::string authority_of(const std::string& url) {
   return lower(url.substr(p + 3, end == std::string::npos ? std::string::npos : end - p - 3));
 }
 
+std::string origin_of(const std::string& url) {
+  std::string scheme = scheme_of(url);
+  std::string authority = authority_of(url);
+  // "host" and "host:443" are one origin; an IPv6 literal's colons are inside brackets.
+  size_t bracket = authority.rfind(']');
+  size_t colon = authority.rfind(':');
+  bool has_port = colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
+  if (!has_port) authority += scheme == "https" ? ":443" : scheme == "http" ? ":80" : "";
+  return scheme + "://" + authority;
+}
+
 std::string path_of(const std::string& url) {
   size_t p = url.find("://");
   size_t slash = p == std::string::npos ? std::string::npos : url.find('/', p + 3);
@@ -324,7 +336,7 @@ Response Session::send(const Request& req) {
   std::string method = req.method;
   std::string url = req.url;
   std::optional<Body> body = method == "GET" || method == "HEAD" ? std::nullopt : req.body;
-  const std::string origin = authority_of(req.url);
+  const std::string origin = origin_of(req.url);
   const bool repeatable = !body || body->repeatable();
   const int max_retries = repeatable ? req.max_retries : 0;
   int retries = 0, redirects = 0;
@@ -338,11 +350,11 @@ Response Session::send(const Request& req) {
   };
   while (true) {
     cancel.throw_if_cancelled();
-    // The credentials are for the host the caller named; a redirect elsewhere gets none.
+    // The credentials are for the origin the caller named; a redirect elsewhere gets none.
     std::vector<std::string> headers;
-    bool same_host = authority_of(url) == origin;
+    bool same_origin = origin_of(url) == origin;
     for (const std::string& h : req.headers)
-      if (same_host || !is_authorization(h)) headers.push_back(h);
+      if (same_origin || !is_authorization(h)) headers.push_back(h);
     Response resp;
     resp.url = url;
     Attempt a(req, body, cancel, resp);
@@ -367,9 +379,15 @@ Response Session::send(const Request& req) {
       std::string scheme = scheme_of(next);
       if (scheme != "http" && scheme != "https")
         throw BuildError(path_of(url) + " was redirected to a URL that is neither http:// nor https://");
-      if (authority_of(next) != authority_of(url) && options_.log)
-        options_.log("redirect: " + method + " " + path_of(url) + " → " + authority_of(next) +
-                     (authority_of(next) == origin ? "" : " (no credentials sent there)"));
+      // TLS once asked for is never given up: the answer may be a man in the middle's.
+      if (scheme_of(url) == "https" && scheme == "http")
+        throw BuildError(method + " " + path_of(url) + " on https://" + authority_of(url) +
+                         " was redirected to plain http://" + authority_of(next) + path_of(next) +
+                         "; refusing to leave TLS (nothing was sent there)");
+      if (origin_of(next) != origin_of(url) && options_.log)
+        options_.log("redirect: " + method + " " + path_of(url) + " → " +
+                     (scheme == scheme_of(url) ? authority_of(next) : scheme + "://" + authority_of(next)) +
+                     (origin_of(next) == origin ? "" : " (no credentials sent there)"));
       if (status == 303) {
         method = "GET";
         body.reset();

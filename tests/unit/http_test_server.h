@@ -45,6 +45,20 @@ struct HttpAnswer {
   std::string body;
 };
 
+// A TCP socket listening on 127.0.0.1, on a port the kernel picks (returned in `port`).
+inline int ListenOnLoopback(int& port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 16) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw std::runtime_error("test server: cannot listen on 127.0.0.1");
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
 // Answers a request, or nullopt: the server passes it on to its upstream.
 using HttpHandler = std::function<std::optional<HttpAnswer>(const HttpRequest&)>;
 
@@ -57,15 +71,7 @@ class TestHttpServer {
  public:
   explicit TestHttpServer(HttpHandler handler, int upstream_port = 0)
       : handler_(std::move(handler)), upstream_port_(upstream_port) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 16) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      throw std::runtime_error("test HTTP server: cannot listen on 127.0.0.1");
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = ListenOnLoopback(port_);
     accept_thread_ = std::thread([this] { AcceptLoop(); });
   }
   ~TestHttpServer() {

@@ -93,6 +93,35 @@ TEST_F(LayerTest, ApplyRefusesEntriesOutsideTheRoot) {
   }
 }
 
+TEST_F(LayerTest, ApplyRefusesWhiteoutsOfADirectoryItselfOrItsParent) {
+  fs::path root = dir_ / "root";
+  fs::create_directories(root / "etc");
+  WriteFile(root / "etc/hostname", "base\n");
+  WriteFile(root / "keep", "base\n");
+  struct Case {
+    std::string entry;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {"etc/.wh..", "whiteout 'etc/.wh..' names '.', which the OCI image spec forbids"},
+      {"etc/.wh...", "whiteout 'etc/.wh...' names '..', which the OCI image spec forbids"},
+      {".wh.", "whiteout '.wh.' names no file, which the OCI image spec forbids"},
+      {".wh..", "whiteout '.wh..' names '.', which the OCI image spec forbids"},
+  };
+  for (const auto& c : cases) {
+    fs::path tar = dir_ / "evil.tar";
+    CraftTar(tar, {{c.entry, ""}});
+    try {
+      layer::apply(tar, root, cancel_);
+      ADD_FAILURE() << "applied " << c.entry;
+    } catch (const BuildError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(c.says));
+    }
+    EXPECT_TRUE(fs::exists(root / "etc/hostname")) << c.entry;
+    EXPECT_TRUE(fs::exists(root / "keep")) << c.entry;
+  }
+}
+
 TEST_F(LayerTest, ApplyFollowsSymlinksAsIfTheRootWereSlash) {
   fs::path root = dir_ / "root";
   fs::create_directories(root / "usr/lib");

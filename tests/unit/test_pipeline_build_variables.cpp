@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -172,6 +173,28 @@ TEST_F(BuildVariablesTest, ACircularReferenceIsAnError) {
   auto errors = Messages(true);
   ASSERT_FALSE(errors.empty());
   EXPECT_THAT(errors[0], HasSubstr("refers to itself through other variables"));
+}
+
+// 30 variables that each repeat the previous one twice would render 2^30 times the first: the
+// expansion stops at the first value past the limit, and the error names that variable.
+TEST_F(BuildVariablesTest, AVariableThatRendersTooLongIsAnErrorNamingIt) {
+  std::string vars = R"("v00": ")" + std::string(32, 'x') + "\"";
+  for (int i = 1; i < 30; ++i) {
+    char name[8], prev[8];
+    std::snprintf(name, sizeof name, "v%02d", i);
+    std::snprintf(prev, sizeof prev, "v%02d", i - 1);
+    vars += std::string(",\n \"") + name + "\": \"{{user `" + prev + "`}}{{user `" + prev + "`}}\"";
+  }
+  Variables v = Resolve("{\"variables\": {" + vars + "}, \"builders\": [{\"type\": \"null\"}]}", BuildOptions());
+  auto errors = Messages(true);
+  ASSERT_FALSE(errors.empty());
+  // v17 is 32 * 2^17 bytes = 4 MiB exactly; v18 would be 8 MiB. Line 19, after `"v18": "` and
+  // the first {{user `v17`}} (14 bytes): column 24.
+  EXPECT_EQ(errors[0], (dir_ / "template.json").string() +
+                           ":19:24: variable 'v18' would be longer than 4 MiB (the limit on a rendered value) where "
+                           "'{{user `v17`}}' adds to it");
+  for (const auto& e : errors) EXPECT_THAT(e, HasSubstr("(the limit on a rendered value)"));
+  EXPECT_EQ(v.values["v17"].size(), 4u << 20);
 }
 
 TEST_F(BuildVariablesTest, SensitiveValuesAreMaskedWhereverTheyCameFrom) {

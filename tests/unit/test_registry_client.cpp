@@ -139,6 +139,35 @@ TEST_F(RegistryClientTest, GivesUpAfterTheRetriesNamingTheStatusAndTheRegistrysE
   EXPECT_EQ(log.size(), 2u) << Lines(log);
 }
 
+// A manifest fetched by tag whose bytes do not hash to the Docker-Content-Digest the registry
+// sent with it (a proxy or a registry that changed it) is refused, as by digest.
+TEST(RegistryClientAnswers, AManifestByTagMustMatchItsDockerContentDigest) {
+  const std::string manifest = R"({"schemaVersion":2,"mediaType":")" + std::string(oci::kManifestMediaType) +
+                               R"(","config":{"mediaType":"x","digest":"sha256:)" + std::string(64, '0') +
+                               R"(","size":1},"layers":[]})";
+  const std::string lie = "sha256:" + std::string(64, 'f');
+  TestHttpServer server([&](const HttpRequest& r) -> std::optional<HttpAnswer> {
+    std::string header = r.target.ends_with("/lying") ? lie : r.target.ends_with("/honest") ? Sha256(manifest) : "";
+    std::vector<std::string> headers = {"Content-Type: " + std::string(oci::kManifestMediaType)};
+    if (!header.empty()) headers.push_back("Docker-Content-Digest: " + header);
+    return HttpAnswer{200, headers, manifest};
+  });
+  Client client(server.host(), PlainHttp(), std::nullopt);
+  EXPECT_EQ(client.get_manifest("team/app", "honest")->digest, Sha256(manifest));
+  EXPECT_EQ(client.get_manifest("team/app", "silent")->digest, Sha256(manifest)) << "the header is optional";
+  try {
+    client.get_manifest("team/app", "lying");
+    FAIL() << "a manifest that does not match its Docker-Content-Digest was accepted";
+  } catch (const BuildError& e) {
+    EXPECT_EQ(std::string(e.what()), "registry " + server.host() +
+                                         " answered team/app:lying with a manifest whose "
+                                         "bytes hash to " +
+                                         Sha256(manifest) + " but its Docker-Content-Digest says " + lie +
+                                         "; the manifest was changed on the way or the registry is faulty: nothing was "
+                                         "pulled");
+  }
+}
+
 TEST(RegistryReference, ParsesTheSpellingsOfDockerAndSkopeo) {
   Reference r = Reference::parse("docker://127.0.0.1:5000/team/app:v1");
   EXPECT_EQ(r.registry, "127.0.0.1:5000");

@@ -52,7 +52,9 @@ class StoreCacheTest : public ::testing::Test {
     req.name = "app";
     req.builder_type = "rootfs";
     OciImage img;
-    for (const auto& d : layers) img.layers.push_back({d, "sha256:" + imgbake::util::sha256_hex(d.digest)});
+    // The store checks each tar layer's diff_id: these "layers" are not compressed, so their
+    // uncompressed bytes are the blob's and the diff_id is the digest.
+    for (const auto& d : layers) img.layers.push_back({d, d.digest});
     img.config = {{"Env", {"PATH=/bin"}}, {"Cmd", {"/bin/sh"}}};
     img.history = nlohmann::ordered_json::array({{{"created_by", "base"}}});
     img.created = "2023-11-14T22:13:20Z";

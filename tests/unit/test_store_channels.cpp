@@ -123,4 +123,35 @@ TEST_F(StoreTest, ProtectedChannelsRequireAVerifiedSignature) {
   EXPECT_EQ(st.resolve("web:prod").ref(), "web:2");
 }
 
+// imgbake rm: a version a channel points at is refused; another is deleted from the catalog and
+// index.json, audited, and its number is never given again.
+TEST_F(StoreTest, RemoveDeletesAVersionButNotOneAChannelPointsAt) {
+  Store st(dir_ / "store");
+  st.commit(request("one"));
+  st.commit(request("two"));
+  auto three = st.commit(request("three"));
+  st.promote("web:2", "staging", "ship it", true);
+  try {
+    st.remove("web:2", "mistake");
+    FAIL() << "removed the image a channel points at";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "refusing to remove web:2: channel(s) staging of web point at it; promote another "
+              "image to them (or roll them back) first");
+  }
+  auto removed = st.remove("web:3", "signed by an untrusted key");
+  EXPECT_EQ(removed.manifest_digest, three.manifest_digest);
+  EXPECT_THROW(st.resolve("web:3"), StoreError);
+  EXPECT_EQ(st.images("web").size(), 2u);
+  auto audit = st.history("web");
+  ASSERT_FALSE(audit.empty());
+  EXPECT_EQ(audit.back().action, "remove");
+  EXPECT_EQ(audit.back().to_ref, "web:3");
+  EXPECT_EQ(audit.back().reason, "signed by an untrusted key");
+  EXPECT_EQ(imgbake::util::read_file(dir_ / "store" / "index.json").find(three.manifest_digest), std::string::npos);
+  EXPECT_EQ(st.commit(request("four")).ref(), "web:4") << "a removed version's number was given again";
+  auto rep = st.check(nullptr);
+  EXPECT_TRUE(rep.ok()) << imgbake::util::join(rep.problems, "\n");
+}
+
 }  // namespace

@@ -6,10 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "imgbake/cancel.h"
+#include "imgbake/layer.h"
 #include "imgbake/store.h"
 #include "imgbake/util.h"
 #include "store_fixture.h"
 
+namespace fs = std::filesystem;
+using imgbake::store::CommitRequest;
 using imgbake::store::Store;
 using imgbake::store::StoreError;
 using store_fixture::StoreTest;
@@ -81,6 +85,38 @@ TEST_F(StoreTest, TemplateChannelsMoveAtCommitAndProtectedOnesStayProtected) {
   EXPECT_EQ(prod[1].from_ref, "web:1");
   EXPECT_EQ(prod[1].to_ref, "web:2");
   EXPECT_EQ(prod[1].reason, "assigned by the template at build time");
+  EXPECT_TRUE(st.check(nullptr).ok());
+}
+
+// A container image whose config gives a layer the wrong diff_id (the digest of its uncompressed
+// tar) is refused when it is committed, before anything is signed; the right one commits, and
+// the checked pair is not decompressed again.
+TEST_F(StoreTest, ACommittedLayerMustHaveTheDiffIdItsConfigGives) {
+  Store st(dir_ / "store");
+  fs::create_directories(dir_ / "tree" / "etc");
+  std::ofstream(dir_ / "tree" / "etc" / "motd") << "hello\n";
+  imgbake::layer::LayerBlob b =
+      imgbake::layer::write_tree(dir_ / "tree", dir_ / "layer.tar.gz", {}, imgbake::global_cancel());
+  imgbake::oci::Descriptor blob = st.blobs().put_file(b.file, b.media_type);
+  const std::string lie = "sha256:" + std::string(64, 'a');
+  CommitRequest req;
+  req.name = "app";
+  req.builder_type = "rootfs";
+  req.embed_build_info = false;
+  req.oci = imgbake::oci::Image{};
+  req.oci->layers.push_back({blob, lie});
+  try {
+    st.commit(req);
+    FAIL() << "a layer with a wrong diff_id was committed";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot commit app: layer 1 (" + blob.digest + ") unpacks to " + b.diff_id +
+                                         ", but the image config gives its diff_id as " + lie +
+                                         "; refusing an image whose config does not describe its layers (unpacking "
+                                         "it would fail)");
+  }
+  EXPECT_TRUE(st.images("app").empty());
+  req.oci->layers[0].diff_id = b.diff_id;
+  EXPECT_EQ(st.commit(req).ref(), "app:1");
   EXPECT_TRUE(st.check(nullptr).ok());
 }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "imgbake/cancel.h"
+#include "imgbake/layer.h"
 #include "imgbake/process.h"
 #include "imgbake/provenance.h"
 #include "imgbake/publish.h"
@@ -414,8 +415,10 @@ TEST_F(StoreImportTest, ImageNotBuiltByImgbakeImports) {
 }
 
 TEST_F(StoreImportTest, ForeignImageWithoutVersionGetsTheNextNumber) {
-  const std::string config_bytes = R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}})";
-  const std::string layer = "not really a tar";
+  const std::string layer = "not really a tar";  // an uncompressed layer: its diff_id is its digest
+  const std::string config_bytes =
+      std::string(R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[")") +
+      "sha256:" + imgbake::util::sha256_hex(layer) + R"("]}})";
   nlohmann::ordered_json manifest = {{"schemaVersion", 2},
                                      {"config",
                                       {{"mediaType", imgbake::oci::kConfigMediaType},
@@ -434,6 +437,57 @@ TEST_F(StoreImportTest, ForeignImageWithoutVersionGetsTheNextNumber) {
   EXPECT_EQ(st.import_image(req).ref(), "tool:1");
   req.manifest_bytes = manifest.dump(1);  // another digest, same name
   EXPECT_EQ(st.import_image(req).ref(), "tool:2");
+  EXPECT_TRUE(st.check(nullptr).ok());
+}
+
+// A pulled image whose config gives a layer another diff_id than the layer's (here a gzip layer
+// whose config lists the digest of the compressed bytes), or too few diff_ids, is refused: only
+// unpacking it would have told.
+TEST_F(StoreImportTest, APulledLayerMustHaveTheDiffIdItsConfigGives) {
+  fs::create_directories(dir_ / "tree" / "etc");
+  std::ofstream(dir_ / "tree" / "etc" / "motd") << "hello\n";
+  imgbake::layer::LayerBlob b =
+      imgbake::layer::write_tree(dir_ / "tree", dir_ / "layer.tar.gz", {}, imgbake::global_cancel());
+  Store st(dir_ / "s");
+  imgbake::oci::Descriptor layer = st.blobs().put_file(b.file, b.media_type);
+  auto import_with = [&](const nlohmann::json& diff_ids) {
+    const std::string config_bytes =
+        nlohmann::json{
+            {"architecture", "amd64"}, {"os", "linux"}, {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}}
+            .dump();
+    Descriptor config = st.blobs().put_bytes(config_bytes, imgbake::oci::kConfigMediaType);
+    nlohmann::json manifest = {{"schemaVersion", 2},
+                               {"mediaType", imgbake::oci::kManifestMediaType},
+                               {"config", config.to_json()},
+                               {"layers", {layer.to_json()}}};
+    ImportRequest req;
+    req.name = "tool";
+    req.manifest_bytes = manifest.dump();
+    req.source = "registry.example.com/tool:1";
+    return std::make_pair(config.digest, [&st, req] { return st.import_image(req); });
+  };
+  auto [config, lying] = import_with({layer.digest});
+  try {
+    lying();
+    FAIL() << "a layer whose diff_id is wrong was imported";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot import registry.example.com/tool:1: layer 1 (" + layer.digest +
+                                         ") unpacks to " + b.diff_id + ", but the image config gives its diff_id as " +
+                                         layer.digest +
+                                         "; refusing an image whose config does not describe its layers (unpacking "
+                                         "it would fail)");
+  }
+  auto [config2, short_list] = import_with(nlohmann::json::array());
+  try {
+    short_list();
+    FAIL() << "a config without a diff_id per layer was imported";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot import registry.example.com/tool:1: the image config (" + config2 +
+                                         ") lists 0 rootfs.diff_ids for 1 layers");
+  }
+  EXPECT_TRUE(st.images().empty());
+  auto [config3, honest] = import_with({b.diff_id});
+  EXPECT_EQ(honest().ref(), "tool:1");
   EXPECT_TRUE(st.check(nullptr).ok());
 }
 

@@ -1,9 +1,18 @@
 // store check (the audit chain, blobs) and gc, through the Store API.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "imgbake/store.h"
 #include "imgbake/util.h"
@@ -154,6 +163,185 @@ TEST_F(StoreTest, GcLeavesWorkInProgressWhileAnotherStoreIsOpen) {
   Store again(dir_ / "store");
   again.commit(request("two"));
   EXPECT_TRUE(st.check(nullptr).ok());
+}
+
+// Files outside the store that a link inside its layout points at.
+fs::path PreciousDir(const fs::path& dir) {
+  fs::path outside = dir / "outside";
+  fs::create_directories(outside);
+  std::ofstream(outside / "precious") << "keep me";
+  std::ofstream(outside / ("0" + std::string(63, 'a'))) << "looks like a blob";
+  return outside;
+}
+
+TEST_F(StoreTest, AStoreWhoseLayoutHoldsASymlinkIsRefused) {
+  int n = 0;
+  for (const char* linked : {"tmp", "blobs/sha256", "blobs"}) {
+    fs::path home = dir_ / ("store" + std::to_string(++n));
+    fs::create_directories((home / linked).parent_path());
+    fs::path outside = PreciousDir(dir_ / ("outside" + std::to_string(n)));
+    fs::create_directory_symlink(outside, home / linked);
+    try {
+      Store st(home);
+      st.gc();
+      ADD_FAILURE() << "a store with " << linked << " a symbolic link was opened";
+    } catch (const imgbake::store::StoreError& e) {
+      EXPECT_EQ(std::string(e.what()), "the store " + home.string() + " is refused: " + linked +
+                                           " is a symbolic link (to " + outside.string() +
+                                           "); imgbake never follows links inside a store, where gc would delete "
+                                           "through them. Replace it with the directory or file itself, or point "
+                                           "IMGBAKE_HOME at the real store");
+    }
+    EXPECT_TRUE(fs::exists(outside / "precious")) << linked;
+    EXPECT_TRUE(fs::exists(outside / ("0" + std::string(63, 'a')))) << linked;
+  }
+}
+
+// A link made while the store is open (after the check on opening) does not take gc outside.
+TEST_F(StoreTest, GcRefusesALinkMadeWhileTheStoreIsOpen) {
+  Store st(dir_ / "store");
+  st.commit(request("one"));
+  fs::path outside = PreciousDir(dir_);
+  fs::remove_all(st.blobs().temp_dir());
+  fs::create_directory_symlink(outside, st.blobs().temp_dir());
+  EXPECT_THROW(st.gc(), imgbake::store::StoreError);
+  EXPECT_TRUE(fs::exists(outside / "precious"));
+}
+
+// What `f` returns, run in a child process; nullopt when it did not finish within a minute (the
+// child is killed): a reader that hangs fails the test instead of hanging it.
+std::optional<std::string> RunInChild(const std::function<std::string()>& f) {
+  int fds[2];
+  if (pipe(fds) != 0) return std::nullopt;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    std::string out = f();
+    ssize_t ignored = write(fds[1], out.data(), out.size());
+    (void)ignored;
+    _exit(0);
+  }
+  close(fds[1]);
+  std::string out;
+  bool finished = false;
+  for (int waited_ms = 0; waited_ms < 60000;) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) {
+      waited_ms += 100;
+      continue;
+    }
+    char buf[4096];
+    ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n <= 0) {
+      finished = true;
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  if (!finished) kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  if (!finished) return std::nullopt;
+  return out;
+}
+
+// A FIFO, or a link to /dev/zero, in a blob's place: store check reports it instead of waiting
+// for a writer or reading forever, and reading the blob is an error.
+TEST_F(StoreTest, CheckReportsABlobReplacedByAFifoOrALinkWithoutHanging) {
+  std::string layer, config;
+  fs::path home = dir_ / "store";
+  {
+    Store st(home);
+    auto img = st.commit(request("one"));
+    layer = st.manifest(img)["layers"][0]["digest"];
+    config = st.manifest(img)["config"]["digest"];
+  }
+  fs::path layer_path = home / "blobs" / "sha256" / layer.substr(7);
+  fs::path config_path = home / "blobs" / "sha256" / config.substr(7);
+  fs::remove(layer_path);
+  ASSERT_EQ(mkfifo(layer_path.c_str(), 0644), 0);
+  fs::remove(config_path);
+  fs::create_symlink("/dev/zero", config_path);
+
+  std::optional<std::string> problems = RunInChild([&] {
+    Store st(home);
+    return imgbake::util::join(st.check(nullptr).problems, "\n");
+  });
+  ASSERT_TRUE(problems.has_value()) << "store check hung on a FIFO or /dev/zero";
+  EXPECT_NE(problems->find("blob " + layer + " is a FIFO (" + layer_path.string() + "); a blob must be a regular file"),
+            std::string::npos)
+      << *problems;
+  EXPECT_NE(problems->find("blob " + config + " is a symbolic link (" + config_path.string() +
+                           "); a blob must be a regular file"),
+            std::string::npos)
+      << *problems;
+
+  std::optional<std::string> read = RunInChild([&] {
+    Store st(home);
+    try {
+      return "read " + std::to_string(st.blobs().read(config).size()) + " bytes";
+    } catch (const imgbake::store::StoreError& e) {
+      return std::string(e.what());
+    }
+  });
+  ASSERT_TRUE(read.has_value()) << "reading a blob that links to /dev/zero hung";
+  EXPECT_EQ(*read,
+            "blob " + config + " is a symbolic link (" + config_path.string() + "); a blob must be a regular file");
+}
+
+// index.json whose entries the catalog cannot explain was edited: store check says so (the edited
+// copy is kept). One merely behind the catalog (a command killed before writing it) is healed
+// silently.
+TEST_F(StoreTest, CheckReportsAnEditedIndexJson) {
+  fs::path home = dir_ / "store";
+  std::string one, two;
+  {
+    Store st(home);
+    one = st.commit(request("one")).manifest_digest;
+    two = st.commit(request("two")).manifest_digest;
+  }
+  const std::string derived = imgbake::util::read_file(home / "index.json");
+  auto rewrite = [&](const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json index = nlohmann::json::parse(derived);
+    edit(index);
+    std::ofstream(home / "index.json", std::ios::trunc) << index.dump(2);
+  };
+  auto kept_copies = [&] {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(home))
+      if (e.path().filename().string().starts_with("index.json.edited-")) out.push_back(e.path());
+    return out;
+  };
+  // Behind the catalog: web:2's entries missing.
+  rewrite([&](nlohmann::json& index) {
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& e : index["manifests"])
+      if (e["digest"] != two) kept.push_back(e);
+    index["manifests"] = kept;
+  });
+  {
+    Store st(home);
+    auto rep = st.check(nullptr);
+    EXPECT_TRUE(rep.ok()) << imgbake::util::join(rep.problems, "\n");
+    EXPECT_TRUE(kept_copies().empty());
+    EXPECT_EQ(imgbake::util::read_file(home / "index.json"), derived);
+  }
+  // Edited: web:1 pointed at web:2's manifest.
+  rewrite([&](nlohmann::json& index) {
+    for (auto& e : index["manifests"])
+      if (e.contains("annotations") && e["annotations"]["org.opencontainers.image.ref.name"] == "web:1")
+        e["digest"] = two;
+  });
+  Store st(home);
+  EXPECT_EQ(imgbake::util::read_file(home / "index.json"), derived);
+  std::vector<fs::path> kept = kept_copies();
+  ASSERT_EQ(kept.size(), 1u);
+  auto rep = st.check(nullptr);
+  ASSERT_EQ(rep.problems.size(), 1u) << imgbake::util::join(rep.problems, "\n");
+  EXPECT_EQ(rep.problems[0], "index.json had been edited outside imgbake ('web:1' points at " + two +
+                                 ", which the catalog does not say); imgbake rewrote it from the catalog and kept the "
+                                 "edited copy as " +
+                                 kept[0].string() + " (compare them, then remove that file)");
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "imgbake/http.h"
 #include "imgbake/unique_fd.h"
 #include "sshd_fixture.h"
+#include "tls_test_server.h"
 
 namespace {
 
@@ -175,6 +176,60 @@ TEST(HttpTransport, RedirectsToOtherSchemesAndEndlessRedirectsAreErrors) {
   }
 }
 
+// A hostile registry on one port that speaks TLS and plain HTTP: https://H/blob redirects to
+// http://H/blob (same host and port), http://H/up redirects to https://H/landed.
+std::string DowngradingAnswer(const tls_test_server::SeenRequest& r, const std::string& host) {
+  auto answer = [](const std::string& status, const std::string& more) {
+    return "HTTP/1.1 " + status + "\r\nContent-Length: 5\r\nConnection: close\r\n" + more + "\r\nclear";
+  };
+  if (r.tls && r.head.starts_with("GET /blob "))
+    return answer("307 Temporary Redirect", "Location: http://" + host + "/blob\r\n");
+  if (!r.tls && r.head.starts_with("GET /up ")) return answer("302 Found", "Location: https://" + host + "/landed\r\n");
+  return answer("200 OK", "");
+}
+
+TEST(HttpTransport, AnHttpsRequestIsNeverRedirectedToPlainHttp) {
+  std::string host;
+  tls_test_server::DualProtocolServer server([&](const auto& r) { return DowngradingAnswer(r, host); });
+  host = server.host();
+  http::Session session({false, nullptr});  // the self-signed certificate is not the point here
+  http::Request req;
+  req.url = "https://" + host + "/blob";
+  req.headers = {"Authorization: Basic dXNlcjpwYXNz"};
+  try {
+    session.send(req);
+    FAIL() << "a redirect from https:// to http:// was followed";
+  } catch (const imgbake::BuildError& e) {
+    EXPECT_EQ(std::string(e.what()), "GET /blob on https://" + host + " was redirected to plain http://" + host +
+                                         "/blob; refusing to leave TLS (nothing was sent there)");
+  }
+  std::vector<tls_test_server::SeenRequest> seen = server.requests();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].tls);
+  EXPECT_EQ(seen[0].header("authorization"), "Basic dXNlcjpwYXNz");
+}
+
+TEST(HttpTransport, AnotherSchemeOnTheSameHostAndPortIsAnotherOrigin) {
+  std::string host;
+  tls_test_server::DualProtocolServer server([&](const auto& r) { return DowngradingAnswer(r, host); });
+  host = server.host();
+  std::vector<std::string> log;
+  http::Session session({false, [&](std::string_view line) { log.emplace_back(line); }});
+  http::Request req;
+  req.url = "http://" + host + "/up";
+  req.headers = {"Authorization: Basic dXNlcjpwYXNz"};
+  http::Response resp = session.send(req);
+  EXPECT_EQ(resp.status, 200);
+  EXPECT_EQ(resp.url, "https://" + host + "/landed");
+  std::vector<tls_test_server::SeenRequest> seen = server.requests();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_FALSE(seen[0].tls);
+  EXPECT_TRUE(seen[1].tls);
+  EXPECT_EQ(seen[1].header("authorization"), "") << "credentials followed a redirect to another origin";
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0], "redirect: GET /up → https://" + host + " (no credentials sent there)");
+}
+
 TEST(HttpTransport, StreamsA2xxBodyAndCollectsAnErrorPage) {
   std::string big = sshd_fixture::RandomBytes(3u << 20, 7);
   TestHttpServer server([&](const HttpRequest& r) -> std::optional<HttpAnswer> {
@@ -284,6 +339,10 @@ TEST(HttpTransport, ARefusedConnectionIsATransportError) {
 }
 
 TEST(HttpTransport, UrlHelpers) {
+  EXPECT_EQ(http::origin_of("https://Host/v2/x"), "https://host:443");
+  EXPECT_EQ(http::origin_of("http://h:5000/v2/"), "http://h:5000");
+  EXPECT_EQ(http::origin_of("HTTP://[::1]/x"), "http://[::1]:80");
+  EXPECT_NE(http::origin_of("https://h:5000/"), http::origin_of("http://h:5000/"));
   EXPECT_EQ(http::authority_of("https://Host:5000/v2/x?y"), "host:5000");
   EXPECT_EQ(http::authority_of("http://h?q"), "h");
   EXPECT_EQ(http::path_of("https://h/v2/x?state=secret"), "/v2/x");

@@ -82,6 +82,10 @@ LayerBlob write_tree(const std::filesystem::path& root, const std::filesystem::p
 std::string apply(const std::filesystem::path& layer_file, const std::filesystem::path& root,
                   const CancelToken& cancel);
 
+// A layer blob's diff_id ("sha256:" of its uncompressed stream, any compression libarchive
+// reads), without unpacking it. Throws BuildError naming the file when it cannot be read.
+std::string diff_id_of(const std::filesystem::path& layer_file, const CancelToken& cancel);
+
 // The newest modification time (seconds since 1970) among the entries of a tar archive (any
 // compression libarchive reads); nullopt for an archive without entry times. Throws BuildError
 // naming the file when it cannot be read.

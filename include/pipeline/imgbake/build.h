@@ -87,6 +87,8 @@ struct RenderSource {
   // When set, receives the position of each value left unrendered because it uses a variable
   // in Variables::failed (errors later reported at those positions are follow-ons).
   std::set<std::pair<int, int>>* poisoned = nullptr;
+  // What is rendered, for errors about the value as a whole ("variable 'x'"); may be empty.
+  std::string what{};
 };
 
 // Renders every string inside `v` (recursively). Top-level keys listed in `runtime_keys`

@@ -38,6 +38,9 @@ struct TransferReport {
 struct RevocationPolicy {
   const std::vector<provenance::VerifyingKey>* keys = nullptr;  // the trusted keys
   bool allow_revoked = false;  // --allow-revoked: go on (a pulled image is revoked locally too)
+  // --allow-untrusted: import an image whose provenance is not signed by a trusted key (the
+  // pull's audit entry says so); without it such a pull imports nothing.
+  bool allow_untrusted = false;
 };
 
 // Blobs up to this size are copied through memory; larger ones stream from the source registry

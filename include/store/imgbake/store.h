@@ -39,6 +39,9 @@ class BlobStore {
   std::string read(const std::string& digest) const;  // small blobs (manifests, envelopes)
   // Recomputes the digest. Returns "" when fine, else what is wrong.
   std::string check(const std::string& digest) const;
+  // Throws StoreError unless the blob is a regular file (not a link, FIFO or device): before
+  // its path goes to a reader that would follow or wait on it.
+  void check_regular(const std::string& digest) const;
   std::vector<std::string> list() const;  // "sha256:…" of every blob
   // Files that are not blobs: temp files of interrupted writes.
   std::vector<std::filesystem::path> leftovers() const;
@@ -104,7 +107,7 @@ struct AuditEntry {
   int64_t seq = 0;
   std::string time;
   std::string who;     // user@host
-  std::string action;  // commit, label, promote, rollback, revoke, protect
+  std::string action;  // commit, pull, label, promote, rollback, revoke, protect, remove
   std::string name;
   std::string channel;
   std::string from_ref;
@@ -172,6 +175,9 @@ struct ImportRequest {
   std::string manifest_bytes;           // the image manifest exactly as pulled
   std::string referrer_manifest_bytes;  // the provenance referrer manifest, may be empty
   std::string source;                   // where it came from, e.g. "127.0.0.1:5000/team/app@sha256:…"
+  // Why the provenance's signature is not trusted, when the user imported it anyway
+  // (--allow-untrusted): recorded in the pull's audit entry.
+  std::string untrusted_signature;
 };
 
 // One manifest of an image (Store::referenced_blobs): the image manifest or one of its referrers,
@@ -301,6 +307,9 @@ class Store : public ImageSink {
   // image that can be found is revoked, even when a manifest on the way cannot be read: that is
   // reported in RevokeReport::problems, not thrown, so damage never holds a revocation back.
   RevokeReport revoke(const std::string& ref, const std::string& reason, bool descendants);
+  // Deletes a version from the catalog (its blobs stay until gc), with an audit entry; refused
+  // while a channel points at it. Its version number is never given to another image.
+  ImageRecord remove(const std::string& ref, const std::string& reason);
 
   CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
   // Unreferenced blobs go; layers of the build cache are kept unless `prune_cache`, which
@@ -337,6 +346,11 @@ class Store : public ImageSink {
   std::unique_ptr<Catalog> db_;
 
   void sync_index() const;
+  // The index.json the catalog gives.
+  nlohmann::ordered_json derived_index() const;
+  // Why an index.json on disk cannot be a copy of the catalog's that an interrupted command
+  // left behind (entries missing, a channel at an earlier image), or "" when it can.
+  std::string index_edit(const std::string& on_disk) const;
   std::string who() const;
 };
 

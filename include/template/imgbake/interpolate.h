@@ -57,8 +57,23 @@ class Error : public std::runtime_error {
   size_t offset;  // byte offset of the failing action within the rendered text
 };
 
+// The longest text render() produces: beyond it, it throws TooLong.
+inline constexpr size_t kMaxRenderedSize = 4u << 20;
+
+// The rendered text would pass kMaxRenderedSize where `action` ("{{user `b`}}") adds its output.
+class TooLong : public Error {
+ public:
+  TooLong(const std::string& action, size_t offset)
+      : Error("this value would be longer than " + std::to_string(kMaxRenderedSize >> 20) +
+                  " MiB (the limit on a rendered value) where '" + action + "' adds to it",
+              offset),
+        action(action) {}
+  std::string action;
+};
+
 // Renders `text`. Throws Error (with the offset of the action) on an unknown function,
-// bad arguments, an undefined variable, or a syntax error.
+// bad arguments, an undefined variable, a syntax error; TooLong for a result longer than
+// kMaxRenderedSize.
 std::string render(std::string_view text, const Context& ctx);
 
 // Whether `text` contains a template action at all.

@@ -32,9 +32,23 @@ class CancelToken {
 
 // The process-wide token that the signal handlers trigger.
 CancelToken& global_cancel();
-// Routes SIGINT and SIGTERM to global_cancel(); a second signal of either kind exits at once,
-// after killing the registered child process groups and removing the registered temp files.
+// Routes SIGINT and SIGTERM: the first one exits at once (128 + the signal), after killing the
+// registered child process groups and removing the registered temp files — unless a
+// CooperativeInterrupts is alive: then it cancels global_cancel(), and only a second signal
+// exits at once. So a verb that does not poll the token (validate, store check) still stops on
+// the first signal.
 void install_signal_handlers();
+
+// While one is alive, the first SIGINT/SIGTERM cancels global_cancel() instead of exiting: for
+// the code that polls the token in every wait and cleans up after itself (a build's steps,
+// transfers, exports).
+class CooperativeInterrupts {
+ public:
+  CooperativeInterrupts();
+  ~CooperativeInterrupts();
+  CooperativeInterrupts(const CooperativeInterrupts&) = delete;
+  CooperativeInterrupts& operator=(const CooperativeInterrupts&) = delete;
+};
 
 // What a second interrupt must still clean up before exiting at once. Async-signal-safe
 // tables of fixed size: registration fails quietly when full (the first interrupt's

@@ -129,6 +129,9 @@ class Session {
 std::string path_of(const std::string& url);
 // The "host:port" part of a URL, lower case.
 std::string authority_of(const std::string& url);
+// A URL's origin (RFC 6454): "scheme://host:port", lower case, the scheme's default port made
+// explicit. Credentials go only to the origin the caller named.
+std::string origin_of(const std::string& url);
 // A Location header (absolute, scheme-relative, host-relative or relative) against `base`.
 std::string resolve_url(const std::string& base, const std::string& location);
 // 429 or 5xx: the server may answer otherwise in a moment.
