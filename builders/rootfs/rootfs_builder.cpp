@@ -21,6 +21,7 @@
 #include "imgbake/store.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
+#include "json_diff.h"
 #include "rootfs_config.h"
 
 namespace imgbake::rootfs {
@@ -95,30 +96,6 @@ std::optional<int64_t> find_epoch(const Config& cfg, const State& st) {
   } catch (const std::exception&) {
   }
   return std::nullopt;
-}
-
-// The differences between two key preimages, as "path: old → new" lines (at most 8).
-void json_diff(const nlohmann::json& a, const nlohmann::json& b, const std::string& path,
-               std::vector<std::string>& out) {
-  if (out.size() >= 8 || a == b) return;
-  if (a.is_object() && b.is_object()) {
-    for (const auto& [k, v] : a.items())
-      json_diff(v, b.contains(k) ? b[k] : nlohmann::json(), path.empty() ? k : path + "." + k, out);
-    for (const auto& [k, v] : b.items())
-      if (!a.contains(k)) json_diff(nlohmann::json(), v, path.empty() ? k : path + "." + k, out);
-    return;
-  }
-  if (a.is_array() && b.is_array()) {
-    for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
-      json_diff(i < a.size() ? a[i] : nlohmann::json(), i < b.size() ? b[i] : nlohmann::json(),
-                path + "[" + std::to_string(i) + "]", out);
-    return;
-  }
-  auto show = [](const nlohmann::json& v) {
-    std::string s = v.is_null() ? "(absent)" : v.dump();
-    return s.size() > 80 ? s.substr(0, 77) + "..." : s;
-  };
-  out.push_back(path + ": " + show(a) + " -> " + show(b));
 }
 
 // Looks the step up in the cache, explaining hits and misses when asked. Returns the

@@ -40,8 +40,6 @@ constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 // the sandbox never started the command.
 constexpr std::string_view kStartedMarker = "imgbake-exec: command started";
 constexpr size_t kCopyChunk = 1 << 20;
-// Where the command file is in the sandbox: in its /dev, which is not part of the tree.
-constexpr const char* kCommandPath = "/dev/.imgbake-command";
 constexpr int kMaxSymlinkHops = 40;     // the kernel's own limit
 constexpr int kMaxDownloadDepth = 256;  // a directory symlink loop ends here, not at PATH_MAX
 // The mountpoints the sandbox mounts over, at the top of the tree.
@@ -261,88 +259,6 @@ struct ExecCommunicator::Impl {
     restore.created.emplace_back(etc.get(), "resolv.conf");
     restore.fds.push_back(std::move(etc));
     return true;
-  }
-
-  // The command's environment is bwrap's own (the process is started with exactly `env`), and
-  // the command is a file (bound read-only at kCommandPath): neither shows in a process listing.
-  std::vector<std::string> bwrap_argv(const std::string& tool, bool resolv, int seccomp_fd,
-                                      const fs::path& command_file) const {
-    std::vector<std::string> a = {tool,
-                                  "--bind",
-                                  opts.root.string(),
-                                  "/",
-                                  "--proc",
-                                  "/proc",
-                                  "--dev",
-                                  "/dev",
-                                  "--bind",
-                                  scratch.string(),
-                                  "/tmp",
-                                  "--unshare-pid",
-                                  "--unshare-ipc",
-                                  "--unshare-uts",
-                                  "--ro-bind",
-                                  command_file.string(),
-                                  kCommandPath};
-    if (resolv) a.insert(a.end(), {"--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"});
-    if (!opts.network) a.emplace_back("--unshare-net");
-    // Root in the tree, not on the host: the capabilities a package install needs, no new
-    // privileges (bwrap sets no_new_privs), and the seccomp filter.
-    a.insert(a.end(), {"--cap-drop", "ALL"});
-    for (const auto& cap : sandbox::kept_capabilities()) a.insert(a.end(), {"--cap-add", cap});
-    a.insert(a.end(), {"--seccomp", std::to_string(seccomp_fd), "--die-with-parent"});
-    a.insert(a.end(), {"--chdir", opts.workdir, "/bin/sh", kCommandPath});
-    return a;
-  }
-
-  // unshare + chroot: the mounts are made by a host shell inside the new mount namespace
-  // (private propagation: nothing reaches the host), then `unshare --root --wd` enters the tree.
-  // /dev is a tmpfs with the host's harmless device nodes bound in, as bwrap's --dev does.
-  // That shell stays as PID 1 of the namespace, like bwrap's own init: the command does not
-  // get PID 1's immunity to signals it has no handler for, the shell's TERM trap kills
-  // everything in the namespace (the outer unshare ignores TERM while it waits), and its exit
-  // ends whatever the command left running in the background.
-  // The command keeps only sandbox::kept_capabilities() (setpriv, with no_new_privs); the
-  // seccomp filter is bwrap's alone (docs/security.md).
-  std::vector<std::string> unshare_argv(const std::string& tool, bool resolv, const fs::path& command_file) const {
-    static const char* kSetup = R"(set -e
-root=$1 scratch=$2 resolv=$3 command=$4
-shift 4
-mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
-mount -t tmpfs -o nosuid,mode=0755,size=1m imgbake-dev "$root/dev"
-for n in null zero full random urandom tty; do
-  : > "$root/dev/$n"
-  mount --bind "/dev/$n" "$root/dev/$n"
-done
-mkdir "$root/dev/pts" "$root/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts" 2>/dev/null && ln -s pts/ptmx "$root/dev/ptmx" || true
-ln -s /proc/self/fd "$root/dev/fd"
-ln -s /proc/self/fd/0 "$root/dev/stdin"
-ln -s /proc/self/fd/1 "$root/dev/stdout"
-ln -s /proc/self/fd/2 "$root/dev/stderr"
-mount --bind "$scratch" "$root/tmp"
-: > "$root/dev/.imgbake-command"
-mount --bind "$command" "$root/dev/.imgbake-command"
-mount -o remount,bind,ro "$root/dev/.imgbake-command"
-if [ "$resolv" = 1 ]; then
-  mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
-  mount -o remount,bind,ro "$root/etc/resolv.conf"
-fi
-set +e
-"$@" &
-command=$!
-trap 'kill -KILL -1 2>/dev/null; exit 143' TERM HUP
-wait "$command"
-)";
-    std::string setpriv = find_program("setpriv");
-    if (setpriv.empty()) throw BuildError("the unshare sandbox needs setpriv(1) on the host (util-linux)");
-    std::vector<std::string> a = {tool, "--mount", "--propagation", "private", "--uts", "--ipc"};
-    if (!opts.network) a.emplace_back("--net");
-    a.insert(a.end(), {"--pid", "--fork", "--kill-child", "--", "/bin/sh", "-c", kSetup, "imgbake-exec-setup",
-                       opts.root.string(), scratch.string(), resolv ? "1" : "0", command_file.string(), setpriv,
-                       "--bounding-set", sandbox::setpriv_bounding_set(), "--inh-caps", "-all", "--no-new-privs"});
-    a.insert(a.end(), {tool, "--root=" + opts.root.string(), "--wd=" + opts.workdir, "/bin/sh", kCommandPath});
-    return a;
   }
 
   // ---------------------------------------------------------------------------------- files
@@ -587,6 +503,8 @@ RunResult ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, c
     ~RemoveCommandFile() { ::unlink(path.c_str()); }
   } remove_command_file{command_file};
 
+  sandbox::SandboxSpec box{
+      tool, impl_->opts.root, impl_->scratch, command_file, impl_->opts.workdir, impl_->opts.network, resolv};
   ProcessSpec spec;
   spec.clear_env = true;
   spec.env_add = env;
@@ -598,9 +516,11 @@ RunResult ExecCommunicator::run(const RemoteCommand& cmd, const LineSink& out, c
     if (filter.get() == kFilterFd) filter = UniqueFd(::fcntl(filter.get(), F_DUPFD_CLOEXEC, kFilterFd + 1));
     if (!filter.valid()) throw BuildError("cannot pass the seccomp filter to bwrap: " + errno_text());
     spec.inherit_fds.emplace_back(filter.get(), kFilterFd);
-    spec.argv = impl_->bwrap_argv(tool, resolv, kFilterFd, command_file);
+    spec.argv = sandbox::bwrap_argv(box, kFilterFd);
   } else {
-    spec.argv = impl_->unshare_argv(tool, resolv, command_file);
+    std::string setpriv = find_program("setpriv");
+    if (setpriv.empty()) throw BuildError("the unshare sandbox needs setpriv(1) on the host (util-linux)");
+    spec.argv = sandbox::unshare_argv(box, setpriv);
   }
   spec.timeout = cmd.timeout;
 

@@ -1,4 +1,5 @@
-// The exec sandbox's capabilities and seccomp filter (sandbox_policy.h), made with libseccomp.
+// The exec sandbox: its command lines (bwrap, unshare), the capabilities commands keep and the
+// seccomp filter, made with libseccomp (sandbox_policy.h).
 #include "sandbox_policy.h"
 
 #include <fcntl.h>
@@ -89,6 +90,77 @@ util::UniqueFd seccomp_filter() {
   if (::lseek(fd.get(), 0, SEEK_SET) != 0)
     throw BuildError(std::string("cannot make the sandbox's seccomp filter: ") + std::strerror(errno));
   return fd;
+}
+
+// The command's environment is bwrap's own (the process is started with exactly `env`), and
+// the command is a file (bound read-only at kCommandPath): neither shows in a process listing.
+std::vector<std::string> bwrap_argv(const SandboxSpec& s, int seccomp_fd) {
+  std::vector<std::string> a = {s.tool,          "--bind",
+                                s.root.string(), "/",
+                                "--proc",        "/proc",
+                                "--dev",         "/dev",
+                                "--bind",        s.scratch.string(),
+                                "/tmp",          "--unshare-pid",
+                                "--unshare-ipc", "--unshare-uts",
+                                "--ro-bind",     s.command_file.string(),
+                                kCommandPath};
+  if (s.resolv) a.insert(a.end(), {"--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"});
+  if (!s.network) a.emplace_back("--unshare-net");
+  // Root in the tree, not on the host: the capabilities a package install needs, no new
+  // privileges (bwrap sets no_new_privs), and the seccomp filter.
+  a.insert(a.end(), {"--cap-drop", "ALL"});
+  for (const auto& cap : kept_capabilities()) a.insert(a.end(), {"--cap-add", cap});
+  a.insert(a.end(), {"--seccomp", std::to_string(seccomp_fd), "--die-with-parent"});
+  a.insert(a.end(), {"--chdir", s.workdir, "/bin/sh", kCommandPath});
+  return a;
+}
+
+// unshare + chroot: the mounts are made by a host shell inside the new mount namespace
+// (private propagation: nothing reaches the host), then `unshare --root --wd` enters the tree.
+// /dev is a tmpfs with the host's harmless device nodes bound in, as bwrap's --dev does.
+// That shell stays as PID 1 of the namespace, like bwrap's own init: the command does not
+// get PID 1's immunity to signals it has no handler for, the shell's TERM trap kills
+// everything in the namespace (the outer unshare ignores TERM while it waits), and its exit
+// ends whatever the command left running in the background.
+// The command keeps only kept_capabilities() (setpriv, with no_new_privs); the
+// seccomp filter is bwrap's alone (docs/security.md).
+std::vector<std::string> unshare_argv(const SandboxSpec& s, const std::string& setpriv) {
+  static const char* kSetup = R"(set -e
+root=$1 scratch=$2 resolv=$3 command=$4
+shift 4
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+mount -t tmpfs -o nosuid,mode=0755,size=1m imgbake-dev "$root/dev"
+for n in null zero full random urandom tty; do
+: > "$root/dev/$n"
+mount --bind "/dev/$n" "$root/dev/$n"
+done
+mkdir "$root/dev/pts" "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts" 2>/dev/null && ln -s pts/ptmx "$root/dev/ptmx" || true
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
+mount --bind "$scratch" "$root/tmp"
+: > "$root/dev/.imgbake-command"
+mount --bind "$command" "$root/dev/.imgbake-command"
+mount -o remount,bind,ro "$root/dev/.imgbake-command"
+if [ "$resolv" = 1 ]; then
+mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
+mount -o remount,bind,ro "$root/etc/resolv.conf"
+fi
+set +e
+"$@" &
+command=$!
+trap 'kill -KILL -1 2>/dev/null; exit 143' TERM HUP
+wait "$command"
+)";
+  std::vector<std::string> a = {s.tool, "--mount", "--propagation", "private", "--uts", "--ipc"};
+  if (!s.network) a.emplace_back("--net");
+  a.insert(a.end(), {"--pid", "--fork", "--kill-child", "--", "/bin/sh", "-c", kSetup, "imgbake-exec-setup",
+                     s.root.string(), s.scratch.string(), s.resolv ? "1" : "0", s.command_file.string(), setpriv,
+                     "--bounding-set", setpriv_bounding_set(), "--inh-caps", "-all", "--no-new-privs"});
+  a.insert(a.end(), {s.tool, "--root=" + s.root.string(), "--wd=" + s.workdir, "/bin/sh", kCommandPath});
+  return a;
 }
 
 }  // namespace imgbake::sandbox

@@ -4,12 +4,32 @@
 // root on the host. docs/security.md states the threat model.
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "imgbake/unique_fd.h"
 
 namespace imgbake::sandbox {
+
+// Where the command file is in the sandbox: in its /dev, which is not part of the tree.
+inline constexpr const char* kCommandPath = "/dev/.imgbake-command";
+
+// One command's sandbox: the tool (bwrap or unshare, as found on the host), the tree, the host
+// directory that is its /tmp, the file holding the command (bound at kCommandPath).
+struct SandboxSpec {
+  std::string tool;
+  std::filesystem::path root, scratch, command_file;
+  std::string workdir = "/";
+  bool network = false;  // share the host's network
+  bool resolv = false;   // bind the host's resolv.conf read-only over the tree's
+};
+
+// bwrap's command line; the seccomp filter is read from `seccomp_fd` (seccomp_filter()).
+std::vector<std::string> bwrap_argv(const SandboxSpec& s, int seccomp_fd);
+// unshare's command line (mounts made by a host shell in the new namespaces, then setpriv,
+// then `unshare --root`); `setpriv` is the path of setpriv(1).
+std::vector<std::string> unshare_argv(const SandboxSpec& s, const std::string& setpriv);
 
 // The capabilities commands keep (Docker's default set, "CAP_CHOWN" …): what a package
 // install inside the tree needs (chown, setuid to _apt, setcap, mknod, chroot) and nothing

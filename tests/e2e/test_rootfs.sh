@@ -431,7 +431,8 @@ EOF
   # gc while the build runs: the build's tree in the store's tmp/ is work in progress, not a leftover.
   expect_exit 0 imgbake store gc
   expect_contains "$STDOUT" "another imgbake process has the store open"
-  check "the running build's tree is still there" bash -c "ls -d '$IMGBAKE_HOME'/tmp/rootfs-*/bin >/dev/null"
+  check "the running build's tree is still there" bash -c "ls -d '$IMGBAKE_HOME'/tmp/rootfs-*/root/bin >/dev/null"
+  expect_eq "mode of the running build's directory" 700 "$(stat -c %a "$IMGBAKE_HOME"/tmp/rootfs-*)"
   local t0 rc=0
   t0=$(now_ms)
   kill -INT "$pid"
