@@ -111,10 +111,17 @@ std::string Differences(const std::map<std::string, std::string>& a, const std::
 // from here under their host pids).
 std::vector<int> ProcessesWith(const std::string& needle) {
   std::vector<int> pids;
-  for (const auto& e : fs::directory_iterator("/proc")) {
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::directory_entry& e = *it;
     std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = ReadFile(e.path() / "cmdline");
+    std::string cmdline;
+    try {
+      cmdline = ReadFile(e.path() / "cmdline");
+    } catch (const std::exception&) {
+      continue;  // the process ended while it was read
+    }
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     if (cmdline.find(needle) != std::string::npos) pids.push_back(std::stoi(name));
   }
