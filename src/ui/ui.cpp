@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "imgbake/cancel.h"
+#include "imgbake/json.h"
 #include "imgbake/machine_readable.h"
 #include "imgbake/util.h"
 
@@ -18,28 +19,10 @@ namespace imgbake {
 
 namespace {
 
+// As JSON writes it inside its quotes.
 std::string json_escaped(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
+  std::string q = json::quote(s);
+  return q.substr(1, q.size() - 2);
 }
 
 std::string shell_quoted(std::string_view s) {
