@@ -19,7 +19,8 @@ Action setup_keygen(CLI::App& sub, const GlobalOptions&) {
     std::filesystem::path p = o->out.empty() ? default_signing_key_path() : std::filesystem::path(o->out);
     if (std::filesystem::exists(p) && !o->force) {
       std::cerr << "imgbake: " << p.string() << " exists; --force replaces it and its .pub (keep a copy of the "
-                << ".pub in $IMGBAKE_HOME/trusted/ to go on verifying images it signed)\n";
+                << ".pub in " << (config_home() / "trusted").string()
+                << "/ to go on verifying images and audit entries it signed)\n";
       return 1;
     }
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

@@ -45,13 +45,17 @@ Action setup_store(CLI::App& sub, const GlobalOptions& global) {
                                   {"notes", r.notes},
                                   {"images", r.images},
                                   {"blobs_checked", r.blobs_checked},
-                                  {"audit_entries", r.audit_entries}}
+                                  {"audit_entries", r.audit_entries},
+                                  {"trusted_keys", r.trusted},
+                                  {"witness", r.witness}}
                        .dump(2)
                 << "\n";
       return r.ok() ? 0 : 1;
     }
     for (const auto& p : r.problems) std::cout << "PROBLEM: " << p << "\n";
     for (const auto& n : r.notes) std::cout << "note: " << n << "\n";
+    for (const auto& k : r.trusted) std::cout << "trusted key: " << k << "\n";
+    if (!r.witness.empty()) std::cout << "witness: this user last saw audit " << r.witness << "\n";
     std::cout << "store " << st->home().string() << ": " << r.images << " images, " << r.blobs_checked
               << " blobs checked, " << r.audit_entries
               << " audit entries: " << (r.ok() ? "OK" : std::to_string(r.problems.size()) + " problem(s)") << "\n";

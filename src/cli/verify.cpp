@@ -86,6 +86,11 @@ Action setup_verify(CLI::App& sub, const GlobalOptions& global) {
       v.ok = false;
       v.problems.push_back("the image is revoked: " + img.revoked_reason);
     }
+    // The catalog's word for it is not enough: what the signed audit log says about the image.
+    for (auto& p : st->audit_problems(img)) {
+      v.ok = false;
+      v.problems.push_back(std::move(p));
+    }
     return report_verification(global, img.ref(), img.manifest_digest, v.ok, v.problems, v.keyid, v.statement);
   };
 }

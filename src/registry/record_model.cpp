@@ -30,7 +30,7 @@ provenance::EnvelopeCheck check_signature(const nlohmann::json& envelope,
                                           const std::vector<provenance::VerifyingKey>& keys) {
   provenance::EnvelopeCheck check = provenance::verify_envelope(envelope, keys);
   if (check.failure == provenance::EnvelopeFailure::kNoTrustedKey)
-    check.error += " (imgbake keygen, or a .pub in $IMGBAKE_HOME/trusted/)";
+    check.error += " (imgbake keygen, or a .pub in ~/.config/imgbake/trusted/ or /etc/imgbake/trusted/)";
   return check;
 }
 

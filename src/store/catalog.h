@@ -10,11 +10,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "imgbake/provenance.h"
 #include "imgbake/store.h"
 #include "imgbake/unique_fd.h"
 
@@ -77,16 +79,18 @@ class Stmt {
 
 // BEGIN IMMEDIATE takes the write lock up front, so two writers never both read the
 // same "next version" and then conflict; rolled back unless commit() is called.
+// A transaction that appended audit entries moves the user's witness (advance_witness) once it
+// has committed them.
 class Transaction {
  public:
   explicit Transaction(sqlite3* db) : db_(db) { exec("BEGIN IMMEDIATE"); }
   ~Transaction() {
     if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   }
-  void commit() {
-    exec("COMMIT");
-    done_ = true;
-  }
+  void commit();
+  sqlite3* db() const { return db_; }
+  // Called by append_audit.
+  void audited() { audited_ = true; }
 
  private:
   void exec(const char* sql) {
@@ -99,6 +103,7 @@ class Transaction {
   }
   sqlite3* db_;
   bool done_ = false;
+  bool audited_ = false;
 };
 
 // Commits hold the store's lock file shared, gc holds it exclusively: gc never sees a
@@ -141,10 +146,49 @@ std::optional<ImageRecord> find_image(sqlite3* db, const std::string& where, con
 bool valid_name_part(const std::string& s);
 bool valid_version(const std::string& s);
 
+// ---------------------------------------------------------------------------
+// The audit log (audit.cpp).
+
 // The hash of an audit entry: its content and the previous entry's hash.
 std::string entry_hash(const AuditEntry& e);
-// Appends an audit entry chained to the previous one. Must run inside a transaction.
-void append_audit(sqlite3* db, AuditEntry e);
+// Appends an audit entry chained to the previous one and signed (AuditEntry::signature), inside `tx`.
+void append_audit(Transaction& tx, AuditEntry e);
+// The columns of an audit row, in AuditEntry's order, and the entry read from a row of them.
+inline constexpr const char* kAuditColumns =
+    "seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash, signature";
+AuditEntry read_audit(const Stmt& s);
+// Moves this user's witness of the store (its last audit entry, kept in config_home()) to the
+// log's end, unless the log no longer holds the entry the witness names (store check says so).
+void advance_witness(sqlite3* db);
+
+// The state the audit log replays to, and what is wrong with the log itself.
+struct ReplayedImage {
+  int64_t seq = 0;  // the entry that made it (commit or pull)
+  std::string manifest, provenance, parent;
+  bool labels_known = false;  // entries written before 0.2 do not record an image's first labels
+  std::map<std::string, std::string> labels;
+  bool revoked = false;
+  std::string revoked_reason;
+  int64_t revoked_seq = 0;
+};
+struct ReplayedChannel {
+  int64_t seq = 0;  // the entry that last moved or protected it
+  std::string ref;
+  bool is_protected = false;
+};
+struct AuditReplay {
+  size_t entries = 0;
+  // Problems with the log itself (chain, hashes, signatures, witness), and the refs they concern.
+  std::vector<std::pair<std::string, std::string>> problems;                // (ref or "", problem)
+  std::string witness;                                                      // CheckReport::witness
+  std::map<std::string, ReplayedImage> images;                              // by NAME:VERSION
+  std::map<std::pair<std::string, std::string>, ReplayedChannel> channels;  // by (name, channel)
+};
+AuditReplay replay_audit(sqlite3* db, const std::vector<provenance::VerifyingKey>& anchors);
+// What the catalog says about `img` that the replayed log contradicts.
+std::vector<std::string> compare_image(const AuditReplay& log, const ImageRecord& img);
+// Channels in the catalog that the replayed log contradicts, and the log's channels it lacks.
+std::vector<std::string> compare_channels(sqlite3* db, const AuditReplay& log);
 
 // The seq the next version of `name` gets, and its next automatic version number.
 std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name);

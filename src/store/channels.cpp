@@ -63,7 +63,7 @@ void Store::label(const std::string& ref, const std::map<std::string, std::strin
     up.bind(1, img.id).bind(2, k).bind(3, v);
     up.run();
     nlohmann::json detail = {{"key", k}, {"old", old}, {"new", v}};
-    append_audit(db, AuditEntry{0, "", who(), "label", img.name, "", "", img.ref(), "", detail.dump(), "", ""});
+    append_audit(tx, AuditEntry{0, "", who(), "label", img.name, "", "", img.ref(), "", detail.dump(), "", "", ""});
   }
   tx.commit();
 }
@@ -94,14 +94,14 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
       Stmt pr(db, "UPDATE channels SET protected = 1 WHERE name = ? AND channel = ?");
       pr.bind(1, img.name).bind(2, channel);
       pr.run();
-      append_audit(db, AuditEntry{0, "", who(), "protect", img.name, channel, "", img.ref(), reason, "{}", "", ""});
+      append_audit(tx, AuditEntry{0, "", who(), "protect", img.name, channel, "", img.ref(), reason, "{}", "", "", ""});
       tx.commit();
       return;
     }
     move_channel(db, img.name, channel, img.id, protect);
     nlohmann::json detail = {{"manifest", img.manifest_digest}, {"protected", is_protected || protect}};
     append_audit(
-        db, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(), "", ""});
+        tx, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(), "", "", ""});
     tx.commit();
   }
   sync_index();
@@ -167,7 +167,7 @@ ImageRecord Store::rollback(const std::string& name, const std::string& channel,
     up.bind(1, target.id).bind(2, name).bind(3, channel);
     up.run();
     nlohmann::json detail = {{"manifest", target.manifest_digest}, {"rule", rule}};
-    append_audit(db, AuditEntry{0, "", who(), "rollback", name, channel, from, to, reason, detail.dump(), "", ""});
+    append_audit(tx, AuditEntry{0, "", who(), "rollback", name, channel, from, to, reason, detail.dump(), "", "", ""});
     tx.commit();
   }
   sync_index();
@@ -176,16 +176,12 @@ ImageRecord Store::rollback(const std::string& name, const std::string& channel,
 
 std::vector<AuditEntry> Store::history(const std::string& name, const std::string& channel) const {
   std::vector<AuditEntry> out;
-  std::string sql =
-      "SELECT seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash FROM audit "
-      "WHERE name = ?" +
-      std::string(channel.empty() ? "" : " AND channel = ?") + " ORDER BY seq";
+  std::string sql = std::string("SELECT ") + detail::kAuditColumns + " FROM audit WHERE name = ?" +
+                    (channel.empty() ? "" : " AND channel = ?") + " ORDER BY seq";
   Stmt s(db_->db, sql.c_str());
   s.bind(1, name);
   if (!channel.empty()) s.bind(2, channel);
-  while (s.step())
-    out.push_back(AuditEntry{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6), s.text(7),
-                             s.text(8), s.text(9), s.text(10), s.text(11)});
+  while (s.step()) out.push_back(detail::read_audit(s));
   return out;
 }
 
@@ -207,8 +203,8 @@ RevokeReport Store::revoke(const std::string& ref, const std::string& reason, bo
         up.bind(1, reason).bind(2, cur.id);
         up.run();
         nlohmann::json detail = {{"manifest", cur.manifest_digest}, {"via", cur.id == img.id ? "" : img.ref()}};
-        append_audit(db,
-                     AuditEntry{0, "", who(), "revoke", cur.name, "", "", cur.ref(), reason, detail.dump(), "", ""});
+        append_audit(
+            tx, AuditEntry{0, "", who(), "revoke", cur.name, "", "", cur.ref(), reason, detail.dump(), "", "", ""});
         rep.revoked.push_back(cur.ref());
       }
       if (!descendants) continue;

@@ -184,9 +184,10 @@ ImageRecord Store::commit(const CommitRequest& req) {
       l.bind(1, id).bind(2, k).bind(3, v);
       l.run();
     }
-    nlohmann::json detail = {{"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", req.parent}};
-    append_audit(
-        db, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "", detail.dump(), "", ""});
+    nlohmann::json detail = {
+        {"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", req.parent}, {"labels", req.labels}};
+    append_audit(tx, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "", detail.dump(),
+                                "", "", ""});
     for (const auto& channel : req.channels) {
       std::string from;
       bool is_protected = false;
@@ -198,10 +199,10 @@ ImageRecord Store::commit(const CommitRequest& req) {
                            "': it is signed by a key the store does not trust");
       }
       move_channel(db, req.name, channel, id, /*protect=*/false);  // a protected channel stays protected
-      append_audit(db,
-                   AuditEntry{0, "", who(), "promote", req.name, channel, from, req.name + ":" + version,
-                              "assigned by the template at build time",
-                              nlohmann::json{{"manifest", man.digest}, {"protected", is_protected}}.dump(), "", ""});
+      append_audit(
+          tx, AuditEntry{0, "", who(), "promote", req.name, channel, from, req.name + ":" + version,
+                         "assigned by the template at build time",
+                         nlohmann::json{{"manifest", man.digest}, {"protected", is_protected}}.dump(), "", "", ""});
     }
     tx.commit();
     rec = *find_image(db, "id = ?", {std::to_string(id)});

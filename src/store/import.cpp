@@ -211,14 +211,17 @@ ImageRecord Store::import_image(const ImportRequest& req) {
       l.bind(1, id).bind(2, k).bind(3, v);
       l.run();
     }
-    nlohmann::json detail = {
-        {"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", parent}, {"source", req.source}};
+    nlohmann::json detail = {{"manifest", man.digest},
+                             {"provenance", envelope.digest},
+                             {"parent", parent},
+                             {"source", req.source},
+                             {"labels", labels}};
     if (!req.untrusted_signature.empty()) {
       detail["untrusted_signature"] = req.untrusted_signature;
       detail["allowed_by"] = "--allow-untrusted";
     }
-    append_audit(db, AuditEntry{0, "", who(), "pull", req.name, "", req.source, req.name + ":" + version, "",
-                                detail.dump(), "", ""});
+    append_audit(tx, AuditEntry{0, "", who(), "pull", req.name, "", req.source, req.name + ":" + version, "",
+                                detail.dump(), "", "", ""});
     tx.commit();
     rec = *find_image(db, "id = ?", {std::to_string(id)});
   }

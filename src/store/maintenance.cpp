@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "imgbake/publish.h"
 #include "imgbake/util.h"
 
 namespace imgbake::store {
@@ -26,46 +27,24 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     while (ic.step())
       if (ic.text(0) != "ok") rep.problems.push_back("catalog: " + ic.text(0));
   }
-  // The audit chain: each entry's hash covers its content and the previous hash.
-  std::map<std::string, std::string> committed;  // name:version -> manifest digest, from the log
-  {
-    Stmt a(db,
-           "SELECT seq, time, who, action, name, channel, from_ref, to_ref, reason, detail, prev_hash, hash FROM audit "
-           "ORDER BY seq");
-    std::string prev;
-    int64_t expect_seq = 1;
-    while (a.step()) {
-      AuditEntry e{a.integer(0), a.text(1), a.text(2), a.text(3), a.text(4),  a.text(5),
-                   a.text(6),    a.text(7), a.text(8), a.text(9), a.text(10), a.text(11)};
-      ++rep.audit_entries;
-      if (e.seq != expect_seq) rep.problems.push_back("audit: entry " + std::to_string(expect_seq) + " is missing");
-      expect_seq = e.seq + 1;
-      if (e.prev_hash != prev)
-        rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " does not follow entry " +
-                               std::to_string(e.seq - 1) + " (the chain is broken)");
-      if (entry_hash(e) != e.hash)
-        rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " (" + e.action + " " + e.to_ref +
-                               ") was altered: its hash does not match its content");
-      prev = e.hash;
-      if (e.action == "commit" || e.action == "pull") {  // a pulled image's first entry
-        try {
-          committed[e.to_ref] = nlohmann::json::parse(e.detail).value("manifest", "");
-        } catch (const std::exception&) {
-          rep.problems.push_back("audit: entry " + std::to_string(e.seq) + " has an unreadable detail");
-        }
-      }
-    }
-  }
+  // The audit log: chain, signatures, the user's witness, and the state it replays to.
+  const TrustAnchors anchors = trust_anchors(*this);
+  rep.trusted = anchors.describe();
+  for (const auto& w : anchors.warnings) rep.notes.push_back(w);
+  const detail::AuditReplay log = detail::replay_audit(db, anchors.keys);
+  rep.audit_entries = log.entries;
+  rep.witness = log.witness;
+  for (const auto& [ref, p] : log.problems) rep.problems.push_back(p);
+  if (anchors.keys.empty() && log.entries > 0)
+    rep.problems.push_back(
+        "no trusted key: neither the audit log nor any provenance can be verified (imgbake keygen, "
+        "or a .pub in " +
+        (config_home() / "trusted").string() + ")");
   std::set<std::string> referenced;
   const std::vector<ImageRecord> all = images();
   for (const auto& img : all) {
     ++rep.images;
-    auto it = committed.find(img.ref());
-    if (it == committed.end())
-      rep.problems.push_back(img.ref() + ": no commit entry in the audit log");
-    else if (it->second != img.manifest_digest)
-      rep.problems.push_back(img.ref() + ": the catalog says manifest " + img.manifest_digest +
-                             " but it was committed as " + it->second);
+    for (auto& p : detail::compare_image(log, img)) rep.problems.push_back(std::move(p));
     // Every blob of the image and of its referrers; a manifest whose blob is missing or corrupt is
     // reported once, by the blob check, not again as unreadable.
     const ReferencedBlobs walk = referenced_blobs(img);
@@ -85,6 +64,16 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
       if (!sig.empty()) rep.problems.push_back(img.ref() + ": provenance: " + sig);
     }
   }
+  // What the log holds that the catalog lost.
+  {
+    std::set<std::string> present;
+    for (const auto& img : all) present.insert(img.ref());
+    for (const auto& [ref, im] : log.images)
+      if (!present.count(ref))
+        rep.problems.push_back(ref + ": audit entry " + std::to_string(im.seq) +
+                               " committed it and no entry removed it, but the catalog has no such image");
+  }
+  for (auto& p : detail::compare_channels(db, log)) rep.problems.push_back(std::move(p));
   // The build cache: a damaged cached layer would poison every build that hits it.
   {
     Stmt c(db, "SELECT key, digest FROM layer_cache WHERE empty = 0");
@@ -125,6 +114,15 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
     if (img.revoked && !img.channels.empty())
       rep.notes.push_back("channel(s) " + util::join(img.channels, ", ") + " of " + img.name +
                           " point at the revoked " + img.ref());
+  // What this user has now checked is the end of the log they will expect to find next time.
+  if (rep.ok()) {
+    detail::advance_witness(db);
+    if (rep.witness.empty() && log.entries > 0)
+      rep.notes.push_back(
+          "this user had not seen this store's audit log before: from now on store check expects it "
+          "to hold its " +
+          std::to_string(log.entries) + " entries as they are (a witness in " + config_home().string() + "/witness)");
+  }
   return rep;
 }
 

@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 
 #include "imgbake/cancel.h"
@@ -47,12 +50,14 @@ GitFacts detect_git(const fs::path& dir) {
   return f;
 }
 
-fs::path default_signing_key_path() {
-  if (const char* c = std::getenv("IMGBAKE_CONFIG_HOME"); c && *c) return fs::path(c) / "signing.key";
-  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x) return fs::path(x) / "imgbake" / "signing.key";
+fs::path config_home() {
+  if (const char* c = std::getenv("IMGBAKE_CONFIG_HOME"); c && *c) return fs::path(c);
+  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x) return fs::path(x) / "imgbake";
   const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : "/root") / ".config" / "imgbake" / "signing.key";
+  return fs::path(home && *home ? home : "/root") / ".config" / "imgbake";
 }
+
+fs::path default_signing_key_path() { return config_home() / "signing.key"; }
 
 provenance::SigningKey load_signing_key(const std::string& path, bool& created) {
   created = false;
@@ -72,21 +77,79 @@ provenance::SigningKey load_signing_key(const std::string& path, bool& created) 
   return key;
 }
 
-std::vector<provenance::VerifyingKey> trusted_keys(const store::Store& st, const std::string& extra) {
-  std::vector<provenance::VerifyingKey> keys;
+namespace {
+
+// Why another user could change what `p` says (so it cannot anchor trust), or "".
+std::string writable_by_others(const fs::path& p) {
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0) return "";  // reported when it is read
+  if (st.st_uid != 0 && st.st_uid != ::geteuid())
+    return p.string() + " belongs to user " + std::to_string(st.st_uid) + ", not to root or the current user";
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return p.string() + " can be written by other users (mode " + mode + ")";
+  }
+  return "";
+}
+
+void add_anchor(TrustAnchors& t, const fs::path& file) {
+  for (const fs::path& p : {file.parent_path(), file}) {
+    if (std::string why = writable_by_others(p); !why.empty()) {
+      t.warnings.push_back("not trusting " + file.string() + ": " + why);
+      return;
+    }
+  }
+  try {
+    t.keys.push_back(provenance::VerifyingKey::load(file.string()));
+    t.sources.push_back(file.string());
+  } catch (const std::exception& e) {
+    t.warnings.push_back("not trusting " + file.string() + ": " + e.what());
+  }
+}
+
+void add_anchor_dir(TrustAnchors& t, const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".pub") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) add_anchor(t, f);
+}
+
+}  // namespace
+
+std::vector<std::string> TrustAnchors::describe() const {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < keys.size(); ++i) out.push_back(keys[i].keyid() + " (" + sources[i] + ")");
+  return out;
+}
+
+TrustAnchors trust_anchors(const store::Store& st, const std::string& extra) {
+  TrustAnchors t;
   if (!extra.empty()) {
-    keys.push_back(provenance::VerifyingKey::load(extra));
-    return keys;  // an explicit key is the only one the caller wants to trust
+    // An explicit key is the only one the caller wants to trust.
+    t.keys.push_back(provenance::VerifyingKey::load(extra));
+    t.sources.push_back(extra);
+    return t;
   }
   std::error_code ec;
   fs::path def = default_signing_key_path();
   def += ".pub";
-  if (fs::exists(def, ec)) keys.push_back(provenance::VerifyingKey::load(def.string()));
-  fs::path dir = st.home() / "trusted";
-  if (fs::exists(dir, ec))
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().extension() == ".pub") keys.push_back(provenance::VerifyingKey::load(e.path().string()));
-  return keys;
+  if (fs::exists(def, ec)) add_anchor(t, def);
+  add_anchor_dir(t, config_home() / "trusted");
+  add_anchor_dir(t, kSystemTrustDir);
+  // Whoever can write the store could add a key here: it anchors nothing.
+  if (fs::path in_store = st.home() / "trusted"; fs::is_directory(in_store, ec))
+    t.warnings.push_back("the keys in " + in_store.string() +
+                         " are not trusted: trust anchors live outside the store (move the ones you trust to " +
+                         (config_home() / "trusted").string() + ", or to " + kSystemTrustDir + " for a shared store)");
+  return t;
+}
+
+std::vector<provenance::VerifyingKey> trusted_keys(const store::Store& st, const std::string& extra) {
+  return std::move(trust_anchors(st, extra).keys);
 }
 
 bool store::Store::trusts(const std::string& keyid) const {

@@ -37,7 +37,8 @@ ImageRecord Store::remove(const std::string& ref, const std::string& reason) {
     d.run();
     nlohmann::json detail = {
         {"manifest", img.manifest_digest}, {"provenance", img.provenance_digest}, {"referrer", img.referrer_digest}};
-    append_audit(db, AuditEntry{0, "", who(), "remove", img.name, "", "", img.ref(), reason, detail.dump(), "", ""});
+    append_audit(tx,
+                 AuditEntry{0, "", who(), "remove", img.name, "", "", img.ref(), reason, detail.dump(), "", "", ""});
     tx.commit();
   }
   sync_index();

@@ -167,6 +167,8 @@ skip() {
 # directory; its checks, failures and skips are added to the suite's counts.
 run_test() {
   local name=$1 fn=$2
+  # E2E_ONLY=REGEX runs only the tests whose name matches (while working on a suite).
+  if [ -n "${E2E_ONLY:-}" ] && ! [[ $name =~ $E2E_ONLY ]]; then return 0; fi
   E2E_TESTS=$((E2E_TESTS + 1))
   TEST_DIR="$E2E_ROOT/t$E2E_TESTS-$name"
   mkdir -p "$TEST_DIR"

@@ -425,11 +425,13 @@ test_protected_channel() {
   expect_contains "$STDERR" "signature"
   expect_contains "$STDERR" "prod"
   expect_eq "app:prod after the refused promotion" "app:2" "$(image_of app:prod)"
-  # An unprotected channel still takes it, with a warning.
-  expect_exit 0 imgbake promote app:3 --channel qa
-  expect_contains "$STDERR" "not verified"
   # Refusal did not create a key either.
   expect_no_file "$TEST_DIR/empty-config/signing.key"
+  # An unprotected channel still takes it, with a warning; its audit entry is signed, so this
+  # user gets a key of their own.
+  expect_exit 0 imgbake promote app:3 --channel qa
+  expect_contains "$STDERR" "not verified"
+  expect_file "$TEST_DIR/empty-config/signing.key"
   export IMGBAKE_CONFIG_HOME=$saved_config
 
   # With the key back, the same promotion works: the refusal was about the signature.
@@ -442,9 +444,9 @@ test_protected_channel() {
   expect_exit 1 imgbake promote app:4 --channel prod
   expect_contains "$STDERR" "signature"
   expect_eq "app:prod after refusing app:4" "app:3" "$(image_of app:prod)"
-  # ... until its public key is made trusted in the store.
-  mkdir -p "$IMGBAKE_HOME/trusted"
-  cp "$TEST_DIR/other.pem.pub" "$IMGBAKE_HOME/trusted/other.pub"
+  # ... until the user trusts its public key (in their configuration, not in the store).
+  mkdir -p "$IMGBAKE_CONFIG_HOME/trusted"
+  cp "$TEST_DIR/other.pem.pub" "$IMGBAKE_CONFIG_HOME/trusted/other.pub"
   expect_exit 0 imgbake promote app:4 --channel prod --reason "other team's key is trusted now"
   expect_eq "app:prod with the other key trusted" "app:4" "$(image_of app:prod)"
   expect_exit 0 imgbake history app --channel prod --output json

@@ -211,8 +211,8 @@ test_audit_entry_deleted() {
 test_catalog_rewritten_consistently() {
   need_python || return 0
   # Someone with write access to the catalog points app:2 at app:1's manifest and
-  # rewrites the audit log to match, recomputing the whole hash chain. Only the signed
-  # provenance can tell now: store check must still fail for app:2.
+  # rewrites the audit log to match, recomputing the whole hash chain. The entries'
+  # signatures and the signed provenance tell: store check must still fail for app:2.
   local m1
   m1=$(manifest_digest app:1)
   python3 - "$IMGBAKE_HOME/catalog.db" "$m1" >rewrite.out 2>&1 <<'EOF2'
@@ -249,8 +249,10 @@ EOF2
     return 0
   fi
   expect_eq "rewriting the catalog (python3 sqlite3)" "0" "$rc" || { cat rewrite.out; return; }
-  expect_check_fails_naming "catalog rewritten with a recomputed chain" "app:2: provenance:"
-  expect_no_match problems.txt 'audit: '
+  expect_check_fails_naming "catalog rewritten with a recomputed chain" "app:2: provenance:" \
+    "audit: entry 3 (commit app:2): its signature does not verify"
+  # Entries before the rewritten one still verify.
+  expect_no_match problems.txt 'audit: entry [12] '
   expect_exit 1 imgbake verify app:2
   expect_match "$STDOUT" '^NOT VERIFIED app:2 '
   expect_contains "$STDOUT" "app:2"
@@ -319,6 +321,106 @@ test_gc_interrupted_small_blob_write() {
   expect_match "$STDOUT" ': OK$'
 }
 
+# own_config: this test's own copy of the user's configuration (keys, trusted/, witnesses).
+own_config() {
+  cp -a "$PRISTINE_CONFIG" "$TEST_DIR/config" || return 1
+  export IMGBAKE_CONFIG_HOME="$TEST_DIR/config"
+}
+
+test_trust_anchor_planted_in_the_store() {
+  need_python || return 0
+  own_config || return
+  # Someone who can write the store but not the user's configuration builds an image signed
+  # with a key of their own, and puts its public half into the store's trusted/ directory.
+  local attacker="$TEST_DIR/attacker"
+  mkdir -p "$attacker" src || return
+  (cd src && write_app_template && IMGBAKE_CONFIG_HOME="$attacker" "$IMGBAKE" build -var n=3 app.json) >attacker.log 2>&1 ||
+    { fail "the attacker's build" "exit 0" "$(cat attacker.log)"; return; }
+  mkdir -p "$IMGBAKE_HOME/trusted" && cp "$attacker/signing.key.pub" "$IMGBAKE_HOME/trusted/team.pub" || return
+  expect_exit 1 imgbake verify app:3
+  expect_match "$STDOUT" '^NOT VERIFIED app:3 '
+  expect_check_fails_naming "a key planted in the store" "app:3: provenance:" \
+    "audit: entry 5 (commit app:3) is signed by sha256:" "which is not a trusted key"
+  expect_contains "$STDOUT" "note: the keys in $IMGBAKE_HOME/trusted are not trusted"
+  expect_contains "$STDOUT" "trusted key: sha256:"
+  expect_contains "$STDOUT" "($IMGBAKE_CONFIG_HOME/signing.key.pub)"
+  expect_exit 0 imgbake verify app:1
+  # The user's own trust, outside the store, makes the key trusted.
+  mkdir -p "$IMGBAKE_CONFIG_HOME/trusted" && cp "$attacker/signing.key.pub" "$IMGBAKE_CONFIG_HOME/trusted/team.pub"
+  expect_exit 0 imgbake verify app:3
+  expect_exit 0 imgbake store check
+  expect_contains "$STDOUT" "($IMGBAKE_CONFIG_HOME/trusted/team.pub)"
+  # An anchor that other users can write anchors nothing.
+  chmod 0666 "$IMGBAKE_CONFIG_HOME/trusted/team.pub"
+  expect_exit 1 imgbake verify app:3
+  expect_exit 1 imgbake store check
+  expect_contains "$STDOUT" "not trusting $IMGBAKE_CONFIG_HOME/trusted/team.pub: $IMGBAKE_CONFIG_HOME/trusted/team.pub can be written by other users (mode 0666)"
+}
+
+test_audit_tail_removed() {
+  need_python || return 0
+  own_config || return
+  expect_exit 0 imgbake label app:2 stage=beta || return
+  # Entry 5 (the label) and the label itself go, leaving a log and catalog that agree.
+  sql "DELETE FROM audit WHERE seq = 5" || return
+  sql "DELETE FROM labels WHERE key = 'stage'" || return
+  expect_check_fails_naming "the log's last entry removed" "audit: the log ends at entry 4 but this user saw entry 5"
+  expect_exit 1 imgbake verify app:1
+  expect_contains "$STDOUT" "the log ends at entry 4"
+}
+
+test_older_catalog_put_back() {
+  need_python || return 0
+  own_config || return
+  expect_exit 0 imgbake store check || return
+  expect_contains "$STDOUT" "note: this user had not seen this store's audit log before"
+  expect_exit 0 imgbake store check || return
+  expect_contains "$STDOUT" "witness: this user last saw audit entry 4 (sha256:"
+  # A consistent copy of the catalog before the revocation, put back after it.
+  python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+    "$IMGBAKE_HOME/catalog.db" "$TEST_DIR/old-catalog.db" || return
+  expect_exit 0 imgbake revoke app:1 --reason "CVE-2026-0001" || return
+  rm -f "$IMGBAKE_HOME/catalog.db-wal" "$IMGBAKE_HOME/catalog.db-shm"
+  cp "$TEST_DIR/old-catalog.db" "$IMGBAKE_HOME/catalog.db" || return
+  expect_check_fails_naming "an older catalog put back" "the log ends at entry 4 but this user saw entry 5" \
+    "an older copy of the catalog was put back"
+  expect_exit 1 imgbake verify app:1
+  expect_match "$STDOUT" '^NOT VERIFIED app:1 '
+}
+
+test_revocation_cleared_in_the_catalog() {
+  need_python || return 0
+  own_config || return
+  expect_exit 0 imgbake revoke app:1 --reason "CVE-2026-0001" || return
+  sql "UPDATE images SET revoked = 0, revoked_reason = '' WHERE name = 'app' AND version = '1'" || return
+  expect_check_fails_naming "revocation cleared" \
+    "app:1: audit entry 5 revoked it (CVE-2026-0001) but the catalog says it is not revoked"
+  expect_exit 1 imgbake verify app:1
+  expect_match "$STDOUT" '^NOT VERIFIED app:1 '
+  expect_contains "$STDOUT" "revoked it (CVE-2026-0001)"
+  expect_exit 0 imgbake verify app:2
+}
+
+test_channel_repointed_in_the_catalog() {
+  need_python || return 0
+  own_config || return
+  sql "UPDATE channels SET image_id = (SELECT id FROM images WHERE name = 'app' AND version = '1') WHERE name = 'app' AND channel = 'dev'" || return
+  expect_check_fails_naming "channel re-pointed" "channel 'dev' of app points at app:1 but audit entry 4 says it holds app:2"
+  sql "UPDATE channels SET protected = 1 WHERE channel = 'dev'" || return
+  expect_check_fails_naming "channel protected" "channel 'dev' of app is protected in the catalog but audit entry 4 says it is not protected"
+}
+
+test_label_edited_in_the_catalog() {
+  need_python || return 0
+  own_config || return
+  expect_exit 0 imgbake label app:2 owner=web-team || return
+  expect_exit 0 imgbake store check || return
+  sql "UPDATE labels SET value = 'mallory' WHERE key = 'owner'" || return
+  expect_check_fails_naming "label edited" "app:2: label owner is 'mallory' in the catalog but 'web-team' per the audit log"
+  sql "DELETE FROM labels WHERE key = 'owner'" || return
+  expect_check_fails_naming "label removed" "app:2: label owner='web-team' (per the audit log) is missing from the catalog"
+}
+
 run_test check_ok_after_build test_check_ok_after_build
 run_test layer_blob_flipped test_layer_blob_flipped
 run_test envelope_payload_changed_in_place test_envelope_payload_changed_in_place
@@ -330,4 +432,10 @@ run_test catalog_rewritten_consistently test_catalog_rewritten_consistently
 run_test blob_deleted test_blob_deleted
 run_test gc_removes_stray_blob test_gc_removes_stray_blob
 run_test gc_interrupted_small_blob_write test_gc_interrupted_small_blob_write
+run_test trust_anchor_planted_in_the_store test_trust_anchor_planted_in_the_store
+run_test audit_tail_removed test_audit_tail_removed
+run_test older_catalog_put_back test_older_catalog_put_back
+run_test revocation_cleared_in_the_catalog test_revocation_cleared_in_the_catalog
+run_test channel_repointed_in_the_catalog test_channel_repointed_in_the_catalog
+run_test label_edited_in_the_catalog test_label_edited_in_the_catalog
 summary

@@ -15,6 +15,7 @@
 #include "imgbake/build.h"
 #include "imgbake/error.h"
 #include "imgbake/provenance.h"
+#include "imgbake/publish.h"
 #include "imgbake/store.h"
 #include "imgbake/util.h"
 #include "pipeline_build_fixture.h"
@@ -254,14 +255,27 @@ TEST_F(BuildCommitTest, WithoutAnOpenerTheBuildCommitsToTheStoreAtStoreHome) {
   EXPECT_FALSE(images[0].provenance_digest.empty());
 }
 
-TEST_F(BuildCommitTest, TheStoreTrustsTheKeysInItsTrustedDirectory) {
+TEST_F(BuildCommitTest, TheStoreTrustsTheKeysInTheUsersTrustedDirectoryNotItsOwn) {
   imgbake::store::Store store(dir_ / "store");
   auto other = imgbake::provenance::SigningKey::generate();
   EXPECT_FALSE(store.trusts(keyid_));
+  // Whoever can write the store could put a key here: it is not trusted.
   fs::create_directories(dir_ / "store" / "trusted");
   fs::copy_file(key_path_ + ".pub", dir_ / "store" / "trusted" / "ci.pub");
+  EXPECT_FALSE(store.trusts(keyid_));
+  auto anchors = imgbake::trust_anchors(store);
+  EXPECT_THAT(anchors.warnings, Contains(HasSubstr((dir_ / "store" / "trusted").string() + " are not trusted")));
+  // The user's configuration is where trust lives.
+  fs::path trusted = imgbake::config_home() / "trusted";
+  fs::create_directories(trusted);
+  fs::copy_file(key_path_ + ".pub", trusted / "ci.pub", fs::copy_options::overwrite_existing);
   EXPECT_TRUE(store.trusts(keyid_));
   EXPECT_FALSE(store.trusts(other.keyid()));
+  // Unless another user could have written the file.
+  fs::permissions(trusted / "ci.pub", fs::perms::others_write, fs::perm_options::add);
+  EXPECT_FALSE(store.trusts(keyid_));
+  EXPECT_THAT(imgbake::trust_anchors(store).warnings, Contains(HasSubstr("can be written by other users (mode 0646)")));
+  fs::remove(trusted / "ci.pub");
 }
 
 }  // namespace

@@ -24,13 +24,70 @@ using store_fixture::StoreTest;
 
 namespace {
 
-// Points web:1's provenance referrer at `digest`, behind the store's back.
-void set_referrer_in(const fs::path& home, const std::string& digest) {
+// Runs `sql` on the catalog behind the store's back.
+void tamper(const fs::path& home, const std::string& sql) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((home / "catalog.db").c_str(), &db), SQLITE_OK);
-  std::string sql = "UPDATE images SET referrer_digest = '" + digest + "' WHERE version = '1'";
   ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
+}
+
+// Points web:1's provenance referrer at `digest`, behind the store's back.
+void set_referrer_in(const fs::path& home, const std::string& digest) {
+  tamper(home, "UPDATE images SET referrer_digest = '" + digest + "' WHERE version = '1'");
+}
+
+std::string problems_of(const imgbake::store::CheckReport& rep) {
+  std::string all;
+  for (const auto& p : rep.problems) all += p + "\n";
+  return all;
+}
+
+TEST_F(StoreTest, EveryAuditEntryIsSignedAndAnUnsignedOneIsReported) {
+  {
+    Store st(dir_ / "store");
+    st.commit(request("one"));
+    st.promote("web:1", "staging", "reason", true);
+    st.label("web:1", {{"owner", "web"}});
+    for (const auto& e : st.history("web")) EXPECT_NE(e.signature.find("\"keyid\":\"sha256:"), std::string::npos);
+    EXPECT_TRUE(st.check(nullptr).ok()) << problems_of(st.check(nullptr));
+  }
+  // What a store written before entries were signed holds, or one whose signatures were removed.
+  tamper(dir_ / "store", "UPDATE audit SET signature = '' WHERE seq IN (1, 2)");
+  Store st(dir_ / "store");
+  auto rep = st.check(nullptr);
+  EXPECT_NE(problems_of(rep).find("audit: entries 1-2 are not signed"), std::string::npos) << problems_of(rep);
+  // A signature moved onto another entry does not verify there.
+  auto history = st.history("web");
+  ASSERT_EQ(history.size(), 3U);
+  tamper(dir_ / "store", "UPDATE audit SET signature = '" + history[2].signature + "' WHERE seq = 1");
+  rep = st.check(nullptr);
+  EXPECT_NE(problems_of(rep).find("audit: entry 1 (commit web:1): its signature does not verify"), std::string::npos)
+      << problems_of(rep);
+  EXPECT_FALSE(st.audit_problems(st.resolve("web:1")).empty());
+}
+
+TEST_F(StoreTest, ACatalogStateTheAuditLogDoesNotReplayToIsReported) {
+  {
+    Store st(dir_ / "store");
+    st.commit(request("one"));
+    st.commit(request("two"));
+    st.promote("web:1", "prod", "first", true, /*protect=*/true);
+    st.revoke("web:2", "CVE-2026-0002", false);
+    ASSERT_TRUE(st.check(nullptr).ok()) << problems_of(st.check(nullptr));
+  }
+  tamper(dir_ / "store", "UPDATE images SET revoked = 0, revoked_reason = '' WHERE version = '2'");
+  tamper(dir_ / "store", "UPDATE channels SET protected = 0 WHERE channel = 'prod'");
+  Store st(dir_ / "store");
+  const std::string all = problems_of(st.check(nullptr));
+  EXPECT_NE(all.find("web:2: audit entry 4 revoked it (CVE-2026-0002) but the catalog says it is not revoked"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("channel 'prod' of web is not protected in the catalog but audit entry 3 says it is protected"),
+            std::string::npos)
+      << all;
+  EXPECT_EQ(st.audit_problems(st.resolve("web:1")), std::vector<std::string>{});
+  EXPECT_FALSE(st.audit_problems(st.resolve("web:2")).empty());
 }
 
 TEST_F(StoreTest, CheckFindsAlteredAuditEntriesAndCorruptBlobs) {

@@ -22,15 +22,34 @@ struct GitFacts {
 // Facts about the git repository holding `dir`; empty when it is not in one (or git is missing).
 GitFacts detect_git(const std::filesystem::path& dir);
 
-// ${IMGBAKE_CONFIG_HOME:-${XDG_CONFIG_HOME:-~/.config}/imgbake}/signing.key
+// The user's imgbake configuration directory, outside every store:
+// ${IMGBAKE_CONFIG_HOME:-${XDG_CONFIG_HOME:-~/.config}/imgbake}.
+std::filesystem::path config_home();
+// config_home()/signing.key
 std::filesystem::path default_signing_key_path();
 
 // The key to sign with: `path` if given, else the per-user default key, created on
 // first use (`created` tells the caller to say so).
 provenance::SigningKey load_signing_key(const std::string& path, bool& created);
 
-// Keys whose signatures the store trusts: the default key's public half, every
-// $IMGBAKE_HOME/trusted/*.pub, and `extra` (a --key PUB).
+// Trust anchors of a shared store, owned by root: every *.pub in it is trusted.
+inline constexpr const char* kSystemTrustDir = "/etc/imgbake/trusted";
+
+// The keys whose signatures are trusted, and where each came from. Trust lives outside the store
+// (whoever can write the store must not be able to make a key trusted): the default key's public
+// half, every config_home()/trusted/*.pub and every kSystemTrustDir/*.pub; or only `extra` (a
+// --key PUB) when given. A file or directory that another user could write (mode g+w or o+w, or
+// owned by someone other than root and the current user) is not trusted, and says so in
+// `warnings`, as is a trusted/ directory inside the store (the place keys lived before 0.2).
+struct TrustAnchors {
+  std::vector<provenance::VerifyingKey> keys;
+  std::vector<std::string> sources;  // sources[i]: the file keys[i] was read from
+  std::vector<std::string> warnings;
+  // "sha256:… (FILE)" for each key, as store check lists them.
+  std::vector<std::string> describe() const;
+};
+TrustAnchors trust_anchors(const store::Store& st, const std::string& extra = "");
+// trust_anchors(st, extra).keys
 std::vector<provenance::VerifyingKey> trusted_keys(const store::Store& st, const std::string& extra = "");
 
 struct Verification {

@@ -116,6 +116,9 @@ struct AuditEntry {
   std::string detail;  // JSON with action-specific facts
   std::string prev_hash;
   std::string hash;
+  // {"keyid": "sha256:…", "sig": base64}: an Ed25519 signature of the hash by the key of the user
+  // who wrote the entry ($IMGBAKE_SIGNING_KEY, else the default key). Not part of the hash.
+  std::string signature;
 };
 
 struct ChannelRecord {
@@ -212,6 +215,10 @@ struct CheckReport {
   size_t images = 0;
   size_t blobs_checked = 0;
   size_t audit_entries = 0;
+  std::vector<std::string> trusted;  // the trust anchors used, "sha256:… (FILE)"
+  // The last audit entry this user saw (the witness kept in their config directory), as
+  // "entry N (sha256:…)", or "" when they had none; a clean check moves it to the log's end.
+  std::string witness;
   bool ok() const { return problems.empty(); }
 };
 
@@ -311,7 +318,15 @@ class Store : public ImageSink {
   // while a channel points at it. Its version number is never given to another image.
   ImageRecord remove(const std::string& ref, const std::string& reason);
 
+  // The catalog's integrity; the audit log: its hash chain, each entry's signature by a trust anchor
+  // (publish.h), its end against the witness this user keeps outside the store (truncation, an older
+  // catalog restored), and the state it replays to (images, revocations, labels, channels) against
+  // the catalog's; every blob; each image's provenance with `verify_signature`. A clean check moves
+  // the witness to the log's end.
   CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
+  // What the audit log says about one image that the catalog contradicts (revoked in the log but not
+  // in the catalog, labels, manifest, provenance), and entries about it whose hash or signature fails.
+  std::vector<std::string> audit_problems(const ImageRecord& img) const;
   // Unreferenced blobs go; layers of the build cache are kept unless `prune_cache`, which
   // first forgets every cache entry.
   GcReport gc(bool prune_cache = false);
