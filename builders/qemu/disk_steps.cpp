@@ -11,6 +11,7 @@
 #include "imgbake/fetch.h"
 #include "imgbake/oci.h"
 #include "imgbake/process.h"
+#include "imgbake/temp_file.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 #include "qemu_run.h"
@@ -39,9 +40,10 @@ class OutputDirStep : public Step {
     }
     fs::create_directories(r_.output_dir);
     created_ = true;
-    // $TMPDIR unless its path is too long for the QMP socket's sun_path (108 bytes).
-    const char* tmpdir = std::getenv("TMPDIR");
-    std::string base = tmpdir && *tmpdir && std::strlen(tmpdir) < 60 ? tmpdir : "/tmp";
+    // In this process's private temp directory (swept after a kill -9), unless its path is too
+    // long for the QMP socket's sun_path (108 bytes).
+    std::string base = process_temp_dir().string();
+    if (base.size() >= 60) base = "/tmp";
     std::string tmpl = base + "/imgbake-qemu-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw BuildError("cannot create a temporary directory in " + base);
     r_.work_dir = tmpl;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "imgbake/error.h"
+#include "imgbake/temp_file.h"
 #include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 #include "sandbox_policy.h"
@@ -435,9 +436,9 @@ ExecCommunicator::ExecCommunicator(ExecOptions opts) : impl_(std::make_unique<Im
     throw BuildError("exec communicator: cannot open the root directory " + opts.root.string() + ": " + errno_text());
   // A directory only root can enter holds the sandbox's /tmp (which must be world-writable for
   // the tree's users): other users of the host reach neither it nor the command files in it.
-  fs::path parent = opts.private_dir.empty() ? fs::temp_directory_path(ec) : opts.private_dir;
+  fs::path parent = opts.private_dir.empty() ? process_temp_dir() : opts.private_dir;
   std::string tmpl = (parent / "imgbake-exec-XXXXXX").string();
-  if (ec || ::mkdtemp(tmpl.data()) == nullptr)  // mode 0700
+  if (::mkdtemp(tmpl.data()) == nullptr)  // mode 0700
     throw BuildError("exec communicator: cannot create a private directory under " + parent.string() + ": " +
                      errno_text());
   impl_->private_dir = tmpl;

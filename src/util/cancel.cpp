@@ -72,6 +72,9 @@ void on_signal(int signo) {
     }
     for (int i = 0; i < kSlots; ++i)
       if (temp_used[i].load()) unlink(temp_paths[i]);
+    // Then the directories (the process's temp directory, once the files in it are gone).
+    for (int i = kSlots - 1; i >= 0; --i)
+      if (temp_used[i].load()) rmdir(temp_paths[i]);
     if (!t.cancelled()) {
       const char msg[] = "\nInterrupt received: exiting\n";
       [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);

@@ -438,10 +438,11 @@ write_file() {
   cat >"$1"
 }
 
-# expect_no_temp_scripts [DIR]: imgbake left no imgbake-shell-local-* temporary
-# scripts in DIR (default: the TMPDIR the tests run imgbake with).
+# expect_no_temp_scripts [DIR]: imgbake left nothing in DIR (default: the TMPDIR the tests run
+# imgbake with): neither its private imgbake-PID-* directory (where its temporary scripts are) nor
+# any other imgbake-* file.
 expect_no_temp_scripts() {
   local dir=${1:-$TMPDIR}
-  expect_eq "imgbake-shell-local-* files left in $dir" "" \
-    "$(ls -A "$dir" 2>/dev/null | grep '^imgbake-shell-local-' || true)"
+  expect_eq "imgbake-* files and directories left in $dir" "" \
+    "$(ls -A "$dir" 2>/dev/null | grep '^imgbake-' || true)"
 }

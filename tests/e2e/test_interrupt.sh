@@ -352,7 +352,31 @@ EOF
   expect_build_left_no_temp_scripts
 }
 
+test_sigkill_leaves_a_private_dir_the_next_build_removes() {
+  write_exec_template
+  start_build exec.json
+  await_file "$TEST_DIR/child.pid" || return
+  # The running build's temporary files are in a directory of its own that only it can enter.
+  local dir
+  dir=$(ls -A "$TEST_DIR/tmp" | grep "^imgbake-$BUILD_PID-" || true)
+  expect_eq "the build's private temporary directory" "imgbake-$BUILD_PID-" "${dir:0:$((${#BUILD_PID} + 9))}" || return
+  expect_eq "its mode" "700" "$(stat -c %a "$TEST_DIR/tmp/$dir")"
+  expect_eq "the shell-local script is in it" "1" "$(ls -A "$TEST_DIR/tmp/$dir" | grep -c '^imgbake-shell-local-')"
+  kill -KILL "$BUILD_PID"
+  wait "$BUILD_PID" 2>/dev/null
+  kill -KILL "$(cat "$TEST_DIR/child.pid")" 2>/dev/null
+  expect_eq "the killed build's directory is still there" "yes" "$([ -d "$TEST_DIR/tmp/$dir" ] && echo yes)"
+  # The next build that makes its own directory removes the one the killed build left.
+  write_file quick.json <<'EOF'
+{"builders": [{"type": "null", "name": "quick"}], "provisioners": [{"type": "shell-local", "inline": ["true"]}]}
+EOF
+  TMPDIR="$TEST_DIR/tmp" expect_exit 0 imgbake build quick.json
+  expect_no_file "$TEST_DIR/tmp/$dir"
+  expect_build_left_no_temp_scripts
+}
+
 run_test sigint_exec_child test_sigint_exec_child
+run_test sigkill_leaves_a_private_dir_the_next_build_removes test_sigkill_leaves_a_private_dir_the_next_build_removes
 run_test sigint_grandchild test_sigint_grandchild
 run_test sigterm_exec_child test_sigterm_exec_child
 run_test sigterm_grandchild test_sigterm_grandchild

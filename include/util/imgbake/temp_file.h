@@ -1,9 +1,10 @@
-// A temporary host file with given content: in $TMPDIR (else /tmp), registered so that a
-// second Ctrl-C still removes it, and removed when it goes out of scope.
+// A temporary host file with given content: in this process's private temp directory (below),
+// registered so that a second Ctrl-C still removes it, and removed when it goes out of scope.
 #pragma once
 
 #include <sys/types.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,15 @@
 #include "imgbake/temp_path_guard.h"
 
 namespace imgbake {
+
+// This process's own temporary directory: $TMPDIR (else /tmp)/imgbake-PID-XXXXXX, mode 0700 (other
+// users of the host read nothing in it), made on first use and removed when the process exits. One
+// that a process killed with SIGKILL left behind is removed by the next imgbake that makes its own
+// (sweep_stale_temp_dirs). Throws BuildError naming $TMPDIR when it cannot be made.
+const std::filesystem::path& process_temp_dir();
+// Removes the imgbake-PID-* directories in `dir` whose process is gone and that belong to this
+// user; returns how many. A directory whose PID is alive (possibly reused) is kept.
+size_t sweep_stale_temp_dirs(const std::filesystem::path& dir);
 
 class TempFile {
  public:
