@@ -179,6 +179,7 @@ void materialize(Work& w, State& st) {
     if (l.empty) continue;
     st.message("unpacking layer " + std::to_string(w.applied + 1) + " (" + short_digest(l.blob.digest) + ", " +
                util::format_bytes(l.blob.size) + ")");
+    w.store->blobs().check_regular(l.blob.digest);
     std::string diff_id = layer::apply(w.store->blobs().path(l.blob.digest), w.tree, st.cancel);
     if (diff_id != l.diff_id) {
       w.tree_ready = false;

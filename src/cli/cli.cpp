@@ -30,6 +30,7 @@ const std::vector<Command>& commands() {
       {"revoke", "Revoke an image (and optionally its descendants)", setup_revoke},
       {"rm", "Delete a version from the store (not while a channel points at it)", setup_rm},
       {"verify", "Verify an image's signed provenance and its digests", setup_verify},
+      {"test", "Run an image's checks (files, commands, packages, users) against it", setup_test},
       {"export", "Write an image out as tar, raw or qcow2", setup_export},
       {"store", "Check the store (store check) or remove unreferenced blobs (store gc)", setup_store},
       {"keygen", "Make an Ed25519 signing key", setup_keygen},

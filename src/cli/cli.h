@@ -44,6 +44,7 @@ Action setup_fmt(CLI::App& sub, const GlobalOptions& global);
 Action setup_version(CLI::App& sub, const GlobalOptions& global);
 Action setup_images(CLI::App& sub, const GlobalOptions& global);
 Action setup_show(CLI::App& sub, const GlobalOptions& global);
+Action setup_test(CLI::App& sub, const GlobalOptions& global);
 Action setup_label(CLI::App& sub, const GlobalOptions& global);
 Action setup_promote(CLI::App& sub, const GlobalOptions& global);
 Action setup_rollback(CLI::App& sub, const GlobalOptions& global);

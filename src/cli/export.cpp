@@ -39,7 +39,8 @@ void export_tar(store::Store& st, const nlohmann::json& manifest, const std::str
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0644);
     archive_write_header(a, e);
-    int fd = open(st.blobs().path(digest).c_str(), O_RDONLY | O_CLOEXEC);
+    st.blobs().check_regular(digest);  // never a FIFO or a device to wait on
+    int fd = open(st.blobs().path(digest).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       archive_entry_free(e);
       archive_write_free(a);
@@ -67,14 +68,6 @@ void export_tar(store::Store& st, const nlohmann::json& manifest, const std::str
   std::filesystem::rename(tmp, out);
 }
 
-// Whether the image is a container image (tar layers) rather than files or a disk.
-bool is_container_image(const nlohmann::json& manifest) {
-  if (manifest["layers"].empty()) return false;
-  for (const auto& l : manifest["layers"])
-    if (!l.value("mediaType", "").starts_with("application/vnd.oci.image.layer.v1.tar")) return false;
-  return true;
-}
-
 // "512M", "2G", "1048576" → bytes; 0 when it is not a size.
 uint64_t parse_size(const std::string& s) {
   if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return 0;
@@ -98,22 +91,41 @@ uint64_t tree_bytes(const std::filesystem::path& dir) {
   return total;
 }
 
-// A container image as a flattened root filesystem: a tar, or an ext4 disk (raw/qcow2).
-void export_rootfs(store::Store& st, const nlohmann::json& manifest, const std::string& format, const std::string& size,
-                   const std::string& out) {
+}  // namespace
+
+bool is_container_image(const nlohmann::json& manifest) {
+  if (manifest["layers"].empty()) return false;
+  for (const auto& l : manifest["layers"])
+    if (!l.value("mediaType", "").starts_with("application/vnd.oci.image.layer.v1.tar")) return false;
+  return true;
+}
+
+void unpack_rootfs(store::Store& st, const nlohmann::json& manifest, const std::filesystem::path& tree) {
   nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
   const auto& diff_ids = config["rootfs"]["diff_ids"];
-  util::TempPathGuard scratch(st.blobs().temp_dir() / ("export-" + util::uuid_v4()));
-  std::filesystem::path tree = scratch.path() / "rootfs";
   std::filesystem::create_directories(tree);
   std::filesystem::permissions(tree, std::filesystem::perms(0755));
   for (size_t i = 0; i < manifest["layers"].size(); ++i) {
     std::string digest = manifest["layers"][i]["digest"];
+    st.blobs().check_regular(digest);
     std::string got = layer::apply(st.blobs().path(digest), tree, global_cancel());
     if (i < diff_ids.size() && got != diff_ids[i])
       throw BuildError("layer " + digest + " unpacks to " + got + ", not its diff_id " +
                        diff_ids[i].get<std::string>() + " (imgbake store check)");
   }
+}
+
+namespace {
+
+// A container image as a flattened root filesystem: a tar, or an ext4 disk (raw/qcow2).
+void export_rootfs(store::Store& st, const nlohmann::json& manifest, const std::string& format, const std::string& size,
+                   const std::string& out) {
+  // The tree is built in a directory of mode 0700 (the image's setuid files are nobody's to reach).
+  util::TempPathGuard scratch(st.blobs().temp_dir() / ("export-" + util::uuid_v4()));
+  std::filesystem::create_directories(scratch.path());
+  std::filesystem::permissions(scratch.path(), std::filesystem::perms::owner_all);
+  std::filesystem::path tree = scratch.path() / "rootfs";
+  unpack_rootfs(st, manifest, tree);
   if (format == "tar") {
     layer::Options opts;
     opts.compression = layer::Compression::None;
@@ -194,6 +206,7 @@ Action setup_export(CLI::App& sub, const GlobalOptions&) {
     if (disk.empty()) throw BuildError(img.ref() + " holds files, not a disk image; --format tar exports them");
     ProcessSpec spec;
     std::string tmp = o->out + ".imgbake-tmp";
+    st->blobs().check_regular(disk);
     spec.argv = {"qemu-img", "convert", "-f", disk_format, "-O", o->format, st->blobs().path(disk).string(), tmp};
     std::string err;
     int rc = run_process(

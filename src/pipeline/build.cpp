@@ -200,6 +200,7 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   if (key_path.empty())
     if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); e && *e) key_path = e;
   if (key_path.empty()) key_path = settings.signing_key;
+  AuditSigningKey audit_key(key_path);  // the commit's audit entries are signed by the same key
   bool created = false;
   provenance::SigningKey key = load_signing_key(key_path, created);
   if (created)

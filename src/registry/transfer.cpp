@@ -104,6 +104,7 @@ void push_local_blobs(store::Store& st, Client& client, const std::string& repo,
                       const CancelToken& cancel) {
   for (const auto& b : blobs) {
     if (b.media_type == oci::kManifestMediaType) continue;
+    st.blobs().check_regular(b.digest);  // a FIFO or a device in its place would hang the upload
     BlobPushResult r =
         client.push_blob(repo, b.digest, b.size, st.blobs().path(b.digest), "", TransferProgress(), cancel);
     count(rep, r);

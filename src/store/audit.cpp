@@ -25,15 +25,18 @@ constexpr std::string_view kSignedPrefix = "imgbake audit entry v1\n";
 
 std::string signed_message(const std::string& hash) { return std::string(kSignedPrefix) + hash; }
 
-// The key audit entries are signed with, loaded once per key file: $IMGBAKE_SIGNING_KEY, else
-// the user's default key (created on first use, as a build does).
+std::mutex key_mu;
+std::string chosen_key;  // AuditSigningKey
+
+// The key audit entries are signed with, loaded once per key file: the one the command chose
+// (a build's --signing-key), else $IMGBAKE_SIGNING_KEY, else the user's default key (created on
+// first use, as a build does).
 std::string sign_hash(const std::string& hash) {
-  static std::mutex mu;
   static std::string loaded_path;
   static std::optional<provenance::SigningKey> key;
-  std::lock_guard lock(mu);
-  std::string path;
-  if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); e && *e) path = e;
+  std::lock_guard lock(key_mu);
+  std::string path = chosen_key;
+  if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); path.empty() && e && *e) path = e;
   const std::string resolved = path.empty() ? default_signing_key_path().string() : path;
   if (!key || loaded_path != resolved) {
     try {
@@ -348,3 +351,18 @@ std::vector<std::string> Store::audit_problems(const ImageRecord& img) const {
 }
 
 }  // namespace imgbake::store
+
+namespace imgbake {
+
+AuditSigningKey::AuditSigningKey(const std::string& path) {
+  std::lock_guard lock(store::detail::key_mu);
+  previous_ = store::detail::chosen_key;
+  if (!path.empty()) store::detail::chosen_key = path;
+}
+
+AuditSigningKey::~AuditSigningKey() {
+  std::lock_guard lock(store::detail::key_mu);
+  store::detail::chosen_key = previous_;
+}
+
+}  // namespace imgbake

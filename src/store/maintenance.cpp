@@ -15,7 +15,6 @@ namespace imgbake::store {
 
 namespace fs = std::filesystem;
 
-using detail::entry_hash;
 using detail::Stmt;
 using detail::StoreLock;
 

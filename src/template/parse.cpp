@@ -9,6 +9,7 @@
 #include "imgbake/config.h"
 #include "imgbake/interpolate.h"
 #include "imgbake/template.h"
+#include "imgbake/test_spec.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -163,6 +164,7 @@ class TemplateParser {
     r.strings("channels");
     r.string("signing_key");
     r.boolean("embed_build_info", true);
+    if (const json::Value* tests = r.raw("tests")) read_test_spec(*tests, t_.path, d_);
     if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
       r.error("cache", "'cache' must be true, false or an object");
     if (const json::Value* c = r.raw("config")) {

@@ -446,3 +446,16 @@ expect_no_temp_scripts() {
   expect_eq "imgbake-* files and directories left in $dir" "" \
     "$(ls -A "$dir" 2>/dev/null | grep '^imgbake-' || true)"
 }
+
+# busybox_tarball FILE [APPLET...]: a tiny root filesystem (busybox-static and some of its
+# applets, plus the APPLETs named) as a tarball.
+busybox_tarball() {
+  local root="$TEST_DIR/bb-root"
+  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/dev" "$root/root"
+  cp /bin/busybox "$root/bin/busybox"
+  local c
+  for c in sh ls cat echo rm mkdir chmod sleep true env id sed "${@:2}"; do ln -sf busybox "$root/bin/$c"; done
+  echo "to be deleted" >"$root/etc/old.txt"
+  mkdir -p "$root/var/cache/junk" && echo x >"$root/var/cache/junk/a"
+  tar -C "$root" -czf "$1" .
+}

@@ -9,18 +9,6 @@ fresh_store() {
   export IMGBAKE_CONFIG_HOME="$TEST_DIR/config"
 }
 
-# busybox_tarball FILE: a tiny root filesystem (busybox-static and its applets) as a tarball.
-busybox_tarball() {
-  local root="$TEST_DIR/bb-root"
-  mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/dev" "$root/root"
-  cp /bin/busybox "$root/bin/busybox"
-  local c
-  for c in sh ls cat echo rm mkdir chmod sleep true env id sed; do ln -sf busybox "$root/bin/$c"; done
-  echo "to be deleted" >"$root/etc/old.txt"
-  mkdir -p "$root/var/cache/junk" && echo x >"$root/var/cache/junk/a"
-  tar -C "$root" -czf "$1" .
-}
-
 # write_bb_template [SECOND_LINE]: bb.json, a busybox base, a shell step, a file step.
 write_bb_template() {
   local line=${1:-'echo second'}

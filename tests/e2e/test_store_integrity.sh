@@ -321,6 +321,19 @@ test_gc_interrupted_small_blob_write() {
   expect_match "$STDOUT" ': OK$'
 }
 
+test_blob_replaced_by_a_fifo() {
+  need_python || return 0
+  local l
+  l=$(layer_digest app:2)
+  rm -f "$(blob_path "$l")" && mkfifo "$(blob_path "$l")" || return
+  # Every reader says what is wrong instead of waiting on the FIFO forever.
+  expect_exit 1 timeout 60 "$IMGBAKE" export app:2 --format tar -o x.tar
+  expect_contains "$STDERR" "FIFO"
+  expect_no_file x.tar
+  expect_exit 1 timeout 60 "$IMGBAKE" verify app:2
+  expect_check_fails_naming "a FIFO in a blob's place" "app:2: blob $l is a FIFO"
+}
+
 # own_config: this test's own copy of the user's configuration (keys, trusted/, witnesses).
 own_config() {
   cp -a "$PRISTINE_CONFIG" "$TEST_DIR/config" || return 1
@@ -438,4 +451,5 @@ run_test older_catalog_put_back test_older_catalog_put_back
 run_test revocation_cleared_in_the_catalog test_revocation_cleared_in_the_catalog
 run_test channel_repointed_in_the_catalog test_channel_repointed_in_the_catalog
 run_test label_edited_in_the_catalog test_label_edited_in_the_catalog
+run_test blob_replaced_by_a_fifo test_blob_replaced_by_a_fifo
 summary

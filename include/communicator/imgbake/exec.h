@@ -25,8 +25,8 @@ struct ExecOptions {
   std::map<std::string, std::string> env;
   std::string workdir = "/";
   // Where the communicator's own directory (mode 0700: the sandbox's /tmp and the command
-  // files) is made; empty: $TMPDIR. A builder gives its build directory, which `store gc`
-  // cleans after a kill -9.
+  // files) is made; empty: the process's temporary directory (process_temp_dir). A builder gives its build directory,
+  // which `store gc` cleans after a kill -9.
   std::filesystem::path private_dir;
 };
 

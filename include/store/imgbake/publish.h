@@ -32,6 +32,19 @@ std::filesystem::path default_signing_key_path();
 // first use (`created` tells the caller to say so).
 provenance::SigningKey load_signing_key(const std::string& path, bool& created);
 
+// While alive, audit entries are signed with the key at `path` (a build's --signing-key, for its
+// commit), instead of $IMGBAKE_SIGNING_KEY, else the default key; an empty path changes nothing.
+class AuditSigningKey {
+ public:
+  explicit AuditSigningKey(const std::string& path);
+  ~AuditSigningKey();
+  AuditSigningKey(const AuditSigningKey&) = delete;
+  AuditSigningKey& operator=(const AuditSigningKey&) = delete;
+
+ private:
+  std::string previous_;
+};
+
 // Trust anchors of a shared store, owned by root: every *.pub in it is trusted.
 inline constexpr const char* kSystemTrustDir = "/etc/imgbake/trusted";
 

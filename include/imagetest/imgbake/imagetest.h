@@ -1,0 +1,46 @@
+// Running the checks of a test spec (test_spec.h) against a machine made from an image: a
+// sandbox around its root filesystem, or a booted guest over SSH. Each check is a shell command
+// on the machine, judged here; docs/testing-images.md.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "imgbake/cancel.h"
+#include "imgbake/communicator.h"
+#include "imgbake/test_spec.h"
+
+namespace imgbake::imagetest {
+
+struct CheckResult {
+  std::string name;
+  std::string kind;
+  bool passed = false;
+  std::string message;  // why it failed (or what it found, when it passed)
+  std::chrono::nanoseconds duration{};
+};
+
+struct SuiteResult {
+  std::string suite;
+  std::string image;    // NAME:VERSION
+  std::string digest;   // the image's manifest digest
+  std::string started;  // RFC 3339
+  std::chrono::nanoseconds duration{};
+  std::vector<CheckResult> checks;
+  size_t failed() const;
+  bool passed() const { return failed() == 0 && !checks.empty(); }
+};
+
+// Runs the checks in order, each to its end (a failed check does not stop the others); a check
+// that cannot run (its command does not start, a timeout) fails, saying why. `on_result` sees
+// each result as it comes. Throws Cancelled when `cancel` fires.
+std::vector<CheckResult> run_checks(const TestSpec& spec, Communicator& machine, const CancelToken& cancel,
+                                    const std::function<void(const CheckResult&)>& on_result = nullptr);
+
+// The JUnit XML report of a suite (the format Jenkins, GitLab and GitHub readers take: one
+// <testsuite> in <testsuites>, a <testcase> per check, <failure message=…> when it failed).
+std::string junit_xml(const SuiteResult& r);
+
+}  // namespace imgbake::imagetest

@@ -1,0 +1,145 @@
+// `imgbake test REF`: runs a test spec's checks against an image (docs/testing-images.md).
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "imgbake/cancel.h"
+#include "imgbake/exec.h"
+#include "imgbake/imagetest.h"
+#include "imgbake/json.h"
+#include "imgbake/temp_path_guard.h"
+#include "imgbake/test_spec.h"
+#include "store_verbs.h"
+
+namespace imgbake::cli {
+
+namespace {
+
+// The spec: a --spec file's top-level object, or the `tests` of a template's `imgbake` section.
+TestSpec load_spec(const std::string& spec_file, const std::string& template_file) {
+  const std::string& file = spec_file.empty() ? template_file : spec_file;
+  const std::string text = util::read_file(file);
+  json::Value root;
+  try {
+    root = json::parse(text);
+  } catch (const json::ParseError& e) {
+    throw ConfigError(file, e.pos, e.what());
+  }
+  const json::Value* tests = &root;
+  if (!template_file.empty()) {
+    const json::Value* section = root.find("imgbake");
+    tests = section ? section->find("tests") : nullptr;
+    if (!tests)
+      throw ConfigError(file, root.pos,
+                        "the template has no checks ('tests' in its 'imgbake' section); give them "
+                        "there or in a file with --spec");
+  }
+  Diagnostics diags;
+  TestSpec spec = read_test_spec(*tests, file, diags);
+  diags.throw_if_errors();
+  return spec;
+}
+
+std::string seconds(std::chrono::nanoseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fs", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+nlohmann::json event(const char* name, const imagetest::SuiteResult& r) {
+  return {{"event", name},
+          {"image", r.image},
+          {"digest", r.digest},
+          {"suite", r.suite},
+          {"time", util::format_rfc3339(std::chrono::system_clock::now(), true)}};
+}
+
+}  // namespace
+
+Action setup_test(CLI::App& sub, const GlobalOptions& global) {
+  struct Opts {
+    std::string ref, spec, template_file, junit;
+  };
+  auto o = std::make_shared<Opts>();
+  sub.add_option("ref", o->ref, "The image: name, name:version, name:channel or name@sha256:…")->required();
+  sub.add_option("--spec", o->spec, "A JSON file of checks: {\"suite\": NAME, \"checks\": [...]}");
+  sub.add_option("--template", o->template_file, "A template whose imgbake.tests holds the checks");
+  sub.add_option("--junit", o->junit, "Also write the results as a JUnit XML report to this file");
+  return [o, &global] {
+    if (o->spec.empty() == o->template_file.empty())
+      throw UsageError("give the checks with --spec FILE or with --template FILE (its imgbake.tests), one of them");
+    const TestSpec spec = load_spec(o->spec, o->template_file);
+    auto st = open_store();
+    const store::ImageRecord img = st->resolve(o->ref);
+    const nlohmann::json manifest = st->manifest(img);
+    if (!is_container_image(manifest))
+      throw UsageError(img.ref() +
+                       " is not a container image: only container images (the rootfs builder's) can be tested so "
+                       "far; booting a disk image for its checks is not done yet");
+    const bool json_out = global.output == "json";
+    imagetest::SuiteResult r;
+    r.suite = spec.suite;
+    r.image = img.ref();
+    r.digest = img.manifest_digest;
+    r.started = util::format_rfc3339(std::chrono::system_clock::now());
+    const auto t0 = std::chrono::steady_clock::now();
+    CooperativeInterrupts interrupts;  // the sandbox and the unpacked tree are cleaned up on Ctrl-C
+    {
+      // The image's tree, in a directory only root can enter, thrown away afterwards: testing
+      // never changes the image.
+      util::TempPathGuard scratch(st->blobs().temp_dir() / ("test-" + util::uuid_v4()));
+      std::filesystem::create_directories(scratch.path());
+      std::filesystem::permissions(scratch.path(), std::filesystem::perms::owner_all);
+      if (!json_out)
+        std::cout << "==> test " << img.ref() << ": suite " << spec.suite << ", " << spec.checks.size()
+                  << " check(s), in a sandbox around the image's root filesystem\n"
+                  << std::flush;
+      unpack_rootfs(*st, manifest, scratch.path() / "rootfs");
+      ExecOptions eo;
+      eo.root = scratch.path() / "rootfs";
+      eo.private_dir = scratch.path();
+      // The image's own environment (its PATH above all), as a container of it would start with.
+      nlohmann::json config = nlohmann::json::parse(st->blobs().read(manifest["config"]["digest"]));
+      if (config.contains("config") && config["config"].contains("Env") && config["config"]["Env"].is_array())
+        for (const auto& e : config["config"]["Env"]) {
+          const std::string kv = e.is_string() ? e.get<std::string>() : "";
+          if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) eo.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+        }
+      ExecCommunicator machine(eo);
+      r.checks = imagetest::run_checks(spec, machine, global_cancel(), [&](const imagetest::CheckResult& c) {
+        if (json_out) {
+          nlohmann::json j = event("check", r);
+          j["name"] = c.name;
+          j["kind"] = c.kind;
+          j["status"] = c.passed ? "pass" : "fail";
+          j["message"] = c.message;
+          j["duration_s"] = std::chrono::duration<double>(c.duration).count();
+          std::cout << j.dump() << "\n" << std::flush;
+        } else {
+          std::cout << "    " << (c.passed ? "PASS" : "FAIL") << "  " << c.name << " (" << seconds(c.duration) << ")"
+                    << (c.passed ? "" : ": " + c.message) << "\n"
+                    << std::flush;
+        }
+      });
+    }
+    r.duration = std::chrono::steady_clock::now() - t0;
+    if (!o->junit.empty()) util::write_file_atomic(o->junit, imagetest::junit_xml(r));
+    if (json_out) {
+      nlohmann::json j = event("test_result", r);
+      j["passed"] = r.checks.size() - r.failed();
+      j["failed"] = r.failed();
+      j["ok"] = r.passed();
+      j["duration_s"] = std::chrono::duration<double>(r.duration).count();
+      std::cout << j.dump() << "\n";
+    } else {
+      std::cout << "test " << img.ref() << " (" << spec.suite << "): "
+                << (r.passed()
+                        ? "all " + std::to_string(r.checks.size()) + " checks passed"
+                        : std::to_string(r.failed()) + " of " + std::to_string(r.checks.size()) + " checks failed")
+                << " in " << seconds(r.duration) << (o->junit.empty() ? "" : "; JUnit report: " + o->junit) << "\n";
+    }
+    return r.passed() ? 0 : 1;
+  };
+}
+
+}  // namespace imgbake::cli
