@@ -33,9 +33,9 @@ def entry(name, kind=tarfile.REGTYPE, data=b"", **attrs):
     return info, data
 
 
-def tar_bytes(entries):
+def tar_bytes(entries, fmt=tarfile.PAX_FORMAT):
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
         for info, data in entries:
             tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
     return buf.getvalue()
