@@ -104,6 +104,32 @@ TEST_F(LayerTest, ALargeSparseFileStaysSparseThroughWriteAndApply) {
   EXPECT_EQ(layer::write_tree(out, dir_ / "again.tar.gz", {}, cancel_).digest, blob.digest);
 }
 
+TEST_F(LayerTest, ZerosStoredDenselyInALayerBecomeHolesWhenApplied) {
+  // A tarball made without --sparse: the zeros are in the tar. Applying it makes holes, so the
+  // layers written from the tree afterwards (a base layer, an export) do not hold the zeros.
+  fs::create_directories(dir_ / "dense");
+  {
+    std::ofstream f(dir_ / "dense/disk.img", std::ios::binary);
+    f << "head";
+    f << std::string(64 * kMiB, '\0');
+    f << "tail";
+  }
+  SetAllMtimes(dir_ / "dense", kFixedTime);
+  ASSERT_GE(AllocatedBytes(dir_ / "dense/disk.img"), 64 * kMiB);
+  auto dense = layer::write_tree(dir_ / "dense", dir_ / "dense.tar.gz", {}, cancel_);
+  fs::create_directories(dir_ / "applied");
+  layer::apply(dir_ / "dense.tar.gz", dir_ / "applied", cancel_);
+  fs::path copy = dir_ / "applied/disk.img";
+  EXPECT_EQ(fs::file_size(copy), 64 * kMiB + 8);
+  EXPECT_EQ(ReadAt(copy, 0, 4), "head");
+  EXPECT_EQ(ReadAt(copy, 64 * kMiB + 4, 4), "tail");
+  EXPECT_LT(AllocatedBytes(copy), kMiB) << "the zeros were written out";
+  SetAllMtimes(dir_ / "applied", kFixedTime);
+  auto again = layer::write_tree(dir_ / "applied", dir_ / "again.tar.gz", {}, cancel_);
+  EXPECT_LT(again.size, 64 * kKiB);
+  EXPECT_GT(dense.size, again.size);
+}
+
 TEST_F(LayerTest, TheSparseMapDependsOnContentNotOnWhereTheDiskHasHoles) {
   // The same content twice: once with holes only, once with some of its zeros written out.
   for (const char* name : {"a", "b"}) fs::create_directories(dir_ / name);
