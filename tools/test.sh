@@ -17,6 +17,10 @@ phase "ASan+UBSan build"
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 build-asan/tests/imgbake_unit_tests
 phase "unit tests"
+# A short fuzzing round (clang, its own build-fuzz/ at -O0 to compile fast); longer hunts are
+# `tools/fuzz.sh --seconds N` by hand (docs/testing.md, "Fuzzing").
+tools/fuzz.sh --seconds "${IMGBAKE_CI_FUZZ_SECONDS:-15}" --opt -O0
+phase "fuzzing (clang build and 4 targets)"
 ctest --test-dir build-asan --output-on-failure -j2 -LE unit
 phase "end-to-end and corpus tests"
 tools/lint.sh build-asan

@@ -263,10 +263,12 @@ std::string apply(const std::filesystem::path& layer_file, const std::filesystem
   }
   WriteArchive disk(archive_write_disk_new());
   // Numeric owners (no lookup function set), exact modes, times, capabilities; no "..", and
-  // libarchive refuses symlinks on the way as a second line behind resolve_in_root.
+  // libarchive refuses symlinks on the way as a second line behind resolve_in_root. Blocks of
+  // zeros become holes (SPARSE), so a disk image stored densely in a tarball is sparse in the
+  // tree and in the layers written from it.
   archive_write_disk_set_options(disk.get(), ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
                                                  ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                                 ARCHIVE_EXTRACT_SECURE_SYMLINKS);
+                                                 ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SPARSE);
 
   LayerApplier applier(layer_file, real_root);
   const std::string& layer = applier.layer();

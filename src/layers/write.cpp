@@ -30,6 +30,7 @@
 #include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 #include "layer_tar.h"
+#include "sparse.h"
 
 namespace imgbake::layer {
 
@@ -37,11 +38,13 @@ namespace fs = std::filesystem;
 
 using detail::archive_message;
 using detail::ArchiveEntry;
+using detail::DataExtent;
 using detail::errno_text;
 using detail::ItemKind;
 using detail::kReadBytes;
 using detail::LayerItem;
 using detail::plan_layer;
+using detail::sparse_data_extents;
 using detail::Utf8ThreadLocale;
 using detail::WriteArchive;
 
@@ -368,26 +371,77 @@ class TarWriter {
                        "directory meanwhile");
     }
     archive_entry_set_size(entry_.get(), static_cast<la_int64_t>(st.size));
+    // A file with holes keeps them (GNU sparse 1.0 in PAX records): its holes are neither read
+    // nor stored. libarchive would store a truncated name in GNU.sparse.name for a name that
+    // needs a PAX path record, so such a file is stored densely.
+    std::optional<std::vector<DataExtent>> extents;
+    if (fits_ustar_name(path)) {
+      extents = sparse_data_extents(fd, st.size, static_cast<uint64_t>(now.st_blocks) * 512, host.string());
+    }
+    if (extents) {
+      for (const auto& e : *extents) {
+        archive_entry_sparse_add_entry(entry_.get(), static_cast<la_int64_t>(e.offset),
+                                       static_cast<la_int64_t>(e.length));
+      }
+      if (extents->empty()) archive_entry_sparse_add_entry(entry_.get(), static_cast<la_int64_t>(st.size), 0);
+    }
     char cap[256];
     ssize_t cap_len = fgetxattr(fd, kCapabilityXattr, cap, sizeof cap);
     if (cap_len > 0) archive_entry_xattr_add_entry(entry_.get(), kCapabilityXattr, cap, static_cast<size_t>(cap_len));
     write_header(path);
-    uint64_t left = st.size;
-    while (left > 0) {
-      ssize_t n = read(fd, buffer_.data(), std::min<uint64_t>(left, buffer_.size()));
+    if (!extents) {
+      copy_data(fd, host, path, 0, st.size);
+      return;
+    }
+    uint64_t at = 0;
+    for (const auto& e : *extents) {
+      skip_hole(path, e.offset - at);
+      copy_data(fd, host, path, e.offset, e.length);
+      at = e.offset + e.length;
+    }
+    skip_hole(path, st.size - at);
+  }
+
+  // The file's bytes [offset, offset+length) into the entry.
+  void copy_data(int fd, const fs::path& host, const std::string& path, uint64_t offset, uint64_t length) {
+    while (length > 0) {
+      ssize_t n = pread(fd, buffer_.data(), std::min<uint64_t>(length, buffer_.size()), static_cast<off_t>(offset));
       if (n < 0) {
         if (errno == EINTR) continue;
         throw BuildError("cannot read " + host.string() + " for the layer: " + errno_text(errno));
       }
-      if (n == 0) break;
+      if (n == 0) {
+        throw BuildError(host.string() + " shrank while its layer was being written; nothing may run in the root " +
+                         "directory meanwhile");
+      }
       if (archive_write_data(tar_, buffer_.data(), static_cast<size_t>(n)) < 0) fail(path);
-      left -= static_cast<uint64_t>(n);
+      offset += static_cast<uint64_t>(n);
+      length -= static_cast<uint64_t>(n);
       cancel_.throw_if_cancelled();
     }
-    if (left != 0) {
-      throw BuildError(host.string() + " shrank while its layer was being written; nothing may run in the root " +
-                       "directory meanwhile");
+  }
+  // libarchive's sparse writer takes the whole content and drops the bytes of the holes; they
+  // come from a zero buffer, never from the file.
+  void skip_hole(const std::string& path, uint64_t length) {
+    if (zeros_.empty()) zeros_.assign(kReadBytes, 0);
+    while (length > 0) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(length, zeros_.size()));
+      if (archive_write_data(tar_, zeros_.data(), n) < 0) fail(path);
+      length -= n;
+      cancel_.throw_if_cancelled();
     }
+  }
+
+  // Whether ustar's name fields hold the name as it is (ASCII, and at most 100 bytes or split at
+  // a '/' into at most 155 + 100), so that no PAX path record is needed.
+  static bool fits_ustar_name(std::string_view name) {
+    if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) >= 128; })) {
+      return false;
+    }
+    if (name.size() <= 100) return true;
+    size_t slash = name.find('/', name.size() - 101);
+    if (slash == 0) slash = name.find('/', 1);
+    return slash != std::string_view::npos && slash + 1 < name.size() && slash <= 155;
   }
 
   struct DevIno {
@@ -401,6 +455,7 @@ class TarWriter {
   const std::function<std::string()>& compressor_error_;
   ArchiveEntry entry_;
   std::vector<char> buffer_;
+  std::vector<char> zeros_;  // the holes of sparse files, as libarchive wants them
   std::unordered_map<std::pair<dev_t, ino_t>, std::string, DevIno> first_link_;
 };
 

@@ -104,6 +104,9 @@ class Lexer {
 
 using Args = std::vector<std::string>;
 
+// Go's text/template allows 10000 levels; Packer templates use two or three.
+constexpr int kMaxParenDepth = 100;
+
 class Evaluator {
  public:
   Evaluator(const Context& ctx, std::string_view action, size_t base) : ctx_(ctx), lex_(action, base), base_(base) {
@@ -146,10 +149,15 @@ class Evaluator {
         return field(key);
       }
       case TokKind::LParen: {
+        // Each level is a recursion: a bound keeps a deep nest from overflowing the stack.
+        if (++paren_depth_ > kMaxParenDepth) {
+          fail("parentheses nested deeper than " + std::to_string(kMaxParenDepth) + " in template action");
+        }
         advance();
         std::string v = pipeline();
         if (tok_.kind != TokKind::RParen) fail("missing ')' in template action");
         advance();
+        --paren_depth_;
         return v;
       }
       case TokKind::Ident: {
@@ -356,6 +364,7 @@ class Evaluator {
   Lexer lex_;
   size_t base_;
   Token tok_{TokKind::End, ""};
+  int paren_depth_ = 0;  // open parentheses around the current operand
 };
 
 // Finds the "}}" closing an action that starts at `from`, skipping string literals.

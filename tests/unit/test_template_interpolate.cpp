@@ -382,6 +382,15 @@ TEST_F(InterpolateTest, NestedParentheses) {
   EXPECT_EQ(R("{{ (user `name` | lower) | upper }}"), "BASE IMAGE");
 }
 
+// Found by fuzz_interpolate: each "(" was a level of recursion, and ten thousand of them
+// overflowed the stack (a crash of `imgbake validate`, not an error).
+TEST_F(InterpolateTest, ParenthesesNestedTooDeeplyAreAnErrorNotACrash) {
+  EXPECT_EQ(R("{{ " + std::string(100, '(') + "`ok`" + std::string(100, ')') + " }}"), "ok");
+  Error deep = Fail("x {{ " + std::string(100000, '(') + "`a`" + std::string(100000, ')') + " }}");
+  EXPECT_EQ(deep.offset, 2u);
+  EXPECT_THAT(deep.what(), HasSubstr("parentheses nested deeper than 100"));
+}
+
 TEST_F(InterpolateTest, Pipelines) {
   EXPECT_EQ(R("{{ `A-B` | lower | replace_all `-` `.` | upper }}"), "A.B");
   EXPECT_EQ(R("{{ timestamp | lower }}"), "1609556645");
