@@ -87,7 +87,7 @@ Action setup_verify(CLI::App& sub, const GlobalOptions& global) {
       v.problems.push_back("the image is revoked: " + img.revoked_reason);
     }
     // The catalog's word for it is not enough: what the signed audit log says about the image.
-    for (auto& p : st->audit_problems(img)) {
+    for (auto& p : st->audit_problems(img, keys)) {
       v.ok = false;
       v.problems.push_back(std::move(p));
     }

@@ -341,8 +341,9 @@ std::vector<std::string> compare_channels(sqlite3* db, const AuditReplay& log) {
 
 }  // namespace detail
 
-std::vector<std::string> Store::audit_problems(const ImageRecord& img) const {
-  const detail::AuditReplay log = detail::replay_audit(db_->db, trusted_keys(*this));
+std::vector<std::string> Store::audit_problems(const ImageRecord& img,
+                                               const std::vector<provenance::VerifyingKey>& keys) const {
+  const detail::AuditReplay log = detail::replay_audit(db_->db, keys);
   std::vector<std::string> out;
   for (const auto& [ref, p] : log.problems)
     if (ref.empty() || ref == img.ref()) out.push_back(p);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "imgbake/publish.h"
 #include "imgbake/store.h"
 #include "imgbake/util.h"
 #include "store_fixture.h"
@@ -64,7 +65,7 @@ TEST_F(StoreTest, EveryAuditEntryIsSignedAndAnUnsignedOneIsReported) {
   rep = st.check(nullptr);
   EXPECT_NE(problems_of(rep).find("audit: entry 1 (commit web:1): its signature does not verify"), std::string::npos)
       << problems_of(rep);
-  EXPECT_FALSE(st.audit_problems(st.resolve("web:1")).empty());
+  EXPECT_FALSE(st.audit_problems(st.resolve("web:1"), imgbake::trusted_keys(st)).empty());
 }
 
 TEST_F(StoreTest, ACatalogStateTheAuditLogDoesNotReplayToIsReported) {
@@ -86,8 +87,8 @@ TEST_F(StoreTest, ACatalogStateTheAuditLogDoesNotReplayToIsReported) {
   EXPECT_NE(all.find("channel 'prod' of web is not protected in the catalog but audit entry 3 says it is protected"),
             std::string::npos)
       << all;
-  EXPECT_EQ(st.audit_problems(st.resolve("web:1")), std::vector<std::string>{});
-  EXPECT_FALSE(st.audit_problems(st.resolve("web:2")).empty());
+  EXPECT_EQ(st.audit_problems(st.resolve("web:1"), imgbake::trusted_keys(st)), std::vector<std::string>{});
+  EXPECT_FALSE(st.audit_problems(st.resolve("web:2"), imgbake::trusted_keys(st)).empty());
 }
 
 TEST_F(StoreTest, CheckFindsAlteredAuditEntriesAndCorruptBlobs) {

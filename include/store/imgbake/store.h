@@ -22,6 +22,10 @@
 #include "imgbake/artifact.h"
 #include "imgbake/oci.h"
 
+namespace imgbake::provenance {
+class VerifyingKey;
+}
+
 namespace imgbake::store {
 
 using oci::Descriptor;
@@ -325,8 +329,10 @@ class Store : public ImageSink {
   // the witness to the log's end.
   CheckReport check(const std::function<std::string(const ImageRecord&)>& verify_signature) const;
   // What the audit log says about one image that the catalog contradicts (revoked in the log but not
-  // in the catalog, labels, manifest, provenance), and entries about it whose hash or signature fails.
-  std::vector<std::string> audit_problems(const ImageRecord& img) const;
+  // in the catalog, labels, manifest, provenance), and entries about it whose hash or signature fails
+  // (signatures checked with `keys`, the keys verify trusts).
+  std::vector<std::string> audit_problems(const ImageRecord& img,
+                                          const std::vector<provenance::VerifyingKey>& keys) const;
   // Unreferenced blobs go; layers of the build cache are kept unless `prune_cache`, which
   // first forgets every cache entry.
   GcReport gc(bool prune_cache = false);
