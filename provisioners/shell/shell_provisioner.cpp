@@ -198,7 +198,7 @@ std::vector<ShellProvisioner::Script> ShellProvisioner::load_scripts(const Ui& u
 }
 
 std::map<std::string, std::string> ShellProvisioner::environment(const State& st) const {
-  std::map<std::string, std::string> env = {{"PACKER_BUILD_NAME", st.build.name},
+  std::map<std::string, std::string> env = {{"PACKER_BUILD_NAME", st.build.interp.build_name},
                                             {"PACKER_BUILDER_TYPE", st.build.type},
                                             {"IMGBAKE_BUILD_NAME", st.build.name},
                                             {"IMGBAKE_BUILDER_TYPE", st.build.type},

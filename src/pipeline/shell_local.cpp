@@ -74,7 +74,7 @@ void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& 
     }
   }
 
-  std::map<std::string, std::string> env = {{"PACKER_BUILD_NAME", st.build.name},
+  std::map<std::string, std::string> env = {{"PACKER_BUILD_NAME", st.build.interp.build_name},
                                             {"PACKER_BUILDER_TYPE", st.build.type},
                                             {"IMGBAKE_BUILD_NAME", st.build.name},
                                             {"IMGBAKE_BUILDER_TYPE", st.build.type},
