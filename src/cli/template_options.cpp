@@ -31,8 +31,8 @@ void apply_template_options(const TemplateOptions& o, BuildOptions& b) {
   b.except = o.except;
 }
 
-Template load_template_for(const TemplateOptions& o, const BuildOptions& b, bool require_all) {
-  return load_template(o.template_path, VariableInputs{b.vars, b.var_files, require_all});
+Template load_template_for(const TemplateOptions& o, const BuildOptions& b, bool require_all, bool syntax_only) {
+  return load_template(o.template_path, VariableInputs{b.vars, b.var_files, require_all, syntax_only});
 }
 
 bool print_diagnostics(const Diagnostics& d, const Masker& masker) {

@@ -404,7 +404,8 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
 
   if (!t.builders.empty() && plans.empty() && !diags.has_errors() && !out.has_errors())
     diags.error("", {}, "-only/-except selected no build; the builds are: " + util::join(names, ", "));
-  if (t.builders.empty()) diags.error(t.path, t.root.pos, "the template has no builders");
+  // An HCL2 template without build blocks is valid (as in Packer); it builds nothing.
+  if (t.builders.empty() && !t.hcl) diags.error(t.path, t.root.pos, "the template has no builders");
   for (const auto& d : diags.items()) {
     if (d.warning) {
       out.warn(d.file, d.pos, d.message);

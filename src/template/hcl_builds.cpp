@@ -11,9 +11,10 @@
 namespace imgbake::hcl_template {
 
 struct HclLoad::SourceUse {
-  std::string key;      // TYPE.NAME
-  std::string name;     // the source's name (PACKER_BUILD_NAME)
-  std::string builder;  // the builder's name in the template model
+  std::string key;          // TYPE.NAME
+  std::string name;         // the source's name (PACKER_BUILD_NAME)
+  std::string builder;      // the builder's name in the template model
+  std::string build_block;  // the build block's name ("" when it has none)
 };
 
 namespace {
@@ -125,10 +126,12 @@ bool HclLoad::applies(const hcl::Body& body, const hcl::File& f, const hcl::Eval
     bool listed = false;
     for (const auto& e : list->elements()) {
       std::string k = source_key(e.as_string());
+      // Packer 1.6.6 accepts such a name silently (it never matches): a warning.
       if (std::find(build_sources.begin(), build_sources.end(), k) == build_sources.end())
         error(f, a->expr->range, "Unknown source in " + std::string(which),
               "\"" + e.as_string() + "\" is not a source of this build" + util::did_you_mean(k, build_sources) +
-                  "; write TYPE.NAME.");
+                  "; write TYPE.NAME.",
+              true);
       listed = listed || k == use.key;
     }
     if (std::string(which) == "only" ? !listed : listed) result = false;
@@ -234,6 +237,13 @@ void HclLoad::lower_build_parts(const BlockRef& build, const SourceUse& use,
                                 const std::vector<std::string>& build_sources) {
   hcl::EvalContext ctx;
   ctx.parent = &ctx_;
+  // build.name is the build block's name; the rest of `build` is only known while the build
+  // runs (Packer fills it from the builder), which imgbake does not support yet.
+  std::map<std::string, hcl::Value> build_vars = {{"name", hcl::Value::string(use.build_block)}};
+  for (const char* k : {"ID", "Host", "Port", "User", "Password", "ConnType", "PackerRunUUID", "PackerHTTPAddr",
+                        "PackerHTTPIP", "PackerHTTPPort", "SSHPublicKey", "SSHPrivateKey", "WinRMPassword"})
+    build_vars[k] = hcl::Value::unknown(hcl::Type::string());
+  ctx.variables["build"] = hcl::Value::object(build_vars);
   ctx.variables["source"] = hcl::Value::object(
       {{"name", hcl::Value::string(use.name)}, {"type", hcl::Value::string(use.key.substr(0, use.key.find('.')))}});
   const hcl::File& f = *build.file;
@@ -371,6 +381,7 @@ void HclLoad::builds() {
       def.build_name = use.name;
       def.name = (build_name.empty() ? "" : build_name + ".") + def.type + "." + use.name;
       use.builder = def.name;
+      use.build_block = build_name;
       if (!builder_names.insert(def.name).second) {
         error(f, r.range, "Duplicate build", "A build named \"" + def.name + "\" already exists.");
         continue;
@@ -382,8 +393,6 @@ void HclLoad::builds() {
       first = false;
     }
   }
-  if (blocks_["build"].empty())
-    d_.error(t_.path, {}, "the template has no build block; add build { sources = [\"source.TYPE.NAME\"] }");
 }
 
 }  // namespace imgbake::hcl_template

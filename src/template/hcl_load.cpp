@@ -140,7 +140,7 @@ void HclLoad::error(const hcl::File& file, hcl::Range r, const std::string& summ
 }
 
 void HclLoad::report(const hcl::Diagnostics& ds) {
-  if (mute_) return;
+  if (mute_ || quiet_) return;
   for (const auto& diag : ds.items()) {
     // hcl's format starts with "file:line:col: error: "; imgbake's Diagnostic adds the first part.
     std::string text = hcl::format(diag, source_of(diag.file));
@@ -257,8 +257,13 @@ void HclLoad::run(const std::string& path) {
           "imgbake does not read data blocks yet (data \"" + (block->labels.empty() ? "" : block->labels[0]) + "\").");
 
   variables();
+  if (in_.syntax_only) return;
+  // inspect (require_all off) lists what the template declares, as `packer inspect` does,
+  // whatever the values: problems in locals and builds are not reported there.
+  quiet_ = !in_.require_all;
   locals();
   builds();
+  quiet_ = false;
 
   for (const auto& [block, file] : blocks_["imgbake"]) {
     if (t_.imgbake) {

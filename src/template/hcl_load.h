@@ -75,6 +75,7 @@ class HclLoad {
   std::map<std::string, std::vector<BlockRef>> blocks_;  // by block type, in load order
   hcl::EvalContext ctx_;                                 // var, local, path and the functions
   bool mute_ = false;            // diagnostics are dropped (a build's second source: reported once)
+  bool quiet_ = false;           // diagnostics are dropped (inspect: values are not checked)
   bool values_missing_ = false;  // a variable has no value (already reported): no follow-on errors
   std::string loaded_dir_;       // the directory given (empty when a file was)
 };

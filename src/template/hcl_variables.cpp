@@ -95,6 +95,15 @@ void HclLoad::variables() {
       report(ds);
     }
     if (const hcl::Attribute* a = b.body->attribute("default")) {
+      // A default is a constant: Packer evaluates it without variables (hcl's nil context).
+      if (auto refs = hcl::variables(*a->expr); !refs.empty()) {
+        error(f, hcl::range_between(refs[0].front().range, refs[0].back().range), "Variables not allowed",
+              "Variables may not be used here (a default is a constant; use a local value).");
+        decl.value = hcl::Value::unknown(decl.type);
+        values_missing_ = true;
+        declare(std::move(decl));
+        continue;
+      }
       hcl::Value v = eval(*a->expr, f, consts);
       std::string why;
       if (auto c = hcl::convert(v, decl.type, &why))

@@ -222,8 +222,13 @@ build {
   }
 }
 )");
-  EXPECT_THAT(Errors(q),
-              HasSubstr("q.pkr.hcl:13:14: Unknown source in only; \"null.nope\" is not a source of this build"));
+  // Packer 1.6.6 accepts a name that matches no source (the provisioner never runs): a warning.
+  Template tq = imgbake::load_template(q);
+  EXPECT_TRUE(tq.provisioners.empty());
+  ASSERT_EQ(tq.warnings.size(), 1u);
+  EXPECT_THAT(
+      tq.warnings[0].str(),
+      HasSubstr("q.pkr.hcl:13:14: warning: Unknown source in only; \"null.nope\" is not a source of this build"));
 }
 
 TEST_F(TemplateHclTest, PostProcessorChainsAndSourceOverrides) {
@@ -313,6 +318,49 @@ data "amazon-ami" "x" {}
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:5:14: Unknown source; There is no source \"null.n\""));
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:6:3: Unsupported block type; Blocks of type \"provisoner\""));
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:8:1: Data sources are not supported"));
+}
+
+TEST_F(TemplateHclTest, SyntaxOnlyChecksFilesBlocksAndVariablesAsPacker166) {
+  // Packer 1.6.6's validate -syntax-only: an unknown block inside a build, an unset variable
+  // and an unknown source pass; an unknown top-level block and a bad default do not.
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+variable "unset" {}
+build {
+  sources = ["source.null.nope"]
+  provisoner "shell-local" {}
+}
+)");
+  VariableInputs syntax{{}, {}, false, true};
+  EXPECT_EQ(Errors(p, syntax), "");
+  EXPECT_THAT(Errors(p), HasSubstr("Unsupported block type"));
+  std::string q = Write("q.pkr.hcl", R"(
+foo "x" {}
+variable "n" {
+  type    = number
+  default = "abc"
+}
+)");
+  std::string errors = Errors(q, syntax);
+  EXPECT_THAT(errors, HasSubstr("q.pkr.hcl:2:1: Unsupported block type"));
+  EXPECT_THAT(errors, HasSubstr("q.pkr.hcl:5:13: Invalid default value for variable"));
+}
+
+TEST_F(TemplateHclTest, NoBuildBlockIsValidAndBuildNameIsTheBuildBlocks) {
+  std::string p = Write("t.pkr.hcl", "variable \"x\" { default = \"a\" }\n");
+  EXPECT_TRUE(imgbake::load_template(p).builders.empty());
+  std::string q = Write("q.pkr.hcl", std::string(kSources) + R"(
+build {
+  name    = "bb"
+  sources = ["source.null.a"]
+  provisioner "shell-local" {
+    inline = ["${build.name} ${source.name}"]
+  }
+  provisioner "shell-local" {
+    inline = [build.ID]
+  }
+}
+)");
+  EXPECT_THAT(Errors(q), HasSubstr("q.pkr.hcl:17:14: Value not known before the build"));
 }
 
 TEST_F(TemplateHclTest, RequiredVersionIsCheckedAgainstPacker166) {

@@ -84,6 +84,9 @@ struct VariableInputs {
   std::vector<std::string> var_files;                     // -var-file, in order
   // Unset required variables are errors (validate, build); inspect lists them instead.
   bool require_all = true;
+  // `validate --syntax-only`, as Packer 1.6.6 does it for HCL2: the files, the top-level
+  // blocks and the variable declarations are checked; locals, sources and builds are not read.
+  bool syntax_only = false;
 };
 
 // A JSON template file, or an HCL2 one: a `*.pkr.hcl` file, or a directory of them
