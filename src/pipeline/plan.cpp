@@ -93,21 +93,9 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
     for (const auto& m : section->members) value_pos[m.key] = m.value.pos;
   std::map<std::string, std::string> value_file;
   for (const auto& file : opts.var_files) {
-    json::Value doc;
-    try {
-      doc = json::parse(util::read_file(file));
-    } catch (const json::ParseError& e) {
-      diags.error(file, e.pos, std::string("invalid JSON in var file: ") + e.what());
-      continue;
-    } catch (const std::exception& e) {
-      diags.error("", {}, std::string("-var-file: ") + e.what());
-      continue;
-    }
-    if (!doc.is_object()) {
-      diags.error(file, doc.pos, "a var file must be a JSON object of variable names to string values");
-      continue;
-    }
-    for (const auto& m : doc.members) {
+    std::optional<json::Value> doc = read_json_var_file(file, diags);
+    if (!doc) continue;
+    for (const auto& m : doc->members) {
       if (m.value.is_string() || m.value.is_number()) {
         vars.values[m.key] = m.value.text;
       } else if (m.value.is_bool()) {

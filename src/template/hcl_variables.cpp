@@ -185,21 +185,9 @@ void HclLoad::variables() {
 
   auto var_file = [&](const std::string& path) {
     if (ends_with(path, ".json")) {
-      json::Value doc;
-      try {
-        doc = json::parse(util::read_file(path));
-      } catch (const json::ParseError& e) {
-        d_.error(path, e.pos, std::string("invalid JSON in var file: ") + e.what());
-        return;
-      } catch (const std::exception& e) {
-        d_.error("", {}, std::string("-var-file: ") + e.what());
-        return;
-      }
-      if (!doc.is_object()) {
-        d_.error(path, doc.pos, "a var file must be a JSON object of variable names to values");
-        return;
-      }
-      for (const auto& m : doc.members)
+      std::optional<json::Value> doc = read_json_var_file(path, d_);
+      if (!doc) return;
+      for (const auto& m : doc->members)
         assign(m.key, hcl::json_decode(json::serialize(m.value)).value_or(hcl::Value()), path, m.key_pos, true);
       return;
     }

@@ -348,6 +348,24 @@ Template parse_template_text(std::string text, const std::string& path) {
   return t;
 }
 
+std::optional<json::Value> read_json_var_file(const std::string& path, Diagnostics& d) {
+  json::Value doc;
+  try {
+    doc = json::parse(util::read_file(path));
+  } catch (const json::ParseError& e) {
+    d.error(path, e.pos, std::string("invalid JSON in var file: ") + e.what());
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    d.error("", {}, std::string("-var-file: ") + e.what());
+    return std::nullopt;
+  }
+  if (!doc.is_object()) {
+    d.error(path, doc.pos, "a var file must be a JSON object of variable names to values");
+    return std::nullopt;
+  }
+  return doc;
+}
+
 Template parse_template_file(const std::string& path) {
   std::string text;
   if (path == "-") {

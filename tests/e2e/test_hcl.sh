@@ -98,11 +98,12 @@ test_debian_twin_builds_the_same_image() {
   }
   E2E_BG_PIDS+=("$APT_MIRROR_PID")
   export SOURCE_DATE_EPOCH=1700000000
+  # Copies outside the repository: a template in a git checkout labels its image with the
+  # commit and whether the tree is dirty, which may change between the two builds.
+  cp "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.pkr.hcl" .
   local vars=(-var "mirror=$APT_MIRROR_URL" -var check_gpg=false -var "apt_options=[trusted=yes]")
-  IMGBAKE_HOME="$TEST_DIR/s-json" E2E_TIMEOUT=400 expect_exit 0 imgbake build "${vars[@]}" \
-    "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" || return
-  IMGBAKE_HOME="$TEST_DIR/s-hcl" E2E_TIMEOUT=400 expect_exit 0 imgbake build "${vars[@]}" \
-    "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.pkr.hcl" || return
+  IMGBAKE_HOME="$TEST_DIR/s-json" E2E_TIMEOUT=400 expect_exit 0 imgbake build "${vars[@]}" rootfs-debian.json || return
+  IMGBAKE_HOME="$TEST_DIR/s-hcl" E2E_TIMEOUT=400 expect_exit 0 imgbake build "${vars[@]}" rootfs-debian.pkr.hcl || return
   expect_match "$STDOUT" '^==> rootfs\.debian: committed debian-hello:1 '
   local a b
   a=$(IMGBAKE_HOME="$TEST_DIR/s-json" manifest_digest debian-hello:1)
@@ -192,6 +193,11 @@ test_only_and_except_with_hcl_names() {
   expect_contains "$STDERR" "-only/-except selected no build; the builds are: null.a, null.b"
 }
 
+# null_build: a null source "n" and a build of it (the tail of a small template).
+null_build() {
+  printf 'source "null" "n" {\n  communicator = "none"\n}\nbuild {\n  sources = ["source.null.n"]\n}\n'
+}
+
 test_errors_name_file_line_and_column() {
   write_file bad.pkr.hcl <<'EOF'
 variable "x" {
@@ -224,7 +230,8 @@ EOF
   write_file syntax.pkr.hcl <<<'a = "a value", b = "b"'
   expect_exit 1 imgbake validate syntax.pkr.hcl
   expect_contains "$STDERR" "syntax.pkr.hcl:1:14: Unexpected comma after argument"
-  write_file valid.pkr.hcl <<'EOF'
+  {
+    cat <<'EOF'
 variable "port" {
   type    = number
   default = 70000
@@ -233,13 +240,9 @@ variable "port" {
     error_message = "The port must be below 65536."
   }
 }
-source "null" "n" {
-  communicator = "none"
-}
-build {
-  sources = ["source.null.n"]
-}
 EOF
+    null_build
+  } >valid.pkr.hcl
   expect_exit 1 imgbake validate valid.pkr.hcl
   expect_contains "$STDERR" "valid.pkr.hcl:5:21: Invalid value for variable; The port must be below 65536."
   expect_exit 0 imgbake validate -var port=8080 valid.pkr.hcl
@@ -256,17 +259,10 @@ EOF
   expect_exit 1 imgbake validate opt.pkr.hcl
   expect_contains "$STDERR" "opt.pkr.hcl:3:3: builder 'null.n' (null): unknown option 'comunicator'"
   # Packer 1.6.6's version constraint is checked.
-  write_file ver.pkr.hcl <<'EOF'
-packer {
-  required_version = ">= 1.7.0"
-}
-source "null" "n" {
-  communicator = "none"
-}
-build {
-  sources = ["source.null.n"]
-}
-EOF
+  {
+    printf 'packer {\n  required_version = ">= 1.7.0"\n}\n'
+    null_build
+  } >ver.pkr.hcl
   expect_exit 1 imgbake validate ver.pkr.hcl
   expect_contains "$STDERR" "ver.pkr.hcl:2:22: Unsupported Packer Core version"
 }

@@ -89,6 +89,9 @@ struct VariableInputs {
   bool syntax_only = false;
 };
 
+// A -var-file in JSON: its object, or nullopt after an error (file:line:col) in `d`.
+std::optional<json::Value> read_json_var_file(const std::string& path, Diagnostics& d);
+
 // A JSON template file, or an HCL2 one: a `*.pkr.hcl` file, or a directory of them
 // (docs/templates-hcl2.md). Throws ConfigError listing every problem.
 Template load_template(const std::string& path, const VariableInputs& inputs = {});
