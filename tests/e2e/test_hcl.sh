@@ -193,6 +193,40 @@ test_only_and_except_with_hcl_names() {
   expect_contains "$STDERR" "-only/-except selected no build; the builds are: null.a, null.b"
 }
 
+test_sensitive_values_stay_out_of_events_manifests_and_the_store() {
+  export IMGBAKE_HOME="$TEST_DIR/store"
+  write_file t.pkr.hcl <<'EOF'
+variable "token" {
+  type      = string
+  default   = "hunter2-xyz"
+  sensitive = true
+}
+source "file" "f" {
+  content = "token is ${var.token}\n"
+  target  = "out/f.txt"
+}
+build {
+  sources = ["source.file.f"]
+  post-processor "manifest" {
+    output      = "out/manifest.json"
+    custom_data = { token = var.token }
+  }
+}
+imgbake {
+  image  = "sec"
+  labels = { t = var.token }
+}
+EOF
+  expect_exit 0 imgbake build --output json t.pkr.hcl || return
+  expect_not_contains "$STDOUT" "hunter2-xyz"
+  expect_contains out/manifest.json "<sensitive>"
+  expect_not_contains out/manifest.json "hunter2-xyz"
+  run imgbake show sec:1
+  expect_contains "$STDOUT" "t=<sensitive>"
+  # The only stored blob that holds it is the artifact's file itself, which asked for it.
+  expect_eq "store blobs holding the secret" 1 "$(grep -rl hunter2-xyz "$IMGBAKE_HOME/blobs" | wc -l)"
+}
+
 # null_build: a null source "n" and a build of it (the tail of a small template).
 null_build() {
   printf 'source "null" "n" {\n  communicator = "none"\n}\nbuild {\n  sources = ["source.null.n"]\n}\n'
@@ -272,4 +306,5 @@ run_test debian_twin_builds_the_same_image test_debian_twin_builds_the_same_imag
 run_test variables_from_every_source test_variables_from_every_source
 run_test only_and_except_with_hcl_names test_only_and_except_with_hcl_names
 run_test errors_name_file_line_and_column test_errors_name_file_line_and_column
+run_test sensitive_values_stay_out_of_events_manifests_and_the_store test_sensitive_values_stay_out_of_events_manifests_and_the_store
 summary
