@@ -66,7 +66,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     Variables vars;
     std::vector<BuildPlan> plans;
     try {
-      t = parse_template_file(o->t.template_path);
+      t = load_template_for(o->t, opts);
       for (const auto& w : t.warnings) diags.warn(w.file, w.pos, w.message);
       vars = resolve_variables(t, opts, diags, true);
       plans = plan_builds(t, vars, opts, diags);  // also after variable errors: every problem at once

@@ -18,7 +18,7 @@ Action setup_inspect(CLI::App& sub, const GlobalOptions& global) {
   sub.add_flag("--machine-readable", o->machine_readable, "CSV lines as Packer's -machine-readable");
   sub.add_option("template", o->path, "The template")->required();
   return [o, &global] {
-    Template t = parse_template_file(o->path);
+    Template t = load_template(o->path, VariableInputs{{}, {}, false});
     auto value_of = [](const VariableDef& v) { return v.sensitive ? std::string("<sensitive>") : v.default_value; };
 
     if (global.output == "json") {

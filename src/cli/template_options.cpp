@@ -10,11 +10,14 @@ namespace imgbake::cli {
 
 void add_template_options(CLI::App& sub, TemplateOptions& o) {
   sub.add_option("--var", o.vars, "Set a variable: --var name=value (repeatable; -var as in Packer)");
-  sub.add_option("--var-file", o.var_files, "A JSON file of variable values (repeatable)");
+  sub.add_option("--var-file", o.var_files,
+                 "A file of variable values: JSON, or *.pkrvars.hcl for HCL2 templates (repeatable)");
   sub.add_option("--only", o.only, "Only the builds whose names match these globs (comma-separated)")->delimiter(',');
   sub.add_option("--except", o.except, "Skip the builds (and post-processors) whose names match these globs")
       ->delimiter(',');
-  sub.add_option("template", o.template_path, "The template (JSON; - for standard input)")->required();
+  sub.add_option("template", o.template_path,
+                 "The template: a JSON file (- for standard input), a *.pkr.hcl file or a directory of them")
+      ->required();
 }
 
 void apply_template_options(const TemplateOptions& o, BuildOptions& b) {
@@ -26,6 +29,10 @@ void apply_template_options(const TemplateOptions& o, BuildOptions& b) {
   b.var_files = o.var_files;
   b.only = o.only;
   b.except = o.except;
+}
+
+Template load_template_for(const TemplateOptions& o, const BuildOptions& b, bool require_all, bool syntax_only) {
+  return load_template(o.template_path, VariableInputs{b.vars, b.var_files, require_all, syntax_only});
 }
 
 bool print_diagnostics(const Diagnostics& d, const Masker& masker) {

@@ -23,7 +23,7 @@ Action setup_validate(CLI::App& sub, const GlobalOptions& global) {
     Diagnostics diags;
     std::shared_ptr<Masker> masker = std::make_shared<Masker>();
     try {
-      Template t = parse_template_file(o->t.template_path);
+      Template t = load_template_for(o->t, opts, !o->syntax_only, o->syntax_only);
       for (const auto& w : t.warnings) diags.warn(w.file, w.pos, w.message);
       if (!o->syntax_only) {
         Variables vars = resolve_variables(t, opts, diags, true);

@@ -122,6 +122,7 @@ Value Evaluator::call(const Expr& e, const EvalContext& ctx) {
     std::string detail = "There is no function named \"" + e.name + "\".";
     return fail(e.range, "Call to unknown function", detail);
   }
+  if (f->lazy != Function::Lazy::None) return lazy_call(e, ctx, f->lazy);
   std::vector<Value> args;
   std::vector<Range> ranges;
   for (size_t i = 0; i < e.items.size(); ++i) {
@@ -177,6 +178,38 @@ Value Evaluator::call(const Expr& e, const EvalContext& ctx) {
     }
     return fail(e.range, "Error in function call", "Call to function \"" + e.name + "\" failed: " + err.what() + ".");
   }
+}
+
+// try(a, b, ...): the first argument that evaluates without an error; can(a): whether `a` does.
+// An unknown argument makes the result unknown (it might fail later), as in hcl's tryfunc.
+Value Evaluator::lazy_call(const Expr& e, const EvalContext& ctx, Function::Lazy kind) {
+  bool is_try = kind == Function::Lazy::Try;
+  if (e.items.empty())
+    return fail(e.range, "Not enough function arguments", "Function \"" + e.name + "\" expects at least one argument.");
+  if (!is_try && e.items.size() > 1)
+    return fail(start_range(*e.items[1]), "Too many function arguments",
+                "Function \"can\" expects only 1 argument(s).");
+  if (e.expand_final)
+    return fail(e.range, "Invalid expanding argument value", "try and can do not take an expanded (...) argument.");
+  std::string first_error;
+  for (const auto& item : e.items) {
+    Diagnostics local;
+    Evaluator sub(file_, local);
+    Value v = sub.eval(*item, ctx);
+    if (!local.has_errors()) {
+      if (!v.is_wholly_known()) return Value::unknown(is_try ? Type() : Type::boolean());
+      return is_try ? v : Value::boolean(true);
+    }
+    if (first_error.empty())
+      for (const auto& d : local.items())
+        if (d.severity == Diagnostic::Severity::Error) {
+          first_error = d.summary + (d.detail.empty() ? "" : ": " + d.detail);
+          break;
+        }
+  }
+  if (!is_try) return Value::boolean(false);
+  return fail(e.range, "Error in function call",
+              "Call to function \"try\" failed: no expression succeeded; the first one said: " + first_error);
 }
 
 Value Evaluator::conditional(const Expr& e, const EvalContext& ctx) {

@@ -27,6 +27,7 @@ class Evaluator {
   Value apply(Value v, const Traversal& t, size_t from);
   Value splat(const Expr& e, const EvalContext& ctx);
   Value call(const Expr& e, const EvalContext& ctx);
+  Value lazy_call(const Expr& e, const EvalContext& ctx, Function::Lazy kind);
   Value conditional(const Expr& e, const EvalContext& ctx);
   Value object(const Expr& e, const EvalContext& ctx);
   // eval_ops.cpp

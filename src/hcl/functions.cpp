@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "functions_internal.h"
 #include "imgbake/hcl_eval.h"
 
 namespace imgbake::hcl {
@@ -115,6 +116,16 @@ std::map<std::string, Function> standard_functions() {
   fs["tostring"] = conversion(Type::string());
   fs["tonumber"] = conversion(Type::number());
   fs["tobool"] = conversion(Type::boolean());
+  add_string_functions(fs);
+  add_collection_functions(fs);
+  add_encoding_functions(fs);
+  add_datetime_functions(fs);
+  Function lazy;
+  lazy.lazy = Function::Lazy::Try;
+  fs["try"] = lazy;
+  lazy.lazy = Function::Lazy::Can;
+  lazy.result_type = Type::boolean();
+  fs["can"] = lazy;
   return fs;
 }
 

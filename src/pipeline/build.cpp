@@ -170,7 +170,9 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
     req.version = settings.version;
   req.labels = settings.labels;
   for (const auto& [k, v] : opts.labels) req.labels[k] = v;
-  req.labels["io.imgbake.build"] = plan.name;
+  // The build's name as its components see it ({{build_name}}, PACKER_BUILD_NAME): an HCL2
+  // source "rootfs" "debian" and a JSON builder named "debian" label their images alike.
+  req.labels["io.imgbake.build"] = plan.interp.build_name;
   if (!git.commit.empty()) {
     req.labels["org.opencontainers.image.revision"] = git.commit;
     req.labels["io.imgbake.git.branch"] = git.branch;

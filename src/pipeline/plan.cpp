@@ -66,6 +66,18 @@ json::Value render_value(const json::Value& v, const interp::Context& ctx, const
 
 Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnostics& diags, bool require_all) {
   Variables vars;
+  if (t.hcl) {
+    // An HCL2 template's values were given, converted and checked while it was loaded
+    // (load_template): -var, -var-file, PKR_VAR_* and *.auto.pkrvars.hcl included.
+    for (const auto& v : t.variables) {
+      if (v.required)
+        vars.failed.insert(v.name);
+      else
+        vars.values[v.name] = v.default_value;
+    }
+    for (const auto& s : t.secrets) vars.masker->add(s);
+    return vars;
+  }
   std::set<std::string> given;
   std::vector<std::string> declared;
   for (const auto& v : t.variables) {
@@ -81,21 +93,9 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
     for (const auto& m : section->members) value_pos[m.key] = m.value.pos;
   std::map<std::string, std::string> value_file;
   for (const auto& file : opts.var_files) {
-    json::Value doc;
-    try {
-      doc = json::parse(util::read_file(file));
-    } catch (const json::ParseError& e) {
-      diags.error(file, e.pos, std::string("invalid JSON in var file: ") + e.what());
-      continue;
-    } catch (const std::exception& e) {
-      diags.error("", {}, std::string("-var-file: ") + e.what());
-      continue;
-    }
-    if (!doc.is_object()) {
-      diags.error(file, doc.pos, "a var file must be a JSON object of variable names to string values");
-      continue;
-    }
-    for (const auto& m : doc.members) {
+    std::optional<json::Value> doc = read_json_var_file(file, diags);
+    if (!doc) continue;
+    for (const auto& m : doc->members) {
       if (m.value.is_string() || m.value.is_number()) {
         vars.values[m.key] = m.value.text;
       } else if (m.value.is_bool()) {
@@ -198,11 +198,13 @@ Variables resolve_variables(const Template& t, const BuildOptions& opts, Diagnos
 
 namespace {
 
-bool selected(const std::string& name, const BuildOptions& opts) {
-  if (!opts.only.empty() &&
-      std::none_of(opts.only.begin(), opts.only.end(), [&](const auto& g) { return util::glob_match(g, name); }))
-    return false;
-  return std::none_of(opts.except.begin(), opts.except.end(), [&](const auto& g) { return util::glob_match(g, name); });
+bool selected(const std::string& name, const BuildOptions& opts, bool hcl) {
+  // HCL2 builds are TYPE.NAME (as Packer 1.6.6 names them); source.TYPE.NAME is accepted too.
+  auto match = [&](const std::string& g) {
+    return util::glob_match(g, name) || (hcl && g.rfind("source.", 0) == 0 && util::glob_match(g.substr(7), name));
+  };
+  if (!opts.only.empty() && std::none_of(opts.only.begin(), opts.only.end(), match)) return false;
+  return std::none_of(opts.except.begin(), opts.except.end(), match);
 }
 
 bool applies_to(const std::vector<std::string>& only, const std::vector<std::string>& except,
@@ -322,7 +324,7 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
     plan.name = names[i];
     plan.type = b.type;
     plan.interp = base;
-    plan.interp.build_name = plan.name;
+    plan.interp.build_name = b.build_name.empty() ? plan.name : b.build_name;
     plan.interp.build_type = plan.type;
 
     plan.builder = builders.create(b.type);
@@ -385,12 +387,13 @@ std::vector<BuildPlan> plan_builds(const Template& t, const Variables& vars, con
                           "'_', '-', '/')");
       }
     }
-    if (selected(plan.name, opts)) plans.push_back(std::move(plan));
+    if (selected(plan.name, opts, t.hcl)) plans.push_back(std::move(plan));
   }
 
   if (!t.builders.empty() && plans.empty() && !diags.has_errors() && !out.has_errors())
     diags.error("", {}, "-only/-except selected no build; the builds are: " + util::join(names, ", "));
-  if (t.builders.empty()) diags.error(t.path, t.root.pos, "the template has no builders");
+  // An HCL2 template without build blocks is valid (as in Packer); it builds nothing.
+  if (t.builders.empty() && !t.hcl) diags.error(t.path, t.root.pos, "the template has no builders");
   for (const auto& d : diags.items()) {
     if (d.warning) {
       out.warn(d.file, d.pos, d.message);

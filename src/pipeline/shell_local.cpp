@@ -74,11 +74,12 @@ void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& 
     }
   }
 
-  std::map<std::string, std::string> env = {{"PACKER_BUILD_NAME", st.build.name},
-                                            {"PACKER_BUILDER_TYPE", st.build.type},
-                                            {"IMGBAKE_BUILD_NAME", st.build.name},
-                                            {"IMGBAKE_BUILDER_TYPE", st.build.type},
-                                            {"PACKER_RUN_UUID", st.build.run_uuid}};
+  std::map<std::string, std::string> env = {
+      {"PACKER_BUILD_NAME", st.build.interp.build_name.empty() ? st.build.name : st.build.interp.build_name},
+      {"PACKER_BUILDER_TYPE", st.build.type},
+      {"IMGBAKE_BUILD_NAME", st.build.name},
+      {"IMGBAKE_BUILDER_TYPE", st.build.type},
+      {"PACKER_RUN_UUID", st.build.run_uuid}};
   for (const auto& [k, v] : extra_env) env[k] = v;
   for (const auto& kv : environment_vars_) {
     size_t eq = kv.find('=');

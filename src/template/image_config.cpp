@@ -1,7 +1,12 @@
 // The "config" object of the template's "imgbake" section: how a container image runs
 // (OCI image config: Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts, Volumes,
 // StopSignal, Labels). Read by the template check and by image builders.
+#include <regex>
+
 #include "imgbake/config.h"
+#include "imgbake/interpolate.h"
+#include "imgbake/test_spec.h"
+#include "imgbake_section.h"
 
 namespace imgbake {
 
@@ -46,3 +51,38 @@ nlohmann::ordered_json read_image_config(ConfigReader& r) {
 }
 
 }  // namespace imgbake
+
+namespace imgbake::hcl_template {
+
+// imgbake's own settings. Packer ignores nothing it knows because they live under
+// one key (JSON) or block (HCL2) of their own; the store gives them effect.
+void check_imgbake_section(const json::Value& v, const std::string& path, Diagnostics& d) {
+  ConfigReader r(v, path, "'imgbake'", d);
+  static const std::regex repo("[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*");
+  std::string image = r.string("image");
+  if (!image.empty() && !interp::has_actions(image) && !std::regex_match(image, repo))
+    r.error("image", "image name '" + image +
+                         "' is not a valid OCI repository name (lower-case letters, digits, '.', '_', '-', '/')");
+  std::string version = r.string("version");
+  // A version made with {{user `x`}} is checked once rendered (plan_builds' commit).
+  if (!interp::has_actions(version) && version.find_first_of(":@/ ") != std::string::npos)
+    r.error("version", "version '" + version + "' must not contain ':', '@', '/' or spaces");
+  r.string_map("labels");
+  r.strings("channels");
+  r.string("signing_key");
+  r.boolean("embed_build_info", true);
+  if (const json::Value* tests = r.raw("tests")) read_test_spec(*tests, path, d);
+  if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
+    r.error("cache", "'cache' must be true, false or an object");
+  if (const json::Value* c = r.raw("config")) {
+    if (c->is_object()) {
+      ConfigReader cr(*c, path, "'imgbake.config'", d);
+      read_image_config(cr);
+    } else {
+      r.error("config", "'config' must be an object (Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts, …)");
+    }
+  }
+  r.finish();
+}
+
+}  // namespace imgbake::hcl_template

@@ -3,14 +3,13 @@
 #include <filesystem>
 #include <iostream>
 #include <iterator>
-#include <regex>
 #include <set>
 
 #include "imgbake/config.h"
 #include "imgbake/interpolate.h"
 #include "imgbake/template.h"
-#include "imgbake/test_spec.h"
 #include "imgbake/util.h"
+#include "imgbake_section.h"
 
 namespace imgbake {
 
@@ -67,7 +66,7 @@ class TemplateParser {
     if (auto* v = root.find("push"); v && !v->is_object() && !v->is_null()) err(v->pos, "'push' must be an object");
     if (auto* v = root.find("imgbake")) {
       if (expect(*v, json::Value::Kind::Object, "'imgbake'")) {
-        imgbake_section(*v);
+        hcl_template::check_imgbake_section(*v, t_.path, d_);
         t_.imgbake = *v;
       }
     }
@@ -145,37 +144,6 @@ class TemplateParser {
       }
       t_.variables.push_back(std::move(var));
     }
-  }
-
-  // imgbake's own settings. Packer ignores nothing it knows because they live under
-  // one key of their own; the store and cache issues give them effect.
-  void imgbake_section(const json::Value& v) {
-    ConfigReader r(v, t_.path, "'imgbake'", d_);
-    static const std::regex repo("[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*");
-    std::string image = r.string("image");
-    if (!image.empty() && !interp::has_actions(image) && !std::regex_match(image, repo))
-      r.error("image", "image name '" + image +
-                           "' is not a valid OCI repository name (lower-case letters, digits, '.', '_', '-', '/')");
-    std::string version = r.string("version");
-    // A version made with {{user `x`}} is checked once rendered (plan_builds' commit).
-    if (!interp::has_actions(version) && version.find_first_of(":@/ ") != std::string::npos)
-      r.error("version", "version '" + version + "' must not contain ':', '@', '/' or spaces");
-    r.string_map("labels");
-    r.strings("channels");
-    r.string("signing_key");
-    r.boolean("embed_build_info", true);
-    if (const json::Value* tests = r.raw("tests")) read_test_spec(*tests, t_.path, d_);
-    if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
-      r.error("cache", "'cache' must be true, false or an object");
-    if (const json::Value* c = r.raw("config")) {
-      if (c->is_object()) {
-        ConfigReader cr(*c, t_.path, "'imgbake.config'", d_);
-        read_image_config(cr);
-      } else {
-        r.error("config", "'config' must be an object (Env, Entrypoint, Cmd, WorkingDir, User, ExposedPorts, …)");
-      }
-    }
-    r.finish();
   }
 
   void builders(const json::Value& v) {
@@ -380,6 +348,24 @@ Template parse_template_text(std::string text, const std::string& path) {
   return t;
 }
 
+std::optional<json::Value> read_json_var_file(const std::string& path, Diagnostics& d) {
+  json::Value doc;
+  try {
+    doc = json::parse(util::read_file(path));
+  } catch (const json::ParseError& e) {
+    d.error(path, e.pos, std::string("invalid JSON in var file: ") + e.what());
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    d.error("", {}, std::string("-var-file: ") + e.what());
+    return std::nullopt;
+  }
+  if (!doc.is_object()) {
+    d.error(path, doc.pos, "a var file must be a JSON object of variable names to values");
+    return std::nullopt;
+  }
+  return doc;
+}
+
 Template parse_template_file(const std::string& path) {
   std::string text;
   if (path == "-") {
@@ -387,7 +373,7 @@ Template parse_template_file(const std::string& path) {
   } else {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec))
-      throw ConfigError(path, {}, "is a directory; give the template's JSON file");
+      throw ConfigError(path, {}, "is a directory without *.pkr.hcl files; give a JSON template or an HCL2 one");
     try {
       text = util::read_file(path);
     } catch (const std::exception& e) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
@@ -132,6 +133,21 @@ func ctx() *hcl.EvalContext {
 		"upper": stdlib.UpperFunc, "lower": stdlib.LowerFunc, "max": stdlib.MaxFunc, "min": stdlib.MinFunc,
 		"join": stdlib.JoinFunc, "length": stdlib.LengthFunc, "concat": stdlib.ConcatFunc,
 		"tonumber": stdlib.MakeToFunc(cty.Number), "tostring": stdlib.MakeToFunc(cty.String), "tobool": stdlib.MakeToFunc(cty.Bool),
+		// The part of cty's stdlib that Packer uses as it is (imgbake's standard_functions).
+		"format": stdlib.FormatFunc, "formatlist": stdlib.FormatListFunc, "replace": stdlib.ReplaceFunc,
+		"regex_replace": stdlib.RegexReplaceFunc, "regex": stdlib.RegexFunc, "split": stdlib.SplitFunc,
+		"trimspace": stdlib.TrimSpaceFunc, "trim": stdlib.TrimFunc, "trimprefix": stdlib.TrimPrefixFunc,
+		"trimsuffix": stdlib.TrimSuffixFunc, "chomp": stdlib.ChompFunc, "substr": stdlib.SubstrFunc,
+		"title": stdlib.TitleFunc, "strrev": stdlib.ReverseFunc, "indent": stdlib.IndentFunc,
+		"contains": stdlib.ContainsFunc, "keys": stdlib.KeysFunc, "values": stdlib.ValuesFunc,
+		"merge": stdlib.MergeFunc, "flatten": stdlib.FlattenFunc, "distinct": stdlib.DistinctFunc,
+		"element": stdlib.ElementFunc, "coalescelist": stdlib.CoalesceListFunc, "reverse": stdlib.ReverseListFunc,
+		"sort": stdlib.SortFunc, "slice": stdlib.SliceFunc, "zipmap": stdlib.ZipmapFunc, "compact": stdlib.CompactFunc,
+		"tolist": stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)), "toset": stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
+		"tomap": stdlib.MakeToFunc(cty.Map(cty.DynamicPseudoType)), "abs": stdlib.AbsoluteFunc,
+		"ceil": stdlib.CeilFunc, "floor": stdlib.FloorFunc, "jsonencode": stdlib.JSONEncodeFunc,
+		"jsondecode": stdlib.JSONDecodeFunc, "formatdate": stdlib.FormatDateFunc,
+		"try": tryfunc.TryFunc, "can": tryfunc.CanFunc,
 	}, Variables: map[string]cty.Value{
 		"var": cty.ObjectVal(map[string]cty.Value{
 			"name":  cty.StringVal("web"),

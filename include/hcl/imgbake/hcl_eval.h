@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "imgbake/hcl_ast.h"
@@ -35,6 +36,10 @@ struct Function {
   // The result's type when some argument is unknown (dynamic when it depends on values).
   Type result_type;
   std::function<Value(const std::vector<Value>& args)> impl;  // throws FunctionError
+  // try() and can() (hcl's ext/tryfunc) see their arguments' errors: the evaluator calls them
+  // with each argument evaluated on its own, not through `impl`.
+  enum class Lazy { None, Try, Can };
+  Lazy lazy = Lazy::None;
 };
 
 struct EvalContext {
@@ -53,8 +58,14 @@ Value evaluate(const Expr& e, const EvalContext& ctx, Diagnostics& diags, const 
 // sentence in `error` when the step does not apply.
 std::optional<Value> traverse(const Value& v, const Traverser& step, std::string& summary, std::string& error);
 
-// A few of HCL's standard functions (upper, lower, length, join, concat, min, max, tostring,
-// tonumber, tobool); Packer's full set is not here yet (docs/templates-hcl2.md).
+// cty's standard library (function/stdlib) as Packer uses it: strings (format, replace,
+// split, trim*, substr, ...), collections (keys, merge, flatten, lookup, ...), numbers, JSON
+// and conversions, and try/can. Packer's own (file, hashes, time) are the template module's.
 std::map<std::string, Function> standard_functions();
+
+// cty's JSON form of a value (jsonencode): keys sorted, strings escaped as Go does.
+std::string json_encode(const Value& v);
+// A value from JSON (jsondecode): objects and arrays become objects and tuples.
+std::optional<Value> json_decode(std::string_view text, std::string* error = nullptr);
 
 }  // namespace imgbake::hcl

@@ -1,0 +1,106 @@
+// Packer's HCL2 functions: cty's standard library (hcl module) and Packer's own (template
+// module). The expected values are what Packer 1.6.6's `packer inspect` printed for the same
+// calls (run by hand on this machine; docs/templates-hcl2.md#functions).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "hcl_test_util.h"
+#include "template/hcl_load.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using imgbake::hcl::EvalContext;
+using imgbake::hcl::Value;
+using imgbake::hcl::testing::eval_errors;
+using imgbake::hcl::testing::eval_ok;
+using ::testing::HasSubstr;
+
+// The string form of `src`'s value: strings as they are, other values as JSON (what the
+// lowering into the template model and `display` use).
+std::string Eval(const std::string& src, const std::string& base_dir = ".") {
+  EvalContext ctx;
+  ctx.functions = imgbake::hcl_template::packer_functions(base_dir);
+  return imgbake::hcl_template::display(eval_ok(src, ctx));
+}
+
+TEST(HclFunctions, FormatAsPacker166) {
+  EXPECT_EQ(Eval(R"(format("%5.2f|%-4s|%03d|%v|%q|%x", 3.14159, "ab", 7, [1,"a"], "x<", 255))"),
+            R"( 3.14|ab  |007|[1,"a"]|"x\u003c"|ff)");
+  EXPECT_EQ(Eval(R"(formatlist("%s-%d", ["a","b"], 3))"), R"(["a-3","b-3"])");
+  EXPECT_THAT(eval_errors(R"(format("%d", 1.5))"), HasSubstr("an integer is required"));
+  EXPECT_THAT(eval_errors(R"(format("%s %s", "a"))"), HasSubstr("not enough arguments"));
+}
+
+TEST(HclFunctions, StringsAsPacker166) {
+  EXPECT_EQ(Eval(R"~(regex_replace("hello world", "(o)", "[$1]"))~"), "hell[o] w[o]rld");
+  EXPECT_EQ(Eval(R"(split(",", "a,,b"))"), R"(["a","","b"])");
+  EXPECT_EQ(Eval(R"(substr("héllo", -3, 2))"), "ll");
+  EXPECT_EQ(Eval(R"(replace("aaa", "a", "b"))"), "bbb");
+  EXPECT_EQ(Eval(R"(trim("xxhixx", "x"))"), "hi");
+  EXPECT_EQ(Eval(R"(trimspace("  a b \n"))"), "a b");
+  EXPECT_EQ(Eval(R"(trimprefix("foobar", "foo"))"), "bar");
+  EXPECT_EQ(Eval(R"(trimsuffix("foobar", "bar"))"), "foo");
+}
+
+TEST(HclFunctions, CollectionsAsPacker166) {
+  EXPECT_EQ(Eval(R"(jsonencode({b = 1, a = "<&>", c = [true, null]}))"),
+            R"({"a":"\u003c\u0026\u003e","b":1,"c":[true,null]})");
+  EXPECT_EQ(Eval(R"(element(["a","b"], 3))"), "b");
+  EXPECT_EQ(Eval(R"(coalesce(null, "", "x"))"), "x");
+  EXPECT_EQ(Eval(R"(flatten([[1,[2]],3]))"), "[1,2,3]");
+  EXPECT_EQ(Eval(R"(lookup({a=1}, "b", 2))"), "2");
+  EXPECT_EQ(Eval(R"(keys({b=1,a=2}))"), R"(["a","b"])");
+  EXPECT_EQ(Eval(R"(merge({a=1},{b="c"}))"), R"({"a":1,"b":"c"})");
+  EXPECT_EQ(Eval(R"(distinct([1,2,1]))"), "[1,2]");
+  EXPECT_EQ(Eval(R"(contains(["a", "b"], "b"))"), "true");
+  EXPECT_EQ(Eval(R"(jsondecode("{\"a\": [1, \"x\"]}").a[1])"), "x");
+}
+
+TEST(HclFunctions, TryAndCanSeeErrors) {
+  EvalContext ctx;
+  ctx.functions = imgbake::hcl_template::packer_functions(".");
+  ctx.variables["var"] = Value::object({{"a", Value::string("set")}});
+  EXPECT_EQ(eval_ok("try(var.nope, \"fallback\")", ctx).as_string(), "fallback");
+  EXPECT_EQ(eval_ok("try(var.a, \"fallback\")", ctx).as_string(), "set");
+  EXPECT_FALSE(eval_ok("can(var.nope)", ctx).as_bool());
+  EXPECT_TRUE(eval_ok("can(var.a)", ctx).as_bool());
+  EXPECT_THAT(eval_errors("try(var.nope)", ctx), HasSubstr("no expression succeeded"));
+}
+
+TEST(HclFunctions, HashesEncodingsPathsAndTimeAsPacker166) {
+  EXPECT_EQ(Eval(R"(md5("x"))"), "9dd4e461268c8034f5c8564e155c67a6");
+  EXPECT_EQ(Eval(R"(sha256("x"))"), "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+  EXPECT_EQ(Eval(R"(base64encode("hi"))"), "aGk=");
+  EXPECT_EQ(Eval(R"(base64decode("aGk="))"), "hi");
+  EXPECT_EQ(Eval(R"(basename("/a/b.c"))"), "b.c");
+  EXPECT_EQ(Eval(R"(dirname("/a/b/c"))"), "/a/b");
+  EXPECT_EQ(Eval(R"(formatdate("YYYY-MM-DD hh:mm:ss ZZZ EEE MMM", "2020-01-02T03:04:05Z"))"),
+            "2020-01-02 03:04:05 UTC Thu Jan");
+  EXPECT_EQ(Eval(R"(formatdate("YY M D h H:m:s AA aa ZZZZ ZZZZZ 'lit' EEEE MMMM", "2020-01-02T15:04:05+02:00"))"),
+            "20 1 2 15 3:4:5 PM pm +0200 +02:00 lit Thursday January");
+  EXPECT_THAT(Eval("timestamp()"), ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z"));
+  EXPECT_THAT(Eval("uuidv4()"),
+              ::testing::MatchesRegex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}"));
+}
+
+TEST(HclFunctions, FilesetFileAndTemplatefileStartAtTheTemplateDirectory) {
+  fs::path dir = fs::temp_directory_path() / ("imgbake-hclfn-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "sub/deep");
+  std::ofstream(dir / "b.tpl") << "hi ${name} %{ for x in xs }[${x}]%{ endfor }\n";
+  std::ofstream(dir / "sub/deep/z.tpl") << "";
+  std::ofstream(dir / "a.pkr.hcl") << "";
+  EXPECT_EQ(Eval(R"(fileset(".", "**/*.tpl"))", dir.string()), R"(["b.tpl","sub/deep/z.tpl"])");
+  EXPECT_EQ(Eval(R"(fileset(".", "*.hcl"))", dir.string()), R"(["a.pkr.hcl"])");
+  EXPECT_EQ(Eval(R"(templatefile("b.tpl", {name = "n", xs = [1, 2]}))", dir.string()), "hi n [1][2]\n");
+  EXPECT_EQ(Eval(R"(file("b.tpl"))", dir.string()), "hi ${name} %{ for x in xs }[${x}]%{ endfor }\n");
+  fs::remove_all(dir);
+}
+
+}  // namespace

@@ -1,0 +1,387 @@
+// load_template on HCL2 templates: the Packer schema lowered into the template model
+// (variables and their sources, locals, sources, builds, provisioners, post-processors, the
+// imgbake block) and the errors a user sees, with file:line:col.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "imgbake/error.h"
+#include "imgbake/template.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using imgbake::ConfigError;
+using imgbake::Template;
+using imgbake::VariableInputs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class TemplateHclTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("imgbake-hcl-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+    return (dir_ / name).string();
+  }
+
+  // All error messages (file:line:col: message) of loading `path`, joined by newlines.
+  std::string Errors(const std::string& path, const VariableInputs& in = {}) {
+    try {
+      imgbake::load_template(path, in);
+    } catch (const ConfigError& e) {
+      std::string out;
+      for (const auto& d : e.diagnostics()) out += d.str() + "\n";
+      return out;
+    }
+    return "";
+  }
+
+  const imgbake::VariableDef& Var(const Template& t, const std::string& name) {
+    const imgbake::VariableDef* v = t.variable(name);
+    EXPECT_NE(v, nullptr) << name;
+    static imgbake::VariableDef none;
+    return v ? *v : none;
+  }
+
+  fs::path dir_;
+};
+
+const char* kSources = R"(
+source "null" "a" {
+  communicator = "none"
+}
+source "file" "b" {
+  content = "x"
+  target  = "out/b"
+}
+)";
+
+TEST_F(TemplateHclTest, BuildsAreNamedAsPacker166NamesThem) {
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+build {
+  sources = ["source.null.a", source.file.b]
+}
+build {
+  name    = "second"
+  sources = ["source.null.a"]
+}
+)");
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.builders.size(), 3u);
+  EXPECT_TRUE(t.hcl);
+  EXPECT_EQ(t.builders[0].name, "null.a");
+  EXPECT_EQ(t.builders[0].type, "null");
+  EXPECT_EQ(t.builders[0].build_name, "a");
+  EXPECT_EQ(t.builders[1].name, "file.b");
+  EXPECT_EQ(t.builders[1].config.find("target")->text, "out/b");
+  EXPECT_EQ(t.builders[2].name, "second.null.a");
+  // The position of an option is the argument's, so component errors point into the file.
+  EXPECT_EQ(t.builders[1].config.find_member("target")->key_pos.line, 7);
+  EXPECT_EQ(t.builders[1].config.find_member("target")->key_pos.col, 3);
+}
+
+TEST_F(TemplateHclTest, VariablePrecedenceDefaultEnvAutoFileVarFileVar) {
+  Write("main.pkr.hcl", std::string(kSources) + R"(
+variable "a" { default = "default" }
+variable "b" { default = "default" }
+variable "c" { default = "default" }
+variable "d" { default = "default" }
+variable "n" {
+  type    = list(number)
+  default = []
+}
+build { sources = ["source.null.a"] }
+)");
+  Write("x.auto.pkrvars.hcl", "b = \"auto\"\nc = \"auto\"\nd = \"auto\"\n");
+  std::string vf = Write("v.pkrvars.hcl", "c = \"file\"\nd = \"file\"\n");
+  std::string jf = Write("v.json", R"({"n": [1, 2.5]})");
+  ::setenv("PKR_VAR_a", "env", 1);
+  ::setenv("PKR_VAR_b", "env", 1);
+  Template t = imgbake::load_template(dir_.string(), VariableInputs{{{"d", "flag"}}, {vf, jf}, true});
+  ::unsetenv("PKR_VAR_a");
+  ::unsetenv("PKR_VAR_b");
+  EXPECT_EQ(Var(t, "a").default_value, "env");
+  EXPECT_EQ(Var(t, "b").default_value, "auto");
+  EXPECT_EQ(Var(t, "c").default_value, "file");
+  EXPECT_EQ(Var(t, "d").default_value, "flag");
+  EXPECT_EQ(Var(t, "n").default_value, "[1,2.5]");
+}
+
+TEST_F(TemplateHclTest, TypedVariablesConvertAndValidate) {
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+variable "port" {
+  type    = number
+  default = "8080"
+  validation {
+    condition     = var.port < 65536
+    error_message = "The port must be below 65536."
+  }
+}
+build { sources = ["source.null.a"] }
+)");
+  EXPECT_EQ(Var(imgbake::load_template(p), "port").default_value, "8080");
+  EXPECT_THAT(Errors(p, VariableInputs{{{"port", "70000"}}, {}, true}),
+              HasSubstr("t.pkr.hcl:14:21: Invalid value for variable; The port must be below 65536."));
+  EXPECT_THAT(Errors(p, VariableInputs{{{"port", "eighty"}}, {}, true}),
+              HasSubstr("-var port: variable 'port': 'eighty' is not a valid number"));
+}
+
+TEST_F(TemplateHclTest, UnsetVariableIsAnErrorUnlessInspecting) {
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+variable "token" {
+  type      = string
+  sensitive = true
+}
+build { sources = ["source.null.a"] }
+)");
+  EXPECT_THAT(Errors(p), HasSubstr("t.pkr.hcl:10:10: Unset variable \"token\""));
+  Template t = imgbake::load_template(p, VariableInputs{{}, {}, false});
+  EXPECT_TRUE(Var(t, "token").required);
+  EXPECT_TRUE(Var(t, "token").sensitive);
+  Template given = imgbake::load_template(p, VariableInputs{{{"token", "hunter2"}}, {}, true});
+  EXPECT_THAT(given.secrets, ::testing::Contains("hunter2"));
+}
+
+TEST_F(TemplateHclTest, LocalsInDependencyOrderAndCyclesReported) {
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+locals {
+  c = "${local.b}-c"
+  b = "${local.a}-b"
+  a = upper("a")
+}
+build {
+  sources = ["source.null.a"]
+  provisioner "shell-local" {
+    inline = [local.c]
+  }
+}
+)");
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.provisioners.size(), 1u);
+  EXPECT_EQ(t.provisioners[0].config.find("inline")->items[0].text, "A-b-c");
+
+  std::string q = Write("c.pkr.hcl", std::string(kSources) + R"(
+locals {
+  x = local.y
+  y = local.x
+}
+build { sources = ["source.null.a"] }
+)");
+  EXPECT_THAT(Errors(q), HasSubstr("c.pkr.hcl:12:7: Cycle in local values; local.y refers to local.x, which depends on "
+                                   "it: local.x → local.y → local.x."));
+}
+
+TEST_F(TemplateHclTest, ProvisionersPerSourceWithOnlyOverrideAndGenericOptions) {
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+build {
+  sources = ["source.null.a", "source.file.b"]
+  provisioner "shell-local" {
+    only         = ["null.a"]
+    inline       = ["only-a"]
+    pause_before = "2s"
+    timeout      = "1m"
+    max_retries  = 3
+  }
+  provisioner "shell-local" {
+    inline   = ["${source.type}:${source.name}"]
+    override = { b = { inline = ["overridden"] } }
+  }
+}
+)");
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.provisioners.size(), 3u);
+  EXPECT_THAT(t.provisioners[0].only, ElementsAre("null.a"));
+  EXPECT_EQ(t.provisioners[0].max_retries, 3);
+  EXPECT_EQ(t.provisioners[0].pause_before, std::chrono::milliseconds(2000));
+  EXPECT_EQ(t.provisioners[0].timeout, std::chrono::milliseconds(60000));
+  EXPECT_EQ(t.provisioners[0].config.find("only"), nullptr);
+  EXPECT_EQ(t.provisioners[1].config.find("inline")->items[0].text, "null:a");
+  EXPECT_THAT(t.provisioners[2].only, ElementsAre("file.b"));
+  EXPECT_EQ(t.provisioners[2].config.find("inline")->items[0].text, "overridden");
+
+  std::string q = Write("q.pkr.hcl", std::string(kSources) + R"(
+build {
+  sources = ["source.null.a"]
+  provisioner "shell-local" {
+    only   = ["null.nope"]
+    inline = ["x"]
+  }
+}
+)");
+  // Packer 1.6.6 accepts a name that matches no source (the provisioner never runs): a warning.
+  Template tq = imgbake::load_template(q);
+  EXPECT_TRUE(tq.provisioners.empty());
+  ASSERT_EQ(tq.warnings.size(), 1u);
+  EXPECT_THAT(
+      tq.warnings[0].str(),
+      HasSubstr("q.pkr.hcl:13:14: warning: Unknown source in only; \"null.nope\" is not a source of this build"));
+}
+
+TEST_F(TemplateHclTest, PostProcessorChainsAndSourceOverrides) {
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+build {
+  source "file.b" {
+    name   = "renamed"
+    target = "out/other"
+  }
+  post-processor "checksum" {
+    keep_input_artifact = false
+  }
+  post-processors {
+    post-processor "checksum" {
+      name           = "sums"
+      checksum_types = ["sha256"]
+    }
+    post-processor "manifest" {}
+  }
+}
+)");
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(t.builders[0].name, "file.renamed");
+  EXPECT_EQ(t.builders[0].build_name, "renamed");
+  EXPECT_EQ(t.builders[0].config.find("target")->text, "out/other");
+  EXPECT_EQ(t.builders[0].config.find("content")->text, "x");
+  ASSERT_EQ(t.post_processors.size(), 2u);
+  EXPECT_EQ(t.post_processors[0][0].keep_input_artifact, false);
+  ASSERT_EQ(t.post_processors[1].size(), 2u);
+  EXPECT_EQ(t.post_processors[1][0].name, "sums");
+  EXPECT_EQ(t.post_processors[1][1].type, "manifest");
+}
+
+TEST_F(TemplateHclTest, NestedBlocksAreObjectOptionsAndImgbakeBlock) {
+  std::string p = Write("t.pkr.hcl", R"(
+source "rootfs" "r" {
+  source = "debootstrap"
+  debootstrap {
+    suite = "bookworm"
+  }
+}
+build { sources = ["source.rootfs.r"] }
+imgbake {
+  image  = "web"
+  labels = { team = "web" }
+  config {
+    Cmd = ["/bin/sh"]
+  }
+}
+)");
+  Template t = imgbake::load_template(p);
+  EXPECT_EQ(t.builders[0].config.find("debootstrap")->find("suite")->text, "bookworm");
+  ASSERT_TRUE(t.imgbake);
+  EXPECT_EQ(t.imgbake->find("image")->text, "web");
+  EXPECT_EQ(t.imgbake->find("config")->find("Cmd")->items[0].text, "/bin/sh");
+
+  std::string q = Write("q.pkr.hcl", R"(
+source "null" "n" {
+  communicator = "none"
+}
+build { sources = ["source.null.n"] }
+imgbake {
+  image  = "Not Valid"
+  lables = {}
+}
+)");
+  std::string errors = Errors(q);
+  EXPECT_THAT(errors, HasSubstr("q.pkr.hcl:8:3: Unsupported argument; An argument named \"lables\""));
+  EXPECT_THAT(errors, HasSubstr("is not a valid OCI repository name"));
+}
+
+TEST_F(TemplateHclTest, UnknownBlocksAttributesAndSourcesAreErrorsWithTheSourceLine) {
+  std::string p = Write("t.pkr.hcl", R"(
+sourc "null" "n" {}
+region = "x"
+build {
+  sources = ["source.null.n"]
+  provisoner "shell-local" {}
+}
+data "amazon-ami" "x" {}
+)");
+  std::string errors = Errors(p);
+  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:2:1: Unsupported block type; Blocks of type \"sourc\" are not expected "
+                                "here. (did you mean 'source'?)\n  2 | sourc \"null\" \"n\" {}\n    | ^^^^^"));
+  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:3:1: Unsupported argument"));
+  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:5:14: Unknown source; There is no source \"null.n\""));
+  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:6:3: Unsupported block type; Blocks of type \"provisoner\""));
+  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:8:1: Data sources are not supported"));
+}
+
+TEST_F(TemplateHclTest, SyntaxOnlyChecksFilesBlocksAndVariablesAsPacker166) {
+  // Packer 1.6.6's validate -syntax-only: an unknown block inside a build, an unset variable
+  // and an unknown source pass; an unknown top-level block and a bad default do not.
+  std::string p = Write("t.pkr.hcl", std::string(kSources) + R"(
+variable "unset" {}
+build {
+  sources = ["source.null.nope"]
+  provisoner "shell-local" {}
+}
+)");
+  VariableInputs syntax{{}, {}, false, true};
+  EXPECT_EQ(Errors(p, syntax), "");
+  EXPECT_THAT(Errors(p), HasSubstr("Unsupported block type"));
+  std::string q = Write("q.pkr.hcl", R"(
+foo "x" {}
+variable "n" {
+  type    = number
+  default = "abc"
+}
+)");
+  std::string errors = Errors(q, syntax);
+  EXPECT_THAT(errors, HasSubstr("q.pkr.hcl:2:1: Unsupported block type"));
+  EXPECT_THAT(errors, HasSubstr("q.pkr.hcl:5:13: Invalid default value for variable"));
+}
+
+TEST_F(TemplateHclTest, NoBuildBlockIsValidAndBuildNameIsTheBuildBlocks) {
+  std::string p = Write("t.pkr.hcl", "variable \"x\" { default = \"a\" }\n");
+  EXPECT_TRUE(imgbake::load_template(p).builders.empty());
+  std::string q = Write("q.pkr.hcl", std::string(kSources) + R"(
+build {
+  name    = "bb"
+  sources = ["source.null.a"]
+  provisioner "shell-local" {
+    inline = ["${build.name} ${source.name}"]
+  }
+  provisioner "shell-local" {
+    inline = [build.ID]
+  }
+}
+)");
+  EXPECT_THAT(Errors(q), HasSubstr("q.pkr.hcl:17:14: Value not known before the build"));
+}
+
+TEST_F(TemplateHclTest, RequiredVersionIsCheckedAgainstPacker166) {
+  std::string ok = Write("ok.pkr.hcl", std::string("packer {\n  required_version = \"~> 1.6.0\"\n}\n") + kSources +
+                                           "build { sources = [\"source.null.a\"] }\n");
+  EXPECT_EQ(Errors(ok), "");
+  std::string bad = Write("bad.pkr.hcl", std::string("packer {\n  required_version = \">= 1.7.0\"\n}\n") + kSources +
+                                             "build { sources = [\"source.null.a\"] }\n");
+  EXPECT_THAT(Errors(bad), HasSubstr("bad.pkr.hcl:2:22: Unsupported Packer Core version"));
+}
+
+TEST_F(TemplateHclTest, ADirectoryIsEveryPkrHclFileInIt) {
+  Write("a.pkr.hcl", kSources);
+  Write("b.pkr.hcl", "build { sources = [\"source.null.a\"] }\n");
+  Write("notes.hcl", "this is not read");
+  Template t = imgbake::load_template(dir_.string());
+  EXPECT_EQ(t.files.size(), 2u);
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(t.path, (dir_ / "b.pkr.hcl").string());  // the file of the first build block
+  EXPECT_TRUE(imgbake::is_hcl_template(dir_.string()));
+  EXPECT_FALSE(imgbake::is_hcl_template((dir_ / "notes.hcl").string()));
+}
+
+}  // namespace
