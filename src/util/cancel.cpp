@@ -59,6 +59,9 @@ std::atomic<int> cooperative{0};  // live CooperativeInterrupts
 std::atomic<int> child_groups[kSlots];
 std::atomic<bool> temp_used[kSlots];
 char temp_paths[kSlots][1024];
+// The process that registered each path: a forked child (a test's, or one between fork and exec)
+// inherits the table, and its handler must not remove its parent's files.
+std::atomic<pid_t> temp_owner[kSlots];
 
 void on_signal(int signo) {
   CancelToken& t = global_cancel();
@@ -70,11 +73,12 @@ void on_signal(int signo) {
       int pgid = g.load();
       if (pgid > 0) kill(-pgid, SIGKILL);
     }
+    const pid_t self = getpid();
     for (int i = 0; i < kSlots; ++i)
-      if (temp_used[i].load()) unlink(temp_paths[i]);
+      if (temp_used[i].load() && temp_owner[i].load() == self) unlink(temp_paths[i]);
     // Then the directories (the process's temp directory, once the files in it are gone).
     for (int i = kSlots - 1; i >= 0; --i)
-      if (temp_used[i].load()) rmdir(temp_paths[i]);
+      if (temp_used[i].load() && temp_owner[i].load() == self) rmdir(temp_paths[i]);
     if (!t.cancelled()) {
       const char msg[] = "\nInterrupt received: exiting\n";
       [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -115,6 +119,7 @@ void register_temp_path(const std::string& path) noexcept {
   for (int i = 0; i < kSlots; ++i) {
     if (temp_used[i].load()) continue;
     std::memcpy(temp_paths[i], path.c_str(), path.size() + 1);
+    temp_owner[i].store(getpid());
     temp_used[i].store(true);
     return;
   }

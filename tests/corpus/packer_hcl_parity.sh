@@ -24,7 +24,8 @@ imgbake, corpus, work = sys.argv[1:4]
 failures, checked, inspected, sources_compared = [], 0, 0, 0
 
 def packer(*args):
-    return subprocess.run(["packer", *args], capture_output=True, text=True, timeout=120)
+    # In the scratch directory: a Packer that panics writes crash.log into its working directory.
+    return subprocess.run(["packer", *args], capture_output=True, text=True, timeout=120, cwd=work)
 
 for js in sorted(glob.glob(f"{corpus}/*.json")):
     name = os.path.basename(js)[:-5]
