@@ -26,6 +26,7 @@
 #include "imgbake/error.h"
 #include "imgbake/interpolate.h"
 #include "imgbake/provisioner.h"
+#include "imgbake/shell_local.h"
 #include "imgbake/temp_file.h"
 #include "imgbake/util.h"
 
@@ -198,12 +199,7 @@ std::vector<ShellProvisioner::Script> ShellProvisioner::load_scripts(const Ui& u
 }
 
 std::map<std::string, std::string> ShellProvisioner::environment(const State& st) const {
-  std::map<std::string, std::string> env = {
-      {"PACKER_BUILD_NAME", st.build.interp.build_name.empty() ? st.build.name : st.build.interp.build_name},
-      {"PACKER_BUILDER_TYPE", st.build.type},
-      {"IMGBAKE_BUILD_NAME", st.build.name},
-      {"IMGBAKE_BUILDER_TYPE", st.build.type},
-      {"PACKER_RUN_UUID", st.build.run_uuid}};
+  std::map<std::string, std::string> env = build_environment(st);
   // The HTTP server that builders serve http_directory from, when there is one.
   auto data = [&](const char* key) -> std::string {
     auto it = st.data.find(key);

@@ -62,6 +62,14 @@ nlohmann::json ShellLocalRunner::key_material() const {
           {"valid_exit_codes", valid_exit_codes_}};
 }
 
+std::map<std::string, std::string> build_environment(const State& st) {
+  return {{"PACKER_BUILD_NAME", st.build.interp.build_name.empty() ? st.build.name : st.build.interp.build_name},
+          {"PACKER_BUILDER_TYPE", st.build.type},
+          {"IMGBAKE_BUILD_NAME", st.build.name},
+          {"IMGBAKE_BUILDER_TYPE", st.build.type},
+          {"PACKER_RUN_UUID", st.build.run_uuid}};
+}
+
 void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& extra_env) const {
   if (!only_on_.empty()) {
     struct utsname u = {};
@@ -74,12 +82,7 @@ void ShellLocalRunner::run(State& st, const std::map<std::string, std::string>& 
     }
   }
 
-  std::map<std::string, std::string> env = {
-      {"PACKER_BUILD_NAME", st.build.interp.build_name.empty() ? st.build.name : st.build.interp.build_name},
-      {"PACKER_BUILDER_TYPE", st.build.type},
-      {"IMGBAKE_BUILD_NAME", st.build.name},
-      {"IMGBAKE_BUILDER_TYPE", st.build.type},
-      {"PACKER_RUN_UUID", st.build.run_uuid}};
+  std::map<std::string, std::string> env = build_environment(st);
   for (const auto& [k, v] : extra_env) env[k] = v;
   for (const auto& kv : environment_vars_) {
     size_t eq = kv.find('=');

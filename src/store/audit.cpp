@@ -117,9 +117,8 @@ std::string signature_problem(const AuditEntry& e, const std::vector<provenance:
   return describe(e) + " is signed by " + keyid + ", which is not a trusted key (store check lists them)";
 }
 
-void apply(AuditReplay& r, const AuditEntry& e) {
-  nlohmann::json d = nlohmann::json::parse(e.detail, nullptr, false);
-  if (!d.is_object()) d = nlohmann::json::object();
+// Applies the entry to the replayed state; `d` is its detail (an object; empty when unreadable).
+void apply(AuditReplay& r, const AuditEntry& e, const nlohmann::json& d) {
   auto text = [&](const char* k) { return d.contains(k) && d[k].is_string() ? d[k].get<std::string>() : ""; };
   if (e.action == "commit" || e.action == "pull") {
     ReplayedImage im;
@@ -243,9 +242,13 @@ AuditReplay replay_audit(sqlite3* db, const std::vector<provenance::VerifyingKey
       unsigned_entries.push_back(e.seq);
     else if (std::string p = signature_problem(e, anchors); !p.empty())
       problem(e.to_ref, p);
-    if ((e.action == "commit" || e.action == "pull") && !nlohmann::json::parse(e.detail, nullptr, false).is_object())
-      problem(e.to_ref, "entry " + std::to_string(e.seq) + " has an unreadable detail");
-    apply(r, e);
+    nlohmann::json detail = nlohmann::json::parse(e.detail, nullptr, false);
+    if (!detail.is_object()) {
+      if (e.action == "commit" || e.action == "pull")
+        problem(e.to_ref, "entry " + std::to_string(e.seq) + " has an unreadable detail");
+      detail = nlohmann::json::object();
+    }
+    apply(r, e, detail);
   }
   if (!unsigned_entries.empty())
     problem("", "entries " + ranges(unsigned_entries) +

@@ -82,7 +82,8 @@ namespace {
 // Why another user could change what `p` says (so it cannot anchor trust), or "".
 std::string writable_by_others(const fs::path& p) {
   struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0) return "";  // reported when it is read
+  // The file a link names is what is read, so its owner and mode are what count.
+  if (::stat(p.c_str(), &st) != 0) return "";  // reported when it is read
   if (st.st_uid != 0 && st.st_uid != ::geteuid())
     return p.string() + " belongs to user " + std::to_string(st.st_uid) + ", not to root or the current user";
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {

@@ -348,6 +348,7 @@ void HclLoad::builds() {
     if (refs.empty()) error(f, build.block->type_range, "Build without sources", "A build block needs sources.");
 
     std::vector<std::string> build_sources;
+    build_sources.reserve(refs.size());
     for (const auto& r : refs) build_sources.push_back(r.key);
     bool first = true;
     for (const auto& r : refs) {

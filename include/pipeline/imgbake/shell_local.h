@@ -11,6 +11,11 @@
 
 namespace imgbake {
 
+// What every command a build runs (shell on the machine, shell-local on the host) finds in its
+// environment: PACKER_BUILD_NAME (the HCL2 source name when there is one), PACKER_BUILDER_TYPE,
+// IMGBAKE_BUILD_NAME, IMGBAKE_BUILDER_TYPE and PACKER_RUN_UUID.
+std::map<std::string, std::string> build_environment(const State& st);
+
 class ShellLocalRunner {
  public:
   void prepare(ConfigReader& cfg);
