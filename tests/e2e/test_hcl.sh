@@ -84,35 +84,6 @@ test_twin_templates_build_the_same_image() {
   check "another motd gives another digest" test "$(IMGBAKE_HOME="$TEST_DIR/s-hcl2" manifest_digest bb:1)" != "$a"
 }
 
-test_debian_twin_builds_the_same_image() {
-  local debs=${IMGBAKE_TEST_DEBS:-/var/cache/imgbake-test-debs}
-  if [ ! -f "$debs/.fetch-test-debs.stamp" ]; then
-    fail "the test packages are in $debs" "tools/fetch-test-debs.sh $debs has run (tools/setup.sh does it)" "missing"
-    return
-  fi
-  require_tools debootstrap apt-ftparchive || return
-  . "$IMGBAKE_SOURCE_DIR/tests/fixtures/apt-mirror.sh"
-  apt_mirror_start "$debs" "$TEST_DIR/mirror" || {
-    fail "the local apt mirror starts"
-    return
-  }
-  E2E_BG_PIDS+=("$APT_MIRROR_PID")
-  export SOURCE_DATE_EPOCH=1700000000
-  # Copies outside the repository: a template in a git checkout labels its image with the
-  # commit and whether the tree is dirty, which may change between the two builds.
-  cp "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.json" "$IMGBAKE_SOURCE_DIR/templates/rootfs-debian.pkr.hcl" .
-  local vars=(-var "mirror=$APT_MIRROR_URL" -var check_gpg=false -var "apt_options=[trusted=yes]")
-  IMGBAKE_HOME="$TEST_DIR/s-json" E2E_TIMEOUT=400 expect_exit 0 imgbake build "${vars[@]}" rootfs-debian.json || return
-  IMGBAKE_HOME="$TEST_DIR/s-hcl" E2E_TIMEOUT=400 expect_exit 0 imgbake build "${vars[@]}" rootfs-debian.pkr.hcl || return
-  expect_match "$STDOUT" '^==> rootfs\.debian: committed debian-hello:1 '
-  local a b
-  a=$(IMGBAKE_HOME="$TEST_DIR/s-json" manifest_digest debian-hello:1)
-  b=$(IMGBAKE_HOME="$TEST_DIR/s-hcl" manifest_digest debian-hello:1)
-  check "a digest was printed" test -n "$a"
-  expect_eq "manifest digest of rootfs-debian.json and rootfs-debian.pkr.hcl" "$a" "$b"
-  apt_mirror_stop
-}
-
 # A template that prints its variables from a shell-local provisioner (no builder work).
 write_vars_template() {
   mkdir -p tpl
@@ -302,7 +273,6 @@ EOF
 }
 
 run_test twin_templates_build_the_same_image test_twin_templates_build_the_same_image
-run_test debian_twin_builds_the_same_image test_debian_twin_builds_the_same_image
 run_test variables_from_every_source test_variables_from_every_source
 run_test only_and_except_with_hcl_names test_only_and_except_with_hcl_names
 run_test errors_name_file_line_and_column test_errors_name_file_line_and_column
