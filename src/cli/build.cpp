@@ -1,10 +1,74 @@
 #include <iostream>
+#include <mutex>
 
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
+#include "imgbake/publish.h"
+#include "store_verbs.h"
 #include "template_options.h"
 
 namespace imgbake::cli {
+
+namespace {
+
+// The store a build commits to, remembering what was committed (for build --test).
+class RecordingSink : public store::ImageSink {
+ public:
+  RecordingSink(std::unique_ptr<store::Store> st, std::mutex& mu, std::vector<store::ImageRecord>& out)
+      : st_(std::move(st)), mu_(mu), out_(out) {}
+  const std::filesystem::path& home() const override { return st_->home(); }
+  bool trusts(const std::string& keyid) const override { return st_->trusts(keyid); }
+  store::ImageRecord commit(const store::CommitRequest& req) override {
+    store::ImageRecord rec = st_->commit(req);
+    std::lock_guard lock(mu_);
+    out_.push_back(rec);
+    return rec;
+  }
+
+ private:
+  std::unique_ptr<store::Store> st_;
+  std::mutex& mu_;
+  std::vector<store::ImageRecord>& out_;
+};
+
+// build --test: each committed image against the template's imgbake.tests; a passing image goes
+// into the channels its template named that held it back for a test. 0 when all passed.
+int test_committed(const Template& t, const std::vector<store::ImageRecord>& committed, const GlobalOptions& g,
+                   const std::string& signing_key) {
+  const json::Value* tests = t.imgbake ? t.imgbake->find("tests") : nullptr;
+  if (!tests) throw UsageError("build --test: the template has no checks ('tests' in its 'imgbake' section)");
+  Diagnostics diags;
+  const TestSpec spec = read_test_spec(*tests, t.path, diags);
+  diags.throw_if_errors();
+  auto st = open_store();
+  const auto keys = trusted_keys(*st);
+  int rc = 0;
+  for (const auto& rec : committed) {
+    ImageTestOptions opts;
+    opts.json_out = g.output == "json";
+    opts.signing_key = signing_key;
+    opts.spec_name = t.path;
+    opts.spec_sha256 = util::sha256_hex(json::serialize(*tests));
+    const store::ImageRecord img = st->resolve(rec.ref());
+    if (!test_image(*st, img, spec, opts).result.passed()) {
+      rc = 1;
+      continue;
+    }
+    for (const auto& channel : rec.held_channels) {
+      const Verification v = verify_image(*st, img, keys);
+      try {
+        st->promote(img.ref(), channel, "passed its tests (build --test)", v.ok, false, &keys);
+        if (!opts.json_out) std::cout << img.name << ":" << channel << " -> " << img.ref() << "\n";
+      } catch (const store::StoreError& e) {
+        std::cerr << "imgbake: " << e.what() << "\n";
+        rc = 1;
+      }
+    }
+  }
+  return rc;
+}
+
+}  // namespace
 
 Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   struct Opts {
@@ -21,6 +85,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     bool no_store = false;
     bool no_cache = false;
     bool explain_cache = false;
+    bool test = false;
   };
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
@@ -39,6 +104,9 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   sub.add_flag("--no-cache", o->no_cache, "Run every step of image builders (rootfs) instead of reusing cached layers");
   sub.add_flag("--explain-cache", o->explain_cache,
                "Print each cached step's key and its inputs, and on a miss which input changed");
+  sub.add_flag("--test", o->test,
+               "Test each committed image with the template's imgbake.tests (as imgbake test), record the signed "
+               "result, and then move the channels whose policy waited for it");
   sub.add_flag("--timestamp-ui", o->timestamp_ui, "Accepted for Packer compatibility (JSON events carry times)");
 
   return [o, &global] {
@@ -85,7 +153,19 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     // Planning polls no token: until here an interrupt exits at once. The steps poll it and
     // clean up (stop VMs, remove trees) after the first one.
     CooperativeInterrupts interrupts;
-    return run_builds(t, plans, opts, ui);
+    const json::Value* after = t.imgbake ? t.imgbake->find("test_after_build") : nullptr;
+    const bool test = o->test || (after && after->is_bool() && after->boolean);
+    if (!test || !opts.commit) return run_builds(t, plans, opts, ui);
+    std::mutex mu;
+    std::vector<store::ImageRecord> committed;
+    const std::string home = opts.store_home;
+    int rc = run_builds(t, plans, opts, ui, [&]() -> std::unique_ptr<store::ImageSink> {
+      return std::make_unique<RecordingSink>(
+          std::make_unique<store::Store>(home.empty() ? store::Store::default_home() : std::filesystem::path(home)), mu,
+          committed);
+    });
+    if (rc != 0) return rc;
+    return test_committed(t, committed, g, o->signing_key);
   };
 }
 

@@ -26,6 +26,7 @@ const std::vector<Command>& commands() {
       {"label", "Add or change labels of an image", setup_label},
       {"promote", "Point a channel (environment) at an image", setup_promote},
       {"rollback", "Point a channel back at its previous image", setup_rollback},
+      {"policy", "Make a channel demand passing test results before promote (set, clear, list)", setup_policy},
       {"history", "Show the audit history of an image name or one of its channels", setup_history},
       {"revoke", "Revoke an image (and optionally its descendants)", setup_revoke},
       {"rm", "Delete a version from the store (not while a channel points at it)", setup_rm},

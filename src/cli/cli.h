@@ -47,6 +47,7 @@ Action setup_show(CLI::App& sub, const GlobalOptions& global);
 Action setup_test(CLI::App& sub, const GlobalOptions& global);
 Action setup_label(CLI::App& sub, const GlobalOptions& global);
 Action setup_promote(CLI::App& sub, const GlobalOptions& global);
+Action setup_policy(CLI::App& sub, const GlobalOptions& global);
 Action setup_rollback(CLI::App& sub, const GlobalOptions& global);
 Action setup_history(CLI::App& sub, const GlobalOptions& global);
 Action setup_revoke(CLI::App& sub, const GlobalOptions& global);

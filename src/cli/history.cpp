@@ -91,16 +91,19 @@ Action setup_history(CLI::App& sub, const GlobalOptions& global) {
     if (global.output == "json") {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& e : entries)
-        arr.push_back({{"seq", e.seq},
-                       {"time", e.time},
-                       {"who", e.who},
-                       {"action", e.action},
-                       {"name", e.name},
-                       {"channel", e.channel},
-                       {"from", e.from_ref},
-                       {"to", e.to_ref},
-                       {"reason", e.reason},
-                       {"hash", e.hash}});
+        arr.push_back(
+            {{"seq", e.seq},
+             {"time", e.time},
+             {"who", e.who},
+             {"action", e.action},
+             {"name", e.name},
+             {"channel", e.channel},
+             {"from", e.from_ref},
+             {"to", e.to_ref},
+             {"reason", e.reason},
+             {"detail", nlohmann::json::parse(e.detail, nullptr, false).is_object() ? nlohmann::json::parse(e.detail)
+                                                                                    : nlohmann::json::object()},
+             {"hash", e.hash}});
       std::cout << arr.dump(2) << "\n";
       return 0;
     }
@@ -115,6 +118,16 @@ Action setup_history(CLI::App& sub, const GlobalOptions& global) {
       if (e.action == "label") {
         auto d = nlohmann::json::parse(e.detail, nullptr, false);
         if (d.is_object()) move += "  " + d.value("key", "") + "=" + d.value("new", "");
+      } else if (e.action == "test") {
+        auto d = nlohmann::json::parse(e.detail, nullptr, false);
+        if (d.is_object()) move += "  suite " + d.value("suite", "") + " " + d.value("result", "");
+      } else if (e.action == "policy") {
+        auto d = nlohmann::json::parse(e.detail, nullptr, false);
+        std::vector<std::string> suites;
+        if (d.is_object() && d.contains("require_tests") && d["require_tests"].is_array())
+          for (const auto& t : d["require_tests"])
+            if (t.is_string()) suites.push_back(t.get<std::string>());
+        move = suites.empty() ? "no policy" : "requires " + util::join(suites, ", ");
       }
       std::printf("%4lld  %s  %-20s  %-22s %s%s\n", static_cast<long long>(e.seq), e.time.c_str(), e.who.c_str(),
                   what.c_str(), move.c_str(), e.reason.empty() ? "" : ("  (" + e.reason + ")").c_str());

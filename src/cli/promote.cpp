@@ -35,10 +35,12 @@ Action setup_promote(CLI::App& sub, const GlobalOptions& global) {
     }
     auto st = open_store();
     store::ImageRecord img = st->resolve(o->ref);
-    // Only keys the store trusts count for protected channels (not one the caller brings),
-    // and the promotion is pinned to the digest that was verified.
-    Verification v = verify_image(*st, img, trusted_keys(*st));
-    st->promote(img.name + "@" + img.manifest_digest, o->channel, o->reason, v.ok, o->protect);
+    // Only keys the store trusts count for protected channels (not one the caller brings). The
+    // promotion names the version that was verified (a version is never given to another image;
+    // NAME@DIGEST would pick the first of two versions with the same content).
+    const auto keys = trusted_keys(*st);
+    Verification v = verify_image(*st, img, keys);
+    st->promote(img.ref(), o->channel, o->reason, v.ok, o->protect, &keys);
     std::cout << img.name << ":" << o->channel << " -> " << img.ref() << " (" << img.manifest_digest << ")\n";
     if (!v.ok) std::cerr << "warning: provenance not verified: " << util::join(v.problems, "; ") << "\n";
     return 0;

@@ -6,7 +6,9 @@
 #include <string>
 
 #include "cli.h"
+#include "imgbake/imagetest.h"
 #include "imgbake/store.h"
+#include "imgbake/test_spec.h"
 #include "imgbake/util.h"
 
 namespace imgbake::cli {
@@ -20,5 +22,23 @@ bool is_container_image(const nlohmann::json& manifest);
 // Applies the layers of a container image (its manifest) to `tree` (made if missing), checking
 // each layer's diff_id against the image config (export, test).
 void unpack_rootfs(store::Store& st, const nlohmann::json& manifest, const std::filesystem::path& tree);
+
+// Testing an image (test.cpp), for `imgbake test` and `imgbake build --test`: runs the spec's
+// checks against the image, prints them (human view or JSON events), writes the JUnit report when
+// asked, and records the signed result in the store unless told not to.
+struct ImageTestOptions {
+  bool json_out = false;
+  std::string junit;        // a JUnit XML file to write, or ""
+  bool record = true;       // sign and record the result (evidence for channel policies)
+  std::string signing_key;  // "" → $IMGBAKE_SIGNING_KEY, else the user's default key
+  std::string spec_name;    // where the checks came from (the statement's configuration)
+  std::string spec_sha256;  // hex digest of that file
+};
+struct ImageTestOutcome {
+  imagetest::SuiteResult result;
+  std::string recorded;  // the signed statement's envelope digest, when recorded
+};
+ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, const TestSpec& spec,
+                            const ImageTestOptions& opts);
 
 }  // namespace imgbake::cli

@@ -7,8 +7,10 @@
 #include "imgbake/exec.h"
 #include "imgbake/imagetest.h"
 #include "imgbake/json.h"
+#include "imgbake/publish.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/test_spec.h"
+#include "imgbake/version.h"
 #include "store_verbs.h"
 
 namespace imgbake::cli {
@@ -56,89 +58,126 @@ nlohmann::json event(const char* name, const imagetest::SuiteResult& r) {
 
 }  // namespace
 
+ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, const TestSpec& spec,
+                            const ImageTestOptions& opts) {
+  const nlohmann::json manifest = st.manifest(img);
+  if (!is_container_image(manifest))
+    throw UsageError(img.ref() +
+                     " is not a container image: only container images (the rootfs builder's) can be tested so "
+                     "far; booting a disk image for its checks is not done yet");
+  const bool json_out = opts.json_out;
+  ImageTestOutcome out;
+  imagetest::SuiteResult& r = out.result;
+  r.suite = spec.suite;
+  r.image = img.ref();
+  r.digest = img.manifest_digest;
+  r.started = util::format_rfc3339(std::chrono::system_clock::now());
+  const auto t0 = std::chrono::steady_clock::now();
+  CooperativeInterrupts interrupts;  // the sandbox and the unpacked tree are cleaned up on Ctrl-C
+  {
+    // The image's tree, in a directory only root can enter, thrown away afterwards: testing
+    // never changes the image.
+    util::TempPathGuard scratch(st.blobs().temp_dir() / ("test-" + util::uuid_v4()));
+    std::filesystem::create_directories(scratch.path());
+    std::filesystem::permissions(scratch.path(), std::filesystem::perms::owner_all);
+    if (!json_out)
+      std::cout << "==> test " << img.ref() << ": suite " << spec.suite << ", " << spec.checks.size()
+                << " check(s), in a sandbox around the image's root filesystem\n"
+                << std::flush;
+    unpack_rootfs(st, manifest, scratch.path() / "rootfs");
+    ExecOptions eo;
+    eo.root = scratch.path() / "rootfs";
+    eo.private_dir = scratch.path();
+    // The image's own environment (its PATH above all), as a container of it would start with.
+    nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
+    if (config.contains("config") && config["config"].contains("Env") && config["config"]["Env"].is_array())
+      for (const auto& e : config["config"]["Env"]) {
+        const std::string kv = e.is_string() ? e.get<std::string>() : "";
+        if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) eo.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+    ExecCommunicator machine(eo);
+    r.checks = imagetest::run_checks(spec, machine, global_cancel(), [&](const imagetest::CheckResult& c) {
+      if (json_out) {
+        nlohmann::json j = event("check", r);
+        j["name"] = c.name;
+        j["kind"] = c.kind;
+        j["status"] = c.passed ? "pass" : "fail";
+        j["message"] = c.message;
+        j["duration_s"] = std::chrono::duration<double>(c.duration).count();
+        std::cout << j.dump() << "\n" << std::flush;
+      } else {
+        std::cout << "    " << (c.passed ? "PASS" : "FAIL") << "  " << c.name << " (" << seconds(c.duration) << ")"
+                  << (c.passed ? "" : ": " + c.message) << "\n"
+                  << std::flush;
+      }
+    });
+  }
+  r.duration = std::chrono::steady_clock::now() - t0;
+  if (!opts.junit.empty()) util::write_file_atomic(opts.junit, imagetest::junit_xml(r));
+  // The evidence: a signed in-toto test-result statement, kept as a referrer of the image.
+  if (opts.record) {
+    imagetest::RunFacts facts{opts.spec_name, opts.spec_sha256, std::string("imgbake ") + kVersion + " (sandbox)"};
+    std::string key_path = opts.signing_key;
+    if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); key_path.empty() && e && *e) key_path = e;
+    bool created = false;
+    provenance::SigningKey key = load_signing_key(key_path, created);
+    if (created) std::cerr << "imgbake: made a new signing key " << default_signing_key_path().string() << "\n";
+    const nlohmann::json statement = imagetest::test_result_statement(r, facts);
+    store::TestRunRequest req;
+    req.suite = r.suite;
+    req.passed = r.passed();
+    for (const auto& c : r.checks)
+      if (!c.passed) req.failed.push_back(c.name);
+    req.envelope = provenance::sign_envelope(key, provenance::kInTotoPayloadType, statement.dump());
+    AuditSigningKey audit_key(key_path);
+    out.recorded = st.record_test(img, req).envelope_digest;
+  }
+  if (json_out) {
+    nlohmann::json j = event("test_result", r);
+    j["passed"] = r.checks.size() - r.failed();
+    j["failed"] = r.failed();
+    j["ok"] = r.passed();
+    j["duration_s"] = std::chrono::duration<double>(r.duration).count();
+    if (!out.recorded.empty()) j["evidence"] = out.recorded;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << "test " << img.ref() << " (" << spec.suite << "): "
+              << (r.passed() ? "all " + std::to_string(r.checks.size()) + " checks passed"
+                             : std::to_string(r.failed()) + " of " + std::to_string(r.checks.size()) + " checks failed")
+              << " in " << seconds(r.duration) << (opts.junit.empty() ? "" : "; JUnit report: " + opts.junit)
+              << (out.recorded.empty() ? "" : "; signed result recorded (" + out.recorded + ")") << "\n";
+  }
+  return out;
+}
+
 Action setup_test(CLI::App& sub, const GlobalOptions& global) {
   struct Opts {
-    std::string ref, spec, template_file, junit;
+    std::string ref, spec, template_file, junit, signing_key;
+    bool no_record = false;
   };
   auto o = std::make_shared<Opts>();
   sub.add_option("ref", o->ref, "The image: name, name:version, name:channel or name@sha256:…")->required();
   sub.add_option("--spec", o->spec, "A JSON file of checks: {\"suite\": NAME, \"checks\": [...]}");
   sub.add_option("--template", o->template_file, "A template whose imgbake.tests holds the checks");
   sub.add_option("--junit", o->junit, "Also write the results as a JUnit XML report to this file");
+  sub.add_option("--signing-key", o->signing_key,
+                 "Sign the test result with this Ed25519 key (default: $IMGBAKE_SIGNING_KEY, else the user's key)");
+  sub.add_flag("--no-record", o->no_record,
+               "Do not record the result in the store (no signed evidence: a gated channel will not take it)");
   return [o, &global] {
     if (o->spec.empty() == o->template_file.empty())
       throw UsageError("give the checks with --spec FILE or with --template FILE (its imgbake.tests), one of them");
     const TestSpec spec = load_spec(o->spec, o->template_file);
     auto st = open_store();
     const store::ImageRecord img = st->resolve(o->ref);
-    const nlohmann::json manifest = st->manifest(img);
-    if (!is_container_image(manifest))
-      throw UsageError(img.ref() +
-                       " is not a container image: only container images (the rootfs builder's) can be tested so "
-                       "far; booting a disk image for its checks is not done yet");
-    const bool json_out = global.output == "json";
-    imagetest::SuiteResult r;
-    r.suite = spec.suite;
-    r.image = img.ref();
-    r.digest = img.manifest_digest;
-    r.started = util::format_rfc3339(std::chrono::system_clock::now());
-    const auto t0 = std::chrono::steady_clock::now();
-    CooperativeInterrupts interrupts;  // the sandbox and the unpacked tree are cleaned up on Ctrl-C
-    {
-      // The image's tree, in a directory only root can enter, thrown away afterwards: testing
-      // never changes the image.
-      util::TempPathGuard scratch(st->blobs().temp_dir() / ("test-" + util::uuid_v4()));
-      std::filesystem::create_directories(scratch.path());
-      std::filesystem::permissions(scratch.path(), std::filesystem::perms::owner_all);
-      if (!json_out)
-        std::cout << "==> test " << img.ref() << ": suite " << spec.suite << ", " << spec.checks.size()
-                  << " check(s), in a sandbox around the image's root filesystem\n"
-                  << std::flush;
-      unpack_rootfs(*st, manifest, scratch.path() / "rootfs");
-      ExecOptions eo;
-      eo.root = scratch.path() / "rootfs";
-      eo.private_dir = scratch.path();
-      // The image's own environment (its PATH above all), as a container of it would start with.
-      nlohmann::json config = nlohmann::json::parse(st->blobs().read(manifest["config"]["digest"]));
-      if (config.contains("config") && config["config"].contains("Env") && config["config"]["Env"].is_array())
-        for (const auto& e : config["config"]["Env"]) {
-          const std::string kv = e.is_string() ? e.get<std::string>() : "";
-          if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) eo.env[kv.substr(0, eq)] = kv.substr(eq + 1);
-        }
-      ExecCommunicator machine(eo);
-      r.checks = imagetest::run_checks(spec, machine, global_cancel(), [&](const imagetest::CheckResult& c) {
-        if (json_out) {
-          nlohmann::json j = event("check", r);
-          j["name"] = c.name;
-          j["kind"] = c.kind;
-          j["status"] = c.passed ? "pass" : "fail";
-          j["message"] = c.message;
-          j["duration_s"] = std::chrono::duration<double>(c.duration).count();
-          std::cout << j.dump() << "\n" << std::flush;
-        } else {
-          std::cout << "    " << (c.passed ? "PASS" : "FAIL") << "  " << c.name << " (" << seconds(c.duration) << ")"
-                    << (c.passed ? "" : ": " + c.message) << "\n"
-                    << std::flush;
-        }
-      });
-    }
-    r.duration = std::chrono::steady_clock::now() - t0;
-    if (!o->junit.empty()) util::write_file_atomic(o->junit, imagetest::junit_xml(r));
-    if (json_out) {
-      nlohmann::json j = event("test_result", r);
-      j["passed"] = r.checks.size() - r.failed();
-      j["failed"] = r.failed();
-      j["ok"] = r.passed();
-      j["duration_s"] = std::chrono::duration<double>(r.duration).count();
-      std::cout << j.dump() << "\n";
-    } else {
-      std::cout << "test " << img.ref() << " (" << spec.suite << "): "
-                << (r.passed()
-                        ? "all " + std::to_string(r.checks.size()) + " checks passed"
-                        : std::to_string(r.failed()) + " of " + std::to_string(r.checks.size()) + " checks failed")
-                << " in " << seconds(r.duration) << (o->junit.empty() ? "" : "; JUnit report: " + o->junit) << "\n";
-    }
-    return r.passed() ? 0 : 1;
+    ImageTestOptions opts;
+    opts.json_out = global.output == "json";
+    opts.junit = o->junit;
+    opts.signing_key = o->signing_key;
+    opts.record = !o->no_record;
+    opts.spec_name = o->spec.empty() ? o->template_file : o->spec;
+    opts.spec_sha256 = util::sha256_hex(util::read_file(opts.spec_name));
+    return test_image(*st, img, spec, opts).result.passed() ? 0 : 1;
   };
 }
 

@@ -11,7 +11,8 @@ namespace {
 
 // What verify prints, for an image of the store or of a registry.
 int report_verification(const GlobalOptions& global, const std::string& ref, const std::string& digest, bool ok,
-                        const std::vector<std::string>& problems, const std::string& keyid, nlohmann::json statement) {
+                        const std::vector<std::string>& problems, const std::string& keyid, nlohmann::json statement,
+                        const nlohmann::json& tests = nlohmann::json::array()) {
   if (!statement.is_object()) statement = nlohmann::json::object();
   const auto& pred = statement.value("predicate", nlohmann::json::object());
   auto def = pred.value("buildDefinition", nlohmann::json::object());
@@ -36,7 +37,8 @@ int report_verification(const GlobalOptions& global, const std::string& ref, con
                                 {"builder", builder},
                                 {"template_sha256", tdigest},
                                 {"git_commit", commit},
-                                {"parent", parent}}
+                                {"parent", parent},
+                                {"tests", tests}}
                      .dump(2)
               << "\n";
     return ok ? 0 : 1;
@@ -50,6 +52,9 @@ int report_verification(const GlobalOptions& global, const std::string& ref, con
               << "  git commit: " << (commit.empty() ? "-" : commit) << "\n"
               << "  parent:     " << (parent.empty() ? "-" : parent) << "\n";
   }
+  for (const auto& t : tests)
+    std::cout << "  test:       " << t.value("suite", "") << " " << t.value("result", "") << " on "
+              << t.value("time", "") << (t.value("verified", false) ? "" : " (NOT VERIFIED)") << "\n";
   return ok ? 0 : 1;
 }
 
@@ -91,7 +96,21 @@ Action setup_verify(CLI::App& sub, const GlobalOptions& global) {
       v.ok = false;
       v.problems.push_back(std::move(p));
     }
-    return report_verification(global, img.ref(), img.manifest_digest, v.ok, v.problems, v.keyid, v.statement);
+    // Its test results: evidence that does not verify makes the image fail verification.
+    nlohmann::json tests = nlohmann::json::array();
+    for (const store::TestRun& t : st->test_runs(img)) {
+      std::string p = st->test_run_problem(img, t, keys);
+      tests.push_back({{"suite", t.suite},
+                       {"result", t.passed ? "PASSED" : "FAILED"},
+                       {"time", t.time},
+                       {"envelope", t.envelope_digest},
+                       {"verified", p.empty()}});
+      if (!p.empty()) {
+        v.ok = false;
+        v.problems.push_back(std::move(p));
+      }
+    }
+    return report_verification(global, img.ref(), img.manifest_digest, v.ok, v.problems, v.keyid, v.statement, tests);
   };
 }
 

@@ -265,6 +265,9 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   info.signed_by = key.keyid();
   if (!rec.unchanged) info.channels = rec.channels;
   st.ui.commit(st.build.name, info);
+  for (const auto& held : rec.held_channels)
+    st.ui.say(st.build.name, "channel " + held + " not moved: its policy requires passing tests (imgbake test " +
+                                 rec.ref() + ", then promote; or build --test)");
 }
 
 bool excluded_post_processor(const std::string& name, const BuildOptions& opts) {

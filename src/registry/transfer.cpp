@@ -303,6 +303,14 @@ TransferReport push_image(store::Store& st, const store::ImageRecord& img, Clien
     rep.referrer_digest = img.referrer_digest;
     if (log) log("provenance " + short_digest(img.referrer_digest) + " pushed as a referrer of the image");
   }
+  // The image's signed test results (imgbake test), the evidence a gated channel asks for.
+  for (const store::TestRun& t : st.test_runs(img)) {
+    std::string ref_bytes = st.blobs().read(t.referrer_digest);
+    if (put_referrer(client, repo, img.manifest_digest, ref_bytes, t.referrer_digest)) rep.referrers_tag_schema = true;
+    if (log)
+      log("test result " + short_digest(t.referrer_digest) + " (suite " + t.suite + ", " +
+          (t.passed ? "passed" : "failed") + ") pushed as a referrer of the image");
+  }
   if (record_key) {
     rep.record_digests = push_local_records(st, img, client, dest, *record_key, cancel);
     if (log && !rep.record_digests.empty())
@@ -373,6 +381,40 @@ TransferReport pull_image(store::Store& st, Client& client, const Reference& src
   store::ImageRecord rec = st.import_image(req);
   rep.local_ref = rec.ref();
   if (revocation && !rec.revoked) st.revoke(rec.ref(), revocation->record.reason, false);
+  // Its signed test results come along as they are; whether one is trusted is for the gate and
+  // verify to say (with the puller's keys), not for the pull.
+  for (const auto& d : client.referrers(repo, manifest->digest, store::kTestResultArtifactType)) {
+    auto ref = client.get_manifest(repo, d.digest);
+    if (!ref) continue;
+    const std::string ref_where = src.str() + ": the test result referrer " + ref->digest;
+    nlohmann::json rm = manifest_json(*ref, ref_where);
+    fetch_blobs(rm, ref_where);
+    store::TestRunRequest tr;
+    tr.referrer_manifest_bytes = ref->bytes;
+    const nlohmann::json layers = rm.value("layers", nlohmann::json::array());
+    if (layers.size() != 1 || !layers[0].is_object()) throw BuildError(ref_where + " does not hold one envelope");
+    tr.envelope = oci::parse_json(st.blobs().read(layers[0].value("digest", "")), ref_where + ": its envelope");
+    // What the catalog row says is read from the statement; the gate checks it against the
+    // signature anyway.
+    std::string payload;
+    try {
+      payload = provenance::base64_decode(tr.envelope.value("payload", ""));
+    } catch (const std::exception&) {
+    }
+    const nlohmann::json st_json = nlohmann::json::parse(payload, nullptr, false);
+    const nlohmann::json pred =
+        st_json.is_object() ? st_json.value("predicate", nlohmann::json::object()) : nlohmann::json::object();
+    tr.suite = pred.is_object() && pred.contains("imgbake") && pred["imgbake"].is_object()
+                   ? pred["imgbake"].value("suite", "")
+                   : "";
+    if (tr.suite.empty()) throw BuildError(ref_where + ": its statement names no test suite");
+    tr.passed = pred.value("result", "") == "PASSED";
+    for (const auto& f : pred.value("failedTests", nlohmann::json::array()))
+      if (f.is_string()) tr.failed.push_back(f.get<std::string>());
+    st.record_test(rec, tr);
+    ++rep.test_results;
+    if (log) log("test result " + short_digest(ref->digest) + " (suite " + tr.suite + ") pulled");
+  }
   return rep;
 }
 

@@ -144,6 +144,17 @@ void apply(AuditReplay& r, const AuditEntry& e, const nlohmann::json& d) {
     r.images.erase(e.to_ref);
   } else if (e.action == "promote") {
     r.channels[{e.name, e.channel}] = {e.seq, e.to_ref, d.value("protected", false)};
+  } else if (e.action == "test") {
+    if (auto it = r.images.find(e.to_ref); it != r.images.end()) it->second.test_envelopes.insert(text("envelope"));
+  } else if (e.action == "policy") {
+    std::vector<std::string> suites;
+    if (d.contains("require_tests") && d["require_tests"].is_array())
+      for (const auto& t : d["require_tests"])
+        if (t.is_string()) suites.push_back(t.get<std::string>());
+    if (suites.empty())
+      r.policies.erase({e.name, e.channel});
+    else
+      r.policies[{e.name, e.channel}] = {e.seq, suites};
   } else if (e.action == "protect" || e.action == "rollback") {
     ReplayedChannel& c = r.channels[{e.name, e.channel}];
     c.seq = e.seq;
@@ -339,6 +350,31 @@ std::vector<std::string> compare_channels(sqlite3* db, const AuditReplay& log) {
     if (!seen.count(key))
       out.push_back("channel '" + key.second + "' of " + key.first + " is missing from the catalog; audit entry " +
                     std::to_string(c.seq) + " says it holds " + c.ref);
+  return out;
+}
+
+std::vector<std::string> compare_policies(sqlite3* db, const AuditReplay& log) {
+  std::vector<std::string> out;
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> catalog;
+  {
+    Stmt s(db, "SELECT name, channel, suite FROM channel_policies ORDER BY name, channel, suite");
+    while (s.step()) catalog[{s.text(0), s.text(1)}].push_back(s.text(2));
+  }
+  auto what = [](const std::pair<std::string, std::string>& k) {
+    return "the policy of channel '" + k.second + "'" + (k.first.empty() ? "" : " of " + k.first);
+  };
+  for (const auto& [key, suites] : catalog) {
+    auto it = log.policies.find(key);
+    if (it == log.policies.end())
+      out.push_back(what(key) + " (requires " + util::join(suites, ", ") + ") was set by no audit entry");
+    else if (it->second.second != suites)
+      out.push_back(what(key) + " requires " + util::join(suites, ", ") + " but audit entry " +
+                    std::to_string(it->second.first) + " set " + util::join(it->second.second, ", "));
+  }
+  for (const auto& [key, entry] : log.policies)
+    if (!catalog.count(key))
+      out.push_back(what(key) + " (requires " + util::join(entry.second, ", ") + ", audit entry " +
+                    std::to_string(entry.first) + ") is missing from the catalog: its gate is open");
   return out;
 }
 

@@ -42,7 +42,13 @@ Store::Catalog::Catalog(const fs::path& file) {
         empty INTEGER NOT NULL, media_type TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
         diff_id TEXT NOT NULL, created_by TEXT NOT NULL, created TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS layer_cache_slots(slot TEXT PRIMARY KEY, key TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS layer_diff_ids(digest TEXT PRIMARY KEY, diff_id TEXT NOT NULL);)");
+      CREATE TABLE IF NOT EXISTS layer_diff_ids(digest TEXT PRIMARY KEY, diff_id TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS test_runs(id INTEGER PRIMARY KEY,
+        image_id INTEGER NOT NULL REFERENCES images(id), suite TEXT NOT NULL, passed INTEGER NOT NULL,
+        failed TEXT NOT NULL, time TEXT NOT NULL, envelope_digest TEXT NOT NULL,
+        referrer_digest TEXT NOT NULL, referrer_size INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS channel_policies(name TEXT NOT NULL, channel TEXT NOT NULL,
+        suite TEXT NOT NULL, PRIMARY KEY(name, channel, suite));)");
   // Catalogs made before audit entries were signed gain the column (their entries stay unsigned,
   // which store check reports).
   bool has_signature = false;

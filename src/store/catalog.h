@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <utility>
@@ -170,6 +171,7 @@ struct ReplayedImage {
   bool revoked = false;
   std::string revoked_reason;
   int64_t revoked_seq = 0;
+  std::set<std::string> test_envelopes;  // the test results recorded for it (their envelopes)
 };
 struct ReplayedChannel {
   int64_t seq = 0;  // the entry that last moved or protected it
@@ -183,12 +185,17 @@ struct AuditReplay {
   std::string witness;                                                      // CheckReport::witness
   std::map<std::string, ReplayedImage> images;                              // by NAME:VERSION
   std::map<std::pair<std::string, std::string>, ReplayedChannel> channels;  // by (name, channel)
+  // Channel policies: (name, channel) -> the entry that set them and the suites required.
+  std::map<std::pair<std::string, std::string>, std::pair<int64_t, std::vector<std::string>>> policies;
 };
 AuditReplay replay_audit(sqlite3* db, const std::vector<provenance::VerifyingKey>& anchors);
 // What the catalog says about `img` that the replayed log contradicts.
 std::vector<std::string> compare_image(const AuditReplay& log, const ImageRecord& img);
 // Channels in the catalog that the replayed log contradicts, and the log's channels it lacks.
 std::vector<std::string> compare_channels(sqlite3* db, const AuditReplay& log);
+// Channel policies in the catalog that the replayed log contradicts (a policy removed or weakened
+// behind the log's back opens a gate), and the log's policies the catalog lacks.
+std::vector<std::string> compare_policies(sqlite3* db, const AuditReplay& log);
 
 // The seq the next version of `name` gets, and its next automatic version number.
 std::pair<int64_t, int64_t> next_seq_and_number(sqlite3* db, const std::string& name);

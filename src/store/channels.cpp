@@ -1,6 +1,7 @@
 // After the commit: labels, channels (promote, rollback), the audit history of a name or a
 // channel, and revocation (of an image and its descendants).
 #include "catalog.h"
+#include "imgbake/provenance.h"
 
 #include <optional>
 #include <set>
@@ -69,7 +70,7 @@ void Store::label(const std::string& ref, const std::map<std::string, std::strin
 }
 
 void Store::promote(const std::string& ref, const std::string& channel, const std::string& reason, bool signature_ok,
-                    bool protect) {
+                    bool protect, const std::vector<provenance::VerifyingKey>* keys) {
   if (!valid_name_part(channel)) throw StoreError("invalid channel name '" + channel + "'");
   sqlite3* db = db_->db;
   {
@@ -88,6 +89,19 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
     if ((is_protected || protect) && !signature_ok)
       throw StoreError("refusing to promote " + img.ref() + " to protected channel '" + channel +
                        "': its provenance signature does not verify with a trusted key");
+    // The channel's policy: a passing, trusted test result of each suite it requires. The
+    // results that let the image in are named in the audit entry.
+    static const std::vector<provenance::VerifyingKey> kNoKeys;
+    if (std::string gate = gate_problem(img, channel, keys ? *keys : kNoKeys); !gate.empty())
+      throw StoreError("refusing to promote " + img.ref() + ": " + gate);
+    nlohmann::json evidence = nlohmann::json::array();
+    for (const auto& suite : required_tests(img.name, channel)) {
+      const TestRun* last = nullptr;
+      const std::vector<TestRun> runs = test_runs(img);
+      for (const TestRun& r : runs)
+        if (r.suite == suite) last = &r;
+      if (last) evidence.push_back({{"suite", suite}, {"envelope", last->envelope_digest}});
+    }
     if (from == img.ref()) {
       if (!protect || is_protected) throw StoreError(img.ref() + " is already in channel '" + channel + "'");
       // Only marking the channel protected: not a move, so not a step rollback can undo.
@@ -100,6 +114,7 @@ void Store::promote(const std::string& ref, const std::string& channel, const st
     }
     move_channel(db, img.name, channel, img.id, protect);
     nlohmann::json detail = {{"manifest", img.manifest_digest}, {"protected", is_protected || protect}};
+    if (!evidence.empty()) detail["tests"] = evidence;
     append_audit(
         tx, AuditEntry{0, "", who(), "promote", img.name, channel, from, img.ref(), reason, detail.dump(), "", "", ""});
     tx.commit();

@@ -2,6 +2,7 @@
 // transaction the next version, the config and image manifest, the provenance envelope and its
 // referrer manifest, the catalog rows, the audit entries and the template's channels.
 #include "catalog.h"
+#include "imgbake/util.h"
 
 #include <filesystem>
 #include <map>
@@ -188,7 +189,14 @@ ImageRecord Store::commit(const CommitRequest& req) {
         {"manifest", man.digest}, {"provenance", envelope.digest}, {"parent", req.parent}, {"labels", req.labels}};
     append_audit(tx, AuditEntry{0, "", who(), "commit", req.name, "", "", req.name + ":" + version, "", detail.dump(),
                                 "", "", ""});
+    std::vector<std::string> held;
     for (const auto& channel : req.channels) {
+      // A new image has no test result yet: a channel that demands one is left where it is
+      // (imgbake test, then promote; or build --test, which promotes it once the tests pass).
+      if (!required_tests(req.name, channel).empty()) {
+        held.push_back(channel);
+        continue;
+      }
       std::string from;
       bool is_protected = false;
       if (auto head = channel_head(db, req.name, channel)) {
@@ -206,6 +214,7 @@ ImageRecord Store::commit(const CommitRequest& req) {
     }
     tx.commit();
     rec = *find_image(db, "id = ?", {std::to_string(id)});
+    rec.held_channels = std::move(held);
   }
   sync_index();
   return rec;

@@ -62,6 +62,16 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
       std::string sig = verify_signature(img);
       if (!sig.empty()) rep.problems.push_back(img.ref() + ": provenance: " + sig);
     }
+    // Its test results: signed by a trust anchor, about this image, as the catalog and the log say.
+    const auto logged = log.images.find(img.ref());
+    for (const TestRun& t : test_runs(img)) {
+      if (!damaged.count(t.envelope_digest))
+        if (std::string p = test_run_problem(img, t, anchors.keys); !p.empty())
+          rep.problems.push_back(img.ref() + ": " + p);
+      if (logged != log.images.end() && !logged->second.test_envelopes.count(t.envelope_digest))
+        rep.problems.push_back(img.ref() + ": the test result of suite '" + t.suite + "' (" + t.time +
+                               ") was recorded by no audit entry");
+    }
   }
   // What the log holds that the catalog lost.
   {
@@ -73,6 +83,7 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
                                " committed it and no entry removed it, but the catalog has no such image");
   }
   for (auto& p : detail::compare_channels(db, log)) rep.problems.push_back(std::move(p));
+  for (auto& p : detail::compare_policies(db, log)) rep.problems.push_back(std::move(p));
   // The build cache: a damaged cached layer would poison every build that hits it.
   {
     Stmt c(db, "SELECT key, digest FROM layer_cache WHERE empty = 0");

@@ -60,6 +60,8 @@ ReferencedBlobs Store::referenced_blobs(const ImageRecord& img) const {
   };
   walk("the image manifest", img.manifest_digest, img.manifest_size);
   if (!img.referrer_digest.empty()) walk("the provenance referrer", img.referrer_digest, img.referrer_size);
+  for (const TestRun& t : test_runs(img))
+    walk("the test result referrer (suite " + t.suite + ", " + t.time + ")", t.referrer_digest, t.referrer_size);
   return out;
 }
 

@@ -32,11 +32,18 @@ ImageRecord Store::remove(const std::string& ref, const std::string& reason) {
     Stmt l(db, "DELETE FROM labels WHERE image_id = ?");
     l.bind(1, img.id);
     l.run();
+    nlohmann::json test_referrers = nlohmann::json::array();
+    for (const TestRun& t : test_runs(img)) test_referrers.push_back(t.referrer_digest);
+    Stmt t(db, "DELETE FROM test_runs WHERE image_id = ?");
+    t.bind(1, img.id);
+    t.run();
     Stmt d(db, "DELETE FROM images WHERE id = ?");
     d.bind(1, img.id);
     d.run();
-    nlohmann::json detail = {
-        {"manifest", img.manifest_digest}, {"provenance", img.provenance_digest}, {"referrer", img.referrer_digest}};
+    nlohmann::json detail = {{"manifest", img.manifest_digest},
+                             {"provenance", img.provenance_digest},
+                             {"referrer", img.referrer_digest},
+                             {"test_referrers", test_referrers}};
     append_audit(tx,
                  AuditEntry{0, "", who(), "remove", img.name, "", "", img.ref(), reason, detail.dump(), "", "", ""});
     tx.commit();

@@ -76,6 +76,11 @@ nlohmann::ordered_json Store::derived_index() const {
         ref["artifactType"] = oci::kProvenanceArtifactType;
         manifests.push_back(ref);
       }
+      for (const TestRun& t : test_runs(r)) {
+        auto ref = entry(t.referrer_digest, t.referrer_size, "");
+        ref["artifactType"] = kTestResultArtifactType;
+        manifests.push_back(ref);
+      }
     }
     Stmt c(db_->db,
            "SELECT c.name, c.channel, i.manifest_digest, i.manifest_size FROM channels c JOIN images i "
@@ -118,6 +123,9 @@ std::string Store::index_edit(const std::string& on_disk) const {
       if (!detail.is_object()) continue;
       if (detail.contains("manifest") && detail["manifest"].is_string()) derived.emplace(r.text(0), detail["manifest"]);
       if (detail.contains("referrer") && detail["referrer"].is_string()) derived.emplace("", detail["referrer"]);
+      if (detail.contains("test_referrers") && detail["test_referrers"].is_array())
+        for (const auto& t : detail["test_referrers"])
+          if (t.is_string()) derived.emplace("", t.get<std::string>());
     }
   }
   for (const auto& e : old["manifests"]) {

@@ -72,6 +72,8 @@ void check_imgbake_section(const json::Value& v, const std::string& path, Diagno
   r.string("signing_key");
   r.boolean("embed_build_info", true);
   if (const json::Value* tests = r.raw("tests")) read_test_spec(*tests, path, d);
+  if (r.boolean("test_after_build", false) && !r.raw("tests"))
+    r.error("test_after_build", "'test_after_build' needs checks: give them in 'tests'");
   if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
     r.error("cache", "'cache' must be true, false or an object");
   if (const json::Value* c = r.raw("config")) {

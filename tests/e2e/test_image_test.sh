@@ -56,7 +56,7 @@ test_passing_suite_and_junit_report() {
   expect_match "$STDOUT" '^==> test web:1: suite smoke, 9 check\(s\)'
   expect_match "$STDOUT" '^    PASS  motd \([0-9.]+s\)$'
   expect_match "$STDOUT" '^    PASS  hello package '
-  expect_match "$STDOUT" '^test web:1 \(smoke\): all 9 checks passed in [0-9.]+s; JUnit report: report.xml$'
+  expect_match "$STDOUT" '^test web:1 \(smoke\): all 9 checks passed in [0-9.]+s; JUnit report: report.xml; signed result recorded \(sha256:[0-9a-f]{64}\)$'
   expect_no_match "$STDOUT" 'FAIL'
   # The report is well-formed XML, and a JUnit reader finds every check, none failed.
   expect_exit 0 xmllint --noout report.xml
@@ -151,7 +151,185 @@ JSON
   expect_contains "$STDERR" "--spec FILE or with --template FILE"
 }
 
+# sql STATEMENT: runs SQL on the store's catalog.
+sql() {
+  python3 - "$IMGBAKE_HOME/catalog.db" "$1" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute(sys.argv[2])
+db.commit()
+EOF
+}
+
+# A channel policy stops an image without a passing, trusted test result at promote, naming what
+# is missing or which checks failed; the signed result lets it in; verify and store check read
+# the evidence, and a foreign-key result is refused.
+test_gate_requires_signed_passing_evidence() {
+  build_web || return
+  expect_exit 0 imgbake policy set production --require-test smoke --reason "release gate"
+  expect_contains "$STDOUT" "channel 'production' (of every image) now requires a passing test of suite(s) smoke"
+  expect_exit 0 imgbake policy list
+  expect_contains "$STDOUT" "channel 'production' (of every image): requires test suite(s) smoke"
+  # No result yet.
+  expect_exit 1 imgbake promote web:1 --channel production
+  expect_contains "$STDERR" "refusing to promote web:1: channel 'production' requires passing test suite(s) smoke: it has no result of test suite 'smoke'"
+  # A failing run of that suite: refused, naming the failed check.
+  write_file smoke-fail.json <<'JSON'
+{"suite": "smoke", "checks": [{"name": "motd says production", "file": "/etc/motd", "contains": "production"},
+                              {"name": "hello", "command": "hello"}]}
+JSON
+  expect_exit 1 imgbake test web:1 --spec smoke-fail.json
+  expect_match "$STDOUT" 'signed result recorded \(sha256:[0-9a-f]{64}\)$'
+  expect_exit 1 imgbake promote web:1 --channel production
+  expect_contains "$STDERR" "test suite 'smoke' failed on"
+  expect_contains "$STDERR" "(failed: motd says production)"
+  # Staging has no policy: the gate is per channel.
+  expect_exit 0 imgbake promote web:1 --channel staging
+  # The template's own suite passes: now it may go.
+  expect_exit 0 imgbake test web:1 --template web.json
+  expect_exit 0 imgbake promote web:1 --channel production --reason "tests passed"
+  expect_contains "$STDOUT" "web:production -> web:1"
+  expect_exit 0 imgbake verify web:1
+  expect_match "$STDOUT" '^  test:       smoke FAILED on '
+  expect_match "$STDOUT" '^  test:       smoke PASSED on '
+  expect_exit 0 imgbake history web --output json
+  cp "$STDOUT" history.json
+  py_check "the audit log has both test runs and the gated promotion with its evidence" '
+import json
+h = json.load(open("history.json"))
+entries = h
+acts = [e["action"] for e in entries]
+assert acts.count("test") == 2, acts
+promo = [e for e in entries if e["action"] == "promote" and e.get("channel") == "production"]
+assert promo, entries
+detail = promo[0]["detail"]
+assert detail["tests"][0]["suite"] == "smoke" and detail["tests"][0]["envelope"].startswith("sha256:"), detail
+'
+  # The evidence, read from the OCI layout without imgbake: referrers of web:1's manifest whose
+  # one layer is a DSSE envelope of an in-toto test-result statement about that digest.
+  py_check "index.json lists the test-result referrers; their statements are about web:1" '
+import json, base64, os
+home = os.environ["IMGBAKE_HOME"]
+blob = lambda d: open(os.path.join(home, "blobs", "sha256", d.split(":")[1]), "rb").read()
+idx = json.load(open(os.path.join(home, "index.json")))
+web1 = [m["digest"] for m in idx["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == "web:1"][0]
+refs = [m for m in idx["manifests"] if m.get("artifactType") == "application/vnd.imgbake.test-result.v1+json"]
+assert len(refs) == 2, idx
+results = []
+for r in refs:
+    man = json.loads(blob(r["digest"]))
+    assert man["subject"]["digest"] == web1, man
+    env = json.loads(blob(man["layers"][0]["digest"]))
+    assert env["payloadType"] == "application/vnd.in-toto+json" and env["signatures"], env
+    st = json.loads(base64.b64decode(env["payload"]))
+    assert st["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1", st
+    assert st["subject"][0]["digest"]["sha256"] == web1.split(":")[1], st
+    results.append((st["predicate"]["result"], st["predicate"]["failedTests"], len(st["predicate"]["passedTests"])))
+assert sorted(results) == [("FAILED", ["motd says production"], 1), ("PASSED", [], 9)], results
+'
+  expect_exit 0 imgbake store check
+  expect_exit 0 imgbake history web
+  expect_match "$STDOUT" 'test +web:1  suite smoke FAILED'
+  # A result signed by a key nobody trusts does not open the gate, and verify says so.
+  sed 's|rm /etc/old.txt|rm /etc/old.txt \&\& echo 2 > /etc/release|' web.json > web2.json
+  expect_exit 0 imgbake build web2.json || return
+  expect_contains "$STDOUT" "committed web:2 "
+  expect_exit 0 imgbake keygen -o "$TEST_DIR/intruder.key" || return
+  write_file other.json <<'JSON'
+{"suite": "smoke", "checks": [{"name": "motd", "file": "/etc/motd"}]}
+JSON
+  expect_exit 0 imgbake test web:2 --spec other.json --signing-key "$TEST_DIR/intruder.key"
+  expect_exit 1 imgbake promote web:2 --channel production
+  expect_contains "$STDERR" "refusing to promote web:2: channel 'production' requires passing test suite(s) smoke: the test result of suite 'smoke'"
+  expect_contains "$STDERR" "the envelope is signed by"
+  expect_exit 1 imgbake verify web:2
+  expect_contains "$STDOUT" "(NOT VERIFIED)"
+}
+
+# Someone with write access to the catalog turns a failed run into a pass, or lifts a policy:
+# the gate reads the signed statement, not the row, and store check compares with the audit log.
+test_forged_evidence_and_lifted_policy() {
+  build_web || return
+  expect_exit 0 imgbake policy set web:production --require-test smoke --reason "release gate"
+  expect_exit 0 imgbake history web
+  expect_match "$STDOUT" 'policy production +requires smoke  \(release gate\)'
+  write_file smoke-fail.json <<'JSON'
+{"suite": "smoke", "checks": [{"name": "motd says production", "file": "/etc/motd", "contains": "production"}]}
+JSON
+  expect_exit 1 imgbake test web:1 --spec smoke-fail.json
+  sql "UPDATE test_runs SET passed = 1, failed = '[]'"
+  expect_exit 1 imgbake promote web:1 --channel production
+  expect_contains "$STDERR" "the catalog says it passed but the signed statement says FAILED"
+  expect_exit 1 imgbake store check
+  expect_contains "$STDOUT" "the catalog says it passed but the signed statement says FAILED"
+  sql "UPDATE test_runs SET passed = 0"
+  sql "DELETE FROM channel_policies"
+  expect_exit 1 imgbake store check
+  expect_contains "$STDOUT" "the policy of channel 'production' of web (requires smoke"
+  expect_contains "$STDOUT" "is missing from the catalog: its gate is open"
+}
+
+# The evidence travels with the image: push uploads the test results as referrers, a pull into
+# another store brings them, and the gate there accepts the image on them.
+test_evidence_travels_with_push_and_pull() {
+  require_tools docker-registry || return
+  . "$IMGBAKE_SOURCE_DIR/tests/e2e/registry_lib.sh"
+  start_registry "$TEST_DIR/reg" || return
+  local reg=127.0.0.1:$REGISTRY_PORT
+  build_web || return
+  expect_exit 0 imgbake test web:1 --template web.json || return
+  expect_exit 0 imgbake push web:1 "$reg/team/web" --insecure-registry "$reg" || return
+  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke, passed) pushed as a referrer of the image"
+  # Another store, the same user (the same trusted key).
+  export IMGBAKE_HOME="$TEST_DIR/store2"
+  expect_exit 0 imgbake pull "$reg/team/web:1" --insecure-registry "$reg" || return
+  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke) pulled"
+  expect_exit 0 imgbake verify web:1
+  expect_match "$STDOUT" '^  test:       smoke PASSED on '
+  expect_exit 0 imgbake policy set production --require-test smoke
+  expect_exit 0 imgbake promote web:1 --channel production
+  expect_exit 0 imgbake store check
+  # Pulling again records nothing twice.
+  expect_exit 0 imgbake pull "$reg/team/web:1" --insecure-registry "$reg"
+  expect_exit 0 imgbake verify web:1 --output json
+  expect_eq "test results after a second pull" 1 "$(json_get "$STDOUT" 'len(d["tests"])')"
+}
+
+# build --test: the committed image is tested at once; a pass moves the gated channel the
+# template names, a failure leaves it and exits 1.
+test_build_test_moves_the_gated_channel_only_on_a_pass() {
+  build_web || return
+  expect_exit 0 imgbake policy set web:production --require-test smoke
+  python3 - <<'EOF'
+import json
+t = json.load(open("web.json"))
+t["imgbake"]["channels"] = ["production", "dev"]
+t["provisioners"][0]["inline"].append("echo v2 > /etc/release")
+json.dump(t, open("web2.json", "w"))
+t["imgbake"]["test_after_build"] = True
+t["provisioners"][0]["inline"].append("rm /usr/bin/hello")
+json.dump(t, open("web3.json", "w"))
+EOF
+  expect_exit 0 imgbake build --test web2.json || { e2e_show_file stderr "$STDERR"; return; }
+  expect_match "$STDOUT" 'channel production not moved: its policy requires passing tests'
+  expect_match "$STDOUT" '^test web:2 \(smoke\): all 9 checks passed'
+  expect_match "$STDOUT" '^web:production -> web:2$'
+  expect_exit 0 imgbake show web:production --output json
+  expect_eq "web:production after build --test" "2" "$(json_get "$STDOUT" 'd["version"]')"
+  # test_after_build, and a check fails: exit 1, production stays at web:2, dev moved (no policy).
+  expect_exit 1 imgbake build web3.json
+  expect_match "$STDOUT" 'FAIL  hello runs'
+  expect_exit 0 imgbake show web:production --output json
+  expect_eq "web:production after a failing build --test" "2" "$(json_get "$STDOUT" 'd["version"]')"
+  expect_exit 0 imgbake show web:dev --output json
+  expect_eq "web:dev (no policy)" "3" "$(json_get "$STDOUT" 'd["version"]')"
+}
+
 run_test passing_suite_and_junit_report test_passing_suite_and_junit_report
 run_test failing_checks_exit_1_and_say_why test_failing_checks_exit_1_and_say_why
 run_test bad_spec_and_untestable_image test_bad_spec_and_untestable_image
+run_test gate_requires_signed_passing_evidence test_gate_requires_signed_passing_evidence
+run_test forged_evidence_and_lifted_policy test_forged_evidence_and_lifted_policy
+run_test evidence_travels_with_push_and_pull test_evidence_travels_with_push_and_pull
+run_test build_test_moves_the_gated_channel_only_on_a_pass test_build_test_moves_the_gated_channel_only_on_a_pass
 summary

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "imgbake/cancel.h"
 #include "imgbake/communicator.h"
 #include "imgbake/test_spec.h"
@@ -42,5 +44,17 @@ std::vector<CheckResult> run_checks(const TestSpec& spec, Communicator& machine,
 // The JUnit XML report of a suite (the format Jenkins, GitLab and GitHub readers take: one
 // <testsuite> in <testsuites>, a <testcase> per check, <failure message=…> when it failed).
 std::string junit_xml(const SuiteResult& r);
+
+// What a test run is evidence of: an in-toto Statement v1 whose subject is the image (NAME:VERSION
+// and its manifest digest) and whose predicate is a test result
+// (https://in-toto.io/attestation/test-result/v0.1: result PASSED/FAILED, the passed, warned and
+// failed check names, the spec as its configuration), with imgbake's own facts under "imgbake":
+// suite, runner, when it started, how long it took and each check's outcome.
+struct RunFacts {
+  std::string spec_name;    // the spec or template file, as given
+  std::string spec_sha256;  // hex digest of its bytes
+  std::string runner;       // "imgbake 0.1.0 (sandbox)"
+};
+nlohmann::json test_result_statement(const SuiteResult& r, const RunFacts& facts);
 
 }  // namespace imgbake::imagetest

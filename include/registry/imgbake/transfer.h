@@ -32,6 +32,7 @@ struct TransferReport {
   size_t blobs_staged = 0;                  // copy: blobs that went through a temp file (too big for memory)
   std::vector<std::string> record_digests;  // push: the records made of the local audit log
   std::string revocation;                   // pull/copy --allow-revoked: the revocation record let through
+  size_t test_results = 0;                  // pull: signed test results recorded with the image
 };
 
 // What pull and copy need to judge revocation records.

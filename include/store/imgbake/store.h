@@ -103,6 +103,9 @@ struct ImageRecord {
   std::map<std::string, std::string> labels;
   std::vector<std::string> channels;  // channels that point here now
   bool unchanged = false;             // commit(): the same content was already this version
+  // commit(): channels of the request that were not moved because their policy demands a passing
+  // test the new image cannot have yet.
+  std::vector<std::string> held_channels;
 
   std::string ref() const { return name + ":" + version; }
 };
@@ -111,7 +114,7 @@ struct AuditEntry {
   int64_t seq = 0;
   std::string time;
   std::string who;     // user@host
-  std::string action;  // commit, pull, label, promote, rollback, revoke, protect, remove
+  std::string action;  // commit, pull, label, promote, rollback, revoke, protect, remove, test, policy
   std::string name;
   std::string channel;
   std::string from_ref;
@@ -123,6 +126,39 @@ struct AuditEntry {
   // {"keyid": "sha256:…", "sig": base64}: an Ed25519 signature of the hash by the key of the user
   // who wrote the entry ($IMGBAKE_SIGNING_KEY, else the default key). Not part of the hash.
   std::string signature;
+};
+
+// The artifact type of a test-result referrer: an image's signed in-toto test-result statement
+// (a DSSE envelope, its one layer), which `imgbake test` records next to the provenance.
+inline constexpr const char* kTestResultArtifactType = "application/vnd.imgbake.test-result.v1+json";
+inline constexpr const char* kTestResultPredicateType = "https://in-toto.io/attestation/test-result/v0.1";
+
+// One recorded test run of an image (imgbake test).
+struct TestRun {
+  int64_t id = 0;
+  std::string suite;
+  bool passed = false;
+  std::vector<std::string> failed;  // the names of the checks that failed
+  std::string time;                 // RFC 3339 UTC, when it was recorded
+  std::string envelope_digest;      // the signed statement (DSSE envelope blob)
+  std::string referrer_digest;      // the referrer manifest whose subject is the image
+  uint64_t referrer_size = 0;
+};
+struct TestRunRequest {
+  std::string suite;
+  bool passed = false;
+  std::vector<std::string> failed;
+  nlohmann::json envelope;  // the signed statement (imagetest's test_result_statement, signed)
+  // A pull: the referrer manifest as the registry holds it (its subject must be the image and its
+  // one layer the envelope), kept byte for byte; empty: record_test makes one.
+  std::string referrer_manifest_bytes;
+};
+// A channel's policy: promoting into it needs a passing, trusted test result of every suite.
+// `name` "" means the channel of that name of every image.
+struct ChannelPolicy {
+  std::string name;
+  std::string channel;
+  std::vector<std::string> require_tests;
 };
 
 struct ChannelRecord {
@@ -305,9 +341,30 @@ class Store : public ImageSink {
 
   void label(const std::string& ref, const std::map<std::string, std::string>& labels);
   // Moves channel C of the image's name to it. `signature_ok` tells whether its
-  // provenance verifies; a protected channel refuses an image without it.
+  // provenance verifies; a protected channel refuses an image without it. A channel whose policy
+  // requires test suites refuses an image without a passing result of each, signed by one of
+  // `*keys` (gate_problem; no keys: refused).
   void promote(const std::string& ref, const std::string& channel, const std::string& reason, bool signature_ok,
-               bool protect = false);
+               bool protect = false, const std::vector<provenance::VerifyingKey>* keys = nullptr);
+  // Test evidence (test_runs.cpp): records a signed test result as a referrer of the image, with
+  // an audit entry (once: the same envelope again returns the run recorded before); the image's
+  // runs, newest last.
+  TestRun record_test(const ImageRecord& img, const TestRunRequest& req);
+  std::vector<TestRun> test_runs(const ImageRecord& img) const;
+  // Why `run` is not trustworthy evidence about `img`: its envelope does not verify with `keys`,
+  // its statement is not a test result about this image's digest, or says something else than
+  // the catalog (suite, result). "" when it is.
+  std::string test_run_problem(const ImageRecord& img, const TestRun& run,
+                               const std::vector<provenance::VerifyingKey>& keys) const;
+  // Why `img` may not enter `channel` under its policy ("" when it may, or there is no policy).
+  std::string gate_problem(const ImageRecord& img, const std::string& channel,
+                           const std::vector<provenance::VerifyingKey>& keys) const;
+  // Channel policies: sets (replaces) the suites a channel requires; empty clears the policy.
+  void set_policy(const std::string& name, const std::string& channel, const std::vector<std::string>& require_tests,
+                  const std::string& reason);
+  std::vector<ChannelPolicy> policies() const;
+  // The suites `name`'s `channel` requires (its own policy and the one for every name).
+  std::vector<std::string> required_tests(const std::string& name, const std::string& channel) const;
   // Points the channel back at the image it held before its current one (its own history:
   // never an image it did not hold; refused when it held only one). A protected channel only
   // goes back to an image it accepted while protected and for which `signature_ok` holds.
