@@ -139,7 +139,8 @@ SignedRequest sign_v4(const SigningRequest& req, const Credentials& creds, const
   std::string payload_hash = util::sha256_hex(req.body);
   out.added_headers.emplace_back("X-Amz-Date", p.amz_date);
   if (p.sign_body_header) out.added_headers.emplace_back("x-amz-content-sha256", payload_hash);
-  if (!creds.token.empty() && !p.omit_session_token) out.added_headers.emplace_back("X-Amz-Security-Token", creds.token);
+  if (!creds.token.empty() && !p.omit_session_token)
+    out.added_headers.emplace_back("X-Amz-Security-Token", creds.token);
 
   // Headers by lower-case name; repeated ones joined with commas in the order given.
   std::map<std::string, std::string> headers;

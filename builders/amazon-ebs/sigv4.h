@@ -17,8 +17,8 @@ struct Credentials {
 
 struct SigningRequest {
   std::string method = "POST";
-  std::string path = "/";  // as sent, not yet encoded
-  std::string query;       // as sent (name=value&…, possibly percent-encoded)
+  std::string path = "/";                                    // as sent, not yet encoded
+  std::string query;                                         // as sent (name=value&…, possibly percent-encoded)
   std::vector<std::pair<std::string, std::string>> headers;  // as sent; Host must be among them
   std::string body;
 };
@@ -26,10 +26,10 @@ struct SigningRequest {
 struct SigningParams {
   std::string region;
   std::string service;
-  std::string amz_date;                 // "20150830T123600Z"
-  bool normalize_path = true;           // remove "." and ".." segments and empty ones (not S3)
-  bool sign_body_header = false;        // add and sign x-amz-content-sha256
-  bool omit_session_token = false;      // add X-Amz-Security-Token after signing (not signed)
+  std::string amz_date;             // "20150830T123600Z"
+  bool normalize_path = true;       // remove "." and ".." segments and empty ones (not S3)
+  bool sign_body_header = false;    // add and sign x-amz-content-sha256
+  bool omit_session_token = false;  // add X-Amz-Security-Token after signing (not signed)
 };
 
 struct SignedRequest {
