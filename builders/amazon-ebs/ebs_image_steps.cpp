@@ -58,10 +58,11 @@ void wait_available(EbsRun& r, State& st, const std::string& region, const std::
 }
 
 void deregister(EbsRun& r, State& st, const std::string& region, const std::string& ami,
-                const std::vector<std::string>& snapshots, bool delete_snapshots) {
-  r.ec2(st, region).call("DeregisterImage", {{"ImageId", ami}});
+                const std::vector<std::string>& snapshots, bool delete_snapshots, bool cleanup = false) {
+  Ec2Client& ec2 = cleanup ? r.ec2_cleanup(st, region) : r.ec2(st, region);
+  ec2.call("DeregisterImage", {{"ImageId", ami}});
   if (delete_snapshots)
-    for (const auto& s : snapshots) r.ec2(st, region).call("DeleteSnapshot", {{"SnapshotId", s}});
+    for (const auto& s : snapshots) ec2.call("DeleteSnapshot", {{"SnapshotId", s}});
 }
 
 class AmiNameCheckStep : public Step {
@@ -134,7 +135,7 @@ class CreateImageStep : public Step {
     if (it == r.amis.end()) return;
     try {
       st.message("the build did not finish: deregistering AMI " + it->second + " in " + region);
-      deregister(r, st, region, it->second, r.snapshots[region], true);
+      deregister(r, st, region, it->second, r.snapshots[region], true, true);
       r.amis.erase(it);
     } catch (const std::exception& e) {
       st.ui.error(st.build.name, "cannot deregister AMI " + it->second + " in " + region + ": " + e.what());

@@ -19,6 +19,10 @@ struct EbsRun {
   EbsConfig cfg;
   Credentials creds;
   std::map<std::string, std::unique_ptr<Ec2Client>> clients;  // by region
+  // Cleanups run after a Ctrl-C has cancelled the build's token: they talk to EC2 with clients
+  // of their own, on a token that is never cancelled (a second Ctrl-C exits at once anyway).
+  CancelToken cleanup_token;
+  std::map<std::string, std::unique_ptr<Ec2Client>> cleanup_clients;
   std::filesystem::path work_dir;
 
   std::string source_ami, source_ami_name;
@@ -34,9 +38,15 @@ struct EbsRun {
   // The client for a region, made on first use.
   Ec2Client& ec2(State& st, const std::string& region);
   Ec2Client& ec2(State& st) { return ec2(st, cfg.region); }
+  // The client for cleanups (see cleanup_token).
+  Ec2Client& ec2_cleanup(State& st, const std::string& region);
+  Ec2Client& ec2_cleanup(State& st) { return ec2_cleanup(st, cfg.region); }
   // Polls `check` (true: done) with backoff from 250 ms up to aws_polling's delay, at most
   // max_attempts times; `what` names the wait in messages.
-  void wait_until(State& st, const std::string& what, const std::function<bool()>& check) const;
+  void wait_until(State& st, const std::string& what, const std::function<bool()>& check) const {
+    wait_until(st.cancel, what, check);
+  }
+  void wait_until(const CancelToken& cancel, const std::string& what, const std::function<bool()>& check) const;
 };
 
 StepList make_steps(EbsRun& r, StepList provision);

@@ -18,23 +18,36 @@ namespace imgbake::amazon {
 
 using std::chrono::milliseconds;
 
-Ec2Client& EbsRun::ec2(State& st, const std::string& region) {
-  auto& c = clients[region];
-  if (!c) {
-    ClientOptions o;
-    o.region = region;
-    o.endpoint = cfg.custom_endpoint_ec2;
-    o.tls_verify = !cfg.insecure_skip_tls_verify;
-    o.max_retries = static_cast<int>(cfg.max_retries);
-    Ui& ui = st.ui;
-    std::string build = st.build.name;
-    o.log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
-    c = std::make_unique<Ec2Client>(creds, o, st.cancel);
-  }
+namespace {
+
+std::unique_ptr<Ec2Client> make_client(const EbsRun& r, State& st, const std::string& region,
+                                       const CancelToken& cancel) {
+  ClientOptions o;
+  o.region = region;
+  o.endpoint = r.cfg.custom_endpoint_ec2;
+  o.tls_verify = !r.cfg.insecure_skip_tls_verify;
+  o.max_retries = static_cast<int>(r.cfg.max_retries);
+  Ui& ui = st.ui;
+  std::string build = st.build.name;
+  o.log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+  return std::make_unique<Ec2Client>(r.creds, o, cancel);
+}
+
+}  // namespace
+
+Ec2Client& EbsRun::ec2_cleanup(State& st, const std::string& region) {
+  auto& c = cleanup_clients[region];
+  if (!c) c = make_client(*this, st, region, cleanup_token);
   return *c;
 }
 
-void EbsRun::wait_until(State& st, const std::string& what, const std::function<bool()>& check) const {
+Ec2Client& EbsRun::ec2(State& st, const std::string& region) {
+  auto& c = clients[region];
+  if (!c) c = make_client(*this, st, region, st.cancel);
+  return *c;
+}
+
+void EbsRun::wait_until(const CancelToken& cancel, const std::string& what, const std::function<bool()>& check) const {
   milliseconds delay(250);
   milliseconds cap(cfg.poll_delay_seconds * 1000);
   for (int64_t attempt = 1;; ++attempt) {
@@ -43,7 +56,7 @@ void EbsRun::wait_until(State& st, const std::string& what, const std::function<
       throw BuildError("gave up waiting for " + what + " after " + std::to_string(attempt) +
                        " attempts (aws_polling: delay_seconds " + std::to_string(cfg.poll_delay_seconds) +
                        ", max_attempts " + std::to_string(cfg.poll_max_attempts) + ")");
-    st.cancel.sleep_for(std::min(delay, cap));
+    cancel.sleep_for(std::min(delay, cap));
     delay *= 2;
   }
 }
@@ -81,8 +94,9 @@ void add_block_devices(Params& p, const std::string& prefix, const std::vector<B
   }
 }
 
-std::string instance_state(EbsRun& r, State& st, const std::string& region, const std::string& id) {
-  XmlNode doc = r.ec2(st, region).call("DescribeInstances", {{"InstanceId.1", id}});
+std::string instance_state(EbsRun& r, State& st, const std::string& region, const std::string& id, bool cleanup) {
+  XmlNode doc =
+      (cleanup ? r.ec2_cleanup(st, region) : r.ec2(st, region)).call("DescribeInstances", {{"InstanceId.1", id}});
   for (const XmlNode* res : doc.items("reservationSet"))
     for (const XmlNode* inst : res->items("instancesSet"))
       if (inst->at("instanceId") == id) return inst->at("instanceState/name");
@@ -201,7 +215,7 @@ class KeyPairStep : public Step {
     if (!r_.temporary_key) return;
     try {
       st.message("deleting the temporary key pair " + r_.key_name);
-      r_.ec2(st).call("DeleteKeyPair", {{"KeyName", r_.key_name}});
+      r_.ec2_cleanup(st).call("DeleteKeyPair", {{"KeyName", r_.key_name}});
       r_.temporary_key = false;
     } catch (const std::exception& e) {
       st.ui.error(st.build.name, "cannot delete the temporary key pair " + r_.key_name + ": " + e.what() +
@@ -246,7 +260,7 @@ class SecurityGroupStep : public Step {
     milliseconds delay(250);
     for (int attempt = 1;; ++attempt) {
       try {
-        r_.ec2(st).call("DeleteSecurityGroup", {{"GroupId", r_.group_id}});
+        r_.ec2_cleanup(st).call("DeleteSecurityGroup", {{"GroupId", r_.group_id}});
         r_.group_id.clear();
         return;
       } catch (const Ec2Error& e) {
@@ -388,9 +402,9 @@ class RunInstanceStep : public Step {
     if (r_.instance_id.empty()) return;
     try {
       st.message("terminating instance " + r_.instance_id);
-      r_.ec2(st).call("TerminateInstances", {{"InstanceId.1", r_.instance_id}});
-      r_.wait_until(st, "instance " + r_.instance_id + " to terminate", [&] {
-        std::string s = instance_state(r_, st, r_.cfg.region, r_.instance_id);
+      r_.ec2_cleanup(st).call("TerminateInstances", {{"InstanceId.1", r_.instance_id}});
+      r_.wait_until(r_.cleanup_token, "instance " + r_.instance_id + " to terminate", [&] {
+        std::string s = instance_state(r_, st, r_.cfg.region, r_.instance_id, true);
         return s == "terminated" || s.empty();
       });
       st.message("instance " + r_.instance_id + " terminated");

@@ -14,7 +14,8 @@ namespace imgbake::amazon {
 void add_tags(Params& p, const std::string& prefix, const std::map<std::string, std::string>& tags, State& st);
 void add_block_devices(Params& p, const std::string& prefix, const std::vector<BlockDevice>& devices);
 // "" when EC2 no longer knows the instance.
-std::string instance_state(EbsRun& r, State& st, const std::string& region, const std::string& id);
+std::string instance_state(EbsRun& r, State& st, const std::string& region, const std::string& id,
+                           bool cleanup = false);
 
 std::unique_ptr<Step> make_credentials_step(EbsRun& r);
 std::unique_ptr<Step> make_source_ami_step(EbsRun& r);

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# End-to-end: the amazon-ebs builder against tests/fixtures/ec2_double.py, an EC2-compatible
+# endpoint on 127.0.0.1 that checks every signature with botocore's signer, takes the actions and
+# parameters of botocore's EC2 model and runs instances as tiny qemu guests (TCG). Debian's awscli
+# is the independent client that checks what imgbake made. No test reaches AWS.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$IMGBAKE_SOURCE_DIR
+GUEST=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
+export E2E_TIMEOUT=${E2E_TIMEOUT:-180}
+
+require_tools qemu-system-x86_64 qemu-img python3 aws debugfs ssh-keygen
+python3 -c 'import botocore' 2>/dev/null || {
+  echo "python3-botocore is not installed (Debian package python3-botocore: apt-get install python3-botocore, or run tools/setup.sh as root)" >&2
+  exit 1
+}
+if ! "$SRC/tests/fixtures/make-tiny-guest.sh" "$GUEST" --disk >"$E2E_ROOT/fixture.log" 2>&1; then
+  echo "the test guest could not be built:" >&2
+  cat "$E2E_ROOT/fixture.log" >&2
+  exit 1
+fi
+
+# One endpoint for the whole suite (it takes ~2 s to load botocore's EC2 model).
+ACCESS_KEY=AKIDIMGBAKEE2E
+SECRET_KEY='e2e/Secret+Key/never-printed-7f3a9c'
+STATE=$E2E_ROOT/ec2
+SSH_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 "$SRC/tests/fixtures/ec2_double.py" --state "$STATE" --guest "$GUEST" --ssh-port "$SSH_PORT" \
+  --port-file "$E2E_ROOT/ec2.port" --transition 0.3 --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+  >"$E2E_ROOT/ec2.log" 2>&1 &
+E2E_BG_PIDS+=($!)
+wait_for 30 file_nonempty "$E2E_ROOT/ec2.port" || { echo "the EC2 endpoint did not start:" >&2; cat "$E2E_ROOT/ec2.log" >&2; exit 1; }
+ENDPOINT=http://127.0.0.1:$(cat "$E2E_ROOT/ec2.port")
+
+# aws REGION ARGS...: Debian's awscli against the endpoint, with the test credentials.
+aws_ec2() {
+  local region=$1
+  shift
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_CONFIG_FILE=/dev/null \
+    AWS_SHARED_CREDENTIALS_FILE=/dev/null aws --endpoint-url "$ENDPOINT" --region "$region" ec2 "$@"
+}
+
+# template NAME [PROVISIONERS-JSON] [EXTRA-BUILDER-JSON]: t.json for the endpoint.
+template() {
+  local provisioners=${2:-[]} extra=${3:-}
+  [ -n "$extra" ] || extra='{}'
+  python3 - "$ENDPOINT" "$SSH_PORT" "$1" "$provisioners" "$extra" <<'PY' >t.json
+import json, sys
+endpoint, port, name, provisioners, extra = sys.argv[1:6]
+b = {"type": "amazon-ebs", "region": "us-east-1", "custom_endpoint_ec2": endpoint,
+     "source_ami_filter": {"filters": {"name": "tiny-guest-*"}, "owners": ["099720109477"], "most_recent": True},
+     "instance_type": "t3.micro", "ssh_username": "root", "ssh_port": int(port), "ssh_timeout": "150s",
+     "ami_name": name, "aws_polling": {"delay_seconds": 1, "max_attempts": 120}}
+b.update(json.loads(extra))
+print(json.dumps({"variables": {"aws_secret": ""}, "sensitive-variables": ["aws_secret"],
+                  "builders": [b], "provisioners": json.loads(provisioners)}, indent=2))
+PY
+}
+
+# Nothing temporary is left in any region: instances terminated, no key pair, only the default group.
+expect_nothing_left() {
+  local region
+  for region in us-east-1 us-west-2; do
+    expect_eq "instances not terminated in $region" "" \
+      "$(aws_ec2 $region describe-instances --filters Name=instance-state-name,Values=pending,running,stopping,stopped,shutting-down --query 'Reservations[].Instances[].InstanceId' --output text)"
+    expect_eq "key pairs in $region" "" "$(aws_ec2 $region describe-key-pairs --query 'KeyPairs[].KeyName' --output text)"
+    expect_eq "security groups in $region" "sg-default" \
+      "$(aws_ec2 $region describe-security-groups --query 'SecurityGroups[].GroupId' --output text)"
+  done
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  pgrep -f "qemu-system-x86_64 .*$STATE" >/dev/null && fail "no instance VM is left" "none" "$(pgrep -af "qemu-system.*$STATE")"
+  return 0
+}
+
+expect_no_secret() {
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  local where
+  where=$(grep -rlF -- "$SECRET_KEY" "$STDOUT" "$STDERR" "$IMGBAKE_HOME" "$TMPDIR" 2>/dev/null || true)
+  [ -z "$where" ] || fail "the secret key appears nowhere" "nowhere" "$where"
+}
+
+test_bake_ami_with_provisioners_regions_and_throttling() {
+  printf 'payload from the file provisioner\n' >payload.txt
+  template "imgbake-e2e-{{timestamp}}" '[
+    {"type": "shell", "inline": ["echo \"baked by shell as $(id -u)\" > /root/baked.txt"]},
+    {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"}]' \
+    '{"ami_regions": ["us-west-2"], "tags": {"Team": "imgbake", "Source": "{{ .SourceAMI }}"},
+      "snapshot_tags": {"Kind": "root"}, "run_tags": {"Purpose": "e2e"}, "ami_users": ["210987654321"]}'
+  # EC2 throttles: the builder must retry (the endpoint answers RequestLimitExceeded, HTTP 503).
+  curl -fsS -X POST -d '{"throttle": {"DescribeInstances": 2, "CreateImage": 1}}' "$ENDPOINT/_control" >/dev/null
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 0 imgbake build t.json || return
+  expect_contains "$STDOUT" "RequestLimitExceeded (Request limit exceeded.): trying again"
+  expect_contains "$STDOUT" "CreateImage: RequestLimitExceeded"
+  local id east west
+  id=$(grep -o 'us-east-1:ami-[0-9a-f]*,us-west-2:ami-[0-9a-f]*' "$STDOUT" | head -1)
+  expect_match "$STDOUT" 'artifact amazon-ebs: us-east-1:ami-[0-9a-f]+,us-west-2:ami-[0-9a-f]+ '
+  east=${id%%,*} east=${east#us-east-1:}
+  west=${id##*,} west=${west#us-west-2:}
+  # awscli sees the AMIs imgbake reported, available, named and tagged as the template says.
+  expect_eq "awscli: AMI in us-east-1" "$east available" \
+    "$(aws_ec2 us-east-1 describe-images --owners self --query 'Images[].[ImageId,State]' --output text | tr '\t' ' ')"
+  expect_eq "awscli: AMI in us-west-2" "$west available" \
+    "$(aws_ec2 us-west-2 describe-images --owners self --query 'Images[].[ImageId,State]' --output text | tr '\t' ' ')"
+  expect_eq "awscli: tags of the AMI" "Source=ami-0cf3370ee99aef972 Team=imgbake" \
+    "$(aws_ec2 us-east-1 describe-images --image-ids "$east" --query 'Images[0].Tags[].[Key,Value]' --output text | tr '\t' = | sort | tr '\n' ' ' | sed 's/ $//')"
+  expect_eq "awscli: the snapshot is tagged" "root" \
+    "$(aws_ec2 us-east-1 describe-snapshots --owner-ids self --query "Snapshots[?Tags[?Key=='Kind']].Tags[0].Value" --output text)"
+  expect_eq "awscli: launch permission" "210987654321" \
+    "$(aws_ec2 us-east-1 describe-image-attribute --image-id "$east" --attribute launchPermission --query 'LaunchPermissions[].UserId' --output text)"
+  expect_eq "awscli: the instance ran with run_tags" "e2e terminated" \
+    "$(aws_ec2 us-east-1 describe-instances --query "Reservations[].Instances[].[Tags[?Key=='Purpose']|[0].Value,State.Name]" --output text | tr '\t' ' ')"
+  # The AMIs' disks (in both regions) hold what the provisioners put there.
+  local region ami
+  for region in east west; do
+    ami=${!region}
+    expect_eq "$region AMI: /root/payload.txt" "payload from the file provisioner" \
+      "$(debugfs -R 'cat /root/payload.txt' "$STATE/disks/$ami.raw" 2>/dev/null)"
+    expect_eq "$region AMI: /root/baked.txt" "baked by shell as 0" \
+      "$(debugfs -R 'cat /root/baked.txt' "$STATE/disks/$ami.raw" 2>/dev/null)"
+  done
+  expect_nothing_left
+  # The store holds it as an image whose config records the AMIs; its provenance verifies.
+  expect_exit 0 imgbake show amazon-ebs:1
+  expect_contains "$STDOUT" "io.imgbake.amazon.amis=$id"
+  expect_contains "$STDOUT" "io.imgbake.amazon.source_ami=us-east-1:ami-0cf3370ee99aef972"
+  expect_exit 0 imgbake verify amazon-ebs:1
+  expect_exit 0 imgbake promote amazon-ebs:1 --channel stable
+  expect_no_secret
+}
+
+test_failing_provisioner_leaves_nothing_behind() {
+  # The secret comes from a sensitive variable this time (and the environment has none).
+  template "imgbake-e2e-fail" '[{"type": "shell", "inline": ["echo about to fail", "exit 7"]}]' \
+    '{"access_key": "'$ACCESS_KEY'", "secret_key": "{{user `aws_secret`}}", "ami_regions": ["us-west-2"]}'
+  expect_exit 1 imgbake build -var "aws_secret=$SECRET_KEY" t.json || return
+  expect_contains "$STDOUT" "about to fail"
+  expect_contains "$STDERR" "exited with status 7"
+  expect_contains "$STDOUT" "terminating instance"
+  expect_eq "AMIs named imgbake-e2e-fail" "" \
+    "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-fail --query 'Images[].ImageId' --output text)"
+  expect_nothing_left
+  expect_no_secret
+}
+
+test_ctrl_c_leaves_nothing_behind() {
+  template "imgbake-e2e-interrupted"
+  set -m
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY "$IMGBAKE" build t.json >"$STDOUT" 2>"$STDERR" </dev/null &
+  local pid=$!
+  set +m
+  E2E_BG_PIDS+=("$pid")
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for 60 grep -q "waiting for SSH" "$STDOUT"; then
+    fail "the build reaches the SSH wait" "'waiting for SSH' within 60 s" "not seen"
+    e2e_show_file stdout "$STDOUT"
+    e2e_show_file stderr "$STDERR"
+    kill -KILL -- "-$pid"
+    return
+  fi
+  kill -INT -- "-$pid"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  wait_for 30 pid_gone "$pid" || fail "imgbake exits within 30 s of Ctrl-C" "exit" "still running"
+  local rc=0
+  wait "$pid" || rc=$?
+  expect_eq "exit status after Ctrl-C" 130 "$rc"
+  expect_contains "$STDOUT" "deleting the temporary key pair"
+  expect_nothing_left
+  expect_no_secret
+}
+
+test_wrong_credentials_show_ec2s_error() {
+  template "imgbake-e2e-denied"
+  AWS_ACCESS_KEY_ID=AKIDNOTKNOWN AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 1 imgbake build t.json
+  expect_contains "$STDERR" "DescribeImages: AuthFailure: AWS was not able to validate the provided access credentials"
+  # A right key id with a wrong secret: EC2's SignatureDoesNotMatch.
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=not-the-secret expect_exit 1 imgbake build t.json
+  expect_contains "$STDERR" "SignatureDoesNotMatch: The request signature we calculated does not match"
+  # No credentials at all: every place looked at is named.
+  expect_exit 1 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" AWS_PROFILE=nope "$IMGBAKE" build t.json
+  expect_contains "$STDERR" "no AWS credentials found; looked in the options access_key/secret_key, the environment"
+  expect_contains "$STDERR" "profile 'nope' in $TEST_DIR/.aws/credentials"
+  expect_no_secret
+}
+
+test_shared_credentials_file_and_profile() {
+  mkdir -p .aws
+  printf '[default]\naws_access_key_id = AKIDWRONGDEFAULT\naws_secret_access_key = x\n[ci]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+    "$ACCESS_KEY" "$SECRET_KEY" >.aws/credentials
+  template "imgbake-e2e-profile"
+  expect_exit 1 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" "$IMGBAKE" build t.json
+  expect_contains "$STDERR" "AuthFailure"
+  python3 - <<'PY'
+import json
+t = json.load(open("t.json"))
+t["builders"][0]["profile"] = "ci"
+t["builders"][0]["source_ami"] = "ami-nonexistent"
+del t["builders"][0]["source_ami_filter"]
+json.dump(t, open("t.json", "w"))
+PY
+  expect_exit 1 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" "$IMGBAKE" build t.json
+  expect_contains "$STDOUT" "credentials from profile 'ci' in $TEST_DIR/.aws/credentials"
+  expect_contains "$STDERR" "InvalidAMIID.NotFound: The image id '[ami-nonexistent]' does not exist"
+  expect_no_secret
+}
+
+run_test bake_ami_with_provisioners_regions_and_throttling test_bake_ami_with_provisioners_regions_and_throttling
+run_test failing_provisioner_leaves_nothing_behind test_failing_provisioner_leaves_nothing_behind
+run_test ctrl_c_leaves_nothing_behind test_ctrl_c_leaves_nothing_behind
+run_test wrong_credentials_show_ecs_error test_wrong_credentials_show_ec2s_error
+run_test shared_credentials_file_and_profile test_shared_credentials_file_and_profile
+summary
