@@ -9,8 +9,12 @@ SRC=$IMGBAKE_SOURCE_DIR
 GUEST=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
 export E2E_TIMEOUT=${E2E_TIMEOUT:-180}
 
-require_tools qemu-system-x86_64 qemu-img python3 aws debugfs ssh-keygen
-python3 -c 'import botocore' 2>/dev/null || {
+require_tools qemu-system-x86_64 qemu-img python3 aws debugfs ssh-keygen curl
+# Debian's own python3 and awscli (python3-botocore, awscli), also where pyenv or pip put others first.
+PY=python3 AWS_CLI=aws
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+[ -x /usr/bin/aws ] && AWS_CLI=/usr/bin/aws
+"$PY" -c 'import botocore' 2>/dev/null || {
   echo "python3-botocore is not installed (Debian package python3-botocore: apt-get install python3-botocore, or run tools/setup.sh as root)" >&2
   exit 1
 }
@@ -25,7 +29,7 @@ ACCESS_KEY=AKIDIMGBAKEE2E
 SECRET_KEY='e2e/Secret+Key/never-printed-7f3a9c'
 STATE=$E2E_ROOT/ec2
 SSH_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 "$SRC/tests/fixtures/ec2_double.py" --state "$STATE" --guest "$GUEST" --ssh-port "$SSH_PORT" \
+"$PY" "$SRC/tests/fixtures/ec2_double.py" --state "$STATE" --guest "$GUEST" --ssh-port "$SSH_PORT" \
   --port-file "$E2E_ROOT/ec2.port" --transition 0.3 --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
   >"$E2E_ROOT/ec2.log" 2>&1 &
 E2E_BG_PIDS+=($!)
@@ -37,7 +41,7 @@ aws_ec2() {
   local region=$1
   shift
   AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_CONFIG_FILE=/dev/null \
-    AWS_SHARED_CREDENTIALS_FILE=/dev/null aws --endpoint-url "$ENDPOINT" --region "$region" ec2 "$@"
+    AWS_SHARED_CREDENTIALS_FILE=/dev/null "$AWS_CLI" --endpoint-url "$ENDPOINT" --region "$region" ec2 "$@"
 }
 
 # template NAME [PROVISIONERS-JSON] [EXTRA-BUILDER-JSON]: t.json for the endpoint.
