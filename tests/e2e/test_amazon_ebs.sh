@@ -80,7 +80,7 @@ expect_no_secret() {
 
 test_bake_ami_with_provisioners_regions_and_throttling() {
   printf 'payload from the file provisioner\n' >payload.txt
-  template "imgbake-e2e-{{timestamp}}" '[
+  template "imgbake-e2e-main" '[
     {"type": "shell", "inline": ["echo \"baked by shell as $(id -u)\" > /root/baked.txt"]},
     {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"}]' \
     '{"ami_regions": ["us-west-2"], "tags": {"Team": "imgbake", "Source": "{{ .SourceAMI }}"},
@@ -96,12 +96,11 @@ test_bake_ami_with_provisioners_regions_and_throttling() {
   east=${id%%,*} east=${east#us-east-1:}
   west=${id##*,} west=${west#us-west-2:}
   # awscli sees the AMIs imgbake reported, available, named and tagged as the template says.
-  expect_eq "awscli: AMI in us-east-1" "$east available" \
-    "$(aws_ec2 us-east-1 describe-images --owners self --query 'Images[].[ImageId,State]' --output text | tr '\t' ' ')"
-  expect_eq "awscli: AMI in us-west-2" "$west available" \
-    "$(aws_ec2 us-west-2 describe-images --owners self --query 'Images[].[ImageId,State]' --output text | tr '\t' ' ')"
-  expect_eq "awscli: tags of the AMI" "Source=ami-0cf3370ee99aef972 Team=imgbake" \
-    "$(aws_ec2 us-east-1 describe-images --image-ids "$east" --query 'Images[0].Tags[].[Key,Value]' --output text | tr '\t' = | sort | tr '\n' ' ' | sed 's/ $//')"
+  expect_eq "awscli: AMI in us-east-1 (id, state, name, tags)" \
+    "$east available imgbake-e2e-main Source=ami-0cf3370ee99aef972 Team=imgbake" \
+    "$(aws_ec2 us-east-1 describe-images --owners self --query 'Images[].[ImageId,State,Name,join(`,`,sort_by(Tags,&Key)[].join(`=`,[Key,Value]))]' --output text | tr '\t,' '  ')"
+  expect_eq "awscli: AMI in us-west-2" "$west available imgbake-e2e-main" \
+    "$(aws_ec2 us-west-2 describe-images --owners self --query 'Images[].[ImageId,State,Name]' --output text | tr '\t' ' ')"
   expect_eq "awscli: the snapshot is tagged" "root" \
     "$(aws_ec2 us-east-1 describe-snapshots --owner-ids self --query "Snapshots[?Tags[?Key=='Kind']].Tags[0].Value" --output text)"
   expect_eq "awscli: launch permission" "210987654321" \
@@ -120,11 +119,33 @@ test_bake_ami_with_provisioners_regions_and_throttling() {
   expect_nothing_left
   # The store holds it as an image whose config records the AMIs; its provenance verifies.
   expect_exit 0 imgbake show amazon-ebs:1
+  cp "$STDOUT" show.txt
+  expect_match show.txt "io.imgbake.amazon.snapshots=us-east-1:snap-[0-9a-f]+,us-west-2:snap-[0-9a-f]+$"
   expect_contains "$STDOUT" "io.imgbake.amazon.amis=$id"
   expect_contains "$STDOUT" "io.imgbake.amazon.source_ami=us-east-1:ami-0cf3370ee99aef972"
   expect_exit 0 imgbake verify amazon-ebs:1
   expect_exit 0 imgbake promote amazon-ebs:1 --channel stable
   expect_no_secret
+
+  # The name is taken now: a second build stops before it launches anything...
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 1 imgbake build t.json
+  expect_contains "$STDERR" "AMI name 'imgbake-e2e-main' is used by an existing AMI in us-east-1: $east (set force_deregister to replace it)"
+  expect_not_contains "$STDOUT" "launching"
+  # ...unless force_deregister replaces it (and force_delete_snapshot its snapshot).
+  local old_snap
+  old_snap=$(sed -n 's/.*io.imgbake.amazon.snapshots=us-east-1:\(snap-[0-9a-f]*\),.*/\1/p' "$TEST_DIR/show.txt")
+  template "imgbake-e2e-main" '[]' '{"force_deregister": true, "force_delete_snapshot": true}'
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 0 imgbake build t.json || return
+  expect_contains "$STDOUT" "force_deregister: deregistering $east in us-east-1 and deleting $old_snap"
+  local new_id
+  new_id=$(grep -o 'artifact amazon-ebs: us-east-1:ami-[0-9a-f]*' "$STDOUT" | head -1)
+  expect_eq "awscli: the one AMI named imgbake-e2e-main in us-east-1 is the new one" "${new_id##*:}" \
+    "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-main --query 'Images[].ImageId' --output text)"
+  expect_eq "awscli: the old snapshot is gone" "" \
+    "$(aws_ec2 us-east-1 describe-snapshots --owner-ids self --query "Snapshots[?SnapshotId=='$old_snap'].SnapshotId" --output text)"
+  expect_exit 0 imgbake history amazon-ebs
+  expect_contains "$STDOUT" "amazon-ebs:2"
+  expect_nothing_left
 }
 
 test_failing_provisioner_leaves_nothing_behind() {
