@@ -151,11 +151,17 @@ test_bake_ami_with_provisioners_regions_and_throttling() {
 test_failing_provisioner_leaves_nothing_behind() {
   # The secret comes from a sensitive variable this time (and the environment has none).
   template "imgbake-e2e-fail" '[{"type": "shell", "inline": ["echo about to fail", "exit 7"]}]' \
-    '{"access_key": "'$ACCESS_KEY'", "secret_key": "{{user `aws_secret`}}", "ami_regions": ["us-west-2"]}'
+    '{"access_key": "'$ACCESS_KEY'", "secret_key": "{{user `aws_secret`}}", "ami_regions": ["us-west-2"],
+      "user_data": "#cloud-config\nhostname: baker\n", "temporary_key_pair_type": "ed25519"}'
   expect_exit 1 imgbake build -var "aws_secret=$SECRET_KEY" t.json || return
   expect_contains "$STDOUT" "about to fail"
   expect_contains "$STDERR" "exited with status 7"
   expect_contains "$STDOUT" "terminating instance"
+  expect_contains "$STDOUT" "creating the temporary key pair packer_"
+  expect_contains "$STDOUT" "(ed25519)"
+  expect_eq "awscli: the instance got user_data" "#cloud-config|hostname: baker|" \
+    "$(aws_ec2 us-east-1 describe-instance-attribute --instance-id "$(grep -o 'instance i-[0-9a-f]*' "$STDOUT" | head -1 | cut -d' ' -f2)" \
+      --attribute userData --query UserData.Value --output text | base64 -d | tr '\n' '|')"
   expect_eq "AMIs named imgbake-e2e-fail" "" \
     "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-fail --query 'Images[].ImageId' --output text)"
   expect_nothing_left
@@ -223,7 +229,23 @@ PY
   expect_no_secret
 }
 
+test_bad_options_are_named() {
+  cat >t.json <<'JSON'
+{"builders": [{"type": "amazon-ebs", "region": "us-east-1", "instance_type": "t3.micro",
+    "ssh_username": "root", "ami_name": "bad*name", "force_delete_snapshot": true, "temporary_key_pair_type": "dsa",
+    "assume_role": {"role_arn": "arn:aws:iam::1:role/x"}, "ami_regoins": ["eu-west-1"]}]}
+JSON
+  expect_exit 1 imgbake validate t.json
+  expect_contains "$STDERR" "'source_ami' or 'source_ami_filter' is required"
+  expect_contains "$STDERR" "contains '*': AMI names hold letters, digits and ()[] ./-'@_"
+  expect_contains "$STDERR" "force_delete_snapshot needs force_deregister: true"
+  expect_contains "$STDERR" "'dsa' must be rsa or ed25519"
+  expect_contains "$STDERR" "'assume_role' is not supported by imgbake yet"
+  expect_contains "$STDERR" "did you mean 'ami_regions'"
+}
+
 timed() {
+  if [ -n "${E2E_ONLY:-}" ] && ! [[ $1 =~ $E2E_ONLY ]]; then return 0; fi
   local t0=$SECONDS
   run_test "$@"
   echo "  ($1: $((SECONDS - t0)) s)"
@@ -233,4 +255,5 @@ timed failing_provisioner_leaves_nothing_behind test_failing_provisioner_leaves_
 timed ctrl_c_leaves_nothing_behind test_ctrl_c_leaves_nothing_behind
 timed wrong_credentials_show_ec2s_error test_wrong_credentials_show_ec2s_error
 timed shared_credentials_file_and_profile test_shared_credentials_file_and_profile
+timed bad_options_are_named test_bad_options_are_named
 summary
