@@ -135,6 +135,12 @@ class CreateImageStep : public Step {
     if (it == r.amis.end()) return;
     try {
       st.message("the build did not finish: deregistering AMI " + it->second + " in " + region);
+      if (r.snapshots[region].empty()) {  // interrupted before it was available: ask for its snapshots
+        XmlNode doc = r.ec2_cleanup(st, region).call("DescribeImages", {{"ImageId.1", it->second}});
+        for (const XmlNode* img : doc.items("imagesSet"))
+          for (const XmlNode* bdm : img->items("blockDeviceMapping"))
+            if (!bdm->at("ebs/snapshotId").empty()) r.snapshots[region].push_back(bdm->at("ebs/snapshotId"));
+      }
       deregister(r, st, region, it->second, r.snapshots[region], true, true);
       r.amis.erase(it);
     } catch (const std::exception& e) {

@@ -32,7 +32,11 @@ SSH_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)
 "$PY" "$SRC/tests/fixtures/ec2_double.py" --state "$STATE" --guest "$GUEST" --ssh-port "$SSH_PORT" \
   --port-file "$E2E_ROOT/ec2.port" --transition 0.3 --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
   >"$E2E_ROOT/ec2.log" 2>&1 &
-E2E_BG_PIDS+=($!)
+EC2_PID=$!
+E2E_BG_PIDS+=("$EC2_PID")
+# The endpoint stops the VMs it runs when it gets SIGTERM (lib.sh's cleanup sends SIGKILL, which
+# would leave a failed test's instance running).
+trap 'kill -TERM "$EC2_PID" 2>/dev/null; wait_for 5 pid_gone "$EC2_PID"; e2e_cleanup' EXIT
 wait_for 30 file_nonempty "$E2E_ROOT/ec2.port" || { echo "the EC2 endpoint did not start:" >&2; cat "$E2E_ROOT/ec2.log" >&2; exit 1; }
 ENDPOINT=http://127.0.0.1:$(cat "$E2E_ROOT/ec2.port")
 
