@@ -13,11 +13,18 @@ std::vector<BlockDevice> read_block_devices(ConfigReader& cfg, const std::string
   std::vector<BlockDevice> out;
   const json::Value* v = cfg.raw(key);
   if (!v || v->kind == json::Value::Kind::Null) return out;
-  if (v->kind != json::Value::Kind::Array) {
+  // One HCL2 block arrives as an object, repeated blocks (and JSON) as a list.
+  std::vector<const json::Value*> items;
+  if (v->kind == json::Value::Kind::Object) {
+    items.push_back(v);
+  } else if (v->kind == json::Value::Kind::Array) {
+    for (const auto& item : v->items) items.push_back(&item);
+  } else {
     cfg.error(key, "must be a list of objects with device_name, volume_size, …");
     return out;
   }
-  for (const auto& item : v->items) {
+  for (const json::Value* entry : items) {
+    const json::Value& item = *entry;
     if (item.kind != json::Value::Kind::Object) {
       cfg.error(key, "each entry must be an object");
       continue;

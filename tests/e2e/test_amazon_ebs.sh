@@ -233,7 +233,7 @@ PY
   expect_no_secret
 }
 
-test_bad_options_are_named() {
+test_options_are_checked() {
   cat >t.json <<'JSON'
 {"builders": [{"type": "amazon-ebs", "region": "us-east-1", "instance_type": "t3.micro",
     "ssh_username": "root", "ami_name": "bad*name", "force_delete_snapshot": true, "temporary_key_pair_type": "dsa",
@@ -246,6 +246,38 @@ JSON
   expect_contains "$STDERR" "'dsa' must be rsa or ed25519"
   expect_contains "$STDERR" "'assume_role' is not supported by imgbake yet"
   expect_contains "$STDERR" "did you mean 'ami_regions'"
+  # The same builder as an HCL2 source: nested blocks (one or repeated) are its objects and lists.
+  cat >t.pkr.hcl <<'HCL'
+source "amazon-ebs" "base" {
+  region        = "us-east-1"
+  instance_type = "t3.micro"
+  ssh_username  = "root"
+  ami_name      = "hcl-test"
+  source_ami_filter {
+    filters = {
+      name = "tiny-guest-*"
+    }
+    owners      = ["099720109477"]
+    most_recent = true
+  }
+  aws_polling {
+    delay_seconds = 1
+    max_attempts  = 5
+  }
+  tags = { Team = "x" }
+  launch_block_device_mappings {
+    device_name = "/dev/xvdb"
+    volume_size = 2
+  }
+  launch_block_device_mappings {
+    volume_type = "gp3"
+    device_name = "/dev/xvda"
+    volume_size = 8
+  }
+}
+build { sources = ["source.amazon-ebs.base"] }
+HCL
+  expect_exit 0 imgbake validate t.pkr.hcl
 }
 
 timed() {
@@ -259,5 +291,5 @@ timed failing_provisioner_leaves_nothing_behind test_failing_provisioner_leaves_
 timed ctrl_c_leaves_nothing_behind test_ctrl_c_leaves_nothing_behind
 timed wrong_credentials_show_ec2s_error test_wrong_credentials_show_ec2s_error
 timed shared_credentials_file_and_profile test_shared_credentials_file_and_profile
-timed bad_options_are_named test_bad_options_are_named
+timed options_are_checked test_options_are_checked
 summary
