@@ -153,27 +153,43 @@ test_bake_ami_with_provisioners_regions_and_throttling() {
 }
 
 test_failing_provisioner_leaves_nothing_behind() {
+  # The user's own key pair and security group this time: imgbake must use them and leave them.
+  aws_ec2 us-east-1 create-key-pair --key-name users-key --key-type ed25519 --query KeyMaterial --output text >users-key.pem
+  chmod 600 users-key.pem
+  local group
+  group=$(aws_ec2 us-east-1 create-security-group --group-name users-group --description "the user's" --query GroupId --output text)
   # The secret comes from a sensitive variable this time (and the environment has none).
   template "imgbake-e2e-fail" '[{"type": "shell", "inline": ["echo about to fail", "exit 7"]}]' \
     '{"access_key": "'$ACCESS_KEY'", "secret_key": "{{user `aws_secret`}}", "ami_regions": ["us-west-2"],
-      "user_data": "#cloud-config\nhostname: baker\n", "temporary_key_pair_type": "ed25519"}'
+      "user_data": "#cloud-config\nhostname: baker\n", "ssh_keypair_name": "users-key",
+      "ssh_private_key_file": "users-key.pem", "security_group_ids": ["'$group'"]}'
   expect_exit 1 imgbake build -var "aws_secret=$SECRET_KEY" t.json || return
   expect_contains "$STDOUT" "about to fail"
   expect_contains "$STDERR" "exited with status 7"
   expect_contains "$STDOUT" "terminating instance"
-  expect_contains "$STDOUT" "creating the temporary key pair packer_"
-  expect_contains "$STDOUT" "(ed25519)"
+  expect_contains "$STDOUT" "using key pair users-key"
+  expect_not_contains "$STDOUT" "temporary"
+  local instance
+  instance=$(grep -o 'instance i-[0-9a-f]*' "$STDOUT" | head -1 | cut -d' ' -f2)
+  expect_eq "awscli: the instance ran with the user's key pair and group" "users-key $group" \
+    "$(aws_ec2 us-east-1 describe-instances --instance-ids "$instance" --query 'Reservations[0].Instances[0].[KeyName,SecurityGroups[0].GroupId]' --output text | tr '\t' ' ')"
   expect_eq "awscli: the instance got user_data" "#cloud-config|hostname: baker|" \
-    "$(aws_ec2 us-east-1 describe-instance-attribute --instance-id "$(grep -o 'instance i-[0-9a-f]*' "$STDOUT" | head -1 | cut -d' ' -f2)" \
+    "$(aws_ec2 us-east-1 describe-instance-attribute --instance-id "$instance" \
       --attribute userData --query UserData.Value --output text | base64 -d | tr '\n' '|')"
   expect_eq "AMIs named imgbake-e2e-fail" "" \
     "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-fail --query 'Images[].ImageId' --output text)"
+  # The user's resources are still there; once they are removed, nothing is left.
+  expect_eq "what is left at the endpoint" \
+    '{"us-east-1": {"instances": [], "key_pairs": ["users-key"], "security_groups": ["'$group'"]}}' \
+    "$(curl -fsS "$ENDPOINT/_resources" | python3 -c 'import json, sys; print(json.dumps({r: v for r, v in json.load(sys.stdin).items() if any(v.values())}, sort_keys=True))')"
+  aws_ec2 us-east-1 delete-key-pair --key-name users-key >/dev/null
+  aws_ec2 us-east-1 delete-security-group --group-id "$group" >/dev/null
   expect_nothing_left
   expect_no_secret
 }
 
 test_ctrl_c_leaves_nothing_behind() {
-  template "imgbake-e2e-interrupted"
+  template "imgbake-e2e-interrupted" '[]' '{"temporary_key_pair_type": "ed25519"}'
   set -m
   AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY "$IMGBAKE" build t.json >"$STDOUT" 2>"$STDERR" </dev/null &
   local pid=$!
@@ -194,6 +210,7 @@ test_ctrl_c_leaves_nothing_behind() {
   wait "$pid" || rc=$?
   expect_eq "exit status after Ctrl-C" 130 "$rc"
   expect_contains "$STDOUT" "deleting the temporary key pair"
+  expect_contains "$STDOUT" "(ed25519)"
   expect_nothing_left
   expect_no_secret
 }
