@@ -48,6 +48,19 @@ aws_ec2() {
     AWS_SHARED_CREDENTIALS_FILE=/dev/null "$AWS_CLI" --endpoint-url "$ENDPOINT" --region "$region" ec2 "$@"
 }
 
+# ec2_py REGION CODE: runs python CODE with `ec2`, a botocore EC2 client on the endpoint (several
+# calls in one process: each awscli run costs 1-2 s of start-up under load).
+ec2_py() {
+  "$PY" - "$ENDPOINT" "$1" "$ACCESS_KEY" "$SECRET_KEY" "$2" <<'PY'
+import sys
+import botocore.session
+endpoint, region, ak, sk, code = sys.argv[1:6]
+ec2 = botocore.session.get_session().create_client(
+    "ec2", region_name=region, endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk)
+exec(code)
+PY
+}
+
 # template NAME [PROVISIONERS-JSON] [EXTRA-BUILDER-JSON]: t.json for the endpoint.
 template() {
   local provisioners=${2:-[]} extra=${3:-}
@@ -105,12 +118,14 @@ test_bake_ami_with_provisioners_regions_and_throttling() {
     "$(aws_ec2 us-east-1 describe-images --owners self --query 'Images[].[ImageId,State,Name,join(`,`,sort_by(Tags,&Key)[].join(`=`,[Key,Value]))]' --output text | tr '\t,' '  ')"
   expect_eq "awscli: AMI in us-west-2" "$west available imgbake-e2e-main" \
     "$(aws_ec2 us-west-2 describe-images --owners self --query 'Images[].[ImageId,State,Name]' --output text | tr '\t' ' ')"
-  expect_eq "awscli: the snapshot is tagged" "root" \
-    "$(aws_ec2 us-east-1 describe-snapshots --owner-ids self --query "Snapshots[?Tags[?Key=='Kind']].Tags[0].Value" --output text)"
-  expect_eq "awscli: launch permission" "210987654321" \
-    "$(aws_ec2 us-east-1 describe-image-attribute --image-id "$east" --attribute launchPermission --query 'LaunchPermissions[].UserId' --output text)"
-  expect_eq "awscli: the instance ran with run_tags" "e2e terminated" \
-    "$(aws_ec2 us-east-1 describe-instances --query "Reservations[].Instances[].[Tags[?Key=='Purpose']|[0].Value,State.Name]" --output text | tr '\t' ' ')"
+  expect_eq "botocore: snapshot tag, launch permission, the instance's run_tags and state" \
+    "root 210987654321 e2e terminated" "$(ec2_py us-east-1 '
+snaps = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+perms = ec2.describe_image_attribute(ImageId="'$east'", Attribute="launchPermission")["LaunchPermissions"]
+inst = ec2.describe_instances()["Reservations"][0]["Instances"][0]
+print(" ".join(t["Value"] for s in snaps for t in s.get("Tags", []) if t["Key"] == "Kind"),
+      " ".join(p["UserId"] for p in perms),
+      " ".join(t["Value"] for t in inst["Tags"] if t["Key"] == "Purpose"), inst["State"]["Name"])')"
   # The AMIs' disks (in both regions) hold what the provisioners put there.
   local region ami
   for region in east west; do
@@ -154,10 +169,11 @@ test_bake_ami_with_provisioners_regions_and_throttling() {
 
 test_failing_provisioner_leaves_nothing_behind() {
   # The user's own key pair and security group this time: imgbake must use them and leave them.
-  aws_ec2 us-east-1 create-key-pair --key-name users-key --key-type ed25519 --query KeyMaterial --output text >users-key.pem
-  chmod 600 users-key.pem
   local group
-  group=$(aws_ec2 us-east-1 create-security-group --group-name users-group --description "the user's" --query GroupId --output text)
+  group=$(ec2_py us-east-1 '
+open("users-key.pem", "w").write(ec2.create_key_pair(KeyName="users-key", KeyType="ed25519")["KeyMaterial"])
+print(ec2.create_security_group(GroupName="users-group", Description="the users")["GroupId"])')
+  chmod 600 users-key.pem
   # The secret comes from a sensitive variable this time (and the environment has none).
   template "imgbake-e2e-fail" '[{"type": "shell", "inline": ["echo about to fail", "exit 7"]}]' \
     '{"access_key": "'$ACCESS_KEY'", "secret_key": "{{user `aws_secret`}}", "ami_regions": ["us-west-2"],
@@ -171,19 +187,18 @@ test_failing_provisioner_leaves_nothing_behind() {
   expect_not_contains "$STDOUT" "temporary"
   local instance
   instance=$(grep -o 'instance i-[0-9a-f]*' "$STDOUT" | head -1 | cut -d' ' -f2)
-  expect_eq "awscli: the instance ran with the user's key pair and group" "users-key $group" \
-    "$(aws_ec2 us-east-1 describe-instances --instance-ids "$instance" --query 'Reservations[0].Instances[0].[KeyName,SecurityGroups[0].GroupId]' --output text | tr '\t' ' ')"
-  expect_eq "awscli: the instance got user_data" "#cloud-config|hostname: baker|" \
-    "$(aws_ec2 us-east-1 describe-instance-attribute --instance-id "$instance" \
-      --attribute userData --query UserData.Value --output text | base64 -d | tr '\n' '|')"
-  expect_eq "AMIs named imgbake-e2e-fail" "" \
-    "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-fail --query 'Images[].ImageId' --output text)"
+  expect_eq "botocore: the instance's key pair, group and user_data; AMIs named imgbake-e2e-fail" \
+    "users-key $group #cloud-config|hostname: baker| []" "$(ec2_py us-east-1 '
+import base64
+i = ec2.describe_instances(InstanceIds=["'$instance'"])["Reservations"][0]["Instances"][0]
+u = ec2.describe_instance_attribute(InstanceId=i["InstanceId"], Attribute="userData")["UserData"]["Value"]
+amis = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["imgbake-e2e-fail"]}])["Images"]
+print(i["KeyName"], i["SecurityGroups"][0]["GroupId"], base64.b64decode(u).decode().replace("\n", "|"), amis)')"
   # The user's resources are still there; once they are removed, nothing is left.
   expect_eq "what is left at the endpoint" \
     '{"us-east-1": {"instances": [], "key_pairs": ["users-key"], "security_groups": ["'$group'"]}}' \
     "$(curl -fsS "$ENDPOINT/_resources" | python3 -c 'import json, sys; print(json.dumps({r: v for r, v in json.load(sys.stdin).items() if any(v.values())}, sort_keys=True))')"
-  aws_ec2 us-east-1 delete-key-pair --key-name users-key >/dev/null
-  aws_ec2 us-east-1 delete-security-group --group-id "$group" >/dev/null
+  ec2_py us-east-1 'ec2.delete_key_pair(KeyName="users-key"); ec2.delete_security_group(GroupId="'$group'")'
   expect_nothing_left
   expect_no_secret
 }
