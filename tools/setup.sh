@@ -7,7 +7,7 @@ packages=(
   bubblewrap debootstrap apt-utils curl podman runc libxml2-utils
   libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev libseccomp-dev
   libsqlite3-dev libgtest-dev libgmock-dev libicu-dev clang-format clang-tidy clang libclang-rt-14-dev
-  golang-github-hashicorp-hcl-v2-dev golang-go
+  golang-github-hashicorp-hcl-v2-dev golang-go awscli python3-botocore
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -170,6 +170,11 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
     req.version = settings.version;
   req.labels = settings.labels;
   for (const auto& [k, v] : opts.labels) req.labels[k] = v;
+  // A builder whose image lives elsewhere (amazon-ebs: AMIs in EC2) records where in the config.
+  for (const auto& a : summary.artifacts)
+    if (a->metadata.contains("image_labels"))
+      for (const auto& [k, v] : a->metadata["image_labels"].items())
+        if (v.is_string()) req.labels[k] = v.get<std::string>();
   // The build's name as its components see it ({{build_name}}, PACKER_BUILD_NAME): an HCL2
   // source "rootfs" "debian" and a JSON builder named "debian" label their images alike.
   req.labels["io.imgbake.build"] = plan.interp.build_name;

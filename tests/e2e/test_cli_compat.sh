@@ -113,7 +113,7 @@ for l in lines:
 test_syntax_only() {
   write_file unknown_type.json <<'EOF'
 {
-  "builders": [{"type": "amazon-ebs", "region": "us-east-1"}]
+  "builders": [{"type": "azure-arm", "location": "westeurope"}]
 }
 EOF
   expect_exit 0 imgbake validate -syntax-only unknown_type.json

@@ -75,15 +75,15 @@ test_unknown_builder_type() {
   cat >ebs.json <<'EOF'
 {
   "builders": [
-    {"type": "amazon-ebs", "region": "us-east-1"},
+    {"type": "azure-arm", "location": "westeurope"},
     {"type": "virtualbox-iso", "name": "vm"},
     {"type": "null"}
   ]
 }
 EOF
-  expect_invalid ebs.json "ebs.json:3:5: " "unknown builder type 'amazon-ebs'" "ebs.json:4:5: " "unknown builder type 'virtualbox-iso'"
+  expect_invalid ebs.json "ebs.json:3:5: " "unknown builder type 'azure-arm'" "ebs.json:4:5: " "unknown builder type 'virtualbox-iso'"
   # It lists the types that exist.
-  expect_match "$STDERR" "amazon-ebs.*file, null"
+  expect_match "$STDERR" "azure-arm.*amazon-ebs, file, null"
   # Unknown provisioner and post-processor types, with a suggestion.
   cat >ptype.json <<'EOF'
 {

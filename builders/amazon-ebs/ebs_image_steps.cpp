@@ -1,0 +1,338 @@
+// The amazon-ebs builder's steps that make the AMIs: the name check, force_deregister,
+// CreateImage, CopyImage to ami_regions, launch permissions and tags, and the artifact.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "ebs_run.h"
+#include "ebs_steps_internal.h"
+#include "imgbake/error.h"
+#include "imgbake/temp_file.h"
+#include "imgbake/util.h"
+
+namespace imgbake::amazon {
+namespace {
+
+// The AMIs this account owns with this name in a region: id -> snapshot ids.
+std::map<std::string, std::vector<std::string>> owned_images_named(EbsRun& r, State& st, const std::string& region,
+                                                                   const std::string& name) {
+  XmlNode doc =
+      r.ec2(st, region)
+          .call("DescribeImages", {{"Owner.1", "self"}, {"Filter.1.Name", "name"}, {"Filter.1.Value.1", name}});
+  std::map<std::string, std::vector<std::string>> out;
+  for (const XmlNode* img : doc.items("imagesSet")) {
+    auto& snaps = out[img->at("imageId")];
+    for (const XmlNode* bdm : img->items("blockDeviceMapping"))
+      if (!bdm->at("ebs/snapshotId").empty()) snaps.push_back(bdm->at("ebs/snapshotId"));
+  }
+  return out;
+}
+
+std::vector<std::string> regions_of(const EbsRun& r) {
+  std::vector<std::string> out = {r.cfg.region};
+  for (const auto& reg : r.cfg.ami_regions)
+    if (std::find(out.begin(), out.end(), reg) == out.end()) out.push_back(reg);
+  return out;
+}
+
+// Waits for an AMI to become available; fails when it becomes "failed".
+void wait_available(EbsRun& r, State& st, const std::string& region, const std::string& ami,
+                    std::vector<std::string>* snapshots) {
+  r.wait_until(st, "AMI " + ami + " in " + region + " to become available", [&] {
+    XmlNode doc = r.ec2(st, region).call("DescribeImages", {{"ImageId.1", ami}});
+    for (const XmlNode* img : doc.items("imagesSet")) {
+      std::string s = img->at("imageState");
+      if (s == "failed" || s == "invalid" || s == "error")
+        throw BuildError("AMI " + ami + " in " + region + " is " + s +
+                         (img->at("stateReason/message").empty() ? "" : ": " + img->at("stateReason/message")));
+      if (s != "available") return false;
+      if (snapshots) {
+        snapshots->clear();
+        for (const XmlNode* bdm : img->items("blockDeviceMapping"))
+          if (!bdm->at("ebs/snapshotId").empty()) snapshots->push_back(bdm->at("ebs/snapshotId"));
+      }
+      return true;
+    }
+    return false;
+  });
+}
+
+void deregister(EbsRun& r, State& st, const std::string& region, const std::string& ami,
+                const std::vector<std::string>& snapshots, bool delete_snapshots, bool cleanup = false) {
+  Ec2Client& ec2 = cleanup ? r.ec2_cleanup(st, region) : r.ec2(st, region);
+  ec2.call("DeregisterImage", {{"ImageId", ami}});
+  if (delete_snapshots)
+    for (const auto& s : snapshots) ec2.call("DeleteSnapshot", {{"SnapshotId", s}});
+}
+
+class AmiNameCheckStep : public Step {
+ public:
+  explicit AmiNameCheckStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "check AMI name"; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "amazon-ami-name"}, {"ami_name", r_.cfg.ami_name}};
+  }
+  void run(State& st) override {
+    if (r_.cfg.force_deregister || r_.cfg.skip_create_ami) return;
+    for (const auto& region : regions_of(r_)) {
+      auto existing = owned_images_named(r_, st, region, r_.cfg.ami_name);
+      if (!existing.empty())
+        throw BuildError("AMI name '" + r_.cfg.ami_name + "' is used by an existing AMI in " + region + ": " +
+                         existing.begin()->first + " (set force_deregister to replace it)");
+    }
+  }
+
+ private:
+  EbsRun& r_;
+};
+
+class DeregisterStep : public Step {
+ public:
+  explicit DeregisterStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "force deregister"; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "amazon-deregister"}, {"ami_name", r_.cfg.ami_name}, {"snapshots", r_.cfg.force_delete_snapshot}};
+  }
+  void run(State& st) override {
+    for (const auto& region : regions_of(r_))
+      for (const auto& [ami, snaps] : owned_images_named(r_, st, region, r_.cfg.ami_name)) {
+        st.message("force_deregister: deregistering " + ami + " in " + region +
+                   (r_.cfg.force_delete_snapshot && !snaps.empty() ? " and deleting " + util::join(snaps, ", ") : ""));
+        deregister(r_, st, region, ami, snaps, r_.cfg.force_delete_snapshot);
+      }
+  }
+
+ private:
+  EbsRun& r_;
+};
+
+class CreateImageStep : public Step {
+ public:
+  explicit CreateImageStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "create AMI"; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "amazon-create-image"}, {"ami_name", r_.cfg.ami_name}, {"tags", r_.cfg.tags}};
+  }
+  void run(State& st) override {
+    const EbsConfig& c = r_.cfg;
+    Params p = {{"InstanceId", r_.instance_id}, {"Name", c.ami_name}};
+    if (!c.ami_description.empty()) p.emplace_back("Description", c.ami_description);
+    add_block_devices(p, "BlockDeviceMapping", c.ami_block_device_mappings);
+    st.message("creating AMI " + c.ami_name + " from instance " + r_.instance_id);
+    XmlNode doc = r_.ec2(st).call("CreateImage", p);
+    std::string ami = doc.at("imageId");
+    r_.amis[c.region] = ami;
+    st.message("AMI " + ami + ": waiting for it to become available");
+    wait_available(r_, st, c.region, ami, &r_.snapshots[c.region]);
+    st.message("AMI " + ami + " is available (snapshots " + util::join(r_.snapshots[c.region], ", ") + ")");
+  }
+  void cleanup(State& st) noexcept override { remove_unfinished(r_, st, r_.cfg.region); }
+
+  // A build that did not finish leaves no AMI behind (Packer does the same).
+  static void remove_unfinished(EbsRun& r, State& st, const std::string& region) {
+    if (r.completed) return;
+    auto it = r.amis.find(region);
+    if (it == r.amis.end()) return;
+    try {
+      st.message("the build did not finish: deregistering AMI " + it->second + " in " + region);
+      if (r.snapshots[region].empty()) {  // interrupted before it was available: ask for its snapshots
+        XmlNode doc = r.ec2_cleanup(st, region).call("DescribeImages", {{"ImageId.1", it->second}});
+        for (const XmlNode* img : doc.items("imagesSet"))
+          for (const XmlNode* bdm : img->items("blockDeviceMapping"))
+            if (!bdm->at("ebs/snapshotId").empty()) r.snapshots[region].push_back(bdm->at("ebs/snapshotId"));
+      }
+      deregister(r, st, region, it->second, r.snapshots[region], true, true);
+      r.amis.erase(it);
+    } catch (const std::exception& e) {
+      st.ui.error(st.build.name, "cannot deregister AMI " + it->second + " in " + region + ": " + e.what());
+    }
+  }
+
+ private:
+  EbsRun& r_;
+};
+
+class CopyImagesStep : public Step {
+ public:
+  explicit CopyImagesStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "copy AMI to regions"; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "amazon-copy-image"}, {"regions", r_.cfg.ami_regions}};
+  }
+  void run(State& st) override {
+    const EbsConfig& c = r_.cfg;
+    std::string source = r_.amis.at(c.region);
+    std::vector<std::string> targets;
+    for (const auto& region : regions_of(r_)) {
+      if (region == c.region) continue;
+      Params p = {{"SourceRegion", c.region}, {"SourceImageId", source}, {"Name", c.ami_name}};
+      if (!c.ami_description.empty()) p.emplace_back("Description", c.ami_description);
+      auto kms = c.region_kms_key_ids.find(region);
+      if (c.encrypt_boot.value_or(false) || kms != c.region_kms_key_ids.end()) {
+        p.emplace_back("Encrypted", "true");
+        if (kms != c.region_kms_key_ids.end()) p.emplace_back("KmsKeyId", kms->second);
+      }
+      st.message("copying " + source + " to " + region);
+      XmlNode doc = r_.ec2(st, region).call("CopyImage", p);
+      r_.amis[region] = doc.at("imageId");
+      targets.push_back(region);
+    }
+    for (const auto& region : targets) {
+      wait_available(r_, st, region, r_.amis[region], &r_.snapshots[region]);
+      st.message("AMI " + r_.amis[region] + " is available in " + region);
+    }
+  }
+  void cleanup(State& st) noexcept override {
+    for (const auto& region : regions_of(r_))
+      if (region != r_.cfg.region) CreateImageStep::remove_unfinished(r_, st, region);
+  }
+
+ private:
+  EbsRun& r_;
+};
+
+class ImageAttributesStep : public Step {
+ public:
+  explicit ImageAttributesStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "AMI tags and permissions"; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "amazon-image-attributes"},     {"tags", r_.cfg.tags},
+            {"snapshot_tags", r_.cfg.snapshot_tags}, {"ami_users", r_.cfg.ami_users},
+            {"ami_groups", r_.cfg.ami_groups},       {"snapshot_users", r_.cfg.snapshot_users}};
+  }
+  void run(State& st) override {
+    const EbsConfig& c = r_.cfg;
+    for (const auto& [region, ami] : r_.amis) {
+      Ec2Client& ec2 = r_.ec2(st, region);
+      if (!c.tags.empty()) {
+        Params p = {{"ResourceId.1", ami}};
+        add_tags(p, "", c.tags, st);
+        fix_tag_prefix(p);
+        ec2.call("CreateTags", p);
+      }
+      if (!c.snapshot_tags.empty() && !r_.snapshots[region].empty()) {
+        Params p;
+        int i = 1;
+        for (const auto& s : r_.snapshots[region]) p.emplace_back("ResourceId." + std::to_string(i++), s);
+        add_tags(p, "", c.snapshot_tags, st);
+        fix_tag_prefix(p);
+        ec2.call("CreateTags", p);
+      }
+      if (!c.ami_users.empty() || !c.ami_groups.empty()) {
+        Params p = {{"ImageId", ami}};
+        int i = 1;
+        for (const auto& u : c.ami_users) p.emplace_back("LaunchPermission.Add." + std::to_string(i++) + ".UserId", u);
+        for (const auto& g : c.ami_groups) p.emplace_back("LaunchPermission.Add." + std::to_string(i++) + ".Group", g);
+        st.message("granting launch permission on " + ami + " in " + region);
+        ec2.call("ModifyImageAttribute", p);
+      }
+      if (!c.snapshot_users.empty() || !c.snapshot_groups.empty())
+        for (const auto& s : r_.snapshots[region]) {
+          Params p = {{"SnapshotId", s}, {"Attribute", "createVolumePermission"}, {"OperationType", "add"}};
+          int i = 1;
+          for (const auto& u : c.snapshot_users) p.emplace_back("UserId." + std::to_string(i++), u);
+          i = 1;
+          for (const auto& g : c.snapshot_groups) p.emplace_back("UserGroup." + std::to_string(i++), g);
+          ec2.call("ModifySnapshotAttribute", p);
+        }
+    }
+  }
+
+ private:
+  // add_tags writes ".Tag.N.Key" under a prefix; CreateTags wants "Tag.N.Key".
+  static void fix_tag_prefix(Params& p) {
+    for (auto& [k, v] : p)
+      if (k.rfind(".Tag.", 0) == 0) k = k.substr(1);
+  }
+  EbsRun& r_;
+};
+
+class ArtifactStep : public Step {
+ public:
+  explicit ArtifactStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "artifact"; }
+  nlohmann::json key_material(const State&) const override { return {{"step", "amazon-artifact"}}; }
+  bool silent() const override { return true; }
+  void run(State& st) override {
+    r_.completed = true;
+    if (r_.amis.empty()) {
+      st.message("skip_create_ami: no AMI was made");
+      return;
+    }
+    auto a = std::make_shared<Artifact>();
+    a->builder_type = "amazon-ebs";
+    std::vector<std::string> ids, snaps;
+    nlohmann::json regions = nlohmann::json::object();
+    for (const auto& [region, ami] : r_.amis) {
+      ids.push_back(region + ":" + ami);
+      regions[region] = {{"ami", ami}, {"snapshots", r_.snapshots[region]}};
+      for (const auto& s : r_.snapshots[region]) snaps.push_back(region + ":" + s);
+    }
+    a->id = util::join(ids, ",");
+    a->metadata["regions"] = regions;
+    a->metadata["ami_name"] = r_.cfg.ami_name;
+    a->metadata["source_ami"] = r_.source_ami;
+    a->metadata["instance_type"] = r_.cfg.instance_type;
+    // What the store's image records (its config's labels), so promote/history/verify name the AMIs.
+    a->metadata["image_labels"] = {{"io.imgbake.amazon.amis", a->id},
+                                   {"io.imgbake.amazon.snapshots", util::join(snaps, ",")},
+                                   {"io.imgbake.amazon.ami_name", r_.cfg.ami_name},
+                                   {"io.imgbake.amazon.source_ami", r_.cfg.region + ":" + r_.source_ami},
+                                   {"io.imgbake.amazon.instance_type", r_.cfg.instance_type}};
+    // The image's one file: the AMIs, as JSON (the store keeps files; an AMI lives in EC2).
+    // Beside the work directory, which the cleanups remove before the store reads the file.
+    auto dir = process_temp_dir() / ("amazon-ebs-artifact-" + st.build.run_uuid.substr(0, 8));
+    std::filesystem::create_directories(dir);
+    auto path = dir / "amis.json";
+    {
+      std::ofstream out(path);
+      out << nlohmann::json({{"builder", "amazon-ebs"},
+                             {"ami_name", r_.cfg.ami_name},
+                             {"source_ami", r_.source_ami},
+                             {"instance_type", r_.cfg.instance_type},
+                             {"regions", regions}})
+                 .dump(2)
+          << "\n";
+    }
+    a->files = describe_files({path.string()});
+    for (auto& f : a->files) f.media_type = "application/vnd.imgbake.amazon.amis.v1+json";
+    st.artifact = a;
+    st.message("AMIs: " + a->id);
+  }
+
+ private:
+  EbsRun& r_;
+};
+
+}  // namespace
+
+std::unique_ptr<Step> make_ami_name_check_step(EbsRun& r) { return std::make_unique<AmiNameCheckStep>(r); }
+std::unique_ptr<Step> make_deregister_step(EbsRun& r) { return std::make_unique<DeregisterStep>(r); }
+std::unique_ptr<Step> make_create_image_step(EbsRun& r) { return std::make_unique<CreateImageStep>(r); }
+std::unique_ptr<Step> make_copy_images_step(EbsRun& r) { return std::make_unique<CopyImagesStep>(r); }
+std::unique_ptr<Step> make_image_attributes_step(EbsRun& r) { return std::make_unique<ImageAttributesStep>(r); }
+std::unique_ptr<Step> make_artifact_step(EbsRun& r) { return std::make_unique<ArtifactStep>(r); }
+
+StepList make_steps(EbsRun& r, StepList provision) {
+  const EbsConfig& c = r.cfg;
+  StepList s;
+  s.push_back(make_credentials_step(r));
+  s.push_back(make_source_ami_step(r));
+  s.push_back(make_ami_name_check_step(r));
+  s.push_back(make_key_pair_step(r));
+  if (c.security_group_ids.empty()) s.push_back(make_security_group_step(r));
+  s.push_back(make_run_instance_step(r));
+  if (c.communicator == "ssh") s.push_back(make_connect_step(r));
+  for (auto& p : provision) s.push_back(std::move(p));
+  s.push_back(make_stop_instance_step(r));
+  if (!c.skip_create_ami) {
+    if (c.force_deregister) s.push_back(make_deregister_step(r));
+    s.push_back(make_create_image_step(r));
+    if (!c.ami_regions.empty()) s.push_back(make_copy_images_step(r));
+    s.push_back(make_image_attributes_step(r));
+  }
+  s.push_back(make_artifact_step(r));
+  return s;
+}
+
+}  // namespace imgbake::amazon

@@ -1,0 +1,92 @@
+// The EC2 Query API over the project's HTTP transport: form-encoded POSTs signed with SigV4,
+// XML answers, EC2's errors (code and message) as Ec2Error, throttling and 5xx retried with
+// backoff. Also the AWS credential chain the SDKs use (options, environment, shared files).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "imgbake/cancel.h"
+#include "imgbake/error.h"
+#include "imgbake/http.h"
+#include "sigv4.h"
+#include "xml.h"
+
+namespace imgbake::amazon {
+
+// EC2 answered with an error document: code ("InvalidAMIID.NotFound") and message, as EC2 wrote them.
+class Ec2Error : public BuildError {
+ public:
+  Ec2Error(std::string action, std::string code, std::string message, long status)
+      : BuildError(action + ": " + code + ": " + message),
+        action_(std::move(action)),
+        code_(std::move(code)),
+        message_(std::move(message)),
+        status_(status) {}
+  const std::string& code() const { return code_; }
+  const std::string& ec2_message() const { return message_; }
+  long status() const { return status_; }
+
+ private:
+  std::string action_, code_, message_;
+  long status_;
+};
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+struct CredentialSources {
+  std::string access_key, secret_key, token;  // the builder's options
+  std::string profile;                        // option "profile", else AWS_PROFILE, else "default"
+  std::string shared_credentials_file;        // option, else AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
+};
+
+// The first complete set of: the options, the environment (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), the profile in the shared credentials file, the
+// profile in the shared config file (AWS_CONFIG_FILE, else ~/.aws/config). Throws BuildError
+// naming every place it looked when none is complete.
+Credentials resolve_credentials(const CredentialSources& sources);
+
+// The region from AWS_REGION / AWS_DEFAULT_REGION, else the profile's "region" in the config
+// file; "" when none.
+std::string default_region(const std::string& profile);
+
+struct ClientOptions {
+  std::string region;
+  std::string endpoint;  // "" = https://ec2.REGION.amazonaws.com
+  bool tls_verify = true;
+  int max_retries = 8;                        // throttling, 5xx and dropped connections
+  std::function<void(std::string_view)> log;  // retries; never secrets
+};
+
+class Ec2Client {
+ public:
+  Ec2Client(Credentials creds, ClientOptions options, const CancelToken& cancel);
+  ~Ec2Client();
+  Ec2Client(const Ec2Client&) = delete;
+  Ec2Client& operator=(const Ec2Client&) = delete;
+
+  // Calls Action with the given (already flattened: "Filter.1.Name") parameters. Throws
+  // Ec2Error, Cancelled, or BuildError (transport, unreadable answer).
+  XmlNode call(const std::string& action, const Params& params);
+  const std::string& region() const { return options_.region; }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  Credentials creds_;
+  ClientOptions options_;
+  std::string endpoint_;
+  const CancelToken& cancel_;
+  std::unique_ptr<http::Session> session_;
+};
+
+// Whether an EC2 error is worth another try (throttling, EC2's transient server errors).
+bool is_retryable(const std::string& code, long status);
+
+// application/x-www-form-urlencoded, as the Query API wants it.
+std::string form_encode(const Params& params);
+
+}  // namespace imgbake::amazon

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# End-to-end: the amazon-ebs builder against tests/fixtures/ec2_double.py, an EC2-compatible
+# endpoint on 127.0.0.1 that checks every signature with botocore's signer, takes the actions and
+# parameters of botocore's EC2 model and runs instances as tiny qemu guests (TCG). Debian's awscli
+# is the independent client that checks what imgbake made. No test reaches AWS.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$IMGBAKE_SOURCE_DIR
+GUEST=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
+export E2E_TIMEOUT=${E2E_TIMEOUT:-180}
+
+require_tools qemu-system-x86_64 qemu-img python3 aws debugfs ssh-keygen curl
+# Debian's own python3 and awscli (python3-botocore, awscli), also where pyenv or pip put others first.
+PY=python3 AWS_CLI=aws
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+[ -x /usr/bin/aws ] && AWS_CLI=/usr/bin/aws
+"$PY" -c 'import botocore' 2>/dev/null || {
+  echo "python3-botocore is not installed (Debian package python3-botocore: apt-get install python3-botocore, or run tools/setup.sh as root)" >&2
+  exit 1
+}
+if ! "$SRC/tests/fixtures/make-tiny-guest.sh" "$GUEST" --disk >"$E2E_ROOT/fixture.log" 2>&1; then
+  echo "the test guest could not be built:" >&2
+  cat "$E2E_ROOT/fixture.log" >&2
+  exit 1
+fi
+
+# One endpoint for the whole suite (it takes ~2 s to load botocore's EC2 model).
+ACCESS_KEY=AKIDIMGBAKEE2E
+SECRET_KEY='e2e/Secret+Key/never-printed-7f3a9c'
+STATE=$E2E_ROOT/ec2
+SSH_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PY" "$SRC/tests/fixtures/ec2_double.py" --state "$STATE" --guest "$GUEST" --ssh-port "$SSH_PORT" \
+  --port-file "$E2E_ROOT/ec2.port" --transition 0.3 --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+  >"$E2E_ROOT/ec2.log" 2>&1 &
+EC2_PID=$!
+E2E_BG_PIDS+=("$EC2_PID")
+# The endpoint stops the VMs it runs when it gets SIGTERM (lib.sh's cleanup sends SIGKILL, which
+# would leave a failed test's instance running).
+trap 'kill -TERM "$EC2_PID" 2>/dev/null; wait_for 5 pid_gone "$EC2_PID"; e2e_cleanup' EXIT
+wait_for 30 file_nonempty "$E2E_ROOT/ec2.port" || { echo "the EC2 endpoint did not start:" >&2; cat "$E2E_ROOT/ec2.log" >&2; exit 1; }
+ENDPOINT=http://127.0.0.1:$(cat "$E2E_ROOT/ec2.port")
+
+# aws REGION ARGS...: Debian's awscli against the endpoint, with the test credentials.
+aws_ec2() {
+  local region=$1
+  shift
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_CONFIG_FILE=/dev/null \
+    AWS_SHARED_CREDENTIALS_FILE=/dev/null "$AWS_CLI" --endpoint-url "$ENDPOINT" --region "$region" ec2 "$@"
+}
+
+# ec2_py REGION CODE: runs python CODE with `ec2`, a botocore EC2 client on the endpoint (several
+# calls in one process: each awscli run costs 1-2 s of start-up under load).
+ec2_py() {
+  "$PY" - "$ENDPOINT" "$1" "$ACCESS_KEY" "$SECRET_KEY" "$2" <<'PY'
+import sys
+import botocore.session
+endpoint, region, ak, sk, code = sys.argv[1:6]
+ec2 = botocore.session.get_session().create_client(
+    "ec2", region_name=region, endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk)
+exec(code)
+PY
+}
+
+# template NAME [PROVISIONERS-JSON] [EXTRA-BUILDER-JSON]: t.json for the endpoint.
+template() {
+  local provisioners=${2:-[]} extra=${3:-}
+  [ -n "$extra" ] || extra='{}'
+  python3 - "$ENDPOINT" "$SSH_PORT" "$1" "$provisioners" "$extra" <<'PY' >t.json
+import json, sys
+endpoint, port, name, provisioners, extra = sys.argv[1:6]
+b = {"type": "amazon-ebs", "region": "us-east-1", "custom_endpoint_ec2": endpoint,
+     "source_ami_filter": {"filters": {"name": "tiny-guest-*"}, "owners": ["099720109477"], "most_recent": True},
+     "instance_type": "t3.micro", "ssh_username": "root", "ssh_port": int(port), "ssh_timeout": "150s",
+     "ami_name": name, "aws_polling": {"delay_seconds": 1, "max_attempts": 120}}
+b.update(json.loads(extra))
+print(json.dumps({"variables": {"aws_secret": ""}, "sensitive-variables": ["aws_secret"],
+                  "builders": [b], "provisioners": json.loads(provisioners)}, indent=2))
+PY
+}
+
+# Nothing temporary is left in any region: instances terminated (their VMs gone), no key pair,
+# only the default security group. The endpoint's own account of its resources.
+expect_nothing_left() {
+  expect_eq "resources left at the endpoint (region: what)" "{}" "$(curl -fsS "$ENDPOINT/_resources" | python3 -c '
+import json, sys
+print(json.dumps({r + ": " + k: v for r, kinds in json.load(sys.stdin).items() for k, v in kinds.items() if v}))')"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  ! pgrep -f "qemu-system-x86_64 .*$STATE" >/dev/null || fail "no instance VM is left" "none" "$(pgrep -af "qemu-system.*$STATE")"
+}
+
+expect_no_secret() {
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  local where
+  where=$(grep -rlF -- "$SECRET_KEY" "$STDOUT" "$STDERR" "$IMGBAKE_HOME" "$TMPDIR" 2>/dev/null || true)
+  [ -z "$where" ] || fail "the secret key appears nowhere" "nowhere" "$where"
+}
+
+test_bake_ami_with_provisioners_regions_and_throttling() {
+  printf 'payload from the file provisioner\n' >payload.txt
+  template "imgbake-e2e-main" '[
+    {"type": "shell", "inline": ["echo \"baked by shell as $(id -u)\" > /root/baked.txt"]},
+    {"type": "file", "source": "payload.txt", "destination": "/root/payload.txt"}]' \
+    '{"ami_regions": ["us-west-2"], "tags": {"Team": "imgbake", "Source": "{{ .SourceAMI }}"},
+      "snapshot_tags": {"Kind": "root"}, "run_tags": {"Purpose": "e2e"}, "ami_users": ["210987654321"]}'
+  # EC2 throttles: the builder must retry (the endpoint answers RequestLimitExceeded, HTTP 503).
+  curl -fsS -X POST -d '{"throttle": {"DescribeInstances": 2, "CreateImage": 1}}' "$ENDPOINT/_control" >/dev/null
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 0 imgbake build t.json || return
+  expect_contains "$STDOUT" "RequestLimitExceeded (Request limit exceeded.): trying again"
+  expect_contains "$STDOUT" "CreateImage: RequestLimitExceeded"
+  local id east west
+  id=$(grep -o 'us-east-1:ami-[0-9a-f]*,us-west-2:ami-[0-9a-f]*' "$STDOUT" | head -1)
+  expect_match "$STDOUT" 'artifact amazon-ebs: us-east-1:ami-[0-9a-f]+,us-west-2:ami-[0-9a-f]+ '
+  east=${id%%,*} east=${east#us-east-1:}
+  west=${id##*,} west=${west#us-west-2:}
+  # awscli sees the AMIs imgbake reported, available, named and tagged as the template says.
+  expect_eq "awscli: AMI in us-east-1 (id, state, name, tags)" \
+    "$east available imgbake-e2e-main Source=ami-0cf3370ee99aef972 Team=imgbake" \
+    "$(aws_ec2 us-east-1 describe-images --owners self --query 'Images[].[ImageId,State,Name,join(`,`,sort_by(Tags,&Key)[].join(`=`,[Key,Value]))]' --output text | tr '\t,' '  ')"
+  expect_eq "awscli: AMI in us-west-2" "$west available imgbake-e2e-main" \
+    "$(aws_ec2 us-west-2 describe-images --owners self --query 'Images[].[ImageId,State,Name]' --output text | tr '\t' ' ')"
+  expect_eq "botocore: snapshot tag, launch permission, the instance's run_tags and state" \
+    "root 210987654321 e2e terminated" "$(ec2_py us-east-1 '
+snaps = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+perms = ec2.describe_image_attribute(ImageId="'$east'", Attribute="launchPermission")["LaunchPermissions"]
+inst = ec2.describe_instances()["Reservations"][0]["Instances"][0]
+print(" ".join(t["Value"] for s in snaps for t in s.get("Tags", []) if t["Key"] == "Kind"),
+      " ".join(p["UserId"] for p in perms),
+      " ".join(t["Value"] for t in inst["Tags"] if t["Key"] == "Purpose"), inst["State"]["Name"])')"
+  # The AMIs' disks (in both regions) hold what the provisioners put there.
+  local region ami
+  for region in east west; do
+    ami=${!region}
+    expect_eq "$region AMI: /root/payload.txt" "payload from the file provisioner" \
+      "$(debugfs -R 'cat /root/payload.txt' "$STATE/disks/$ami.raw" 2>/dev/null)"
+    expect_eq "$region AMI: /root/baked.txt" "baked by shell as 0" \
+      "$(debugfs -R 'cat /root/baked.txt' "$STATE/disks/$ami.raw" 2>/dev/null)"
+  done
+  expect_nothing_left
+  # The store holds it as an image whose config records the AMIs; its provenance verifies.
+  expect_exit 0 imgbake show amazon-ebs:1
+  cp "$STDOUT" show.txt
+  expect_match show.txt "io.imgbake.amazon.snapshots=us-east-1:snap-[0-9a-f]+,us-west-2:snap-[0-9a-f]+$"
+  expect_contains "$STDOUT" "io.imgbake.amazon.amis=$id"
+  expect_contains "$STDOUT" "io.imgbake.amazon.source_ami=us-east-1:ami-0cf3370ee99aef972"
+  expect_exit 0 imgbake verify amazon-ebs:1
+  expect_exit 0 imgbake promote amazon-ebs:1 --channel stable
+  expect_no_secret
+
+  # The name is taken now: a second build stops before it launches anything...
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 1 imgbake build t.json
+  expect_contains "$STDERR" "AMI name 'imgbake-e2e-main' is used by an existing AMI in us-east-1: $east (set force_deregister to replace it)"
+  expect_not_contains "$STDOUT" "launching"
+  # ...unless force_deregister replaces it (and force_delete_snapshot its snapshot).
+  local old_snap
+  old_snap=$(sed -n 's/.*io.imgbake.amazon.snapshots=us-east-1:\(snap-[0-9a-f]*\),.*/\1/p' "$TEST_DIR/show.txt")
+  template "imgbake-e2e-main" '[]' '{"force_deregister": true, "force_delete_snapshot": true}'
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 0 imgbake build t.json || return
+  expect_contains "$STDOUT" "force_deregister: deregistering $east in us-east-1 and deleting $old_snap"
+  local new_id
+  new_id=$(grep -o 'artifact amazon-ebs: us-east-1:ami-[0-9a-f]*' "$STDOUT" | head -1)
+  expect_eq "awscli: the one AMI named imgbake-e2e-main in us-east-1 is the new one" "${new_id##*:}" \
+    "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-main --query 'Images[].ImageId' --output text)"
+  expect_eq "awscli: the old snapshot is gone" "" \
+    "$(aws_ec2 us-east-1 describe-snapshots --owner-ids self --query "Snapshots[?SnapshotId=='$old_snap'].SnapshotId" --output text)"
+  expect_exit 0 imgbake history amazon-ebs
+  expect_contains "$STDOUT" "amazon-ebs:2"
+  expect_nothing_left
+}
+
+test_failing_provisioner_leaves_nothing_behind() {
+  # The user's own key pair and security group this time: imgbake must use them and leave them.
+  local group
+  group=$(ec2_py us-east-1 '
+open("users-key.pem", "w").write(ec2.create_key_pair(KeyName="users-key", KeyType="ed25519")["KeyMaterial"])
+print(ec2.create_security_group(GroupName="users-group", Description="the users")["GroupId"])')
+  chmod 600 users-key.pem
+  # The secret comes from a sensitive variable this time (and the environment has none).
+  template "imgbake-e2e-fail" '[{"type": "shell", "inline": ["echo about to fail", "exit 7"]}]' \
+    '{"access_key": "'$ACCESS_KEY'", "secret_key": "{{user `aws_secret`}}", "ami_regions": ["us-west-2"],
+      "user_data": "#cloud-config\nhostname: baker\n", "ssh_keypair_name": "users-key",
+      "ssh_private_key_file": "users-key.pem", "security_group_ids": ["'$group'"]}'
+  expect_exit 1 imgbake build -var "aws_secret=$SECRET_KEY" t.json || return
+  expect_contains "$STDOUT" "about to fail"
+  expect_contains "$STDERR" "exited with status 7"
+  expect_contains "$STDOUT" "terminating instance"
+  expect_contains "$STDOUT" "using key pair users-key"
+  expect_not_contains "$STDOUT" "temporary"
+  local instance
+  instance=$(grep -o 'instance i-[0-9a-f]*' "$STDOUT" | head -1 | cut -d' ' -f2)
+  expect_eq "botocore: the instance's key pair, group and user_data; AMIs named imgbake-e2e-fail" \
+    "users-key $group #cloud-config|hostname: baker| []" "$(ec2_py us-east-1 '
+import base64
+i = ec2.describe_instances(InstanceIds=["'$instance'"])["Reservations"][0]["Instances"][0]
+u = ec2.describe_instance_attribute(InstanceId=i["InstanceId"], Attribute="userData")["UserData"]["Value"]
+amis = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["imgbake-e2e-fail"]}])["Images"]
+print(i["KeyName"], i["SecurityGroups"][0]["GroupId"], base64.b64decode(u).decode().replace("\n", "|"), amis)')"
+  # The user's resources are still there; once they are removed, nothing is left.
+  expect_eq "what is left at the endpoint" \
+    '{"us-east-1": {"instances": [], "key_pairs": ["users-key"], "security_groups": ["'$group'"]}}' \
+    "$(curl -fsS "$ENDPOINT/_resources" | python3 -c 'import json, sys; print(json.dumps({r: v for r, v in json.load(sys.stdin).items() if any(v.values())}, sort_keys=True))')"
+  ec2_py us-east-1 'ec2.delete_key_pair(KeyName="users-key"); ec2.delete_security_group(GroupId="'$group'")'
+  expect_nothing_left
+  expect_no_secret
+}
+
+test_ctrl_c_leaves_nothing_behind() {
+  template "imgbake-e2e-interrupted" '[]' '{"temporary_key_pair_type": "ed25519"}'
+  set -m
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY "$IMGBAKE" build t.json >"$STDOUT" 2>"$STDERR" </dev/null &
+  local pid=$!
+  set +m
+  E2E_BG_PIDS+=("$pid")
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for 60 grep -q "waiting for SSH" "$STDOUT"; then
+    fail "the build reaches the SSH wait" "'waiting for SSH' within 60 s" "not seen"
+    e2e_show_file stdout "$STDOUT"
+    e2e_show_file stderr "$STDERR"
+    kill -KILL -- "-$pid"
+    return
+  fi
+  kill -INT -- "-$pid"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  wait_for 30 pid_gone "$pid" || fail "imgbake exits within 30 s of Ctrl-C" "exit" "still running"
+  local rc=0
+  wait "$pid" || rc=$?
+  expect_eq "exit status after Ctrl-C" 130 "$rc"
+  expect_contains "$STDOUT" "deleting the temporary key pair"
+  expect_contains "$STDOUT" "(ed25519)"
+  expect_nothing_left
+  expect_no_secret
+}
+
+test_wrong_credentials_show_ec2s_error() {
+  template "imgbake-e2e-denied"
+  AWS_ACCESS_KEY_ID=AKIDNOTKNOWN AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 1 imgbake build t.json
+  expect_contains "$STDERR" "DescribeImages: AuthFailure: AWS was not able to validate the provided access credentials"
+  # A right key id with a wrong secret: EC2's SignatureDoesNotMatch.
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=not-the-secret expect_exit 1 imgbake build t.json
+  expect_contains "$STDERR" "SignatureDoesNotMatch: The request signature we calculated does not match"
+  # No credentials at all: every place looked at is named.
+  expect_exit 1 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" AWS_PROFILE=nope "$IMGBAKE" build t.json
+  expect_contains "$STDERR" "no AWS credentials found; looked in the options access_key/secret_key, the environment"
+  expect_contains "$STDERR" "profile 'nope' in $TEST_DIR/.aws/credentials"
+  expect_no_secret
+}
+
+test_shared_credentials_file_and_profile() {
+  mkdir -p .aws
+  printf '[default]\naws_access_key_id = AKIDWRONGDEFAULT\naws_secret_access_key = x\n[ci]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+    "$ACCESS_KEY" "$SECRET_KEY" >.aws/credentials
+  template "imgbake-e2e-profile"
+  expect_exit 1 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" "$IMGBAKE" build t.json
+  expect_contains "$STDERR" "AuthFailure"
+  python3 - <<'PY'
+import json
+t = json.load(open("t.json"))
+t["builders"][0]["profile"] = "ci"
+t["builders"][0]["source_ami"] = "ami-nonexistent"
+del t["builders"][0]["source_ami_filter"]
+json.dump(t, open("t.json", "w"))
+PY
+  expect_exit 1 env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" "$IMGBAKE" build t.json
+  expect_contains "$STDOUT" "credentials from profile 'ci' in $TEST_DIR/.aws/credentials"
+  expect_contains "$STDERR" "InvalidAMIID.NotFound: The image id '[ami-nonexistent]' does not exist"
+  expect_no_secret
+}
+
+test_options_are_checked() {
+  cat >t.json <<'JSON'
+{"builders": [{"type": "amazon-ebs", "region": "us-east-1", "instance_type": "t3.micro",
+    "ssh_username": "root", "ami_name": "bad*name", "force_delete_snapshot": true, "temporary_key_pair_type": "dsa",
+    "assume_role": {"role_arn": "arn:aws:iam::1:role/x"}, "ami_regoins": ["eu-west-1"]}]}
+JSON
+  expect_exit 1 imgbake validate t.json
+  expect_contains "$STDERR" "'source_ami' or 'source_ami_filter' is required"
+  expect_contains "$STDERR" "contains '*': AMI names hold letters, digits and ()[] ./-'@_"
+  expect_contains "$STDERR" "force_delete_snapshot needs force_deregister: true"
+  expect_contains "$STDERR" "'dsa' must be rsa or ed25519"
+  expect_contains "$STDERR" "'assume_role' is not supported by imgbake yet"
+  expect_contains "$STDERR" "did you mean 'ami_regions'"
+  # The same builder as an HCL2 source: nested blocks (one or repeated) are its objects and lists.
+  cat >t.pkr.hcl <<'HCL'
+source "amazon-ebs" "base" {
+  region        = "us-east-1"
+  instance_type = "t3.micro"
+  ssh_username  = "root"
+  ami_name      = "hcl-test"
+  source_ami_filter {
+    filters = {
+      name = "tiny-guest-*"
+    }
+    owners      = ["099720109477"]
+    most_recent = true
+  }
+  aws_polling {
+    delay_seconds = 1
+    max_attempts  = 5
+  }
+  tags = { Team = "x" }
+  launch_block_device_mappings {
+    device_name = "/dev/xvdb"
+    volume_size = 2
+  }
+  launch_block_device_mappings {
+    volume_type = "gp3"
+    device_name = "/dev/xvda"
+    volume_size = 8
+  }
+}
+build { sources = ["source.amazon-ebs.base"] }
+HCL
+  expect_exit 0 imgbake validate t.pkr.hcl
+}
+
+timed() {
+  if [ -n "${E2E_ONLY:-}" ] && ! [[ $1 =~ $E2E_ONLY ]]; then return 0; fi
+  local t0=$SECONDS
+  run_test "$@"
+  echo "  ($1: $((SECONDS - t0)) s)"
+}
+timed bake_ami_with_provisioners_regions_and_throttling test_bake_ami_with_provisioners_regions_and_throttling
+timed failing_provisioner_leaves_nothing_behind test_failing_provisioner_leaves_nothing_behind
+timed ctrl_c_leaves_nothing_behind test_ctrl_c_leaves_nothing_behind
+timed wrong_credentials_show_ec2s_error test_wrong_credentials_show_ec2s_error
+timed shared_credentials_file_and_profile test_shared_credentials_file_and_profile
+timed options_are_checked test_options_are_checked
+summary
