@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 
+#include "imgbake/text_encoding.h"
 #include "imgbake/util.h"
 
 namespace fs = std::filesystem;
@@ -150,7 +151,7 @@ std::string form_encode(const Params& params) {
   std::string out;
   for (const auto& [k, v] : params) {
     if (!out.empty()) out += '&';
-    out += uri_encode(k) + "=" + uri_encode(v);
+    out += util::percent_encode(k) + "=" + util::percent_encode(v);
   }
   return out;
 }

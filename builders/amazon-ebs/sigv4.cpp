@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "imgbake/text_encoding.h"
 #include "imgbake/util.h"
 
 namespace imgbake::amazon {
@@ -58,7 +59,7 @@ std::string canonical_path(const std::string& raw, bool normalize) {
       segments.push_back(seg);
     }
     std::string out;
-    for (const auto& s : segments) out += "/" + uri_encode(uri_decode(s));
+    for (const auto& s : segments) out += "/" + util::percent_encode(util::percent_decode(s));
     if (out.empty()) return "/";
     if (trailing) out += "/";
     return out;
@@ -67,7 +68,8 @@ std::string canonical_path(const std::string& raw, bool normalize) {
   size_t start = 0;
   for (;;) {
     size_t slash = raw.find('/', start);
-    out += uri_encode(uri_decode(raw.substr(start, slash == std::string::npos ? std::string::npos : slash - start)));
+    out += util::percent_encode(
+        util::percent_decode(raw.substr(start, slash == std::string::npos ? std::string::npos : slash - start)));
     if (slash == std::string::npos) break;
     out += '/';
     start = slash + 1;
@@ -83,7 +85,7 @@ std::string canonical_query(const std::string& query) {
       size_t eq = part.find('=');
       std::string k = part.substr(0, eq);
       std::string v = eq == std::string::npos ? "" : part.substr(eq + 1);
-      params.emplace_back(uri_encode(uri_decode(k)), uri_encode(uri_decode(v)));
+      params.emplace_back(util::percent_encode(util::percent_decode(k)), util::percent_encode(util::percent_decode(v)));
     }
   std::sort(params.begin(), params.end());
   std::string out;
@@ -95,35 +97,6 @@ std::string canonical_query(const std::string& query) {
 }
 
 }  // namespace
-
-std::string uri_encode(std::string_view s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::string uri_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
 
 std::string amz_date_now() {
   std::time_t t = std::time(nullptr);

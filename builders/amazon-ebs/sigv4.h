@@ -43,10 +43,6 @@ struct SignedRequest {
 
 SignedRequest sign_v4(const SigningRequest& req, const Credentials& creds, const SigningParams& params);
 
-// RFC 3986 percent-encoding of everything but the unreserved characters (A-Z a-z 0-9 - _ . ~).
-std::string uri_encode(std::string_view s);
-// "%41" -> "A"; invalid escapes are kept as they are.
-std::string uri_decode(std::string_view s);
 // The current time as SigV4 wants it ("YYYYMMDDTHHMMSSZ", UTC).
 std::string amz_date_now();
 

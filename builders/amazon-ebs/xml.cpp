@@ -1,6 +1,9 @@
 #include "xml.h"
 
+#include <cstdint>
 #include <stdexcept>
+
+#include "imgbake/text_encoding.h"
 
 namespace imgbake::amazon {
 namespace {
@@ -53,23 +56,6 @@ class XmlParser {
     size_t colon = n.find(':');
     return colon == std::string::npos ? n : n.substr(colon + 1);
   }
-  void append_utf8(std::string& out, unsigned long cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
   void entity(std::string& out) {
     size_t semi = s_.find(';', pos_);
     if (semi == std::string_view::npos || semi - pos_ > 12) fail("bad entity");
@@ -95,7 +81,7 @@ class XmlParser {
         fail("bad character reference");
       }
       if (cp > 0x10FFFF) fail("bad character reference");
-      append_utf8(out, cp);
+      util::append_utf8(out, static_cast<uint32_t>(cp));
     } else {
       fail("unknown entity &" + std::string(e) + ";");
     }

@@ -92,17 +92,17 @@ Client::Impl::Token Client::Impl::fetch_token(const std::vector<std::string>& sc
   std::string form;
   if (credentials && !credentials->identity_token.empty()) {
     // An identity token is an OAuth2 refresh token: POST it to the realm.
-    form = "grant_type=refresh_token&client_id=imgbake&service=" + url_encode(service) +
-           "&refresh_token=" + url_encode(credentials->identity_token);
-    for (const std::string& s : scopes) form += "&scope=" + url_encode(s);
+    form = "grant_type=refresh_token&client_id=imgbake&service=" + util::percent_encode(service) +
+           "&refresh_token=" + util::percent_encode(credentials->identity_token);
+    for (const std::string& s : scopes) form += "&scope=" + util::percent_encode(s);
     req.method = "POST";
     req.url = realm;
     req.headers = {"Content-Type: application/x-www-form-urlencoded"};
     req.body = Body::of_bytes(form);
   } else {
     req.url = realm;
-    if (!service.empty()) req.url = with_query(req.url, "service=" + url_encode(service));
-    for (const std::string& s : scopes) req.url = with_query(req.url, "scope=" + url_encode(s));
+    if (!service.empty()) req.url = with_query(req.url, "service=" + util::percent_encode(service));
+    for (const std::string& s : scopes) req.url = with_query(req.url, "scope=" + util::percent_encode(s));
     if (credentials) req.fixed_authorization = basic_authorization();
   }
   Response resp = send(req);

@@ -331,7 +331,7 @@ std::vector<oci::Descriptor> Client::referrers(const std::string& repo, const st
                                                const std::string& artifact_type) {
   Request req;
   req.url = impl_->url_for("/v2/" + repo + "/referrers/" + digest);
-  if (!artifact_type.empty()) req.url = with_query(req.url, "artifactType=" + url_encode(artifact_type));
+  if (!artifact_type.empty()) req.url = with_query(req.url, "artifactType=" + util::percent_encode(artifact_type));
   req.headers = {std::string("Accept: ") + kOciIndexMediaType};
   req.scopes = {Impl::pull(repo)};
   Response resp = impl_->send(req);

@@ -18,6 +18,7 @@
 
 #include "imgbake/http.h"
 #include "imgbake/oci_client.h"
+#include "imgbake/text_encoding.h"
 #include "imgbake/util.h"
 
 namespace imgbake::registry {
@@ -43,21 +44,6 @@ inline constexpr const char* kOctetStream = "Content-Type: application/octet-str
 inline std::string lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
-inline std::string url_encode(std::string_view s) {
-  static const char* const kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
   return out;
 }
 

@@ -138,7 +138,7 @@ void Client::Impl::finish_upload(const std::string& repo, const std::string& dig
                                  bool resumed, const CancelToken& cancel) {
   Request req;
   req.method = "PUT";
-  req.url = with_query(location, "digest=" + url_encode(digest));
+  req.url = with_query(location, "digest=" + util::percent_encode(digest));
   req.scopes = {push(repo)};
   req.headers = {kOctetStream};
   req.body = body;
@@ -183,7 +183,8 @@ std::string Client::Impl::request_mount(const std::string& repo, const std::stri
                                         const CancelToken& cancel) {
   Request req;
   req.method = "POST";
-  req.url = url_for("/v2/" + repo + "/blobs/uploads/?mount=" + url_encode(digest) + "&from=" + url_encode(from));
+  req.url = url_for("/v2/" + repo + "/blobs/uploads/?mount=" + util::percent_encode(digest) +
+                    "&from=" + util::percent_encode(from));
   req.scopes = {push(repo), pull(from)};
   req.cancel = &cancel;
   Response resp = send(req);

@@ -13,6 +13,7 @@
 #include "imgbake/cancel.h"
 #include "imgbake/json.h"
 #include "imgbake/machine_readable.h"
+#include "imgbake/text_encoding.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -31,20 +32,6 @@ std::string shell_quoted(std::string_view s) {
   return out;
 }
 
-std::string url_encoded(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", c);
-      out += buf;
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 void Masker::add(const std::string& secret) {
@@ -58,7 +45,7 @@ void Masker::add(const std::string& secret) {
     add_one(s);
     add_one(json_escaped(s));
     add_one(shell_quoted(s));
-    add_one(url_encoded(s));
+    add_one(util::percent_encode(s));
   };
   add_forms(secret);
   if (secret.find('\n') != std::string::npos) {

@@ -20,6 +20,7 @@
 
 #include "imgbake/error.h"
 #include "imgbake/http.h"
+#include "imgbake/text_encoding.h"
 #include "imgbake/unique_fd.h"
 #include "imgbake/util.h"
 
@@ -138,20 +139,6 @@ std::variant<ChecksumSpec, std::string> parse_checksum(const std::string& text) 
 // ---------------------------------------------------------------------------
 // Sources: what a URL points at
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 struct Source {
   bool remote = false;
   std::string url;        // as given
@@ -170,12 +157,12 @@ std::variant<Source, std::string> classify(const std::string& url) {
     size_t path_start = rest.find('/');
     std::string_view path = path_start == std::string_view::npos ? "" : rest.substr(path_start);
     path = path.substr(0, path.find_first_of("?#"));
-    src.file_name = percent_decode(path.substr(path.rfind('/') + 1));
+    src.file_name = util::percent_decode(path.substr(path.rfind('/') + 1));
     return src;
   }
   std::string path;
   if (scheme == "file") {
-    path = percent_decode(std::string_view(url).substr(7));
+    path = util::percent_decode(std::string_view(url).substr(7));
     if (path.starts_with("localhost/")) path = path.substr(9);
   } else if (!scheme.empty()) {
     return "URL '" + url + "' has the scheme '" + scheme +

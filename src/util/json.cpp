@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <unordered_set>
 
+#include "imgbake/text_encoding.h"
+
 namespace imgbake::json {
 
 const Member* Value::find_member(std::string_view key) const {
@@ -203,24 +205,6 @@ class Parser {
     v.text = std::string(s_.substr(start, i_ - start));
   }
 
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   uint32_t hex4() {
     if (i_ + 4 > s_.size()) fail("invalid \\u escape");
     uint32_t cp = 0;
@@ -267,13 +251,13 @@ class Parser {
               if (lo >= 0xDC00 && lo <= 0xDFFF) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
               } else {
-                append_utf8(out, 0xFFFD);
+                util::append_utf8(out, 0xFFFD);
                 cp = lo;
               }
             }
             // A lone surrogate is not a character: U+FFFD, as Go (and so Packer) does.
             if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
-            append_utf8(out, cp);
+            util::append_utf8(out, cp);
             break;
           }
           default: fail_at(std::string("invalid escape '\\") + e + "' in string", escape_pos);
