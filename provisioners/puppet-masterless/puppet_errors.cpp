@@ -39,7 +39,17 @@ std::string puppet_resource_of(std::string_view text) {
   while (i < text.size() && text[i] == '/') {
     size_t start = i + 1;
     size_t j = start;
-    while (j < text.size() && text[j] != '/' && text[j] != '[' && text[j] != ':' && text[j] != ' ') ++j;
+    // Class names hold "::" (Profile::Web); a single ':' ends the path.
+    while (j < text.size() && text[j] != '/' && text[j] != '[' && text[j] != ' ') {
+      if (text[j] == ':') {
+        if (j + 1 < text.size() && text[j + 1] == ':') {
+          j += 2;
+          continue;
+        }
+        break;
+      }
+      ++j;
+    }
     if (j < text.size() && text[j] == '[') {
       int depth = 0;
       for (; j < text.size(); ++j) {
