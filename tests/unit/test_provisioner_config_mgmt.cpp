@@ -32,7 +32,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using imgbake::AnsibleOutput;
-using imgbake::BuildError;
 using imgbake::BuildInfo;
 using imgbake::CancelToken;
 using imgbake::CommandFailed;
