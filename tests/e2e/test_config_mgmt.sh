@@ -7,9 +7,9 @@
 # One base image (templates/rootfs-config-mgmt-base.json: debootstrap minbase + puppet +
 # ansible-core from the local apt mirror on 127.0.0.1) serves every test: it is committed once
 # to the suite's store as cm-base:1. Building it takes minutes, so it is also kept, as an OCI
-# layout, under the build tree (next to the imgbake binary, in e2e-cache/, or
-# $IMGBAKE_E2E_CACHE), keyed by the base template and the mirror's package list; a later run
-# imports it in a second.
+# layout, in /var/cache/imgbake-e2e (when writable, else e2e-cache/ next to the imgbake binary;
+# $IMGBAKE_E2E_CACHE names another place), keyed by the base template and the mirror's package
+# list; a later run imports it in a second.
 . "$(dirname "$0")/lib.sh"
 require_tools bwrap umoci skopeo debootstrap apt-ftparchive python3 tar
 
@@ -60,7 +60,13 @@ test_base_image() {
       "tools/fetch-test-debs.sh $debs has run (tools/setup.sh does it)" "missing or older"
     return
   fi
-  local cache=${IMGBAKE_E2E_CACHE:-$(dirname "$IMGBAKE")/e2e-cache}
+  # Beside the test .debs when we may write there (CI machines keep /var/cache between runs, as
+  # they keep the .debs), else in the build tree.
+  local cache=${IMGBAKE_E2E_CACHE:-}
+  if [ -z "$cache" ]; then
+    cache=/var/cache/imgbake-e2e
+    mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$(dirname "$IMGBAKE")/e2e-cache
+  fi
   local key
   key=$(cat "$IMGBAKE_SOURCE_DIR/templates/rootfs-config-mgmt-base.json" "$debs/.fetch-test-debs.stamp" | sha256sum | cut -c1-16)
   local layout="$cache/cm-base-$key"
