@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # fetch-test-debs.sh DIR — downloads, with apt, every .deb that
-# `debootstrap --variant=minbase bookworm` installs, plus `hello` and its dependencies, into DIR:
-# the packages of the local apt mirror (tests/fixtures/apt-mirror.sh) that the rootfs
+# `debootstrap --variant=minbase bookworm` installs, plus the packages the tests install (`hello`,
+# and `puppet` and `ansible-core` for tests/e2e/test_config_mgmt.sh) and their dependencies, into
+# DIR: the packages of the local apt mirror (tests/fixtures/apt-mirror.sh) that the rootfs
 # end-to-end tests install from, so that the tests themselves talk only to 127.0.0.1.
 #
-# Idempotent: DIR/.fetch-test-debs.stamp lists the files of a complete fetch; when all of them
-# are there, nothing is downloaded (a run then takes well under a second). Remove the stamp to
-# fetch again (e.g. after the host's apt lists moved on).
+# Idempotent: DIR/.fetch-test-debs.stamp lists the files of a complete fetch (and the packages
+# asked for); when all of them are there, nothing is downloaded (a run then takes well under a
+# second). Remove the stamp to fetch again (e.g. after the host's apt lists moved on).
 #
 # Needs root (apt-get download into a directory of ours, apt-get update when the lists are
 # missing) and the Debian packages: apt debootstrap. Env: MIRROR (default: the first URI of the
@@ -19,6 +20,8 @@ dir=$1
 suite=${SUITE:-bookworm}
 stamp="$dir/.fetch-test-debs.stamp"
 started_ns=$(date +%s%N)
+# What the tests install on top of the minbase packages (with their dependencies).
+extra=(hello puppet ansible-core)
 
 elapsed() {
   local ms=$((($(date +%s%N) - started_ns) / 1000000))
@@ -26,7 +29,9 @@ elapsed() {
 }
 
 # Up to date: every file the last complete fetch listed is still there.
-if [ -f "$stamp" ]; then
+if [ -f "$stamp" ] && ! grep -qxF "# packages: ${extra[*]}" "$stamp"; then
+  echo "fetch-test-debs: $stamp was made for other packages than '${extra[*]}'; fetching again"
+elif [ -f "$stamp" ]; then
   missing=0
   while IFS= read -r f; do
     case $f in '#'* | '') continue ;; esac
@@ -66,8 +71,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/fetch-test-debs.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 # apt-get download needs current lists; a machine that never ran apt-get update has none.
-if ! apt-cache show hello >/dev/null 2>&1; then
-  echo "fetch-test-debs: no apt lists for 'hello'; running apt-get update"
+if ! apt-cache show "${extra[@]}" >/dev/null 2>&1; then
+  echo "fetch-test-debs: no apt lists for '${extra[*]}'; running apt-get update"
   apt-get update -qq
 fi
 
@@ -85,9 +90,9 @@ read -r -a base <<<"$(tr '\n' ' ' <"$work/debs")"
 # that the mirror is consistent whichever versions apt picks. Virtual packages ("<name>") are
 # provided by real ones in the closure.
 apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
-  --no-enhances "${base[@]}" hello 2>/dev/null | grep -v '^[ <]' | sort -u >"$work/closure"
+  --no-enhances "${base[@]}" "${extra[@]}" 2>/dev/null | grep -v '^[ <]' | sort -u >"$work/closure"
 mapfile -t wanted <"$work/closure"
-echo "fetch-test-debs: ${#base[@]} packages from debootstrap + hello -> ${#wanted[@]} with dependencies"
+echo "fetch-test-debs: ${#base[@]} packages from debootstrap + ${extra[*]} -> ${#wanted[@]} with dependencies"
 
 # apt's candidate version of each, in one call (apt-cache takes ~1.5 s per call here).
 declare -A version
@@ -121,7 +126,8 @@ fi
 
 # The stamp: one file name a line, for the up-to-date check above.
 {
-  echo "# fetch-test-debs.sh: debootstrap --variant=minbase $suite + hello, from $mirror, $(date -u +%FT%TZ)"
+  echo "# fetch-test-debs.sh: debootstrap --variant=minbase $suite + ${extra[*]}, from $mirror, $(date -u +%FT%TZ)"
+  echo "# packages: ${extra[*]}"
   for pkg in "${wanted[@]}"; do
     for f in $dir/$(deb_glob "$pkg"); do basename "$f"; done
   done

@@ -239,6 +239,11 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
   facts.finished = std::chrono::system_clock::now();
   for (const auto& s : summary.steps)
     if (!s.key.empty()) facts.steps.push_back({s.name, s.key, std::chrono::duration<double>(s.duration).count()});
+  // The host files the provisioners' tools read (manifests, playbooks, roles), once each.
+  std::set<std::string> seen_inputs;
+  for (const auto& p : plan.provisioners)
+    for (const auto& in : p.impl->host_inputs())
+      if (in.sha256.size() == 64 && seen_inputs.insert(in.path).second) facts.inputs.push_back({in.path, in.sha256});
   req.make_provenance = [&](const std::string& version, const std::string& manifest_digest,
                             const std::vector<oci::Descriptor>& layers) {
     facts.subjects.push_back({req.name + ":" + version, manifest_digest.substr(7)});

@@ -1,8 +1,60 @@
 #include "imgbake/provisioner.h"
 
+#include <algorithm>
+#include <filesystem>
+
 #include "imgbake/util.h"
 
 namespace imgbake {
+
+namespace {
+
+std::string digest_or_missing(const std::filesystem::path& path) {
+  try {
+    return util::file_digest_hex(path);
+  } catch (const std::exception&) {
+    return "missing";
+  }
+}
+
+}  // namespace
+
+std::vector<HostInput> host_tree_inputs(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  std::vector<HostInput> out;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    auto status = fs::status(path, ec);
+    if (ec || !fs::exists(status)) {
+      out.push_back({path, "missing"});
+      continue;
+    }
+    if (!fs::is_directory(status)) {
+      out.push_back({path, digest_or_missing(path)});
+      continue;
+    }
+    std::vector<HostInput> tree;
+    std::string prefix = path;
+    while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
+    for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::follow_directory_symlink, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code st_ec;
+      if (!it->is_regular_file(st_ec)) continue;
+      tree.push_back(
+          {prefix + "/" + it->path().lexically_relative(path).generic_string(), digest_or_missing(it->path())});
+    }
+    if (ec) tree.push_back({path, "unreadable"});
+    std::sort(tree.begin(), tree.end(), [](const HostInput& a, const HostInput& b) { return a.path < b.path; });
+    out.insert(out.end(), tree.begin(), tree.end());
+  }
+  return out;
+}
+
+nlohmann::json host_inputs_json(const std::vector<HostInput>& inputs) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& in : inputs) out[in.path] = in.sha256;
+  return out;
+}
 
 nlohmann::json host_file_digests(const std::vector<std::string>& paths) {
   nlohmann::json out = nlohmann::json::array();

@@ -10,6 +10,14 @@
 
 namespace imgbake {
 
+// A file on the host that a provisioner's tool reads (a manifest, a role's task file): its path
+// as the template names it (a directory's files as DIR/RELATIVE) and its sha256 in hex, or
+// "missing" when it cannot be read. These enter the step's key and the provenance.
+struct HostInput {
+  std::string path;
+  std::string sha256;
+};
+
 class Provisioner {
  public:
   virtual ~Provisioner() = default;
@@ -24,6 +32,8 @@ class Provisioner {
   virtual nlohmann::json key_material() const = 0;
   // What it changes outside the machine (pipeline.h): such steps are never skipped by a cache.
   virtual HostEffect host_effect() const { return HostEffect::None; }
+  // The host files it reads, listed in the provenance as resolved dependencies.
+  virtual std::vector<HostInput> host_inputs() const { return {}; }
 };
 
 using ProvisionerRegistry = ComponentRegistry<Provisioner>;
@@ -31,6 +41,12 @@ using ProvisionerRegistry = ComponentRegistry<Provisioner>;
 // [{"path", "sha256"}] for the host files a provisioner reads (scripts), for key_material();
 // a file that cannot be read has "missing" (prepare() has reported it).
 nlohmann::json host_file_digests(const std::vector<std::string>& paths);
+
+// Every regular file under each path: a file itself, a directory's whole tree (symlinks
+// followed), in path order; a path that does not exist is one "missing" entry.
+std::vector<HostInput> host_tree_inputs(const std::vector<std::string>& paths);
+// {"PATH": "SHA256", …} for key_material(): a changed file shows in --explain-cache by its path.
+nlohmann::json host_inputs_json(const std::vector<HostInput>& inputs);
 
 // Inside '…' a single quote is written '"'"' (close, quoted quote, reopen), as Packer does.
 std::string escape_single_quotes(const std::string& value);
