@@ -30,9 +30,7 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 std::string format_seconds(double s) {
   char buf[32];
@@ -125,8 +123,7 @@ namespace {
 
 // The key of a step: sha256 of {"prev": previous key, "step": material}, with secrets as their
 // digests (as the rootfs builder's keys).
-std::string chain_key(const State& st, const nlohmann::json& material, const std::string& prev,
-                      std::string& preimage) {
+std::string chain_key(const State& st, const nlohmann::json& material, const std::string& prev, std::string& preimage) {
   nlohmann::json step = material;
   st.ui.redact_strings(step);
   preimage = nlohmann::json({{"prev", prev}, {"step", step}}).dump();
@@ -239,8 +236,8 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
     preimages_.push_back(preimage);
     reads_machine = reads_machine || steps_[i]->host_effect() == HostEffect::FromMachine;
   }
-  final_key_ = chain_key(st, {{"step", "qemu-shutdown"}, {"shutdown_command", r.cfg.shutdown_command}}, prev,
-                         final_preimage_);
+  final_key_ =
+      chain_key(st, {{"step", "qemu-shutdown"}, {"shutdown_command", r.cfg.shutdown_command}}, prev, final_preimage_);
 
   // The longest run of steps from the first whose checkpoints are all there and intact.
   std::vector<store::CacheEntry> levels;

@@ -1,5 +1,5 @@
-// The build cache: the rootfs builder's layers and the qemu builder's checkpoints by step key, and the key each build step (slot)
-// had last time, to explain a miss.
+// The build cache: the rootfs builder's layers and the qemu builder's checkpoints by step key,
+// and the key each build step (slot) had last time, to explain a miss.
 #include "catalog.h"
 
 #include <optional>
@@ -50,7 +50,8 @@ std::optional<CacheEntry> Store::cache_get(const std::string& key) const {
 void Store::cache_put(const CacheEntry& e, const std::string& slot) {
   Transaction tx(db_->db);
   Stmt s(db_->db,
-         (std::string("INSERT OR REPLACE INTO layer_cache(") + kCacheColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)").c_str());
+         (std::string("INSERT OR REPLACE INTO layer_cache(") + kCacheColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
+             .c_str());
   s.bind(1, e.key).bind(2, e.material).bind(3, int64_t{e.empty ? 1 : 0}).bind(4, e.blob.media_type);
   s.bind(5, e.blob.digest).bind(6, static_cast<int64_t>(e.blob.size)).bind(7, e.diff_id).bind(8, e.created_by);
   s.bind(9, e.created.empty() ? now_rfc3339() : e.created);

@@ -66,9 +66,10 @@ Store::Catalog::Catalog(const fs::path& file) {
     while (cols.step()) has_state = has_state || cols.text(1) == "state_digest";
   }
   if (!has_state)
-    exec("ALTER TABLE layer_cache ADD COLUMN state_media_type TEXT NOT NULL DEFAULT ''; "
-         "ALTER TABLE layer_cache ADD COLUMN state_digest TEXT NOT NULL DEFAULT ''; "
-         "ALTER TABLE layer_cache ADD COLUMN state_size INTEGER NOT NULL DEFAULT 0");
+    exec(
+        "ALTER TABLE layer_cache ADD COLUMN state_media_type TEXT NOT NULL DEFAULT ''; "
+        "ALTER TABLE layer_cache ADD COLUMN state_digest TEXT NOT NULL DEFAULT ''; "
+        "ALTER TABLE layer_cache ADD COLUMN state_size INTEGER NOT NULL DEFAULT 0");
 }
 
 Store::Catalog::~Catalog() { sqlite3_close_v2(db); }
