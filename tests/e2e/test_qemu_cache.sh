@@ -155,6 +155,22 @@ PY
   expect_no_qemu
 }
 
+test_a_step_with_cache_false_runs_every_time() {
+  python3 - "$TEMPLATE" <<'PY' >uncached.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["provisioners"][1]["cache"] = False
+print(json.dumps(t, indent=1))
+PY
+  expect_exit 0 imgbake build -var "dir=$GUEST" -var three=three-d uncached.json || return
+  expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
+  expect_contains "$STDOUT" "writing 4 bytes of content to /etc/steps/two"
+  expect_contains "$STDOUT" 'running inline script "test'
+  expect_exit 0 imgbake build -var "dir=$GUEST" -var three=three-d uncached.json || return
+  expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
+  expect_no_qemu
+}
+
 test_no_cache_boots_and_gc_prune_cache_forgets_checkpoints() {
   build 0 --no-cache || return
   expect_contains "$STDOUT" "step cache: off (--no-cache)"
@@ -176,5 +192,6 @@ run_test unchanged_rebuild_starts_no_vm test_unchanged_rebuild_starts_no_vm
 run_test last_step_changed_resumes_without_booting test_last_step_changed_resumes_without_booting
 run_test failed_step_resumes_after_the_fix test_failed_step_resumes_after_the_fix
 run_test damaged_checkpoint_is_not_used test_damaged_checkpoint_is_not_used
+run_test a_step_with_cache_false_runs_every_time test_a_step_with_cache_false_runs_every_time
 run_test no_cache_boots_and_gc_prune_cache_forgets_checkpoints test_no_cache_boots_and_gc_prune_cache_forgets_checkpoints
 summary
