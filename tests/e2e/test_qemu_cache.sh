@@ -166,7 +166,7 @@ PY
   expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
   expect_contains "$STDOUT" "writing 4 bytes of content to /etc/steps/two"
   expect_contains "$STDOUT" 'running inline script "test'
-  expect_exit 0 imgbake build -var "dir=$GUEST" -var three=three-d uncached.json || return
+  expect_exit 0 imgbake build -force -var "dir=$GUEST" -var three=three-d uncached.json || return
   expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
   expect_no_qemu
 }
