@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--imgbake", default=os.path.join(ROOT, "build", "imgbake"))
     ap.add_argument("--no-packer", action="store_true")
     args = ap.parse_args()
+    args.imgbake = os.path.abspath(args.imgbake)
     packer = not args.no_packer
     if packer and not shutil.which("packer"):
         raise SystemExit("packer is not installed (apt-get install packer), or give --no-packer")

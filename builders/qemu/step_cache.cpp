@@ -57,6 +57,9 @@ std::string cache_refusal(const CacheEligibility& e) {
   if (e.use_backing_file) return "use_backing_file keeps the output disk on top of the source image";
   if (e.additional_disks) return "disk_additional_size: only the main disk is checkpointed";
   if (e.user_drives) return "qemuargs give their own -drive, which a checkpoint cannot follow";
+  if (e.secrets)
+    return "the template has sensitive variables, and a checkpoint keeps the guest's memory, where a step may have "
+           "left them";
   return "";
 }
 
@@ -141,6 +144,7 @@ bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
   e.use_backing_file = c.use_backing_file;
   e.additional_disks = !c.disk_additional_size.empty();
   for (const auto& a : c.qemuargs) e.user_drives = e.user_drives || (!a.empty() && a.front() == "-drive");
+  e.secrets = st.ui.has_secrets();
   if (std::string why = cache_refusal(e); !why.empty()) {
     st.message("step cache: off (" + why + ")");
     return false;

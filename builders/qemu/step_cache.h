@@ -27,6 +27,7 @@ struct CacheEligibility {
   bool use_backing_file = false;
   bool additional_disks = false;
   bool user_drives = false;
+  bool secrets = false;  // the template has sensitive variables
 };
 std::string cache_refusal(const CacheEligibility& e);
 

@@ -616,6 +616,7 @@ TEST(QemuStepCache, SaysWhyABuildIsNotCached) {
   EXPECT_NE(with([](CacheEligibility& c) { c.additional_disks = true; }).find("disk_additional_size"),
             std::string::npos);
   EXPECT_NE(with([](CacheEligibility& c) { c.user_drives = true; }).find("-drive"), std::string::npos);
+  EXPECT_NE(with([](CacheEligibility& c) { c.secrets = true; }).find("sensitive variables"), std::string::npos);
 }
 
 TEST_F(QemuCommandLineTest, MachineOptionsFollowTheConfig) {

@@ -114,6 +114,8 @@ class Ui {
   std::chrono::steady_clock::duration quiet_for(const std::string& build);
 
   std::string mask(std::string_view s) const { return masker_ ? masker_->mask(s) : std::string(s); }
+  // Whether there is anything to mask (the template's sensitive variables).
+  bool has_secrets() const { return masker_ && !masker_->empty(); }
   // Every string of a JSON document with its secrets replaced by their digests (Masker::redact).
   template <typename Json>
   void redact_strings(Json& j) const {
