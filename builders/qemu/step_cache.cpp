@@ -95,16 +95,30 @@ void CheckpointCache::new_top(State& st, const std::string& backing_key, uint64_
   top_ = next;
 }
 
-bool CheckpointCache::intact(State& st, const store::CacheEntry& e, const std::string& what) {
-  for (const auto* d : {&e.blob, &e.state}) {
-    if (d->digest.empty()) continue;
-    std::string problem = store_->blobs().check(d->digest);
-    if (problem.empty()) continue;
-    st.ui.warn(st.build.name, "step cache: " + what + " (key " + short_key(e.key) + ") is damaged: " + problem +
-                                  "; not used, the step runs again");
-    return false;
-  }
-  return true;
+// A disk level (and the VM state saved with it) into the store and the build cache under `key`;
+// ck-KEY then points at the blob.
+store::CacheEntry CheckpointCache::record(const std::string& key, const std::string& preimage, const fs::path& disk,
+                                          const fs::path& state, const std::string& created_by,
+                                          const std::string& slot) {
+  store::CacheEntry entry;
+  entry.key = key;
+  entry.material = preimage;
+  entry.blob = adopt(disk, kDiskMediaType);
+  if (!state.empty()) entry.state = adopt(state, kStateMediaType);
+  entry.created_by = created_by;
+  store_->cache_put(entry, slot_prefix_ + slot);
+  link(key, store_->blobs().path(entry.blob.digest));
+  return entry;
+}
+
+// Re-hashes one blob of a cache entry (a disk level or a VM state) before it is used.
+bool CheckpointCache::intact(State& st, const store::Descriptor& blob, const std::string& key,
+                             const std::string& what) {
+  std::string problem = store_->blobs().check(blob.digest);
+  if (problem.empty()) return true;
+  st.ui.warn(st.build.name, "step cache: " + what + " (key " + short_key(key) + ") is damaged: " + problem +
+                                "; not used, the step runs again");
+  return false;
 }
 
 std::string CheckpointCache::explain(State& st, const std::string& what, const std::string& key,
@@ -196,7 +210,7 @@ bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
   std::string preimage;
   root_key_ = chain_key(st, material, "", preimage);
   auto hit = store_->cache_get(root_key_);
-  if (hit && !intact(st, *hit, "the base disk")) hit.reset();
+  if (hit && !intact(st, hit->blob, root_key_, "the base disk")) hit.reset();
   explain(st, "base disk", root_key_, preimage, slot_prefix_ + "base", hit.has_value());
   if (hit) {
     link(root_key_, store_->blobs().path(hit->blob.digest));
@@ -213,13 +227,7 @@ bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
     } else {
       run_tool(st, {"qemu-img", "create", "-q", "-f", "qcow2", base.string(), std::to_string(c.disk_size)});
     }
-    store::CacheEntry entry;
-    entry.key = root_key_;
-    entry.material = preimage;
-    entry.blob = adopt(base, kDiskMediaType);
-    entry.created_by = "imgbake qemu: base disk";
-    store_->cache_put(entry, slot_prefix_ + "base");
-    link(root_key_, store_->blobs().path(entry.blob.digest));
+    store::CacheEntry entry = record(root_key_, preimage, base, "", "imgbake qemu: base disk", "base");
     st.message("step cache: base disk " + entry.blob.digest.substr(0, 19) + " (" + util::format_bytes(entry.blob.size) +
                ", key " + short_key(root_key_) + ")");
   }
@@ -253,14 +261,20 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
   }
   std::optional<store::CacheEntry> final_entry;
   if (!reads_machine && levels.size() == steps_.size()) final_entry = store_->cache_get(final_key_);
+  // Every disk level used is re-hashed first; a VM state only when the VM resumes from it.
   for (size_t i = 0; i < levels.size(); ++i) {
-    if (!intact(st, levels[i], "the checkpoint after step " + std::to_string(i + 1))) {
+    if (!intact(st, levels[i].blob, levels[i].key, "the disk after step " + std::to_string(i + 1))) {
       levels.resize(i);
       final_entry.reset();
       break;
     }
   }
-  if (final_entry && !intact(st, *final_entry, "the shut-down disk")) final_entry.reset();
+  if (final_entry && !intact(st, final_entry->blob, final_key_, "the shut-down disk")) final_entry.reset();
+  if (!final_entry) {
+    while (!levels.empty() && !intact(st, levels.back().state, levels.back().key,
+                                      "the VM state after step " + std::to_string(levels.size())))
+      levels.pop_back();
+  }
   for (size_t i = 0; i < steps_.size(); ++i)
     explain(st, steps_[i]->name(), keys_[i], preimages_[i], slot_prefix_ + std::to_string(i + 1), i < levels.size());
   explain(st, "shut down", final_key_, final_preimage_, slot_prefix_ + "shutdown", final_entry.has_value());
@@ -331,14 +345,8 @@ void CheckpointCache::checkpoint(State& st, QemuRun& r, size_t i) {
     }
     r.qmp->execute("cont");
     paused = false;
-    store::CacheEntry entry;
-    entry.key = key;
-    entry.material = preimages_.at(i - 1);
-    entry.blob = adopt(frozen, kDiskMediaType);
-    entry.state = adopt(state, kStateMediaType);
-    entry.created_by = "imgbake qemu: checkpoint after " + steps_.at(i - 1)->name();
-    store_->cache_put(entry, slot_prefix_ + std::to_string(i));
-    link(key, store_->blobs().path(entry.blob.digest));
+    store::CacheEntry entry = record(key, preimages_.at(i - 1), frozen, state,
+                                     "imgbake qemu: checkpoint after " + steps_.at(i - 1)->name(), std::to_string(i));
     st.message("checkpoint " + short_key(key) + ": disk " + util::format_bytes(entry.blob.size) + ", VM state " +
                util::format_bytes(entry.state.size) + " (" + format_seconds(seconds_since(t0)) + ")");
   } catch (const Cancelled&) {
@@ -361,13 +369,8 @@ void CheckpointCache::checkpoint(State& st, QemuRun& r, size_t i) {
 
 void CheckpointCache::after_shutdown(State& st, QemuRun&) {
   if (!enabled_ || broken_ || full_hit_) return;
-  store::CacheEntry entry;
-  entry.key = final_key_;
-  entry.material = final_preimage_;
-  entry.blob = adopt(top_, kDiskMediaType);
-  entry.created_by = "imgbake qemu: disk after shutdown";
-  store_->cache_put(entry, slot_prefix_ + "shutdown");
-  link(final_key_, store_->blobs().path(entry.blob.digest));
+  store::CacheEntry entry =
+      record(final_key_, final_preimage_, top_, "", "imgbake qemu: disk after shutdown", "shutdown");
   top_ = link_path(final_key_);
   st.message("step cache: shut-down disk " + entry.blob.digest.substr(0, 19) + " (" +
              util::format_bytes(entry.blob.size) + ", key " + short_key(final_key_) + ")");

@@ -69,17 +69,15 @@ class CheckpointCache {
   std::filesystem::path top() const { return top_; }
 
  private:
-  struct Level {
-    std::string key;
-    store::CacheEntry entry;
-  };
   std::string explain(State& st, const std::string& what, const std::string& key, const std::string& preimage,
                       const std::string& slot, bool hit);
   void link(const std::string& key, const std::filesystem::path& target);
   std::filesystem::path link_path(const std::string& key) const;
   void new_top(State& st, const std::string& backing_key, uint64_t virtual_size);
   store::Descriptor adopt(const std::filesystem::path& file, const std::string& media_type);
-  bool intact(State& st, const store::CacheEntry& e, const std::string& what);
+  store::CacheEntry record(const std::string& key, const std::string& preimage, const std::filesystem::path& disk,
+                           const std::filesystem::path& state, const std::string& created_by, const std::string& slot);
+  bool intact(State& st, const store::Descriptor& blob, const std::string& key, const std::string& what);
 
   bool enabled_ = false;
   std::unique_ptr<store::Store> store_;

@@ -7,18 +7,7 @@
 # The tests share one store and run in order: each starts from what the one before left.
 . "$(dirname "$0")/lib.sh"
 
-SRC=$IMGBAKE_SOURCE_DIR
-GUEST=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
-export E2E_TIMEOUT=${E2E_TIMEOUT:-300}
-unset IMGBAKE_QEMU_ACCEL
-export IMGBAKE_CACHE_DIR="$E2E_ROOT/cache"
-
-require_tools qemu-system-x86_64 qemu-img python3
-if ! "$SRC/tests/fixtures/make-tiny-guest.sh" "$GUEST" --disk >"$E2E_ROOT/fixture.log" 2>&1; then
-  echo "the test guest could not be built:" >&2
-  cat "$E2E_ROOT/fixture.log" >&2
-  exit 1
-fi
+. "$(dirname "$0")/qemu_lib.sh"
 
 # The template: the disk guest with three provisioners; -var three=… changes only the last.
 TEMPLATE=$E2E_ROOT/cached.json
@@ -37,15 +26,6 @@ t["provisioners"] = [
 ]
 print(json.dumps(t, indent=1))
 PY
-
-no_qemu_left() { ! pgrep -f "qemu-system-x86_64 .*$E2E_ROOT" >/dev/null; }
-expect_no_qemu() {
-  E2E_CHECKS=$((E2E_CHECKS + 1))
-  if ! wait_for 5 no_qemu_left; then
-    fail "no qemu process is left" "none" "$(pgrep -af "qemu-system.*$E2E_ROOT")"
-    pkill -KILL -f "qemu-system.*$E2E_ROOT" 2>/dev/null
-  fi
-}
 
 # guest_files DISK: boots an overlay of the output DISK and prints /etc/steps/{one,two,three}.
 guest_files() {
