@@ -134,8 +134,8 @@ std::optional<Credentials> imds_credentials(const CancelToken& cancel, std::stri
     }
     http::Response creds = send("GET", "/latest/meta-data/iam/security-credentials/" + role, header);
     if (creds.status != 200) {
-      why = where + ": the credentials of role '" + role + "' could not be read (HTTP " +
-            std::to_string(creds.status) + ")";
+      why = where + ": the credentials of role '" + role + "' could not be read (HTTP " + std::to_string(creds.status) +
+            ")";
       return std::nullopt;
     }
     nlohmann::json j = nlohmann::json::parse(creds.body, nullptr, false);
@@ -161,9 +161,7 @@ Credentials parse_credential_process_output(std::string_view text, const std::st
   if (!j.is_object()) throw BuildError(source + " did not print a JSON object on its standard output");
   if (!j.contains("Version") || j["Version"] != 1)
     throw BuildError(source + " printed JSON without \"Version\": 1 (the only version the AWS SDKs know)");
-  auto str = [&](const char* k) {
-    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
-  };
+  auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
   if (str("AccessKeyId").empty() || str("SecretAccessKey").empty())
     throw BuildError(source + " printed JSON without AccessKeyId or SecretAccessKey");
   return {str("AccessKeyId"), str("SecretAccessKey"), str("SessionToken"), source};
@@ -188,10 +186,12 @@ Credentials resolve_credentials(const CredentialSources& s, const CancelToken& c
     if (!get(p, "aws_access_key_id").empty() && !get(p, "aws_secret_access_key").empty())
       return Credentials{get(p, "aws_access_key_id"), get(p, "aws_secret_access_key"), get(p, "aws_session_token"),
                          where};
-    if (!get(p, "credential_process").empty()) return run_credential_process(get(p, "credential_process"), where, cancel);
+    if (!get(p, "credential_process").empty())
+      return run_credential_process(get(p, "credential_process"), where, cancel);
     if (!get(p, "role_arn").empty() || !get(p, "sso_start_url").empty() || !get(p, "sso_session").empty())
-      throw BuildError(where + " uses role_arn or SSO, which imgbake does not support: give keys or a "
-                               "credential_process there, or the builder's assume_role block");
+      throw BuildError(where +
+                       " uses role_arn or SSO, which imgbake does not support: give keys or a "
+                       "credential_process there, or the builder's assume_role block");
     return std::nullopt;
   };
 
@@ -200,7 +200,8 @@ Credentials resolve_credentials(const CredentialSources& s, const CancelToken& c
                        : !env("AWS_SHARED_CREDENTIALS_FILE").empty() ? fs::path(env("AWS_SHARED_CREDENTIALS_FILE"))
                                                                      : home_file(".aws/credentials");
   std::error_code ec;
-  std::string cred_where = "profile '" + profile + "' in " + (cred_file.empty() ? "~/.aws/credentials" : cred_file.string());
+  std::string cred_where =
+      "profile '" + profile + "' in " + (cred_file.empty() ? "~/.aws/credentials" : cred_file.string());
   if (!cred_file.empty() && fs::exists(cred_file, ec)) {
     auto ini = read_ini(cred_file);
     auto it = ini.find(profile);
@@ -272,9 +273,9 @@ Credentials assume_role(const Credentials& base, const AssumeRoleConfig& role, c
   i = 1;
   for (const auto& k : role.transitive_tag_keys) p.emplace_back("TransitiveTagKeys.member." + std::to_string(i++), k);
   XmlNode doc = sts.call("AssumeRole", p);
-  Credentials out{doc.at("AssumeRoleResult/Credentials/AccessKeyId"), doc.at("AssumeRoleResult/Credentials/SecretAccessKey"),
-                  doc.at("AssumeRoleResult/Credentials/SessionToken"),
-                  "role " + role.role_arn + " assumed with " + base.source};
+  Credentials out{
+      doc.at("AssumeRoleResult/Credentials/AccessKeyId"), doc.at("AssumeRoleResult/Credentials/SecretAccessKey"),
+      doc.at("AssumeRoleResult/Credentials/SessionToken"), "role " + role.role_arn + " assumed with " + base.source};
   if (out.access_key.empty() || out.secret_key.empty() || out.token.empty())
     throw BuildError("AssumeRole: the answer of " + sts.endpoint() + " holds no credentials");
   return out;

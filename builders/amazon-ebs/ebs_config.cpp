@@ -63,7 +63,8 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   if (c.region.empty()) c.region = default_region(c.profile);
   if (c.region.empty()) cfg.error("'region' is required (or AWS_REGION, AWS_DEFAULT_REGION, a profile's region)");
   c.custom_endpoint_ec2 = cfg.string("custom_endpoint_ec2");
-  if (const char* e = std::getenv("AWS_ENDPOINT_URL_EC2"); c.custom_endpoint_ec2.empty() && e) c.custom_endpoint_ec2 = e;
+  if (const char* e = std::getenv("AWS_ENDPOINT_URL_EC2"); c.custom_endpoint_ec2.empty() && e)
+    c.custom_endpoint_ec2 = e;
   c.insecure_skip_tls_verify = cfg.boolean("insecure_skip_tls_verify", false);
   c.max_retries = cfg.integer("max_retries", c.max_retries);
   if (const char* e = std::getenv("AWS_POLL_DELAY_SECONDS"); e && *e) c.poll_delay_seconds = std::atoll(e);
@@ -97,6 +98,8 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   } else if (a && a->kind != json::Value::Kind::Null) {
     cfg.error("assume_role", "must be an object: {\"role_arn\": \"arn:aws:iam::ACCOUNT:role/NAME\", …}");
   }
+  cfg.accept({"custom_endpoint_sts", "mfa_code", "vault_aws_engine", "spot_price", "spot_instance_types",
+              "spot_price_auto_product", "fleet_tags", "aws_profile"});  // refused below, not "unknown"
   if (cfg.has("custom_endpoint_sts"))
     cfg.error("custom_endpoint_sts",
               "Packer has no 'custom_endpoint_sts': set the SDKs' AWS_ENDPOINT_URL_STS in the environment instead");

@@ -192,8 +192,7 @@ class EncryptImageStep : public Step {
     deregister(r_, st, c.region, plain, plain_snapshots, true);
   }
   void cleanup(State& st) noexcept override {
-    if (!r_.completed && !encrypted_.empty() && remove_image(r_, st, r_.cfg.region, encrypted_, {}))
-      encrypted_.clear();
+    if (!r_.completed && !encrypted_.empty() && remove_image(r_, st, r_.cfg.region, encrypted_, {})) encrypted_.clear();
   }
 
  private:

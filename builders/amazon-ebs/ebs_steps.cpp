@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <thread>
 
-#include "ebs_run.h"
 #include "credentials.h"
+#include "ebs_run.h"
 #include "ebs_steps_internal.h"
 #include "imgbake/error.h"
 #include "imgbake/temp_file.h"
@@ -21,6 +22,13 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// Retries and the like as the build's messages.
+std::function<void(std::string_view)> message_sink(State& st) {
+  Ui& ui = st.ui;
+  std::string build = st.build.name;
+  return [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+}
+
 std::unique_ptr<Ec2Client> make_client(const EbsRun& r, State& st, const std::string& region,
                                        const CancelToken& cancel) {
   ClientOptions o;
@@ -28,9 +36,7 @@ std::unique_ptr<Ec2Client> make_client(const EbsRun& r, State& st, const std::st
   o.endpoint = r.cfg.custom_endpoint_ec2;
   o.tls_verify = !r.cfg.insecure_skip_tls_verify;
   o.max_retries = static_cast<int>(r.cfg.max_retries);
-  Ui& ui = st.ui;
-  std::string build = st.build.name;
-  o.log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+  o.log = message_sink(st);
   return std::make_unique<Ec2Client>(r.creds, o, cancel);
 }
 
@@ -132,9 +138,7 @@ class CredentialsStep : public Step {
       o.region = r_.cfg.region;
       o.tls_verify = !r_.cfg.insecure_skip_tls_verify;
       o.max_retries = static_cast<int>(r_.cfg.max_retries);
-      Ui& ui = st.ui;
-      std::string build = st.build.name;
-      o.log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+      o.log = message_sink(st);
       st.message("assuming role " + r_.cfg.assume_role->role_arn + " with credentials from " + r_.creds.source);
       r_.creds = assume_role(r_.creds, *r_.cfg.assume_role, o, st.cancel);
       remember_secrets(st, r_.creds);
@@ -198,8 +202,8 @@ class SourceAmiStep : public Step {
     // (Packer's amazon-ebs ignores it; its ebssurrogate and instance builders register with it).
     if (!r_.cfg.ami_virtualization_type.empty() && r_.cfg.ami_virtualization_type != pick->at("virtualizationType"))
       st.ui.warn(st.build.name, "ami_virtualization_type is " + r_.cfg.ami_virtualization_type + " but source AMI " +
-                                    r_.source_ami + " is " + pick->at("virtualizationType") +
-                                    ": the AMI will be " + pick->at("virtualizationType") +
+                                    r_.source_ami + " is " + pick->at("virtualizationType") + ": the AMI will be " +
+                                    pick->at("virtualizationType") +
                                     " (amazon-ebs copies the instance; it cannot change the virtualization type)");
     if (pick->at("imageState") != "available")
       throw BuildError("source AMI " + r_.source_ami + " is " + pick->at("imageState") + ", not available");
@@ -468,9 +472,7 @@ class ConnectStep : public Step {
                util::format_duration(sc.timeout) + ")");
     auto t0 = std::chrono::steady_clock::now();
     r_.comm = SshCommunicator::connect(sc, st.cancel, {});
-    Ui& ui = st.ui;
-    std::string build = st.build.name;
-    r_.comm->log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+    r_.comm->log = message_sink(st);
     st.communicator = r_.comm.get();
     st.message("connected to SSH as " + sc.username + " after " +
                util::format_duration(std::chrono::steady_clock::now() - t0));

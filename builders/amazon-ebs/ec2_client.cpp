@@ -34,7 +34,7 @@ std::string form_encode(const Params& params) {
 Ec2Client::Ec2Client(Credentials creds, ClientOptions options, const CancelToken& cancel)
     : creds_(std::move(creds)), options_(std::move(options)), cancel_(cancel) {
   endpoint_ = options_.endpoint.empty() ? "https://" + options_.service + "." + options_.region + ".amazonaws.com"
-                                       : options_.endpoint;
+                                        : options_.endpoint;
   if (endpoint_.find("://") == std::string::npos) endpoint_ = "https://" + endpoint_;
   while (endpoint_.size() > 8 && endpoint_.back() == '/') endpoint_.pop_back();
   http::SessionOptions so;

@@ -106,7 +106,11 @@ std::string Masker::redact(std::string_view text) const {
 }
 
 Ui::Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<Masker> masker)
-    : mode_(mode), out_(out), err_(err), color_(color), masker_(masker ? std::move(masker) : std::make_shared<Masker>()) {}
+    : mode_(mode),
+      out_(out),
+      err_(err),
+      color_(color),
+      masker_(masker ? std::move(masker) : std::make_shared<Masker>()) {}
 
 bool Ui::interactive() const { return isatty(STDIN_FILENO) && isatty(fileno(err_)); }
 

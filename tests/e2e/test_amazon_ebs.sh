@@ -126,6 +126,32 @@ for c in json.load(sys.stdin):
     print(c["secret"]); print(c["token"])')
 }
 
+# interrupted_build PATTERN [ENV-ARGS...]: `imgbake build t.json` under `env ENV-ARGS`, in its own
+# process group; Ctrl-C once PATTERN is in its output; BUILD_RC is its exit status. Fails (and
+# returns 1) when PATTERN does not show within 90 s or imgbake has not exited 30 s after Ctrl-C.
+interrupted_build() {
+  local pattern=$1 pid
+  shift
+  set -m
+  env "$@" "$IMGBAKE" build t.json >"$STDOUT" 2>"$STDERR" </dev/null &
+  pid=$!
+  set +m
+  E2E_BG_PIDS+=("$pid")
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for 90 grep -q "$pattern" "$STDOUT"; then
+    fail "the build reaches '$pattern'" "'$pattern' within 90 s" "not seen"
+    e2e_show_file stdout "$STDOUT"
+    e2e_show_file stderr "$STDERR"
+    kill -KILL -- "-$pid"
+    return 1
+  fi
+  kill -INT -- "-$pid"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  wait_for 30 pid_gone "$pid" || fail "imgbake exits within 30 s of Ctrl-C" "exit" "still running"
+  BUILD_RC=0
+  wait "$pid" || BUILD_RC=$?
+}
+
 test_bake_ami_with_provisioners_regions_and_throttling() {
   printf 'payload from the file provisioner\n' >payload.txt
   template "imgbake-e2e-main" '[
@@ -236,25 +262,8 @@ print(i["KeyName"], i["SecurityGroups"][0]["GroupId"], base64.b64decode(u).decod
 
 test_ctrl_c_leaves_nothing_behind() {
   template "imgbake-e2e-interrupted" '[]' '{"temporary_key_pair_type": "ed25519"}'
-  set -m
-  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY "$IMGBAKE" build t.json >"$STDOUT" 2>"$STDERR" </dev/null &
-  local pid=$!
-  set +m
-  E2E_BG_PIDS+=("$pid")
-  E2E_CHECKS=$((E2E_CHECKS + 1))
-  if ! wait_for 60 grep -q "waiting for SSH" "$STDOUT"; then
-    fail "the build reaches the SSH wait" "'waiting for SSH' within 60 s" "not seen"
-    e2e_show_file stdout "$STDOUT"
-    e2e_show_file stderr "$STDERR"
-    kill -KILL -- "-$pid"
-    return
-  fi
-  kill -INT -- "-$pid"
-  E2E_CHECKS=$((E2E_CHECKS + 1))
-  wait_for 30 pid_gone "$pid" || fail "imgbake exits within 30 s of Ctrl-C" "exit" "still running"
-  local rc=0
-  wait "$pid" || rc=$?
-  expect_eq "exit status after Ctrl-C" 130 "$rc"
+  interrupted_build "waiting for SSH" AWS_ACCESS_KEY_ID="$ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SECRET_KEY" || return
+  expect_eq "exit status after Ctrl-C" 130 "$BUILD_RC"
   expect_contains "$STDOUT" "deleting the temporary key pair"
   expect_contains "$STDOUT" "(ed25519)"
   expect_nothing_left
@@ -318,7 +327,8 @@ JSON
   expect_contains "$STDERR" "contains '*': AMI names hold letters, digits and ()[] ./-'@_"
   expect_contains "$STDERR" "force_delete_snapshot needs force_deregister: true"
   expect_contains "$STDERR" "'dsa' must be rsa or ed25519"
-  expect_contains "$STDERR" "duration_seconds: must be between 900 and 43200"
+  expect_contains "$STDERR" "assume_role: must be between 900 and 43200 (STS's limits)"
+  expect_not_contains "$STDERR" "unknown option 'custom_endpoint_sts'"
   expect_contains "$STDERR" "Packer has no 'custom_endpoint_sts': set the SDKs' AWS_ENDPOINT_URL_STS"
   expect_contains "$STDERR" "region us-west-2 is in ami_regions but not in region_kms_key_ids"
   expect_contains "$STDERR" "'pv' must be hvm or paravirtual"
@@ -385,14 +395,14 @@ test_assume_role_and_options_on_the_wire() {
   expect_contains "$STDOUT" "assuming role $ROLE with credentials from the environment (AWS_ACCESS_KEY_ID)"
   expect_contains "$STDOUT" "credentials from role $ROLE assumed with the environment"
   expect_contains "$STDOUT" "leaked: <sensitive>"
-  expect_contains "$STDOUT" "ami_virtualization_type is paravirtual but source AMI ami-0cf3370ee99aef972 is hvm"
+  expect_contains "$STDERR" "ami_virtualization_type is paravirtual but source AMI ami-0cf3370ee99aef972 is hvm"
   expect_contains "$STDOUT" "disable_stop_instance: waiting for the instance to stop itself"
   expect_contains "$STDOUT" "to an encrypted AMI (KMS key $EAST_KEY)"
   # One AssumeRole, signed with the long-term key; every EC2 call on the role's session, no StopInstances.
   calls_since "$before" >calls.txt
   expect_eq "the endpoint's calls: who signed them (service who session)" \
-    "sts long-term no-session
-ec2 sts:imgbake-builder session" "$(cut -d' ' -f1,3,4 calls.txt | sort -u)"
+    "ec2 sts:imgbake-builder session
+sts long-term no-session" "$(cut -d' ' -f1,3,4 calls.txt | LC_ALL=C sort -u)"
   expect_not_contains calls.txt "StopInstances"
   expect_eq "AssumeRole's parameters (botocore's STS model)" \
     "$ROLE imgbake-e2e e2e-external-id 1800 Team=imgbake arn:aws:iam::aws:policy/AmazonEC2FullAccess $ACCESS_KEY" \
@@ -470,30 +480,15 @@ test_credential_process_then_ctrl_c_while_the_ami_is_pending() {
   printf '[profile ci]\ncredential_process = sh %s/.aws/creds.sh\n' "$TEST_DIR" >.aws/config
   template "imgbake-e2e-pending" '[]' '{"profile": "ci"}'
   control '{"image_delay": 600}'
-  set -m
-  env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$TEST_DIR" "$IMGBAKE" build t.json >"$STDOUT" 2>"$STDERR" </dev/null &
-  local pid=$!
-  set +m
-  E2E_BG_PIDS+=("$pid")
-  E2E_CHECKS=$((E2E_CHECKS + 1))
-  if ! wait_for 90 grep -q "waiting for it to become available" "$STDOUT"; then
-    fail "the build reaches the AMI wait" "'waiting for it to become available' within 90 s" "not seen"
-    e2e_show_file stdout "$STDOUT"
-    e2e_show_file stderr "$STDERR"
-    kill -KILL -- "-$pid"
-    control '{"image_delay": 0.3}'
-    return
-  fi
-  kill -INT -- "-$pid"
-  E2E_CHECKS=$((E2E_CHECKS + 1))
-  wait_for 30 pid_gone "$pid" || fail "imgbake exits within 30 s of Ctrl-C" "exit" "still running"
+  local reached=0
+  interrupted_build "waiting for it to become available" -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY \
+    HOME="$TEST_DIR" || reached=1
   control '{"image_delay": 0.3}'
-  local rc=0
-  wait "$pid" || rc=$?
-  expect_eq "exit status after Ctrl-C" 130 "$rc"
-  expect_contains "$STDOUT" "credentials from profile 'ci' in $TEST_DIR/.aws/config"
+  [ "$reached" = 0 ] || return
+  expect_eq "exit status after Ctrl-C" 130 "$BUILD_RC"
+  expect_contains "$STDOUT" "credentials from credential_process of profile 'ci' in $TEST_DIR/.aws/config"
   local ami
-  ami=$(grep -o 'AMI ami-[0-9a-f]*: waiting' "$STDOUT" | cut -d' ' -f2)
+  ami=$(sed -n 's/.*AMI \(ami-[0-9a-f]*\): waiting.*/\1/p' "$STDOUT" | head -1)
   expect_contains "$STDOUT" "the build did not finish: deregistering AMI $ami in us-east-1"
   # Neither the pending AMI nor its snapshot is left (awscli asks).
   expect_eq "awscli: AMIs named imgbake-e2e-pending, snapshots made for $ami" " " \
@@ -517,7 +512,7 @@ test_imds_credentials_and_skip_create_ami() {
   expect_contains "$STDOUT" "skip_create_ami: no AMI was made"
   calls_since "$before" >calls.txt
   expect_eq "the endpoint's calls: who signed them" "ec2 imds:imgbake-instance-role session" \
-    "$(cut -d' ' -f1,3,4 calls.txt | sort -u)"
+    "$(cut -d' ' -f1,3,4 calls.txt | LC_ALL=C sort -u)"
   expect_not_contains calls.txt "CreateImage"
   expect_contains calls.txt "StopInstances"
   expect_eq "awscli: AMIs named imgbake-e2e-skip" "" \

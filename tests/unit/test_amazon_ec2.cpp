@@ -203,8 +203,7 @@ TEST_F(AmazonCredentials, NoneFoundNamesEveryPlaceLooked) {
         << m;
     EXPECT_NE(m.find("profile 'missing' in " + (home_ / ".aws/credentials").string()), std::string::npos) << m;
     EXPECT_NE(m.find("profile 'missing' in " + (home_ / ".aws/config").string()), std::string::npos) << m;
-    EXPECT_NE(m.find("not the instance metadata service (AWS_EC2_METADATA_DISABLED is true)"), std::string::npos)
-        << m;
+    EXPECT_NE(m.find("not the instance metadata service (AWS_EC2_METADATA_DISABLED is true)"), std::string::npos) << m;
   }
 }
 
@@ -223,7 +222,7 @@ TEST_F(AmazonCredentials, CredentialProcessPrintsVersion1Json) {
   EXPECT_EQ(c.access_key, "AKPROC");
   EXPECT_EQ(c.secret_key, "sproc");
   EXPECT_EQ(c.token, "tproc");
-  EXPECT_EQ(c.source, "profile 'proc' in " + (home_ / ".aws/config").string());
+  EXPECT_EQ(c.source, "credential_process of profile 'proc' in " + (home_ / ".aws/config").string());
   auto message = [](const std::function<void()>& f) -> std::string {
     try {
       f();
@@ -232,13 +231,17 @@ TEST_F(AmazonCredentials, CredentialProcessPrintsVersion1Json) {
     }
     return "no error";
   };
-  EXPECT_EQ(message([] { resolve_credentials({"", "", "", "fail", ""}); }),
+  EXPECT_EQ(message([] {
+              resolve_credentials({"", "", "", "fail", ""});
+            }),
             "credential_process of profile 'fail' in " + (home_ / ".aws/config").string() +
                 " exited with status 3: no session: run login first");
   std::string old = message([] { resolve_credentials({"", "", "", "old", ""}); });
   EXPECT_NE(old.find("printed JSON without \"Version\": 1"), std::string::npos) << old;
   EXPECT_EQ(old.find("leaked?"), std::string::npos) << old;
-  EXPECT_NE(message([] { resolve_credentials({"", "", "", "sso", ""}); }).find("uses role_arn or SSO"),
+  EXPECT_NE(message([] {
+              resolve_credentials({"", "", "", "sso", ""});
+            }).find("uses role_arn or SSO"),
             std::string::npos);
   EXPECT_THROW(imgbake::amazon::parse_credential_process_output("not json", "x"), imgbake::BuildError);
 }
@@ -248,7 +251,7 @@ TEST_F(AmazonCredentials, InstanceMetadataV2IsLastWithATokenOnEveryRead) {
   TestHttpServer imds([&](const HttpRequest& r) -> std::optional<HttpAnswer> {
     if (r.method == "PUT" && r.target == "/latest/api/token")
       return r.header("x-aws-ec2-metadata-token-ttl-seconds") == "21600" ? HttpAnswer{200, {}, "TOKEN-1"}
-                                                                           : HttpAnswer{400, {}, ""};
+                                                                         : HttpAnswer{400, {}, ""};
     if (r.header("x-aws-ec2-metadata-token") != "TOKEN-1") return HttpAnswer{401, {}, ""};
     if (r.target == "/latest/meta-data/iam/security-credentials/")
       return has_role ? HttpAnswer{200, {}, "builder-role\n"} : HttpAnswer{404, {}, ""};

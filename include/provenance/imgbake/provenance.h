@@ -137,7 +137,7 @@ struct BuildFacts {
   // ResourceDescriptors; and the builder's settings that shaped the image (its instance type).
   std::vector<nlohmann::json> builder_dependencies;
   nlohmann::json builder_parameters = nlohmann::json::object();
-  std::string invocation_id;          // the run uuid
+  std::string invocation_id;  // the run uuid
   std::chrono::system_clock::time_point started;
   std::chrono::system_clock::time_point finished;
   std::vector<StepRecord> steps;
