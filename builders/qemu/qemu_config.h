@@ -105,6 +105,8 @@ struct LaunchFacts {
   std::string qmp_socket;
   std::string serial_log;
   int host_port = 0;  // forwarded to the guest's ssh_port; 0 when skip_nat_mapping
+  std::string disk_format;  // "": the template's format (the step cache's overlays are qcow2)
+  std::string incoming;     // -incoming: the saved VM state to resume (the step cache)
 };
 
 // The qemu argv: Packer's defaults, then each qemuargs entry replaces the default
