@@ -387,7 +387,8 @@ test_assume_role_and_options_on_the_wire() {
                                     {"device_name": "/dev/xvdc", "virtual_name": "ephemeral0"}],
       "ena_support": true, "sriov_support": true, "disable_stop_instance": true,
       "encrypt_boot": true, "kms_key_id": "'$EAST_KEY'", "ami_regions": ["us-west-2"],
-      "region_kms_key_ids": {"us-west-2": "'$WEST_KEY'"}, "ami_virtualization_type": "paravirtual"}'
+      "region_kms_key_ids": {"us-west-2": "'$WEST_KEY'"}, "ami_virtualization_type": "paravirtual",
+      "snapshot_users": ["210987654321"], "snapshot_groups": ["all"]}'
   local before
   before=$(calls_count)
   AWS_ENDPOINT_URL_STS=$ENDPOINT AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY \
@@ -442,12 +443,14 @@ print(i["EnaSupport"], i.get("SriovNetSupport"), i["VirtualizationType"])
 for m in i["BlockDeviceMappings"]:
     e = m.get("Ebs")
     print(m["DeviceName"], *( [e["VolumeType"], e["VolumeSize"], e.get("Iops"), e.get("Throughput"), e["Encrypted"], e.get("KmsKeyId")] if e else [m["VirtualName"]]))')"
-  expect_eq "awscli: the snapshots behind each region's AMI are encrypted with that region's key" \
-    "us-east-1 True $EAST_KEY
-us-west-2 True $WEST_KEY" "$(for region in us-east-1 us-west-2; do
+  expect_eq "awscli: each region's AMI's snapshot: encrypted with that region's key, shared (snapshot_users/groups)" \
+    "us-east-1 True $EAST_KEY 210987654321 all
+us-west-2 True $WEST_KEY 210987654321 all" "$(for region in us-east-1 us-west-2; do
       ami=$east; [ $region = us-west-2 ] && ami=$west
       snap=$(aws_ec2 $region describe-images --image-ids "$ami" --query 'Images[0].BlockDeviceMappings[0].Ebs.SnapshotId' --output text)
-      echo "$region $(aws_ec2 $region describe-snapshots --snapshot-ids "$snap" --query 'Snapshots[0].[Encrypted,KmsKeyId]' --output text | tr '\t' ' ')"
+      echo "$region $(aws_ec2 $region describe-snapshots --snapshot-ids "$snap" --query 'Snapshots[0].[Encrypted,KmsKeyId]' --output text | tr '\t' ' ') $(
+        aws_ec2 $region describe-snapshot-attribute --snapshot-id "$snap" --attribute createVolumePermission \
+          --query 'CreateVolumePermissions[].[UserId,Group]' --output text | tr '\t\n' '  ' | tr -s ' ' | sed 's/None //g; s/ None//g; s/ $//')"
     done)"
   expect_eq "west AMI: /root/options.txt" "options" \
     "$(debugfs -R 'cat /root/options.txt' "$STATE/disks/$west.raw" 2>/dev/null)"
