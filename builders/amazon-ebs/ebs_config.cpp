@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "ec2_client.h"
+#include "credentials.h"
 
 namespace imgbake::amazon {
 namespace {
@@ -63,6 +63,8 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   if (c.region.empty()) c.region = default_region(c.profile);
   if (c.region.empty()) cfg.error("'region' is required (or AWS_REGION, AWS_DEFAULT_REGION, a profile's region)");
   c.custom_endpoint_ec2 = cfg.string("custom_endpoint_ec2");
+  if (const char* e = std::getenv("AWS_ENDPOINT_URL_EC2"); c.custom_endpoint_ec2.empty() && e)
+    c.custom_endpoint_ec2 = e;
   c.insecure_skip_tls_verify = cfg.boolean("insecure_skip_tls_verify", false);
   c.max_retries = cfg.integer("max_retries", c.max_retries);
   if (const char* e = std::getenv("AWS_POLL_DELAY_SECONDS"); e && *e) c.poll_delay_seconds = std::atoll(e);
@@ -77,8 +79,32 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   }
   if (c.poll_delay_seconds < 1) cfg.error("aws_polling", "delay_seconds must be at least 1");
   if (c.poll_max_attempts < 1) cfg.error("aws_polling", "max_attempts must be at least 1");
-  for (const char* k : {"assume_role", "mfa_code", "vault_aws_engine", "spot_price", "spot_instance_types",
-                        "spot_price_auto_product", "fleet_tags", "custom_endpoint_sts", "aws_profile"})
+  if (const json::Value* a = cfg.raw("assume_role"); a && a->kind == json::Value::Kind::Object) {
+    ConfigReader r(*a, cfg.file(), cfg.label() + " assume_role", cfg.diagnostics());
+    AssumeRoleConfig role;
+    role.role_arn = r.string("role_arn");
+    role.session_name = r.string("session_name");
+    role.external_id = r.string("external_id");
+    role.policy = r.string("policy");
+    role.duration_seconds = r.integer("duration_seconds", 0);
+    role.policy_arns = r.strings("policy_arns");
+    role.tags = r.string_map("tags");
+    role.transitive_tag_keys = r.strings("transitive_tag_keys");
+    if (role.role_arn.empty()) r.require("role_arn");
+    if (role.duration_seconds != 0 && (role.duration_seconds < 900 || role.duration_seconds > 43200))
+      r.error("duration_seconds", "must be between 900 and 43200 (STS's limits)");
+    r.finish();
+    c.assume_role = role;
+  } else if (a && a->kind != json::Value::Kind::Null) {
+    cfg.error("assume_role", "must be an object: {\"role_arn\": \"arn:aws:iam::ACCOUNT:role/NAME\", …}");
+  }
+  cfg.accept({"custom_endpoint_sts", "mfa_code", "vault_aws_engine", "spot_price", "spot_instance_types",
+              "spot_price_auto_product", "fleet_tags", "aws_profile"});  // refused below, not "unknown"
+  if (cfg.has("custom_endpoint_sts"))
+    cfg.error("custom_endpoint_sts",
+              "Packer has no 'custom_endpoint_sts': set the SDKs' AWS_ENDPOINT_URL_STS in the environment instead");
+  for (const char* k : {"mfa_code", "vault_aws_engine", "spot_price", "spot_instance_types", "spot_price_auto_product",
+                        "fleet_tags", "aws_profile"})
     if (cfg.has(k)) cfg.error(k, std::string("'") + k + "' is not supported by imgbake yet");
   cfg.accept({"skip_region_validation", "skip_credential_validation", "skip_metadata_api_check",
               "decode_authorization_messages", "skip_profile_validation", "ami_product_codes", "enable_t2_unlimited",
@@ -152,6 +178,9 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   }
   c.ami_description = cfg.string("ami_description");
   c.ami_virtualization_type = cfg.string("ami_virtualization_type");
+  if (!c.ami_virtualization_type.empty() && c.ami_virtualization_type != "hvm" &&
+      c.ami_virtualization_type != "paravirtual")
+    cfg.error("ami_virtualization_type", "'" + c.ami_virtualization_type + "' must be hvm or paravirtual");
   c.ami_users = cfg.strings("ami_users");
   c.ami_groups = cfg.strings("ami_groups");
   c.ami_regions = cfg.strings("ami_regions");
@@ -160,6 +189,10 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   c.tags = cfg.string_map("tags");
   c.snapshot_tags = cfg.string_map("snapshot_tags");
   c.region_kms_key_ids = cfg.string_map("region_kms_key_ids");
+  if (!c.region_kms_key_ids.empty())
+    for (const auto& region : c.ami_regions)
+      if (!c.region_kms_key_ids.count(region))
+        cfg.error("region_kms_key_ids", "region " + region + " is in ami_regions but not in region_kms_key_ids");
   c.ena_support = cfg.optional_boolean("ena_support");
   c.sriov_support = cfg.boolean("sriov_support", false);
   c.force_deregister = cfg.boolean("force_deregister", false);

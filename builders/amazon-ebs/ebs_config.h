@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "credentials.h"
 #include "imgbake/config.h"
 #include "imgbake/ssh.h"
 
@@ -30,7 +31,8 @@ struct EbsConfig {
   // Access
   std::string access_key, secret_key, token, profile, shared_credentials_file;
   std::string region;
-  std::string custom_endpoint_ec2;
+  std::string custom_endpoint_ec2;  // else AWS_ENDPOINT_URL_EC2, else https://ec2.REGION.amazonaws.com
+  std::optional<AssumeRoleConfig> assume_role;
   bool insecure_skip_tls_verify = false;
   int64_t max_retries = 8;
   int64_t poll_delay_seconds = 15;  // aws_polling.delay_seconds (AWS_POLL_DELAY_SECONDS)

@@ -65,6 +65,28 @@ void deregister(EbsRun& r, State& st, const std::string& region, const std::stri
     for (const auto& s : snapshots) ec2.call("DeleteSnapshot", {{"SnapshotId", s}});
 }
 
+// A cleanup's removal of an AMI this build made, with its snapshots (asked of EC2 when the AMI
+// was interrupted before it was available and they are not known yet). Reports, never throws.
+bool remove_image(EbsRun& r, State& st, const std::string& region, const std::string& ami,
+                  std::vector<std::string> snapshots) noexcept {
+  try {
+    st.message("the build did not finish: deregistering AMI " + ami + " in " + region);
+    if (snapshots.empty()) {
+      XmlNode doc = r.ec2_cleanup(st, region).call("DescribeImages", {{"ImageId.1", ami}});
+      for (const XmlNode* img : doc.items("imagesSet"))
+        for (const XmlNode* bdm : img->items("blockDeviceMapping"))
+          if (!bdm->at("ebs/snapshotId").empty()) snapshots.push_back(bdm->at("ebs/snapshotId"));
+    }
+    deregister(r, st, region, ami, snapshots, true, true);
+    return true;
+  } catch (const std::exception& e) {
+    st.ui.error(st.build.name, "cannot deregister AMI " + ami + " in " + region + ": " + e.what() +
+                                   " (deregister it by hand: aws ec2 deregister-image --region " + region +
+                                   " --image-id " + ami + ")");
+    return false;
+  }
+}
+
 class AmiNameCheckStep : public Step {
  public:
   explicit AmiNameCheckStep(EbsRun& r) : r_(r) {}
@@ -133,23 +155,54 @@ class CreateImageStep : public Step {
     if (r.completed) return;
     auto it = r.amis.find(region);
     if (it == r.amis.end()) return;
-    try {
-      st.message("the build did not finish: deregistering AMI " + it->second + " in " + region);
-      if (r.snapshots[region].empty()) {  // interrupted before it was available: ask for its snapshots
-        XmlNode doc = r.ec2_cleanup(st, region).call("DescribeImages", {{"ImageId.1", it->second}});
-        for (const XmlNode* img : doc.items("imagesSet"))
-          for (const XmlNode* bdm : img->items("blockDeviceMapping"))
-            if (!bdm->at("ebs/snapshotId").empty()) r.snapshots[region].push_back(bdm->at("ebs/snapshotId"));
-      }
-      deregister(r, st, region, it->second, r.snapshots[region], true, true);
-      r.amis.erase(it);
-    } catch (const std::exception& e) {
-      st.ui.error(st.build.name, "cannot deregister AMI " + it->second + " in " + region + ": " + e.what());
-    }
+    if (remove_image(r, st, region, it->second, r.snapshots[region])) r.amis.erase(it);
   }
 
  private:
   EbsRun& r_;
+};
+
+// encrypt_boot (Packer's StepCreateEncryptedAMICopy): the AMI copied in its region with its
+// snapshots encrypted (kms_key_id, else the region's default EBS key), then the unencrypted AMI
+// deregistered and its snapshots deleted.
+class EncryptImageStep : public Step {
+ public:
+  explicit EncryptImageStep(EbsRun& r) : r_(r) {}
+  std::string name() const override { return "encrypt AMI"; }
+  nlohmann::json key_material(const State&) const override {
+    return {{"step", "amazon-encrypt-image"}, {"kms_key_id", key_id()}};
+  }
+  void run(State& st) override {
+    const EbsConfig& c = r_.cfg;
+    std::string plain = r_.amis.at(c.region);
+    std::vector<std::string> plain_snapshots = r_.snapshots[c.region];
+    Params p = {{"SourceRegion", c.region}, {"SourceImageId", plain}, {"Name", c.ami_name}, {"Encrypted", "true"}};
+    if (!c.ami_description.empty()) p.emplace_back("Description", c.ami_description);
+    if (!key_id().empty()) p.emplace_back("KmsKeyId", key_id());
+    st.message("copying " + plain + " to an encrypted AMI (" +
+               (key_id().empty() ? "the region's default EBS key" : "KMS key " + key_id()) + ")");
+    encrypted_ = r_.ec2(st).call("CopyImage", p).at("imageId");
+    std::vector<std::string> snapshots;
+    wait_available(r_, st, c.region, encrypted_, &snapshots);
+    st.message("encrypted AMI " + encrypted_ + " is available; deregistering the unencrypted " + plain +
+               " and deleting its snapshots " + util::join(plain_snapshots, ", "));
+    r_.amis[c.region] = encrypted_;
+    r_.snapshots[c.region] = snapshots;
+    encrypted_.clear();
+    deregister(r_, st, c.region, plain, plain_snapshots, true);
+  }
+  void cleanup(State& st) noexcept override {
+    if (!r_.completed && !encrypted_.empty() && remove_image(r_, st, r_.cfg.region, encrypted_, {})) encrypted_.clear();
+  }
+
+ private:
+  // region_kms_key_ids' key for the build region wins over kms_key_id, as in Packer.
+  std::string key_id() const {
+    auto it = r_.cfg.region_kms_key_ids.find(r_.cfg.region);
+    return it != r_.cfg.region_kms_key_ids.end() ? it->second : r_.cfg.kms_key_id;
+  }
+  EbsRun& r_;
+  std::string encrypted_;  // the encrypted copy until it replaced the unencrypted AMI
 };
 
 class CopyImagesStep : public Step {
@@ -170,7 +223,8 @@ class CopyImagesStep : public Step {
       auto kms = c.region_kms_key_ids.find(region);
       if (c.encrypt_boot.value_or(false) || kms != c.region_kms_key_ids.end()) {
         p.emplace_back("Encrypted", "true");
-        if (kms != c.region_kms_key_ids.end()) p.emplace_back("KmsKeyId", kms->second);
+        // An empty key in region_kms_key_ids is the region's default EBS key.
+        if (kms != c.region_kms_key_ids.end() && !kms->second.empty()) p.emplace_back("KmsKeyId", kms->second);
       }
       st.message("copying " + source + " to " + region);
       XmlNode doc = r_.ec2(st, region).call("CopyImage", p);
@@ -273,6 +327,14 @@ class ArtifactStep : public Step {
     a->metadata["ami_name"] = r_.cfg.ami_name;
     a->metadata["source_ami"] = r_.source_ami;
     a->metadata["instance_type"] = r_.cfg.instance_type;
+    // The provenance names what the image was made from and on: the source AMI (by its ARN, the
+    // one name EC2 gives an AMI across accounts) and the instance type.
+    a->metadata["provenance_dependencies"] = nlohmann::json::array(
+        {{{"name", "source_ami"},
+          {"uri", "arn:aws:ec2:" + r_.cfg.region + "::image/" + r_.source_ami},
+          {"annotations", {{"name", r_.source_ami_name}, {"owner", r_.source_ami_owner}, {"region", r_.cfg.region}}}}});
+    a->metadata["provenance_parameters"] = {
+        {"instance_type", r_.cfg.instance_type}, {"region", r_.cfg.region}, {"ami_regions", r_.cfg.ami_regions}};
     // What the store's image records (its config's labels), so promote/history/verify name the AMIs.
     a->metadata["image_labels"] = {{"io.imgbake.amazon.amis", a->id},
                                    {"io.imgbake.amazon.snapshots", util::join(snaps, ",")},
@@ -309,6 +371,7 @@ class ArtifactStep : public Step {
 std::unique_ptr<Step> make_ami_name_check_step(EbsRun& r) { return std::make_unique<AmiNameCheckStep>(r); }
 std::unique_ptr<Step> make_deregister_step(EbsRun& r) { return std::make_unique<DeregisterStep>(r); }
 std::unique_ptr<Step> make_create_image_step(EbsRun& r) { return std::make_unique<CreateImageStep>(r); }
+std::unique_ptr<Step> make_encrypt_image_step(EbsRun& r) { return std::make_unique<EncryptImageStep>(r); }
 std::unique_ptr<Step> make_copy_images_step(EbsRun& r) { return std::make_unique<CopyImagesStep>(r); }
 std::unique_ptr<Step> make_image_attributes_step(EbsRun& r) { return std::make_unique<ImageAttributesStep>(r); }
 std::unique_ptr<Step> make_artifact_step(EbsRun& r) { return std::make_unique<ArtifactStep>(r); }
@@ -328,6 +391,7 @@ StepList make_steps(EbsRun& r, StepList provision) {
   if (!c.skip_create_ami) {
     if (c.force_deregister) s.push_back(make_deregister_step(r));
     s.push_back(make_create_image_step(r));
+    if (c.encrypt_boot.value_or(false)) s.push_back(make_encrypt_image_step(r));
     if (!c.ami_regions.empty()) s.push_back(make_copy_images_step(r));
     s.push_back(make_image_attributes_step(r));
   }

@@ -25,7 +25,7 @@ struct EbsRun {
   std::map<std::string, std::unique_ptr<Ec2Client>> cleanup_clients;
   std::filesystem::path work_dir;
 
-  std::string source_ami, source_ami_name;
+  std::string source_ami, source_ami_name, source_ami_owner;
   std::string key_name, key_file;  // the key pair the instance gets, the private key we log in with
   bool temporary_key = false;
   std::string group_id;  // the temporary security group

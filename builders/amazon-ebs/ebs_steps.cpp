@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <thread>
 
+#include "credentials.h"
 #include "ebs_run.h"
 #include "ebs_steps_internal.h"
 #include "imgbake/error.h"
@@ -20,6 +22,13 @@ using std::chrono::milliseconds;
 
 namespace {
 
+// Retries and the like as the build's messages.
+std::function<void(std::string_view)> message_sink(State& st) {
+  Ui& ui = st.ui;
+  std::string build = st.build.name;
+  return [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+}
+
 std::unique_ptr<Ec2Client> make_client(const EbsRun& r, State& st, const std::string& region,
                                        const CancelToken& cancel) {
   ClientOptions o;
@@ -27,9 +36,7 @@ std::unique_ptr<Ec2Client> make_client(const EbsRun& r, State& st, const std::st
   o.endpoint = r.cfg.custom_endpoint_ec2;
   o.tls_verify = !r.cfg.insecure_skip_tls_verify;
   o.max_retries = static_cast<int>(r.cfg.max_retries);
-  Ui& ui = st.ui;
-  std::string build = st.build.name;
-  o.log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+  o.log = message_sink(st);
   return std::make_unique<Ec2Client>(r.creds, o, cancel);
 }
 
@@ -105,17 +112,37 @@ std::string instance_state(EbsRun& r, State& st, const std::string& region, cons
 
 namespace {
 
+void remember_secrets(State& st, const Credentials& c) {
+  st.ui.add_secret(c.secret_key);
+  if (!c.token.empty()) st.ui.add_secret(c.token);
+}
+
 class CredentialsStep : public Step {
  public:
   explicit CredentialsStep(EbsRun& r) : r_(r) {}
   std::string name() const override { return "AWS credentials"; }
   nlohmann::json key_material(const State&) const override {
-    return {{"step", "amazon-credentials"}, {"region", r_.cfg.region}, {"endpoint", r_.cfg.custom_endpoint_ec2}};
+    return {{"step", "amazon-credentials"},
+            {"region", r_.cfg.region},
+            {"endpoint", r_.cfg.custom_endpoint_ec2},
+            {"role_arn", r_.cfg.assume_role ? r_.cfg.assume_role->role_arn : ""}};
   }
   void run(State& st) override {
     CredentialSources s{r_.cfg.access_key, r_.cfg.secret_key, r_.cfg.token, r_.cfg.profile,
                         r_.cfg.shared_credentials_file};
-    r_.creds = resolve_credentials(s);
+    r_.creds = resolve_credentials(s, st.cancel);
+    // Whatever was found is masked from here on, even where a script echoes it by accident.
+    remember_secrets(st, r_.creds);
+    if (r_.cfg.assume_role) {
+      StsOptions o;
+      o.region = r_.cfg.region;
+      o.tls_verify = !r_.cfg.insecure_skip_tls_verify;
+      o.max_retries = static_cast<int>(r_.cfg.max_retries);
+      o.log = message_sink(st);
+      st.message("assuming role " + r_.cfg.assume_role->role_arn + " with credentials from " + r_.creds.source);
+      r_.creds = assume_role(r_.creds, *r_.cfg.assume_role, o, st.cancel);
+      remember_secrets(st, r_.creds);
+    }
     r_.work_dir = process_temp_dir() / ("amazon-ebs-" + st.build.run_uuid.substr(0, 8));
     fs::create_directories(r_.work_dir);
     fs::permissions(r_.work_dir, fs::perms::owner_all);
@@ -170,6 +197,14 @@ class SourceAmiStep : public Step {
     });
     r_.source_ami = pick->at("imageId");
     r_.source_ami_name = pick->at("name");
+    r_.source_ami_owner = pick->at("imageOwnerId");
+    // CreateImage keeps the instance's virtualization type: ami_virtualization_type cannot change it
+    // (Packer's amazon-ebs ignores it; its ebssurrogate and instance builders register with it).
+    if (!r_.cfg.ami_virtualization_type.empty() && r_.cfg.ami_virtualization_type != pick->at("virtualizationType"))
+      st.ui.warn(st.build.name, "ami_virtualization_type is " + r_.cfg.ami_virtualization_type + " but source AMI " +
+                                    r_.source_ami + " is " + pick->at("virtualizationType") + ": the AMI will be " +
+                                    pick->at("virtualizationType") +
+                                    " (amazon-ebs copies the instance; it cannot change the virtualization type)");
     if (pick->at("imageState") != "available")
       throw BuildError("source AMI " + r_.source_ami + " is " + pick->at("imageState") + ", not available");
     st.data["SourceAMI"] = r_.source_ami;
@@ -437,9 +472,7 @@ class ConnectStep : public Step {
                util::format_duration(sc.timeout) + ")");
     auto t0 = std::chrono::steady_clock::now();
     r_.comm = SshCommunicator::connect(sc, st.cancel, {});
-    Ui& ui = st.ui;
-    std::string build = st.build.name;
-    r_.comm->log = [&ui, build](std::string_view line) { ui.message(build, std::string(line)); };
+    r_.comm->log = message_sink(st);
     st.communicator = r_.comm.get();
     st.message("connected to SSH as " + sc.username + " after " +
                util::format_duration(std::chrono::steady_clock::now() - t0));

@@ -27,6 +27,7 @@ std::unique_ptr<Step> make_connect_step(EbsRun& r);
 std::unique_ptr<Step> make_stop_instance_step(EbsRun& r);
 std::unique_ptr<Step> make_deregister_step(EbsRun& r);
 std::unique_ptr<Step> make_create_image_step(EbsRun& r);
+std::unique_ptr<Step> make_encrypt_image_step(EbsRun& r);
 std::unique_ptr<Step> make_copy_images_step(EbsRun& r);
 std::unique_ptr<Step> make_image_attributes_step(EbsRun& r);
 std::unique_ptr<Step> make_artifact_step(EbsRun& r);

@@ -1,6 +1,6 @@
 // The EC2 Query API over the project's HTTP transport: form-encoded POSTs signed with SigV4,
 // XML answers, EC2's errors (code and message) as Ec2Error, throttling and 5xx retried with
-// backoff. Also the AWS credential chain the SDKs use (options, environment, shared files).
+// backoff. STS speaks the same Query protocol: the client serves it too (service "sts").
 #pragma once
 
 #include <chrono>
@@ -18,7 +18,8 @@
 
 namespace imgbake::amazon {
 
-// EC2 answered with an error document: code ("InvalidAMIID.NotFound") and message, as EC2 wrote them.
+// EC2 (or STS) answered with an error document: code ("InvalidAMIID.NotFound") and message, as
+// the service wrote them.
 class Ec2Error : public BuildError {
  public:
   Ec2Error(std::string action, std::string code, std::string message, long status)
@@ -38,25 +39,11 @@ class Ec2Error : public BuildError {
 
 using Params = std::vector<std::pair<std::string, std::string>>;
 
-struct CredentialSources {
-  std::string access_key, secret_key, token;  // the builder's options
-  std::string profile;                        // option "profile", else AWS_PROFILE, else "default"
-  std::string shared_credentials_file;        // option, else AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
-};
-
-// The first complete set of: the options, the environment (AWS_ACCESS_KEY_ID,
-// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), the profile in the shared credentials file, the
-// profile in the shared config file (AWS_CONFIG_FILE, else ~/.aws/config). Throws BuildError
-// naming every place it looked when none is complete.
-Credentials resolve_credentials(const CredentialSources& sources);
-
-// The region from AWS_REGION / AWS_DEFAULT_REGION, else the profile's "region" in the config
-// file; "" when none.
-std::string default_region(const std::string& profile);
-
 struct ClientOptions {
+  std::string service = "ec2";             // the signing name, and the default endpoint's first label
+  std::string api_version = "2016-11-15";  // the Version parameter
   std::string region;
-  std::string endpoint;  // "" = https://ec2.REGION.amazonaws.com
+  std::string endpoint;  // "" = https://SERVICE.REGION.amazonaws.com
   bool tls_verify = true;
   int max_retries = 8;                        // throttling, 5xx and dropped connections
   std::function<void(std::string_view)> log;  // retries; never secrets

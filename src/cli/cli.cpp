@@ -87,7 +87,7 @@ void define_commands(CLI::App& app, GlobalOptions& global, Action& action) {
   }
 }
 
-Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker) {
+Ui make_ui(const GlobalOptions& global, std::shared_ptr<Masker> masker) {
   OutputMode mode = global.machine_readable   ? OutputMode::Machine
                     : global.output == "json" ? OutputMode::Json
                                               : OutputMode::Human;

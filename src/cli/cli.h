@@ -94,7 +94,7 @@ std::optional<int> help_or_completion(const CLI::App& app, const std::vector<std
 std::optional<std::string> unknown_flag(const CLI::App& app, const std::vector<std::string>& args);
 
 // The Ui for a verb: JSON events or the human view (colours only on a terminal).
-Ui make_ui(const GlobalOptions& global, std::shared_ptr<const Masker> masker);
+Ui make_ui(const GlobalOptions& global, std::shared_ptr<Masker> masker);
 
 // Prints a ConfigError's diagnostics (masked) and returns the exit code for it.
 int report_config_error(const std::exception& e, const Masker* masker);

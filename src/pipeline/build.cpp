@@ -238,6 +238,18 @@ void commit_to_store(const Template& t, const BuildPlan& plan, State& st, BuildS
     if (!git.remote.empty()) facts.git_remote = git.remote;
   }
   if (!parent.empty()) facts.parent = parent;
+  for (const auto& a : summary.artifacts) {
+    if (a->metadata.contains("provenance_dependencies"))
+      for (auto d : a->metadata["provenance_dependencies"]) {
+        st.ui.mask_strings(d);
+        facts.builder_dependencies.push_back(std::move(d));
+      }
+    if (a->metadata.contains("provenance_parameters"))
+      for (const auto& [k, v] : a->metadata["provenance_parameters"].items()) {
+        facts.builder_parameters[k] = v;
+        st.ui.mask_strings(facts.builder_parameters[k]);
+      }
+  }
   facts.invocation_id = st.build.run_uuid;
   facts.started = started;
   facts.finished = std::chrono::system_clock::now();

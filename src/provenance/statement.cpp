@@ -107,12 +107,14 @@ json make_statement(const BuildFacts& facts) {
     deps.push_back(std::move(parent));
   }
   for (const auto& input : facts.inputs) deps.push_back(descriptor(input));
+  for (const auto& d : facts.builder_dependencies) deps.push_back(d);
 
   json build_definition = {
       {"buildType", "https://imgbake.dev/buildtypes/packer-json/v1"},
       {"externalParameters", std::move(external)},
       {"internalParameters", {{"builder_type", facts.builder_type}, {"build_name", facts.build_name}}},
   };
+  if (!facts.builder_parameters.empty()) build_definition["internalParameters"]["builder"] = facts.builder_parameters;
   if (!deps.empty()) build_definition["resolvedDependencies"] = std::move(deps);
 
   // An unset time (the epoch) or run id is unknown, not 1970: leave it out.

@@ -35,6 +35,7 @@ std::string shell_quoted(std::string_view s) {
 }  // namespace
 
 void Masker::add(const std::string& secret) {
+  std::unique_lock lock(mu_);
   const std::string digest = "<sensitive sha256:" + util::sha256_hex(secret).substr(0, 16) + ">";
   auto add_one = [&](const std::string& s) {
     if (s.empty() || digest_of_.count(s)) return;
@@ -58,8 +59,14 @@ void Masker::add(const std::string& secret) {
   std::sort(secrets_.begin(), secrets_.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
 }
 
+bool Masker::empty() const {
+  std::shared_lock lock(mu_);
+  return secrets_.empty();
+}
+
 template <typename Replace>
 std::string Masker::replace_all(std::string_view text, Replace replacement) const {
+  std::shared_lock lock(mu_);
   if (secrets_.empty()) return std::string(text);
   // Find every occurrence of every secret in the original text, merge overlapping
   // ranges, and replace each merged range once: overlapping secrets leave no
@@ -98,8 +105,12 @@ std::string Masker::redact(std::string_view text) const {
   return replace_all(text, [this](const std::string& s) { return digest_of_.at(s); });
 }
 
-Ui::Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<const Masker> masker)
-    : mode_(mode), out_(out), err_(err), color_(color), masker_(std::move(masker)) {}
+Ui::Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<Masker> masker)
+    : mode_(mode),
+      out_(out),
+      err_(err),
+      color_(color),
+      masker_(masker ? std::move(masker) : std::make_shared<Masker>()) {}
 
 bool Ui::interactive() const { return isatty(STDIN_FILENO) && isatty(fileno(err_)); }
 

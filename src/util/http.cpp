@@ -280,7 +280,7 @@ Session::~Session() = default;
 namespace {
 
 // One attempt: one request and one answer, no redirect followed.
-CURLcode perform(CURL* c, char* error_text, bool tls_verify, const std::string& method, const std::string& url,
+CURLcode perform(CURL* c, char* error_text, const SessionOptions& o, const std::string& method, const std::string& url,
                  const std::vector<std::string>& headers, Attempt& a) {
   curl_easy_reset(c);  // keeps the connection cache
   static const std::string user_agent = std::string("imgbake/") + kVersion;
@@ -290,12 +290,16 @@ CURLcode perform(CURL* c, char* error_text, bool tls_verify, const std::string& 
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // followed by Session::send
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);        // builds run in threads
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, kConnectTimeoutSeconds);
+  if (o.timeout.count() > 0) {
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.timeout.count()));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(o.timeout.count()));
+  }
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, kLowSpeedBytesPerSecond);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, kLowSpeedSeconds);
   curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_text);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, tls_verify ? 1L : 0L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, tls_verify ? 2L : 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o.tls_verify ? 1L : 0L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o.tls_verify ? 2L : 0L);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &a);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -358,7 +362,7 @@ Response Session::send(const Request& req) {
     Response resp;
     resp.url = url;
     Attempt a(req, body, cancel, resp);
-    CURLcode rc = perform(handle_->curl.get(), handle_->error, options_.tls_verify, method, url, headers, a);
+    CURLcode rc = perform(handle_->curl.get(), handle_->error, options_, method, url, headers, a);
     bytes_sent_ += a.body_sent;
     if (a.callback_error) std::rethrow_exception(a.callback_error);
     if (cancel.cancelled()) throw Cancelled();

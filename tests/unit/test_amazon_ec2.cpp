@@ -1,11 +1,16 @@
 // The amazon-ebs builder's EC2 plumbing: the XML reader, the Query API client (signing, retries,
-// EC2's errors) against the test HTTP server, and the credential chain.
+// EC2's errors) against the test HTTP server, and the credential chain (files, credential_process,
+// IMDSv2 and STS AssumeRole against the test HTTP server).
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
+#include "amazon-ebs/credentials.h"
 #include "amazon-ebs/ec2_client.h"
 #include "amazon-ebs/xml.h"
 #include "http_test_server.h"
@@ -133,6 +138,8 @@ class AmazonCredentials : public ::testing::Test {
     home_ = fs::temp_directory_path() / ("imgbake-aws-" + std::to_string(getpid()));
     fs::create_directories(home_ / ".aws");
     setenv("HOME", home_.c_str(), 1);
+    // The chain ends at the instance metadata service: never 169.254.169.254 from a test.
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
   }
   void TearDown() override {
     for (const char* v : kVars) unsetenv(v);
@@ -151,7 +158,10 @@ class AmazonCredentials : public ::testing::Test {
                                           "AWS_SHARED_CREDENTIALS_FILE",
                                           "AWS_CONFIG_FILE",
                                           "AWS_REGION",
-                                          "AWS_DEFAULT_REGION"};
+                                          "AWS_DEFAULT_REGION",
+                                          "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                          "AWS_EC2_METADATA_DISABLED",
+                                          "AWS_ENDPOINT_URL_STS"};
   std::map<std::string, std::string> saved_;
   fs::path home_;
 };
@@ -193,5 +203,134 @@ TEST_F(AmazonCredentials, NoneFoundNamesEveryPlaceLooked) {
         << m;
     EXPECT_NE(m.find("profile 'missing' in " + (home_ / ".aws/credentials").string()), std::string::npos) << m;
     EXPECT_NE(m.find("profile 'missing' in " + (home_ / ".aws/config").string()), std::string::npos) << m;
+    EXPECT_NE(m.find("not the instance metadata service (AWS_EC2_METADATA_DISABLED is true)"), std::string::npos) << m;
   }
+}
+
+TEST_F(AmazonCredentials, CredentialProcessPrintsVersion1Json) {
+  write("print-creds.sh",
+        "#!/bin/sh\necho \"called with $1\" >&2\n"
+        "printf '{\"Version\": 1, \"AccessKeyId\": \"AKPROC\", \"SecretAccessKey\": \"sproc\", "
+        "\"SessionToken\": \"tproc\", \"Expiration\": \"2030-01-01T00:00:00Z\"}'\n");
+  write("fail.sh", "#!/bin/sh\necho 'no session: run login first' >&2\nexit 3\n");
+  write("old.sh", "#!/bin/sh\necho '{\"Version\": 2, \"AccessKeyId\": \"a\", \"SecretAccessKey\": \"leaked?\"}'\n");
+  std::string sh = "sh " + home_.string() + "/";
+  write(".aws/config", "[profile proc]\ncredential_process = " + sh + "print-creds.sh arg\n[profile fail]\n" +
+                           "credential_process = " + sh + "fail.sh\n[profile old]\ncredential_process = " + sh +
+                           "old.sh\n[profile sso]\nsso_start_url = https://x\n");
+  auto c = resolve_credentials({"", "", "", "proc", ""});
+  EXPECT_EQ(c.access_key, "AKPROC");
+  EXPECT_EQ(c.secret_key, "sproc");
+  EXPECT_EQ(c.token, "tproc");
+  EXPECT_EQ(c.source, "credential_process of profile 'proc' in " + (home_ / ".aws/config").string());
+  auto message = [](const std::function<void()>& f) -> std::string {
+    try {
+      f();
+    } catch (const imgbake::BuildError& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_EQ(message([] {
+              resolve_credentials({"", "", "", "fail", ""});
+            }),
+            "credential_process of profile 'fail' in " + (home_ / ".aws/config").string() +
+                " exited with status 3: no session: run login first");
+  std::string old = message([] { resolve_credentials({"", "", "", "old", ""}); });
+  EXPECT_NE(old.find("printed JSON without \"Version\": 1"), std::string::npos) << old;
+  EXPECT_EQ(old.find("leaked?"), std::string::npos) << old;
+  EXPECT_NE(message([] {
+              resolve_credentials({"", "", "", "sso", ""});
+            }).find("uses role_arn or SSO"),
+            std::string::npos);
+  EXPECT_THROW(imgbake::amazon::parse_credential_process_output("not json", "x"), imgbake::BuildError);
+}
+
+TEST_F(AmazonCredentials, InstanceMetadataV2IsLastWithATokenOnEveryRead) {
+  std::atomic<bool> has_role = true;
+  TestHttpServer imds([&](const HttpRequest& r) -> std::optional<HttpAnswer> {
+    if (r.method == "PUT" && r.target == "/latest/api/token")
+      return r.header("x-aws-ec2-metadata-token-ttl-seconds") == "21600" ? HttpAnswer{200, {}, "TOKEN-1"}
+                                                                         : HttpAnswer{400, {}, ""};
+    if (r.header("x-aws-ec2-metadata-token") != "TOKEN-1") return HttpAnswer{401, {}, ""};
+    if (r.target == "/latest/meta-data/iam/security-credentials/")
+      return has_role ? HttpAnswer{200, {}, "builder-role\n"} : HttpAnswer{404, {}, ""};
+    if (r.target == "/latest/meta-data/iam/security-credentials/builder-role")
+      return HttpAnswer{200,
+                        {},
+                        R"({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAIMDS",
+                            "SecretAccessKey": "simds", "Token": "timds", "Expiration": "2030-01-01T00:00:00Z"})"};
+    return HttpAnswer{404, {}, ""};
+  });
+  unsetenv("AWS_EC2_METADATA_DISABLED");
+  std::string endpoint = "http://127.0.0.1:" + std::to_string(imds.port());
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint.c_str(), 1);
+  auto c = resolve_credentials({});
+  EXPECT_EQ(c.access_key, "ASIAIMDS");
+  EXPECT_EQ(c.token, "timds");
+  EXPECT_EQ(c.source, "role 'builder-role' from the instance metadata (IMDSv2) at " + endpoint);
+  auto reqs = imds.requests();
+  ASSERT_EQ(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].method, "PUT");
+  // Anything earlier in the chain wins without asking the metadata service.
+  setenv("AWS_ACCESS_KEY_ID", "AKENV", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "senv", 1);
+  EXPECT_EQ(resolve_credentials({}).access_key, "AKENV");
+  EXPECT_EQ(imds.requests().size(), 3u);
+  unsetenv("AWS_ACCESS_KEY_ID");
+  has_role = false;
+  try {
+    resolve_credentials({});
+    FAIL() << "no error";
+  } catch (const imgbake::BuildError& e) {
+    EXPECT_NE(std::string(e.what()).find("instance metadata (IMDSv2) at " + endpoint +
+                                         ": the instance has no IAM role (instance profile)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(AmazonCredentials, InstanceMetadataThatDoesNotAnswerMeansNotOnEc2) {
+  int port = 0;
+  int fd = http_test_server::ListenOnLoopback(port);
+  close(fd);  // nothing listens there now
+  unsetenv("AWS_EC2_METADATA_DISABLED");
+  std::string endpoint = "http://127.0.0.1:" + std::to_string(port);
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint.c_str(), 1);
+  try {
+    resolve_credentials({});
+    FAIL() << "no error";
+  } catch (const imgbake::BuildError& e) {
+    EXPECT_NE(std::string(e.what()).find("instance metadata (IMDSv2) at " + endpoint + ": no answer (not on EC2?)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(AmazonCredentials, AssumeRoleSignsForStsAndReturnsTheSessionCredentials) {
+  TestHttpServer sts([&](const HttpRequest&) -> std::optional<HttpAnswer> {
+    return HttpAnswer{200,
+                      {},
+                      "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>"
+                      "<Credentials><AccessKeyId>ASIAROLE</AccessKeyId><SecretAccessKey>srole</SecretAccessKey>"
+                      "<SessionToken>trole/+=</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration>"
+                      "</Credentials></AssumeRoleResult></AssumeRoleResponse>"};
+  });
+  imgbake::amazon::AssumeRoleConfig role;
+  role.role_arn = "arn:aws:iam::123456789012:role/builder";
+  imgbake::amazon::StsOptions o;
+  o.region = "eu-west-1";
+  std::string endpoint = "http://127.0.0.1:" + std::to_string(sts.port());
+  setenv("AWS_ENDPOINT_URL_STS", endpoint.c_str(), 1);
+  imgbake::CancelToken cancel;
+  Credentials base{"AKBASE", "sbase", "tbase", "the environment"};
+  auto c = imgbake::amazon::assume_role(base, role, o, cancel);
+  EXPECT_EQ(c.access_key, "ASIAROLE");
+  EXPECT_EQ(c.token, "trole/+=");
+  EXPECT_EQ(c.source, "role arn:aws:iam::123456789012:role/builder assumed with the environment");
+  auto reqs = sts.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_NE(reqs[0].header("authorization").find("Credential=AKBASE/"), std::string::npos);
+  EXPECT_NE(reqs[0].header("authorization").find("/eu-west-1/sts/aws4_request"), std::string::npos);
+  EXPECT_EQ(reqs[0].header("x-amz-security-token"), "tbase");
 }

@@ -2,10 +2,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -332,6 +334,34 @@ TEST_F(UiJsonTest, EveryFieldIsMasked) {
   ui->build_end(sum);
   ui->summary({sum});
   EXPECT_THAT(Contents(), Not(HasSubstr("hunter2")));
+}
+
+TEST_F(UiJsonTest, SecretsLearntWhileBuildingAreMaskedFromThenOn) {
+  auto ui = MakeUi(OutputMode::Human);
+  ui->message("b", "token ASIA/session+token== before");
+  ui->add_secret("ASIA/session+token==");
+  ui->message("b", "token ASIA/session+token== after, URL-encoded ASIA%2Fsession%2Btoken%3D%3D");
+  std::string out = Contents();
+  EXPECT_THAT(out, HasSubstr("before"));
+  EXPECT_THAT(out, HasSubstr("token <sensitive> after, URL-encoded <sensitive>"));
+  EXPECT_EQ(imgbake::util::split(out, '\n').size(), 3u) << out;
+}
+
+TEST(Masker, AddingWhileOtherThreadsMask) {
+  Masker m;
+  std::atomic<bool> stop = false;
+  // Without the Masker's lock, add() reallocating its list while mask() walks it is a
+  // use-after-free that ASan reports.
+  std::thread reader([&] {
+    while (!stop) {
+      std::string masked = m.mask("x secret-0 y");
+      EXPECT_TRUE(masked == "x secret-0 y" || masked == "x <sensitive> y") << masked;
+    }
+  });
+  for (int i = 0; i < 200; ++i) m.add("secret-" + std::to_string(i));
+  stop = true;
+  reader.join();
+  EXPECT_EQ(m.mask("x secret-0 y secret-199"), "x <sensitive> y <sensitive>");
 }
 
 TEST(Masker, EveryEncodingOfASecretIsMasked) {

@@ -133,7 +133,11 @@ struct BuildFacts {
   std::optional<std::string> git_remote;
   std::optional<std::string> parent;  // "sha256:…" digest of the base image/ISO, or a store ref
   std::vector<Subject> inputs;        // uploaded files, scripts (name + sha256)
-  std::string invocation_id;          // the run uuid
+  // What a builder resolved that has no digest here (amazon-ebs: the source AMI, by ARN), as SLSA
+  // ResourceDescriptors; and the builder's settings that shaped the image (its instance type).
+  std::vector<nlohmann::json> builder_dependencies;
+  nlohmann::json builder_parameters = nlohmann::json::object();
+  std::string invocation_id;  // the run uuid
   std::chrono::system_clock::time_point started;
   std::chrono::system_clock::time_point finished;
   std::vector<StepRecord> steps;

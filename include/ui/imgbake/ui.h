@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,19 +26,21 @@ class Masker {
   // Registers a secret. Multi-line secrets are also masked line by line, so a
   // secret that a script prints across several output lines is caught too.
   // Every encoding of it the program may print is masked too: JSON-escaped, shell-quoted
-  // (' as '\''), URL-encoded.
+  // (' as '\''), URL-encoded. Safe while other threads mask: a builder registers the secrets
+  // it learns at run time (temporary credentials) through Ui::add_secret.
   void add(const std::string& secret);
   std::string mask(std::string_view text) const;
   // Like mask, but each secret becomes "<sensitive sha256:HEX16>" (a digest of the secret,
   // never the secret): for cache key material, which must change when a secret changes.
   std::string redact(std::string_view text) const;
-  bool empty() const { return secrets_.empty(); }
+  bool empty() const;
 
  private:
   template <typename Replace>
   std::string replace_all(std::string_view text, Replace replacement) const;
   std::vector<std::string> secrets_;              // longest first
   std::map<std::string, std::string> digest_of_;  // each form of a secret -> the digest of the secret
+  mutable std::shared_mutex mu_;
 };
 
 // Machine: Packer's `-machine-readable` stream, everything on `out`: "ui,say" / "ui,message" /
@@ -85,7 +88,7 @@ struct CommitInfo {
 class Ui {
  public:
   // `out` receives the human view or the JSON events; `err` receives human errors.
-  Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<const Masker> masker);
+  Ui(OutputMode mode, FILE* out, FILE* err, bool color, std::shared_ptr<Masker> masker);
 
   OutputMode mode() const { return mode_; }
   bool interactive() const;  // stdin and stderr are terminals
@@ -113,13 +116,15 @@ class Ui {
   // How long since the build last showed anything (a step start, a message, a line of output).
   std::chrono::steady_clock::duration quiet_for(const std::string& build);
 
-  std::string mask(std::string_view s) const { return masker_ ? masker_->mask(s) : std::string(s); }
-  // Whether there is anything to mask (the template's sensitive variables).
-  bool has_secrets() const { return masker_ && !masker_->empty(); }
+  std::string mask(std::string_view s) const { return masker_->mask(s); }
+  // Whether there is anything to mask (the template's sensitive variables, secrets added since).
+  bool has_secrets() const { return !masker_->empty(); }
+  // A secret learnt while a build runs (an assumed role's secret key and session token): masked
+  // from here on in everything the Ui shows, in every build.
+  void add_secret(const std::string& secret) { masker_->add(secret); }
   // Every string of a JSON document with its secrets replaced by their digests (Masker::redact).
   template <typename Json>
   void redact_strings(Json& j) const {
-    if (!masker_) return;
     if (j.is_string()) {
       j = masker_->redact(j.template get_ref<const std::string&>());
     } else if (j.is_structured()) {
@@ -129,7 +134,6 @@ class Ui {
   // Masks every string of a JSON document in place (names and paths can hold secrets too).
   template <typename Json>
   void mask_strings(Json& j) const {
-    if (!masker_) return;
     if (j.is_string()) {
       j = masker_->mask(j.template get_ref<const std::string&>());
     } else if (j.is_structured()) {
@@ -150,7 +154,7 @@ class Ui {
   FILE* out_;
   FILE* err_;
   bool color_;
-  std::shared_ptr<const Masker> masker_;
+  std::shared_ptr<Masker> masker_;  // never null
   std::mutex mu_;
   std::mutex activity_mu_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_shown_;

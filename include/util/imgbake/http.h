@@ -101,6 +101,9 @@ class BodyError : public BuildError {
 struct SessionOptions {
   bool tls_verify = true;                     // certificate and host name checks
   std::function<void(std::string_view)> log;  // retries and cross-host redirects; never secrets
+  // Each attempt's limit, connecting included (0: none beyond the 30 s connect timeout). For
+  // endpoints that answer at once or not at all, such as EC2's instance metadata service.
+  std::chrono::milliseconds timeout{0};
 };
 
 // Requests on one reused libcurl handle (keep-alive). Not for two threads at once.
