@@ -37,7 +37,6 @@ class AnsibleLocal : public Provisioner {
   std::vector<HostInput> host_inputs() const override { return inputs_; }
 
  private:
-  static void run_quiet(State& st, const std::string& command, const std::string& what);
   // Runs a command with its output streamed into the build view; throws with what failed.
   void run_tool(State& st, const std::string& command, const std::string& what) const;
 
@@ -128,20 +127,6 @@ nlohmann::json AnsibleLocal::key_material() const {
           {"staging_directory", staging_dir_},
           {"clean_staging_directory", clean_staging_},
           {"inputs", host_inputs_json(inputs_)}};
-}
-
-void AnsibleLocal::run_quiet(State& st, const std::string& command, const std::string& what) {
-  RemoteCommand c;
-  c.command = command;
-  c.timeout = st.time_left();
-  std::vector<std::string> err;
-  RunResult r = st.communicator->run(
-      c, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
-  if (!r.succeeded())
-    throw BuildError("cannot " + what + " on the machine" +
-                     (r.disconnected ? ": the connection dropped"
-                                     : " (exit status " + std::to_string(r.status) +
-                                           (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
 }
 
 void AnsibleLocal::run_tool(State& st, const std::string& command, const std::string& what) const {

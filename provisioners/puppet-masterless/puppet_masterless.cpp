@@ -38,7 +38,6 @@ class PuppetMasterless : public Provisioner {
 
  private:
   // Runs a command on the machine that must succeed (mkdir, rm), quietly.
-  static void run_quiet(State& st, const std::string& command, const std::string& what);
 
   std::string manifest_file_;
   std::string manifest_dir_;
@@ -124,20 +123,6 @@ nlohmann::json PuppetMasterless::key_material() const {
           {"prevent_sudo", prevent_sudo_},
           {"clean_staging_directory", clean_staging_},
           {"inputs", host_inputs_json(inputs_)}};
-}
-
-void PuppetMasterless::run_quiet(State& st, const std::string& command, const std::string& what) {
-  RemoteCommand c;
-  c.command = command;
-  c.timeout = st.time_left();
-  std::vector<std::string> err;
-  RunResult r = st.communicator->run(
-      c, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
-  if (!r.succeeded())
-    throw BuildError("cannot " + what + " on the machine" +
-                     (r.disconnected ? ": the connection dropped"
-                                     : " (exit status " + std::to_string(r.status) +
-                                           (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
 }
 
 void PuppetMasterless::provision(State& st) {

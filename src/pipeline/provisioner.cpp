@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "imgbake/communicator.h"
+#include "imgbake/error.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -68,6 +70,21 @@ nlohmann::json host_file_digests(const std::vector<std::string>& paths) {
     out.push_back({{"path", path}, {"sha256", digest}});
   }
   return out;
+}
+
+void run_quiet(State& st, const std::string& command, const std::string& what) {
+  if (!st.communicator) throw BuildError("cannot " + what + ": this build has no communicator");
+  RemoteCommand c;
+  c.command = command;
+  c.timeout = st.time_left();
+  std::vector<std::string> err;
+  RunResult r = st.communicator->run(
+      c, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
+  if (!r.succeeded())
+    throw BuildError("cannot " + what + " on the machine" +
+                     (r.disconnected ? ": the connection dropped"
+                                     : " (exit status " + std::to_string(r.status) +
+                                           (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
 }
 
 std::string escape_single_quotes(const std::string& value) {

@@ -48,6 +48,11 @@ std::vector<HostInput> host_tree_inputs(const std::vector<std::string>& paths);
 // {"PATH": "SHA256", …} for key_material(): a changed file shows in --explain-cache by its path.
 nlohmann::json host_inputs_json(const std::vector<HostInput>& inputs);
 
+// Runs a bookkeeping command on the machine (mkdir, rm -rf of a staging directory) without showing
+// its output. Throws BuildError "cannot WHAT on the machine (exit status N: its stderr)", or
+// naming a dropped connection.
+void run_quiet(State& st, const std::string& command, const std::string& what);
+
 // Inside '…' a single quote is written '"'"' (close, quoted quote, reopen), as Packer does.
 std::string escape_single_quotes(const std::string& value);
 // Packer's env_var_format: a printf format with two %s, the name, then the escaped value
