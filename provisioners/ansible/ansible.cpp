@@ -11,6 +11,8 @@
 // user's ~/.ansible keeps traces of the run.
 #include <sys/stat.h>
 
+#include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -39,6 +41,19 @@ namespace fs = std::filesystem;
 constexpr const char* kPlaybookSiblings[] = {"roles",    "group_vars", "host_vars",      "library",
                                              "files",    "templates",  "vars",           "tasks",
                                              "handlers", "collections", "filter_plugins", "module_utils"};
+
+// ansible-core refuses to start unless the locale's encoding is UTF-8 ("Ansible requires the
+// locale encoding to be UTF-8"); CI jobs and service managers often run with none set.
+bool locale_is_utf8() {
+  for (const char* name : {"LC_ALL", "LC_CTYPE", "LANG"}) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) continue;
+    std::string s = v;
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s.find("utf-8") != std::string::npos || s.find("utf8") != std::string::npos;
+  }
+  return false;
+}
 
 void write_text(const fs::path& path, const std::string& text, fs::perms perms) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -208,6 +223,7 @@ void Ansible::provision(State& st) {
 
   std::map<std::string, std::string> env = build_environment(st);
   env["PYTHONUNBUFFERED"] = "1";
+  if (!locale_is_utf8()) env["LC_ALL"] = "C.UTF-8";
   env["ANSIBLE_HOST_KEY_CHECKING"] = "False";
   env["ANSIBLE_RETRY_FILES_ENABLED"] = "False";
   env["ANSIBLE_LOCAL_TEMP"] = (work.path() / "tmp").string();
@@ -222,6 +238,8 @@ void Ansible::provision(State& st) {
     fs::create_directory(work.path() / "connection_plugins");
     write_text(work.path() / "connection_plugins" / "imgbake.py", kImgbakeConnectionPlugin, fs::perms::owner_read);
     env["ANSIBLE_CONNECTION_PLUGINS"] = (work.path() / "connection_plugins").string();
+    // One sandbox per module instead of five (mkdir, upload, chmod, run, rm).
+    env["ANSIBLE_PIPELINING"] = "True";
     server.emplace(*st.communicator, st.cancel, work.path() / "s", [&st] { return st.time_left(); });
     env["IMGBAKE_ANSIBLE_SOCKET"] = server->socket_path().string();
   }

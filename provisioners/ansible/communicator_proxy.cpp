@@ -9,6 +9,10 @@
 #include <cstring>
 
 #include "imgbake/error.h"
+#include "imgbake/provenance.h"
+#include "imgbake/provisioner.h"
+#include "imgbake/temp_file.h"
+#include "imgbake/util.h"
 
 namespace imgbake {
 namespace {
@@ -107,6 +111,14 @@ nlohmann::json CommunicatorProxy::handle(const nlohmann::json& req) {
     if (op == "exec") {
       RemoteCommand c;
       c.command = required(req, "cmd");
+      if (req.contains("stdin")) {
+        std::string remote = "/tmp/.imgbake-stdin-" + util::uuid_v4().substr(0, 8);
+        {
+          TempFile input(provenance::base64_decode(required(req, "stdin")), "imgbake-stdin", 0600);
+          comm_.upload(input.path(), remote, cancel_);
+        }
+        c.command = "(" + c.command + ") < '" + remote + "'; s=$?; rm -f '" + remote + "'; exit $s";
+      }
       c.timeout = time_left_ ? time_left_() : std::nullopt;
       std::string out, err;
       auto to = [](std::string& s) { return [&s](std::string_view l) { (s += l) += '\n'; }; };

@@ -2,10 +2,11 @@
 // connection_plugin.h holds) run commands and move files through the build's communicator: the
 // rootfs builder's exec sandbox, or any other. A Unix socket in a private directory (mode 0700)
 // takes one JSON request per connection and answers with one JSON line:
-//   {"op": "exec", "cmd": "SHELL COMMAND"}          -> {"rc": N, "stdout": "…", "stderr": "…"}
+//   {"op": "exec", "cmd": "SHELL COMMAND"[, "stdin": BASE64]} -> {"rc": N, "stdout": "…", "stderr": "…"}
 //   {"op": "put", "local": "HOST", "remote": "PATH"}  -> {"ok": true}
 //   {"op": "fetch", "remote": "PATH", "local": "HOST"} -> {"ok": true}
-// and {"error": "…"} when a request fails. Requests are served one at a time, on a thread of
+// and {"error": "…"} when a request fails. Standard input is uploaded to a file in the machine's
+// /tmp that the command reads and removes (communicators take no input). Requests are served one at a time, on a thread of
 // its own, so the communicator is used from one thread at a time (the caller must not use it
 // meanwhile).
 #pragma once

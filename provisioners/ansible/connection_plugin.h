@@ -2,7 +2,8 @@
 // private directory and names in ANSIBLE_CONNECTION_PLUGINS. It sends each command and file
 // transfer to the build's communicator through the CommunicatorProxy's socket
 // ($IMGBAKE_ANSIBLE_SOCKET), so a playbook run on the host reaches a rootfs tree through the same
-// exec sandbox as the shell provisioner. No pipelining (the proxy takes no standard input).
+// exec sandbox as the shell provisioner. A command's standard input (ansible's pipelining: the
+// module on stdin) travels base64-encoded in the request.
 #pragma once
 
 namespace imgbake {
@@ -25,17 +26,18 @@ options:
       - name: ansible_imgbake_socket
 """
 
+import base64
 import json
 import socket
 
-from ansible.errors import AnsibleConnectionFailure, AnsibleError
+from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.connection import ConnectionBase
 
 
 class Connection(ConnectionBase):
     transport = "imgbake"
-    has_pipelining = False
+    has_pipelining = True
 
     def _connect(self):
         self._connected = True
@@ -69,9 +71,10 @@ class Connection(ConnectionBase):
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
         super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        request = {"op": "exec", "cmd": cmd}
         if in_data:
-            raise AnsibleError("the imgbake connection takes no input (pipelining is off)")
-        answer = self._call({"op": "exec", "cmd": cmd})
+            request["stdin"] = base64.b64encode(to_bytes(in_data)).decode("ascii")
+        answer = self._call(request)
         return answer["rc"], to_bytes(answer["stdout"]), to_bytes(answer["stderr"])
 
     def put_file(self, in_path, out_path):

@@ -227,14 +227,36 @@ EOF
   tar -czf "$1" -C role-src baked_role
 }
 
-test_ansible_host_rootfs() {
-  # The host's ansible-playbook reaches the tree through the exec sandbox (the imgbake
-  # connection); roles from galaxy_file, group_vars and templates next to the playbook.
-  make_role_tarball baked_role.tar.gz
-  mkdir -p play/group_vars play/templates
-  write_file play/requirements.yml <<EOF
-- src: file://$TEST_DIR/baked_role.tar.gz
+test_host_ansible_puppet_dirs_galaxy() {
+  # One build from cm-base (unpacking it is the expensive part) with four steps:
+  # - puppet-masterless: manifest_dir applied as a directory (execute_command with
+  #   {{.ManifestDir}} and {{.PuppetBinDir}}), installing a package with dpkg;
+  # - ansible-local with a galaxy_file whose role comes from a tarball in playbook_dir;
+  # - ansible on the host, reaching the tree through the exec sandbox (the imgbake connection):
+  #   facts, a role from galaxy_file, group_vars and templates next to the playbook, a secret.
+  local debs=${IMGBAKE_TEST_DEBS:-/var/cache/imgbake-test-debs}
+  cp "$debs"/hello_*_amd64.deb hello.deb
+  mkdir -p manifests main pb play/group_vars play/templates
+  write_file main/site.pp <<'EOF'
+file { '/etc/from-site-pp': ensure => file, content => "site.pp\n" }
+EOF
+  write_file manifests/10-package.pp <<'EOF'
+package { 'hello': ensure => installed, provider => dpkg, source => '/var/tmp/hello.deb' }
+EOF
+  make_role_tarball pb/baked_role.tar.gz
+  write_file pb/requirements.yml <<'EOF'
+- src: baked_role.tar.gz
   name: baked_role
+EOF
+  write_file pb/local.yml <<'EOF'
+- hosts: all
+  gather_facts: false
+  roles: [baked_role]
+EOF
+  cp pb/baked_role.tar.gz host_role.tar.gz
+  write_file play/requirements.yml <<EOF
+- src: file://$TEST_DIR/host_role.tar.gz
+  name: host_role
 EOF
   write_file play/group_vars/webservers.yml <<'EOF'
 listen_port: 9090
@@ -247,7 +269,7 @@ os={{ ansible_facts['distribution'] }} {{ ansible_facts['distribution_major_vers
 EOF
   write_file play/site.yml <<'EOF'
 - hosts: webservers
-  roles: [baked_role]
+  gather_subset: [min]
   tasks:
     - name: show the token
       debug: {msg: "host ansible got token {{ token }}"}
@@ -255,97 +277,19 @@ EOF
       template: {src: app.conf.j2, dest: /etc/app.conf, mode: "0640"}
     - name: add the app user
       user: {name: app, uid: 1700, shell: /bin/sh, create_home: false}
-    - name: ask dpkg about puppet
-      command: dpkg-query -W -f=${Status} puppet
-      register: puppet_status
+    - name: ask dpkg about hello
+      command: dpkg-query -W -f=${Status} hello
+      register: hello_status
       changed_when: false
     - name: keep its answer
-      copy: {content: "{{ puppet_status.stdout }}\n", dest: /etc/puppet-status}
+      copy: {content: "{{ hello_status.stdout }}\n", dest: /etc/hello-status}
+    - name: the role from galaxy_file
+      include_role: {name: host_role}
 EOF
-  write_file host.json <<EOF
+  write_file cm.json <<EOF
 {
   "variables": {"token": ""},
   "sensitive-variables": ["token"],
-  "builders": [{"type": "rootfs", "name": "cm", "source": "cm-base:1"}],
-  "provisioners": [{"type": "ansible", "playbook_file": "play/site.yml", "groups": ["webservers"],
-                    "galaxy_file": "play/requirements.yml",
-                    "extra_arguments": ["--extra-vars", "token={{user \`token\`}}"]}],
-  "imgbake": {"image": "cm-host-ansible"}
-}
-EOF
-  expect_exit 0 imgbake build -var "token=$CANARY" host.json || return
-  expect_contains "$STDOUT" "running ansible-playbook on the host, through the build's communicator"
-  expect_contains "$STDOUT" "baked_role was installed successfully"
-  expect_match "$STDOUT" '"msg": "host ansible got token <sensitive>"'
-  expect_match "$STDOUT" 'TASK \[baked_role : mark the image\]'
-  unpack cm-host-ansible:1 bundle || return
-  expect_file_content bundle/rootfs/etc/app.conf "port=9090
-host=default
-builder=rootfs
-os=Debian 12"
-  expect_match bundle/rootfs/etc/passwd '^app:x:1700:'
-  expect_file_content bundle/rootfs/etc/galaxy-role "installed by ansible-galaxy"
-  expect_file_content bundle/rootfs/etc/puppet-status "install ok installed"
-  expect_eq "ansible's state in the image (/root/.ansible)" "" "$(ls -A bundle/rootfs/root/ | grep ansible)"
-  expect_eq "ansible's temporary files in the image (/tmp)" "" "$(ls -A bundle/rootfs/tmp/)"
-  provenance cm-host-ansible:1 >prov.json
-  expect_contains prov.json "\"name\":\"play/templates/app.conf.j2\""
-  expect_contains prov.json "\"name\":\"play/requirements.yml\""
-  expect_contains prov.json "$(sha256sum play/group_vars/webservers.yml | cut -d' ' -f1)"
-  expect_not_contains "$(both)" "$CANARY"
-  expect_not_contains prov.json "$CANARY"
-
-  # A failing task: named in the error, the error-cleanup-provisioner runs, nothing is left.
-  write_file play/fail.yml <<'EOF'
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: refuse the token
-      fail: {msg: "token {{ token }} refused"}
-EOF
-  python3 - <<'PY2'
-import json
-t = json.load(open("host.json"))
-t["provisioners"][0] = {"type": "ansible", "playbook_file": "play/fail.yml",
-                        "extra_arguments": ["-e", "token={{user `token`}}"]}
-t["error-cleanup-provisioner"] = {"type": "shell-local", "inline": ["touch cleanup-ran"]}
-t["imgbake"]["image"] = "cm-host-fail"
-json.dump(t, open("fail.json", "w"))
-PY2
-  expect_exit 1 imgbake build -var "token=$CANARY" fail.json
-  expect_contains "$STDERR" "ansible-playbook play/fail.yml failed with exit status 2: task 'refuse the token' failed on default: token <sensitive> refused"
-  expect_not_contains "$(both)" "$CANARY"
-  expect_file cleanup-ran
-  expect_eq "rootfs trees left in the store" 0 "$(leftover_trees)"
-}
-
-test_puppet_dirs_and_ansible_local_galaxy() {
-  # puppet-masterless: manifest_dir with the manifests applied as a directory (execute_command
-  # with {{.ManifestDir}}), puppet_bin_dir, and a package puppet installs with dpkg; then
-  # ansible-local with a galaxy_file whose role comes from a tarball in playbook_dir.
-  local debs=${IMGBAKE_TEST_DEBS:-/var/cache/imgbake-test-debs}
-  cp "$debs"/hello_*_amd64.deb hello.deb
-  mkdir -p manifests main pb
-  write_file main/site.pp <<'EOF'
-file { '/etc/from-site-pp': ensure => file, content => "site.pp\n" }
-EOF
-  write_file manifests/10-package.pp <<'EOF'
-package { 'hello': ensure => installed, provider => dpkg, source => '/var/tmp/hello.deb' }
-EOF
-  write_file manifests/20-after.pp <<'EOF'
-file { '/etc/hello-path': ensure => file, content => "${facts['path']}\n", require => Package['hello'] }
-EOF
-  make_role_tarball pb/baked_role.tar.gz
-  write_file pb/requirements.yml <<'EOF'
-- src: baked_role.tar.gz
-  name: baked_role
-EOF
-  write_file pb/local.yml <<'EOF'
-- hosts: all
-  roles: [baked_role]
-EOF
-  write_file dirs.json <<'EOF'
-{
   "builders": [{"type": "rootfs", "name": "cm", "source": "cm-base:1"}],
   "provisioners": [
     {"type": "file", "source": "hello.deb", "destination": "/var/tmp/hello.deb"},
@@ -354,22 +298,73 @@ EOF
      "execute_command": "cd {{.WorkingDir}} && {{.FacterVars}} {{.PuppetBinDir}}/puppet apply --detailed-exitcodes --color=false --vardir=/tmp/pv --logdir=/tmp/pl {{.ManifestDir}}"},
     {"type": "ansible-local", "playbook_dir": "pb", "playbook_file": "pb/local.yml",
      "galaxy_file": "pb/requirements.yml"},
-    {"type": "shell", "inline": ["rm /var/tmp/hello.deb"]}
+    {"type": "shell", "inline": ["rm /var/tmp/hello.deb /etc/galaxy-role"]},
+    {"type": "ansible", "playbook_file": "play/site.yml", "groups": ["webservers"],
+     "galaxy_file": "play/requirements.yml",
+     "extra_arguments": ["--extra-vars", "token={{user \`token\`}}"]}
   ],
-  "imgbake": {"image": "cm-dirs"}
+  "imgbake": {"image": "cm-more"}
 }
 EOF
-  expect_exit 0 imgbake build dirs.json || return
+  expect_exit 0 imgbake build -var "token=$CANARY" cm.json || return
+  # puppet
   expect_match "$STDOUT" "running puppet: cd /tmp/packer-puppet-masterless && FACTER_packer_build_name='cm' FACTER_packer_builder_type='rootfs' /usr/bin/puppet apply .* /tmp/packer-puppet-masterless/manifests$"
   expect_match "$STDOUT" "Notice: /Stage\\[main\\]/Main/Package\\[hello\\]/ensure: created"
+  # ansible-local and host ansible: both galaxy installs
   expect_contains "$STDOUT" "baked_role was installed successfully"
-  unpack cm-dirs:1 bundle || return
+  expect_contains "$STDOUT" "host_role was installed successfully"
+  expect_contains "$STDOUT" "running ansible-playbook on the host, through the build's communicator"
+  expect_match "$STDOUT" '"msg": "host ansible got token <sensitive>"'
+  expect_match "$STDOUT" 'TASK \[host_role : mark the image\]'
+  unpack cm-more:1 bundle || return
   expect_file_content bundle/rootfs/etc/from-site-pp "site.pp"
   expect_file bundle/rootfs/usr/bin/hello
   expect_eq "hello in the image's dpkg status" "install ok installed" \
     "$(awk '/^Package: hello$/ {p=1} p && /^Status:/ {print substr($0, 9); exit}' bundle/rootfs/var/lib/dpkg/status)"
-  expect_file_content bundle/rootfs/etc/galaxy-role "installed by ansible-galaxy"
   expect_no_file bundle/rootfs/var/tmp/hello.deb
+  expect_file_content bundle/rootfs/etc/app.conf "port=9090
+host=default
+builder=rootfs
+os=Debian 12"
+  expect_match bundle/rootfs/etc/passwd '^app:x:1700:'
+  expect_file_content bundle/rootfs/etc/hello-status "install ok installed"
+  # The first galaxy role's file was removed by the shell step; the host's role wrote it again.
+  expect_file_content bundle/rootfs/etc/galaxy-role "installed by ansible-galaxy"
+  expect_eq "ansible's state in the image (/root/.ansible)" "" "$(ls -A bundle/rootfs/root/ | grep ansible)"
+  expect_eq "ansible's temporary files in the image (/tmp)" "" "$(ls -A bundle/rootfs/tmp/)"
+  provenance cm-more:1 >prov.json
+  expect_contains prov.json "\"name\":\"play/templates/app.conf.j2\""
+  expect_contains prov.json "\"name\":\"play/requirements.yml\""
+  expect_contains prov.json "\"name\":\"manifests/10-package.pp\""
+  expect_contains prov.json "$(sha256sum play/group_vars/webservers.yml | cut -d' ' -f1)"
+  expect_not_contains "$(both)" "$CANARY"
+  expect_not_contains prov.json "$CANARY"
+
+  # A failing task of the host's ansible: named in the error, the error-cleanup-provisioner runs,
+  # nothing is left. Nothing runs on the machine, so a busybox tree will do.
+  write_file play/fail.yml <<'EOF'
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: refuse the token
+      fail: {msg: "token {{ token }} refused"}
+EOF
+  busybox_tarball bb.tar.gz
+  write_file fail.json <<EOF
+{
+  "variables": {"token": ""},
+  "sensitive-variables": ["token"],
+  "builders": [{"type": "rootfs", "name": "cm", "source": "tar:bb.tar.gz"}],
+  "provisioners": [{"type": "ansible", "playbook_file": "play/fail.yml", "extra_arguments": ["-e", "token={{user \`token\`}}"]}],
+  "error-cleanup-provisioner": {"type": "shell-local", "inline": ["touch $TEST_DIR/cleanup-ran"]},
+  "imgbake": {"image": "cm-host-fail"}
+}
+EOF
+  expect_exit 1 imgbake build -var "token=$CANARY" fail.json
+  expect_contains "$STDERR" "ansible-playbook play/fail.yml failed with exit status 2: task 'refuse the token' failed on default: token <sensitive> refused"
+  expect_not_contains "$(both)" "$CANARY"
+  expect_file cleanup-ran
+  expect_eq "rootfs trees left in the store" 0 "$(leftover_trees)"
 }
 
 test_chef_stand_in() {
@@ -380,6 +375,8 @@ test_chef_stand_in() {
     fail "Chef's configuration library loads" "ruby-chef-config installed (tools/setup.sh)" "missing"
     return
   fi
+  # The stand-in needs only a shell and a few tools: a busybox tree is enough.
+  busybox_tarball bb.tar.gz cp tr find sort grep basename printf
   mkdir -p cookbooks/web/recipes roles
   write_file cookbooks/web/recipes/default.rb <<'EOF'
 file '/etc/web' do
@@ -393,10 +390,10 @@ EOF
 {
   "variables": {"secret": ""},
   "sensitive-variables": ["secret"],
-  "builders": [{"type": "rootfs", "name": "cm", "source": "cm-base:1"}],
+  "builders": [{"type": "rootfs", "name": "cm", "source": "tar:bb.tar.gz"}],
   "provisioners": [
-    {"type": "file", "source": "$IMGBAKE_SOURCE_DIR/tests/fixtures/chef-standin.sh", "destination": "/usr/local/bin/chef-solo"},
-    {"type": "file", "source": "$IMGBAKE_SOURCE_DIR/tests/fixtures/chef-standin.sh", "destination": "/usr/local/bin/chef-client"},
+    {"type": "file", "source": "$IMGBAKE_SOURCE_DIR/tests/fixtures/chef-standin.sh", "destination": "/bin/chef-solo"},
+    {"type": "file", "source": "$IMGBAKE_SOURCE_DIR/tests/fixtures/chef-standin.sh", "destination": "/bin/chef-client"},
     {"type": "chef-solo", "skip_install": true, "cookbook_paths": ["cookbooks"], "roles_path": "roles",
      "run_list": ["role[web]"], "json": {"web": {"port": 8080, "token": "{{user \`secret\`}}"}}},
     {"type": "chef-client", "skip_install": true, "cookbook_paths": ["cookbooks"], "node_name": "baked-node",
@@ -477,8 +474,11 @@ test_ansible_host_qemu() {
       raw: mkdir -p /etc/ansible-baked && echo "{{ greeting }} on {{ ansible_host }} as {{ ansible_user }}" > /etc/ansible-baked/greeting
     - name: run a script sent from the host
       script: files/mark.sh "{{ packer_build_name }}"
-    - name: show the token
+    - name: say the token
       raw: echo "guest token {{ token }}"
+      register: said
+    - name: show what the guest said
+      debug: {msg: "{{ said.stdout | trim }}"}
 EOF
   python3 - "$IMGBAKE_SOURCE_DIR/templates/qemu-disk.json" <<'PY2' >qemu.json
 import json, sys
@@ -522,14 +522,20 @@ EOF
   expect_match "$STDERR" "bad.json:5:[0-9]+: provisioner 2 \\(ansible-local\\): unknown option 'role_path' \\(did you mean 'role_paths'\\?\\)"
 }
 
-run_test base_image test_base_image
-run_test puppet_example test_puppet_example
-run_test ansible_example_role_change_and_secret test_ansible_example_role_change_and_secret
-run_test puppet_failure_names_the_resource test_puppet_failure_names_the_resource
-run_test ansible_failure_names_the_task test_ansible_failure_names_the_task
-run_test ansible_host_rootfs test_ansible_host_rootfs
-run_test puppet_dirs_and_ansible_local_galaxy test_puppet_dirs_and_ansible_local_galaxy
-run_test chef_stand_in test_chef_stand_in
-run_test ansible_host_qemu test_ansible_host_qemu
-run_test bad_options test_bad_options
+# run_test with the test's time: this suite runs in CI, whose budget is tight.
+timed_test() {
+  local t0=$SECONDS
+  run_test "$@"
+  echo "  ($1: $((SECONDS - t0)) s)"
+}
+
+timed_test base_image test_base_image
+timed_test puppet_example test_puppet_example
+timed_test ansible_example_role_change_and_secret test_ansible_example_role_change_and_secret
+timed_test puppet_failure_names_the_resource test_puppet_failure_names_the_resource
+timed_test ansible_failure_names_the_task test_ansible_failure_names_the_task
+timed_test host_ansible_puppet_dirs_galaxy test_host_ansible_puppet_dirs_galaxy
+timed_test chef_stand_in test_chef_stand_in
+timed_test ansible_host_qemu test_ansible_host_qemu
+timed_test bad_options test_bad_options
 summary

@@ -574,8 +574,16 @@ TEST_F(ConfigMgmtTest, CommunicatorProxyRunsCommandsAndMovesFilesThroughTheCommu
   EXPECT_EQ(machine_.contents["/tmp/x"], "content\n");
   EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "rm"}}), nlohmann::json({{"error", "unknown op 'rm' (exec, put, fetch)"}}));
   EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}}), nlohmann::json({{"error", "the request has no 'cmd'"}}));
-  EXPECT_EQ(proxy.served(), 4u);
-  EXPECT_THAT(machine_.commands, ElementsAre("echo hi"));
+  // Standard input (ansible's pipelining) becomes a file the command reads and removes.
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "python3"}, {"stdin", "cHJpbnQoMSkK"}}),
+            nlohmann::json({{"rc", 0}, {"stdout", ""}, {"stderr", ""}}));
+  ASSERT_EQ(machine_.uploads.size(), 2u);
+  std::string input = machine_.uploads[1];
+  EXPECT_THAT(input, ::testing::StartsWith("/tmp/.imgbake-stdin-"));
+  EXPECT_EQ(machine_.contents[input], "print(1)\n");
+  EXPECT_EQ(proxy.served(), 5u);
+  EXPECT_THAT(machine_.commands,
+              ElementsAre("echo hi", "(python3) < '" + input + "'; s=$?; rm -f '" + input + "'; exit $s"));
 }
 
 // A stand-in for ansible-playbook: records its arguments, the inventory and ansible's variables.
