@@ -38,8 +38,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // Directories next to a playbook that ansible reads by itself: their files enter the step's key.
-constexpr const char* kPlaybookSiblings[] = {"roles",    "group_vars", "host_vars",      "library",
-                                             "files",    "templates",  "vars",           "tasks",
+constexpr const char* kPlaybookSiblings[] = {"roles",    "group_vars",  "host_vars",      "library",
+                                             "files",    "templates",   "vars",           "tasks",
                                              "handlers", "collections", "filter_plugins", "module_utils"};
 
 // ansible-core refuses to start unless the locale's encoding is UTF-8 ("Ansible requires the
@@ -131,21 +131,14 @@ void Ansible::prepare(ConfigReader& cfg) {
   if (!inventory_file_.empty() && (!groups_.empty() || !empty_groups_.empty()))
     cfg.error(groups_.empty() ? "empty_groups" : "groups",
               "groups make a generated inventory; they can't be used with 'inventory_file'");
-  auto must_exist = [&](const char* key, const std::string& path, bool dir) {
-    if (path.empty()) return;
-    std::error_code ec;
-    auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status))
-      cfg.error(key, "'" + path + "' does not exist (relative paths start at the directory imgbake runs in)");
-    else if (dir != fs::is_directory(status))
-      cfg.error(key, "'" + path + "' is " + (dir ? "not a directory" : "a directory, not a file"));
-  };
-  must_exist("playbook_file", playbook_file_, false);
-  must_exist("inventory_file", inventory_file_, false);
-  must_exist("galaxy_file", galaxy_file_, false);
-  must_exist("inventory_directory", inventory_directory_, true);
-  if (!galaxy_file_.empty() || fs::exists(roles_path_)) must_exist("roles_path", roles_path_, true);
-  must_exist("collections_path", collections_path_, true);
+  check_host_path(cfg, "playbook_file", playbook_file_, HostPathKind::File);
+  check_host_path(cfg, "inventory_file", inventory_file_, HostPathKind::File);
+  check_host_path(cfg, "galaxy_file", galaxy_file_, HostPathKind::File);
+  check_host_path(cfg, "inventory_directory", inventory_directory_, HostPathKind::Directory);
+  // galaxy_file installs into roles_path, which it makes; without one, roles_path must exist.
+  if (galaxy_file_.empty() || fs::exists(roles_path_))
+    check_host_path(cfg, "roles_path", roles_path_, HostPathKind::Directory);
+  check_host_path(cfg, "collections_path", collections_path_, HostPathKind::Directory);
 
   std::vector<std::string> read;
   if (!playbook_file_.empty()) {
@@ -184,15 +177,8 @@ nlohmann::json Ansible::key_material() const {
 
 void Ansible::run_host(State& st, const ProcessSpec& spec, const std::string& what) const {
   AnsibleOutput seen;
-  auto out = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stdout, l);
-    seen.add(l);
-  };
-  auto err = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stderr, l);
-    seen.add(l);
-  };
-  int status = run_process(spec, out, err, st.cancel);
+  ToolSinks sinks = tool_sinks(st, [&](std::string_view l) { seen.add(l); });
+  int status = run_process(spec, sinks.out, sinks.err, st.cancel);
   if (status != 0) throw CommandFailed(seen.describe(what, status), status);
 }
 
@@ -202,8 +188,8 @@ void Ansible::provision(State& st) {
     return it == st.data.end() ? "" : it->second;
   };
   // The build's SSH endpoint, when it has one that ansible's own ssh can log in to.
-  bool ssh_endpoint = data("ConnType") == "ssh" && !data("Host").empty() && !data("Port").empty() &&
-                      !data("SSHPrivateKeyFile").empty();
+  bool ssh_endpoint =
+      data("ConnType") == "ssh" && !data("Host").empty() && !data("Port").empty() && !data("SSHPrivateKeyFile").empty();
   bool proxy = use_proxy_.value_or(!ssh_endpoint);
   if (!proxy && !ssh_endpoint)
     throw BuildError(
@@ -258,7 +244,8 @@ void Ansible::provision(State& st) {
     if (proxy)
       host += " ansible_connection=imgbake";
     else
-      host += " ansible_host=" + data("Host") + " ansible_port=" + data("Port") + (user.empty() ? "" : " ansible_user=" + user);
+      host += " ansible_host=" + data("Host") + " ansible_port=" + data("Port") +
+              (user.empty() ? "" : " ansible_user=" + user);
     std::string text = host + "\n";
     for (const auto& g : groups_) text += "[" + g + "]\n" + host_alias_ + "\n";
     for (const auto& g : empty_groups_) text += "[" + g + "]\n";

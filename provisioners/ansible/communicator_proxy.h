@@ -5,10 +5,10 @@
 //   {"op": "exec", "cmd": "SHELL COMMAND"[, "stdin": BASE64]} -> {"rc": N, "stdout": "…", "stderr": "…"}
 //   {"op": "put", "local": "HOST", "remote": "PATH"}  -> {"ok": true}
 //   {"op": "fetch", "remote": "PATH", "local": "HOST"} -> {"ok": true}
-// and {"error": "…"} when a request fails. Standard input is uploaded to a file in the machine's
-// /tmp that the command reads and removes (communicators take no input). Requests are served one at a time, on a thread of
-// its own, so the communicator is used from one thread at a time (the caller must not use it
-// meanwhile).
+// and {"error": "…"} when a request fails. Standard input is uploaded to a file in the
+// machine's /tmp that the command reads and removes (communicators take no input). Requests are
+// served one at a time, on a thread of its own, so the communicator is used from one thread at a
+// time (the caller must not use it meanwhile).
 #pragma once
 
 #include <atomic>

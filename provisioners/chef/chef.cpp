@@ -137,9 +137,8 @@ void ChefProvisioner::prepare(ConfigReader& cfg) {
     cfg.error("chef_license",
               "must be \"accept\", \"accept-silent\" or \"accept-no-persist\", not \"" + chef_license_ + "\"");
   if (cfg.has("config_template"))
-    cfg.error("config_template",
-              "is not supported: imgbake writes " + std::string(client_ ? "client.rb" : "solo.rb") +
-                  " itself (docs/provisioners/" + tool_ + ".md lists what it sets)");
+    cfg.error("config_template", "is not supported: imgbake writes " + std::string(client_ ? "client.rb" : "solo.rb") +
+                                     " itself (docs/provisioners/" + tool_ + ".md lists what it sets)");
   if (client_) {
     server_url_ = cfg.string("server_url");
     node_name_ = cfg.string("node_name", "packer-" + util::uuid_v4());
@@ -192,8 +191,8 @@ void ChefProvisioner::prepare(ConfigReader& cfg) {
   if (client_ && !server_url_.empty() && !cookbook_paths_.empty())
     cfg.error("cookbook_paths", "cookbooks come from the Chef server at server_url; cookbook_paths is for local mode");
   std::vector<std::string> read = cookbook_paths_;
-  for (const auto* p : {&roles_path_, &data_bags_path_, &environments_path_, &encrypted_data_bag_secret_path_,
-                        &validation_key_path_})
+  for (const auto* p :
+       {&roles_path_, &data_bags_path_, &environments_path_, &encrypted_data_bag_secret_path_, &validation_key_path_})
     if (!p->empty()) read.push_back(*p);
   inputs_ = host_tree_inputs(read);
 }
@@ -225,19 +224,15 @@ nlohmann::json ChefProvisioner::key_material() const {
           {"inputs", host_inputs_json(inputs_)}};
 }
 
-void ChefProvisioner::run_checked(State& st, const std::string& command, const std::string& what, ChefErrors* errors) const {
-  auto out = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stdout, l);
+void ChefProvisioner::run_checked(State& st, const std::string& command, const std::string& what,
+                                  ChefErrors* errors) const {
+  ToolSinks sinks = tool_sinks(st, [errors](std::string_view l) {
     if (errors) errors->add(l);
-  };
-  auto err = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stderr, l);
-    if (errors) errors->add(l);
-  };
+  });
   RemoteCommand run;
   run.command = command;
   run.timeout = st.time_left();
-  RunResult r = st.communicator->run(run, out, err, st.cancel);
+  RunResult r = st.communicator->run(run, sinks.out, sinks.err, st.cancel);
   if (r.disconnected) throw BuildError("the connection to the machine dropped while " + what + " ran");
   if (r.status != 0)
     throw CommandFailed(
@@ -245,7 +240,7 @@ void ChefProvisioner::run_checked(State& st, const std::string& command, const s
 }
 
 std::string ChefProvisioner::render(const State& st, const std::string& text, const std::string& option, bool sudo,
-                             const std::string& config_path, const std::string& json_path) const {
+                                    const std::string& config_path, const std::string& json_path) const {
   interp::Context ctx = st.build.interp;
   for (const auto& [k, v] : st.data) ctx.data[k] = v;
   ctx.data["Sudo"] = sudo ? "true" : "false";

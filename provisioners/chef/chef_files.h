@@ -37,15 +37,15 @@ std::string solo_rb(const SoloSettings& s);
 // Zero server over the staged cookbooks, roles, data bags and environments; its node objects go
 // to node_path (in the staging directory, not the chef repository).
 struct ClientSettings {
-  SoloPaths paths;               // local mode only
-  std::string node_path;         // local mode only
-  std::string chef_server_url;   // "" = local mode
-  std::string client_key;        // server mode: where chef-client keeps the key it registers
+  SoloPaths paths;              // local mode only
+  std::string node_path;        // local mode only
+  std::string chef_server_url;  // "" = local mode
+  std::string client_key;       // server mode: where chef-client keeps the key it registers
   std::string validation_client_name;
-  std::string validation_key;    // server mode: the uploaded validation key
+  std::string validation_key;  // server mode: the uploaded validation key
   std::string node_name;
   std::string chef_environment;
-  std::string ssl_verify_mode;   // "verify_none", "verify_peer" or ""
+  std::string ssl_verify_mode;  // "verify_none", "verify_peer" or ""
   std::string trusted_certs_dir;
   std::string chef_license;
 };

@@ -72,6 +72,29 @@ nlohmann::json host_file_digests(const std::vector<std::string>& paths) {
   return out;
 }
 
+void check_host_path(ConfigReader& cfg, const std::string& key, const std::string& path, HostPathKind kind) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return;
+  std::error_code ec;
+  auto status = fs::status(path, ec);
+  if (ec || !fs::exists(status))
+    cfg.error(key, "'" + path + "' does not exist (relative paths start at the directory imgbake runs in)");
+  else if (kind == HostPathKind::Directory && !fs::is_directory(status))
+    cfg.error(key, "'" + path + "' is not a directory");
+  else if (kind == HostPathKind::File && fs::is_directory(status))
+    cfg.error(key, "'" + path + "' is a directory, not a file");
+}
+
+ToolSinks tool_sinks(State& st, std::function<void(std::string_view)> observe) {
+  auto sink = [&st, observe](Stream stream) -> LineSink {
+    return [&st, observe, stream](std::string_view l) {
+      st.ui.output(st.build.name, stream, l);
+      if (observe) observe(l);
+    };
+  };
+  return {sink(Stream::Stdout), sink(Stream::Stderr)};
+}
+
 void run_quiet(State& st, const std::string& command, const std::string& what) {
   if (!st.communicator) throw BuildError("cannot " + what + ": this build has no communicator");
   RemoteCommand c;

@@ -572,7 +572,8 @@ TEST_F(ConfigMgmtTest, CommunicatorProxyRunsCommandsAndMovesFilesThroughTheCommu
   EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "put"}, {"local", "local.txt"}, {"remote", "/tmp/x"}}),
             nlohmann::json({{"ok", true}}));
   EXPECT_EQ(machine_.contents["/tmp/x"], "content\n");
-  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "rm"}}), nlohmann::json({{"error", "unknown op 'rm' (exec, put, fetch)"}}));
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "rm"}}),
+            nlohmann::json({{"error", "unknown op 'rm' (exec, put, fetch)"}}));
   EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}}), nlohmann::json({{"error", "the request has no 'cmd'"}}));
   // Standard input (ansible's pipelining) becomes a file the command reads and removes.
   EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "python3"}, {"stdin", "cHJpbnQoMSkK"}}),
@@ -588,10 +589,11 @@ TEST_F(ConfigMgmtTest, CommunicatorProxyRunsCommandsAndMovesFilesThroughTheCommu
 
 // A stand-in for ansible-playbook: records its arguments, the inventory and ansible's variables.
 void WriteFakeAnsible() {
-  WriteFile("fake-ansible",
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > argv\nwhile [ $# -gt 1 ]; do [ \"$1\" = -i ] && cat \"$2\" > inventory; "
-            "shift; done\nenv | grep -E '^(ANSIBLE_|IMGBAKE_ANSIBLE|PACKER_BUILD_NAME)' | sort > env\n"
-            "[ -z \"$IMGBAKE_ANSIBLE_SOCKET\" ] || ls \"$ANSIBLE_CONNECTION_PLUGINS\" > plugins\n");
+  WriteFile(
+      "fake-ansible",
+      "#!/bin/sh\nprintf '%s\\n' \"$@\" > argv\nwhile [ $# -gt 1 ]; do [ \"$1\" = -i ] && cat \"$2\" > inventory; "
+      "shift; done\nenv | grep -E '^(ANSIBLE_|IMGBAKE_ANSIBLE|PACKER_BUILD_NAME)' | sort > env\n"
+      "[ -z \"$IMGBAKE_ANSIBLE_SOCKET\" ] || ls \"$ANSIBLE_CONNECTION_PLUGINS\" > plugins\n");
   fs::permissions("fake-ansible", fs::perms::owner_all);
 }
 
@@ -603,13 +605,16 @@ TEST_F(ConfigMgmtTest, AnsibleOverTheBuildsSshEndpoint) {
   auto p = Make("ansible", R"({"playbook_file": "play/site.yml", "command": "./fake-ansible", "groups": ["web", "db"],
       "empty_groups": ["none"], "extra_arguments": ["-e", "token=hunter2-secret"],
       "ansible_env_vars": ["ANSIBLE_SSH_ARGS=-o ControlMaster=auto"]})");
-  Provision(*p, {{"ConnType", "ssh"}, {"Host", "127.0.0.1"}, {"Port", "2222"}, {"User", "root"},
-                 {"SSHPrivateKeyFile", "/k/id"}});
-  EXPECT_EQ(ReadFile("inventory"),
-            "default ansible_host=127.0.0.1 ansible_port=2222 ansible_user=root\n[web]\ndefault\n[db]\ndefault\n[none]\n");
+  Provision(
+      *p,
+      {{"ConnType", "ssh"}, {"Host", "127.0.0.1"}, {"Port", "2222"}, {"User", "root"}, {"SSHPrivateKeyFile", "/k/id"}});
+  EXPECT_EQ(
+      ReadFile("inventory"),
+      "default ansible_host=127.0.0.1 ansible_port=2222 ansible_user=root\n[web]\ndefault\n[db]\ndefault\n[none]\n");
   std::string argv = ReadFile("argv");
-  EXPECT_THAT(argv, HasSubstr("-e\npacker_build_name=web packer_builder_type=rootfs packer_http_addr=\n"
-                              "--private-key\n/k/id\n--ssh-extra-args=-o IdentitiesOnly=yes\n-e\ntoken=hunter2-secret\n-i\n"));
+  EXPECT_THAT(
+      argv, HasSubstr("-e\npacker_build_name=web packer_builder_type=rootfs packer_http_addr=\n"
+                      "--private-key\n/k/id\n--ssh-extra-args=-o IdentitiesOnly=yes\n-e\ntoken=hunter2-secret\n-i\n"));
   EXPECT_THAT(argv, HasSubstr("\nplay/site.yml\n"));
   std::string env = ReadFile("env");
   EXPECT_THAT(env, HasSubstr("ANSIBLE_HOST_KEY_CHECKING=False\n"));
@@ -649,8 +654,9 @@ TEST_F(ConfigMgmtTest, AnsibleFailureNamesTheTask) {
     Provision(*p);
     FAIL() << "no failure";
   } catch (const CommandFailed& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "ansible-playbook site.yml failed with exit status 2: task 'install nginx' failed on default: no package");
+    EXPECT_EQ(
+        std::string(e.what()),
+        "ansible-playbook site.yml failed with exit status 2: task 'install nginx' failed on default: no package");
     EXPECT_EQ(e.exit_status, 2);
   }
 }
