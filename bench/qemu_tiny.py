@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: one full bake of the tiny guest, three ways, alternating, several rounds.
 
-  imgbake  templates/qemu-tiny.json (accelerator tcg, same provisioners as packer-tiny.json)
+  imgbake  templates/qemu-tiny.json (accelerator tcg, same provisioners as packer-tiny.json),
+           --no-cache: every round is a full bake (bench/qemu_cache.py measures the step cache)
   packer   ../shared/bench/packer-tiny.json with Packer 1.6.6 (apt-get install packer)
   hand     ../shared/bench/hand-baseline-tiny.sh: the same work by hand, the floor
 
@@ -101,7 +102,7 @@ def main():
                 cwd = os.path.join(work, f"{tool}-{r}")
                 os.makedirs(cwd)
                 if tool == "imgbake":
-                    argv = [args.imgbake, "build", "--no-store", "-var", f"dir={guest}", "-var", f"kernel={kernel}",
+                    argv = [args.imgbake, "build", "--no-store", "--no-cache", "-var", f"dir={guest}", "-var", f"kernel={kernel}",
                             os.path.join(ROOT, "templates", "qemu-tiny.json")]
                 elif tool == "packer":
                     shutil.rmtree(os.path.join(guest, "out-packer"), ignore_errors=True)

@@ -13,6 +13,8 @@ cpp=$(git ls-files '*.cpp' | grep -v '^tests/')
 # deep mode.
 analyzer=(--extra-arg=-Xclang --extra-arg=-analyzer-config --extra-arg=-Xclang --extra-arg=mode=shallow)
 [ -n "${LINT_DEEP:-}" ] && analyzer=()
-printf '%s\n' $cpp | xargs -P "$(nproc)" -n 4 clang-tidy -p "$build" --quiet --extra-arg=-Wno-unknown-warning-option \
-  "${analyzer[@]}"
+# tools/tidy_cached.py skips a file whose clean verdict is known for the same preprocessed source,
+# flags and configuration (as ccache does for objects): ~12 minutes on two cores when every file
+# is checked, about one when few changed. IMGBAKE_LINT_CACHE=off checks every file.
+tools/tidy_cached.py "$build" $cpp -- "${analyzer[@]}"
 echo "lint: clang-format and clang-tidy clean"

@@ -173,6 +173,7 @@ class DiskStep : public Step {
     const QemuConfig& c = r_.cfg;
     r_.disk_path = r_.output_dir / c.vm_name;
     std::string disk = r_.disk_path.string();
+    if (r_.cache.prepare_disk(st, r_)) return;  // the output disk is made from the overlay chain at the end
     if (c.disk_image) {
       nlohmann::json info = image_info(st, r_.source_path);
       r_.source_format = info.value("format", "raw");
@@ -234,6 +235,25 @@ class CompactStep : public Step {
   }
   void run(State& st) override {
     const QemuConfig& c = r_.cfg;
+    if (r_.cache.enabled()) {
+      // The chain of overlays (from the cache or this build) becomes one disk in the template's format.
+      std::string disk = r_.disk_path.string();
+      util::TempPathGuard tmp(disk + ".imgbake-convert");
+      std::vector<std::string> argv = {"qemu-img", "convert", "-f", "qcow2", "-O", c.format};
+      if (c.disk_compression) argv.push_back("-c");
+      argv.insert(argv.end(), c.qemu_img_args_convert.begin(), c.qemu_img_args_convert.end());
+      argv.insert(argv.end(), {r_.cache.top().string(), tmp.path().string()});
+      run_tool(st, argv);
+      fs::rename(tmp.path(), disk);
+      tmp.dismiss();
+      st.message("wrote " + disk + " (" + c.format + ", " + std::to_string(file_size_or_zero(disk) >> 10) +
+                 " KiB) from the step cache's disk chain");
+      return;
+    }
+    if (c.skip_compaction) {
+      st.message("skip_compaction: not compacted");
+      return;
+    }
     if (c.use_backing_file) {
       st.message("use_backing_file: not converting (that would merge the backing file into the image)");
       return;
@@ -288,8 +308,48 @@ class ArtifactStep : public Step {
   QemuRun& r_;
 };
 
+// A provisioner step, skipped when the step cache holds its checkpoint, else run and checkpointed.
+class CachedProvisionStep : public Step {
+ public:
+  CachedProvisionStep(QemuRun& r, std::unique_ptr<Step> inner, size_t index)
+      : r_(r), inner_(std::move(inner)), index_(index) {}
+  std::string name() const override { return inner_->name(); }
+  nlohmann::json key_material(const State& st) const override { return inner_->key_material(st); }
+  bool runs_on_abort() const override { return inner_->runs_on_abort(); }
+  HostEffect host_effect() const override { return inner_->host_effect(); }
+  void cleanup(State& st) noexcept override { inner_->cleanup(st); }
+  void run(State& st) override {
+    if (!r_.cache.enabled()) {
+      inner_->run(st);
+      return;
+    }
+    const std::string& key = r_.cache.key(index_);
+    st.step_cache = StepCache{r_.cache.skips(index_), key};
+    if (r_.cache.skips(index_)) {
+      if (inner_->host_effect() == HostEffect::None) {
+        st.message("cached (step key " + key.substr(0, 12) + "); not run");
+        return;
+      }
+      // Its effect is on the host (shell-local): the checkpoint holds the machine, not that.
+      st.message("cached (step key " + key.substr(0, 12) + "); it runs anyway: its effect is on the host");
+      inner_->run(st);
+      return;
+    }
+    inner_->run(st);
+    r_.cache.checkpoint(st, r_, index_);
+  }
+
+ private:
+  QemuRun& r_;
+  std::unique_ptr<Step> inner_;
+  size_t index_;
+};
+
 }  // namespace
 
+std::unique_ptr<Step> make_cached_provision_step(QemuRun& r, std::unique_ptr<Step> inner, size_t index) {
+  return std::make_unique<CachedProvisionStep>(r, std::move(inner), index);
+}
 std::unique_ptr<Step> make_output_dir_step(QemuRun& r) { return std::make_unique<OutputDirStep>(r); }
 std::unique_ptr<Step> make_fetch_source_step(QemuRun& r) { return std::make_unique<FetchSourceStep>(r); }
 std::unique_ptr<Step> make_temporary_key_step(QemuRun& r) { return std::make_unique<TemporaryKeyStep>(r); }

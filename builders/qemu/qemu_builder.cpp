@@ -31,9 +31,17 @@ class QemuBuilder : public Builder {
     s.push_back(make_launch_step(run_, rng_));
     if (!c.boot_command.empty()) s.push_back(make_boot_command_step(run_));
     if (c.communicator == "ssh") s.push_back(make_wait_for_ssh_step(run_, rng_));
-    for (auto& p : provision) s.push_back(std::move(p));
+    size_t index = 0;
+    for (auto& p : provision) {
+      if (p->is_error_cleanup_hook()) {
+        s.push_back(std::move(p));
+        continue;
+      }
+      run_.cache.add_step(p.get());
+      s.push_back(make_cached_provision_step(run_, std::move(p), ++index));
+    }
     s.push_back(make_shutdown_step(run_));
-    if (!c.skip_compaction) s.push_back(make_compact_step(run_));
+    s.push_back(make_compact_step(run_));  // also the step cache's conversion (skip_compaction or not)
     s.push_back(make_artifact_step(run_));
     return s;
   }

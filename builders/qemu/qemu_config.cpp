@@ -320,7 +320,8 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
     add("-device", std::string(device) + ",bus=scsi0.0,drive=" + id);
   };
   auto disk = [&](const std::string& path) {
-    std::string opts = ",cache=" + c.disk_cache + ",discard=" + c.disk_discard + ",format=" + c.format;
+    std::string opts = ",cache=" + c.disk_cache + ",discard=" + c.disk_discard +
+                       ",format=" + (f.disk_format.empty() ? c.format : f.disk_format);
     if (c.disk_detect_zeroes != "off") opts += ",detect-zeroes=" + c.disk_detect_zeroes;
     if (c.disk_interface == "virtio-scsi")
       on_virtio_scsi("file=" + path + opts, "scsi-hd");
@@ -350,6 +351,7 @@ std::vector<std::string> qemu_command_line(const QemuConfig& c, const LaunchFact
     add("-display", "gtk");
   add("-qmp", "unix:" + f.qmp_socket + ",server=on,wait=off");
   add("-serial", "file:" + f.serial_log);
+  if (!f.incoming.empty()) add("-incoming", f.incoming);
 
   // qemuargs: each flag the user gives replaces all of that flag's defaults.
   std::vector<std::pair<std::string, std::vector<std::string>>> user;

@@ -104,7 +104,9 @@ struct LaunchFacts {
   std::string iso_path;  // the install ISO (not for disk_image)
   std::string qmp_socket;
   std::string serial_log;
-  int host_port = 0;  // forwarded to the guest's ssh_port; 0 when skip_nat_mapping
+  int host_port = 0;        // forwarded to the guest's ssh_port; 0 when skip_nat_mapping
+  std::string disk_format;  // "": the template's format (the step cache's overlays are qcow2)
+  std::string incoming;     // -incoming: the saved VM state to resume (the step cache)
 };
 
 // The qemu argv: Packer's defaults, then each qemuargs entry replaces the default

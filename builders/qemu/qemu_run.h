@@ -19,6 +19,7 @@
 #include "imgbake/ssh.h"
 #include "qemu_config.h"
 #include "qmp.h"
+#include "step_cache.h"
 
 namespace imgbake::qemu {
 
@@ -41,6 +42,7 @@ struct QemuRun {
   std::unique_ptr<SshCommunicator> comm;
   fs::path temp_key;  // private key of the temporary key pair
   bool vm_exited_cleanly = false;
+  CheckpointCache cache;  // the step cache (step_cache.h)
 
   fs::path qemu_log() const { return work_dir / "qemu.log"; }
   fs::path serial_log() const { return work_dir / "serial.log"; }
@@ -70,6 +72,8 @@ std::unique_ptr<Step> make_boot_command_step(QemuRun& r);
 std::unique_ptr<Step> make_wait_for_ssh_step(QemuRun& r, std::mt19937& rng);
 std::unique_ptr<Step> make_shutdown_step(QemuRun& r);
 std::unique_ptr<Step> make_compact_step(QemuRun& r);
+// A provisioner step with its checkpoint (step_cache.h); `index` counts from 1.
+std::unique_ptr<Step> make_cached_provision_step(QemuRun& r, std::unique_ptr<Step> inner, size_t index);
 std::unique_ptr<Step> make_artifact_step(QemuRun& r);
 
 }  // namespace imgbake::qemu

@@ -96,6 +96,8 @@ class LaunchStep : public Step {
                                                   is_auto && verdicts.kvm_stuck(), verdicts.file());
     r_.accel = choice.accel;
     if (!choice.message.empty()) st.message(choice.message);
+    r_.cache.plan(st, r_);
+    if (r_.cache.full_hit()) return;
     launch(st, r_, rng_);
   }
   void cleanup(State& st) noexcept override {
@@ -120,6 +122,10 @@ class BootCommandStep : public Step {
     return {{"step", "qemu-boot-command"}, {"boot_command", r_.cfg.boot_command}};
   }
   void run(State& st) override {
+    if (r_.cache.full_hit() || r_.cache.resumed_after() > 0) {
+      st.message("not typed: the VM was not booted (step cache)");
+      return;
+    }
     if (r_.cfg.boot_wait.count() > 0) {
       st.message("waiting " + util::format_duration(r_.cfg.boot_wait) + " (boot_wait) before typing");
       st.cancel.sleep_for(r_.cfg.boot_wait);
@@ -153,6 +159,10 @@ class WaitForSshStep : public Step {
     return {{"step", "qemu-ssh"}, {"username", r_.cfg.ssh.username}, {"port", r_.cfg.ssh_port}};
   }
   void run(State& st) override {
+    if (r_.cache.full_hit()) {
+      st.message("no VM: every step is cached");
+      return;
+    }
     if (r_.cfg.pause_before_connecting.count() > 0) {
       st.message("pausing " + util::format_duration(r_.cfg.pause_before_connecting) + " before connecting");
       st.cancel.sleep_for(r_.cfg.pause_before_connecting);
@@ -294,6 +304,16 @@ class ShutdownStep : public Step {
     return {{"step", "qemu-shutdown"}, {"shutdown_command", r_.cfg.shutdown_command}};
   }
   void run(State& st) override {
+    if (r_.cache.full_hit()) {
+      st.message("no VM: every step is cached");
+      return;
+    }
+    shut_down(st);
+    r_.cache.after_shutdown(st, r_);
+  }
+
+ private:
+  void shut_down(State& st) {
     const QemuConfig& c = r_.cfg;
     auto deadline_text = util::format_duration(c.shutdown_timeout);
     if (!c.shutdown_command.empty() && st.communicator) {
@@ -337,7 +357,6 @@ class ShutdownStep : public Step {
                      "shutdown_command (e.g. \"poweroff\") if the guest does not handle ACPI");
   }
 
- private:
   bool wait_exit(State& st, milliseconds timeout) {
     auto t0 = Clock::now();
     if (!r_.vm->wait_for(timeout, st.cancel)) return false;
@@ -350,6 +369,27 @@ class ShutdownStep : public Step {
 
   QemuRun& r_;
 };
+
+// A VM started with -incoming: waits until its saved state is loaded, then lets it run (it was
+// paused when the state was saved).
+void resume(State& st, QemuRun& r) {
+  auto t0 = Clock::now();
+  for (;;) {
+    if (r.vm->exited())
+      throw BuildError("qemu exited while loading the checkpoint's VM state: " + tail_of(r.qemu_log(), 10));
+    std::string status = r.qmp->execute("query-status").value("status", "");
+    if (status != "inmigrate") {
+      if (status != "running") r.qmp->execute("cont");
+      break;
+    }
+    if (Clock::now() - t0 > std::chrono::minutes(5))
+      throw BuildError("qemu did not load the checkpoint's VM state within 5 minutes");
+    st.cancel.sleep_for(milliseconds(50));
+    st.cancel.throw_if_cancelled();
+  }
+  st.message("resumed the VM from its checkpoint in " +
+             util::format_duration(std::chrono::duration_cast<milliseconds>(Clock::now() - t0)));
+}
 
 }  // namespace
 
@@ -371,7 +411,9 @@ void launch(State& st, QemuRun& r, std::mt19937& rng) {
     }
     LaunchFacts f;
     f.accelerator = r.accel;
-    f.disk_path = r.disk_path.string();
+    f.disk_path = r.cache.enabled() ? r.cache.top().string() : r.disk_path.string();
+    if (r.cache.enabled()) f.disk_format = "qcow2";
+    f.incoming = r.cache.incoming();
     f.extra_disks = r.extra_disks;
     f.cd_path = r.cd_path;
     if (!c.disk_image) f.iso_path = r.source_path;
@@ -388,6 +430,7 @@ void launch(State& st, QemuRun& r, std::mt19937& rng) {
     r.vm_exited_cleanly = false;
     try {
       r.qmp = QmpClient::connect(f.qmp_socket, seconds(20), st.cancel);
+      if (!f.incoming.empty()) resume(st, r);
       return;
     } catch (const Cancelled&) {
       throw;

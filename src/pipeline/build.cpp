@@ -60,13 +60,17 @@ class ProvisionStep : public Step {
   explicit ProvisionStep(PlannedProvisioner& p) : p_(p) {}
   std::string name() const override { return p_.label; }
   nlohmann::json key_material(const State&) const override {
-    return {{"step", "provision"}, {"type", p_.def->type}, {"config", p_.impl->key_material()}};
+    nlohmann::json m = {{"step", "provision"}, {"type", p_.def->type}, {"config", p_.impl->key_material()}};
+    // "cache": false: a key no earlier build had, so a step cache runs this step and every later one.
+    if (!p_.def->cache) m["uncached"] = nonce_;
+    return m;
   }
   void run(State& st) override { run_provisioner(p_, st); }
   HostEffect host_effect() const override { return p_.impl->host_effect(); }
 
  private:
   PlannedProvisioner& p_;
+  std::string nonce_ = util::uuid_v4();
 };
 
 // Placed before the provisioners: when provisioning failed, its cleanup runs the

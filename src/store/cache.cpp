@@ -1,5 +1,5 @@
-// The build cache: the rootfs builder's layers by step key, and the key each build step (slot)
-// had last time, to explain a miss.
+// The build cache: the rootfs builder's layers and the qemu builder's checkpoints by step key,
+// and the key each build step (slot) had last time, to explain a miss.
 #include "catalog.h"
 
 #include <optional>
@@ -24,10 +24,15 @@ CacheEntry cache_entry_from(const Stmt& s) {
   e.diff_id = s.text(6);
   e.created_by = s.text(7);
   e.created = s.text(8);
+  e.state.media_type = s.text(9);
+  e.state.digest = s.text(10);
+  e.state.size = static_cast<uint64_t>(s.integer(11));
   return e;
 }
 
-constexpr const char* kCacheColumns = "key, material, empty, media_type, digest, size, diff_id, created_by, created";
+constexpr const char* kCacheColumns =
+    "key, material, empty, media_type, digest, size, diff_id, created_by, created, state_media_type, state_digest, "
+    "state_size";
 
 }  // namespace
 
@@ -38,16 +43,19 @@ std::optional<CacheEntry> Store::cache_get(const std::string& key) const {
   CacheEntry e = cache_entry_from(s);
   // A layer that gc or a damaged store lost is a miss, not an error.
   if (!e.empty && !blobs_.exists(e.blob.digest)) return std::nullopt;
+  if (!e.state.digest.empty() && !blobs_.exists(e.state.digest)) return std::nullopt;
   return e;
 }
 
 void Store::cache_put(const CacheEntry& e, const std::string& slot) {
   Transaction tx(db_->db);
   Stmt s(db_->db,
-         (std::string("INSERT OR REPLACE INTO layer_cache(") + kCacheColumns + ") VALUES(?,?,?,?,?,?,?,?,?)").c_str());
+         (std::string("INSERT OR REPLACE INTO layer_cache(") + kCacheColumns + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
+             .c_str());
   s.bind(1, e.key).bind(2, e.material).bind(3, int64_t{e.empty ? 1 : 0}).bind(4, e.blob.media_type);
   s.bind(5, e.blob.digest).bind(6, static_cast<int64_t>(e.blob.size)).bind(7, e.diff_id).bind(8, e.created_by);
   s.bind(9, e.created.empty() ? now_rfc3339() : e.created);
+  s.bind(10, e.state.media_type).bind(11, e.state.digest).bind(12, static_cast<int64_t>(e.state.size));
   s.run();
   if (!slot.empty()) {
     Stmt sl(db_->db, "INSERT OR REPLACE INTO layer_cache_slots(slot, key) VALUES(?,?)");
@@ -59,8 +67,8 @@ void Store::cache_put(const CacheEntry& e, const std::string& slot) {
 
 std::optional<CacheEntry> Store::cache_last_in_slot(const std::string& slot) const {
   Stmt s(db_->db, (std::string("SELECT c.key, c.material, c.empty, c.media_type, c.digest, c.size, c.diff_id, "
-                               "c.created_by, c.created FROM layer_cache_slots sl JOIN layer_cache c ON c.key = "
-                               "sl.key WHERE sl.slot = ?"))
+                               "c.created_by, c.created, c.state_media_type, c.state_digest, c.state_size FROM "
+                               "layer_cache_slots sl JOIN layer_cache c ON c.key = sl.key WHERE sl.slot = ?"))
                       .c_str());
   s.bind(1, slot);
   if (!s.step()) return std::nullopt;

@@ -40,7 +40,9 @@ Store::Catalog::Catalog(const fs::path& file) {
         hash TEXT NOT NULL, signature TEXT NOT NULL DEFAULT '');
       CREATE TABLE IF NOT EXISTS layer_cache(key TEXT PRIMARY KEY, material TEXT NOT NULL,
         empty INTEGER NOT NULL, media_type TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
-        diff_id TEXT NOT NULL, created_by TEXT NOT NULL, created TEXT NOT NULL);
+        diff_id TEXT NOT NULL, created_by TEXT NOT NULL, created TEXT NOT NULL,
+        state_media_type TEXT NOT NULL DEFAULT '', state_digest TEXT NOT NULL DEFAULT '',
+        state_size INTEGER NOT NULL DEFAULT 0);
       CREATE TABLE IF NOT EXISTS layer_cache_slots(slot TEXT PRIMARY KEY, key TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS layer_diff_ids(digest TEXT PRIMARY KEY, diff_id TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS test_runs(id INTEGER PRIMARY KEY,
@@ -57,6 +59,17 @@ Store::Catalog::Catalog(const fs::path& file) {
     while (cols.step()) has_signature = has_signature || cols.text(1) == "signature";
   }
   if (!has_signature) exec("ALTER TABLE audit ADD COLUMN signature TEXT NOT NULL DEFAULT ''");
+  // Build caches made before the qemu builder's checkpoints gain the VM state columns.
+  bool has_state = false;
+  {
+    detail::Stmt cols(db, "PRAGMA table_info(layer_cache)");
+    while (cols.step()) has_state = has_state || cols.text(1) == "state_digest";
+  }
+  if (!has_state)
+    exec(
+        "ALTER TABLE layer_cache ADD COLUMN state_media_type TEXT NOT NULL DEFAULT ''; "
+        "ALTER TABLE layer_cache ADD COLUMN state_digest TEXT NOT NULL DEFAULT ''; "
+        "ALTER TABLE layer_cache ADD COLUMN state_size INTEGER NOT NULL DEFAULT 0");
 }
 
 Store::Catalog::~Catalog() { sqlite3_close_v2(db); }

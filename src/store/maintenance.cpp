@@ -86,16 +86,18 @@ CheckReport Store::check(const std::function<std::string(const ImageRecord&)>& v
   for (auto& p : detail::compare_policies(db, log)) rep.problems.push_back(std::move(p));
   // The build cache: a damaged cached layer would poison every build that hits it.
   {
-    Stmt c(db, "SELECT key, digest FROM layer_cache WHERE empty = 0");
+    Stmt c(db, "SELECT key, digest, empty, state_digest FROM layer_cache");
     while (c.step()) {
-      std::string d = c.text(1);
-      if (referenced.count(d)) continue;
-      referenced.insert(d);
-      ++rep.blobs_checked;
-      std::string problem = blobs_.check(d);
-      if (!problem.empty())
-        rep.problems.push_back("build cache entry " + c.text(0).substr(0, 12) + ": " + problem +
-                               " (imgbake store gc --prune-cache forgets the cache)");
+      for (int col : {1, 3}) {
+        std::string d = c.text(col);
+        if (d.empty() || (col == 1 && c.integer(2) != 0) || referenced.count(d)) continue;
+        referenced.insert(d);
+        ++rep.blobs_checked;
+        std::string problem = blobs_.check(d);
+        if (!problem.empty())
+          rep.problems.push_back("build cache entry " + c.text(0).substr(0, 12) + ": " + problem +
+                                 " (imgbake store gc --prune-cache forgets the cache)");
+      }
     }
   }
   for (const auto& d : blobs_.list())
@@ -183,8 +185,11 @@ GcReport Store::gc(bool prune_cache) {
     db_->exec("DELETE FROM layer_cache; DELETE FROM layer_cache_slots;");
   }
   {
-    Stmt c(db_->db, "SELECT digest FROM layer_cache WHERE empty = 0");
-    while (c.step()) keep.insert(c.text(0));
+    Stmt c(db_->db, "SELECT digest, empty, state_digest FROM layer_cache");
+    while (c.step()) {
+      if (c.integer(1) == 0) keep.insert(c.text(0));
+      if (!c.text(2).empty()) keep.insert(c.text(2));
+    }
   }
   // An image whose manifest cannot be read keeps what is left of it, but the blobs only that
   // manifest names cannot be told from unreferenced ones: then no blob is removed.

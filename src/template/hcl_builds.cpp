@@ -28,7 +28,8 @@ std::string source_key(std::string s) {
 }
 
 const std::set<std::string>& provisioner_generic() {
-  static const std::set<std::string> k = {"only", "except", "override", "pause_before", "timeout", "max_retries"};
+  static const std::set<std::string> k = {"only",    "except",      "override", "pause_before",
+                                          "timeout", "max_retries", "cache"};
   return k;
 }
 
@@ -166,6 +167,13 @@ std::optional<ProvisionerDef> HclLoad::provisioner(const hcl::Block& b, const hc
   };
   p.pause_before = duration("pause_before");
   p.timeout = duration("timeout");
+  if (const hcl::Attribute* a = body.attribute("cache")) {
+    hcl::Value v = eval(*a->expr, f, ctx);
+    if (v.is_known() && v.type() == hcl::Type::boolean())
+      p.cache = v.as_bool();
+    else
+      error(f, a->expr->range, "Invalid cache", "cache must be true or false.");
+  }
   if (const hcl::Attribute* a = body.attribute("max_retries")) {
     auto v = hcl::convert(eval(*a->expr, f, ctx), hcl::Type::number());
     std::optional<int64_t> n = v && v->is_known() && !v->is_null() ? v->as_number().to_int64() : std::nullopt;

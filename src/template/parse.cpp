@@ -254,7 +254,15 @@ class TemplateParser {
         ok = false;
       }
     }
-    for (const char* k : {"type", "only", "except", "override", "pause_before", "timeout", "max_retries"})
+    if (auto* c = v.find("cache")) {
+      if (c->is_bool()) {
+        p.cache = c->boolean;
+      } else {
+        err(c->pos, label + ": 'cache' must be true or false");
+        ok = false;
+      }
+    }
+    for (const char* k : {"type", "only", "except", "override", "pause_before", "timeout", "max_retries", "cache"})
       p.config.erase(k);
     if (!ok) return std::nullopt;
     return p;

@@ -222,12 +222,12 @@ class ShellFileSshTest : public ::testing::Test {
 
 TEST_F(ShellFileSshTest, InlineOutputArrivesLineByLineWhileTheScriptRuns) {
   fs::path flag = dir_ / "go-on";
-  auto p =
-      Make("shell", {{"inline",
-                      {"echo first", "echo to-stderr >&2",
-                       "i=0; while [ ! -e '" + flag.string() + "' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done",
-                       "echo second"}},
-                     {"remote_folder", RemoteFolder()}});
+  auto p = Make("shell",
+                {{"inline",
+                  {"echo first", "echo to-stderr >&2",
+                   "i=0; while [ ! -e '" + flag.string() + "' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done",
+                   "echo second"}},
+                 {"remote_folder", RemoteFolder()}});
   std::string error;
   std::thread runner([&] {
     try {
@@ -236,8 +236,10 @@ TEST_F(ShellFileSshTest, InlineOutputArrivesLineByLineWhileTheScriptRuns) {
       error = e.what();
     }
   });
-  // "first" is shown while the script still waits for the flag: it was not held back.
-  bool first_seen = Eventually([&] { return !Stdout().empty(); }, 5000ms);
+  // "first" is shown while the script still waits for the flag: it was not held back. The bounds
+  // (60 s here and in the script) only matter when it fails: a loaded CI machine took more than 5 s
+  // to connect, upload and start the script.
+  bool first_seen = Eventually([&] { return !Stdout().empty(); }, 60000ms);
   std::vector<std::string> while_running = Stdout();
   WriteFile(flag, "", 0644);
   runner.join();

@@ -20,6 +20,7 @@
 #include "imgbake/error.h"
 #include "imgbake/json.h"
 #include "qemu/qemu_config.h"
+#include "qemu/step_cache.h"
 
 namespace {
 
@@ -580,6 +581,41 @@ TEST_F(QemuCommandLineTest, DiskImageBootsFromTheDiskWithoutTheSourceAsCd) {
   EXPECT_THAT(ValuesOf(argv, "-boot"), ElementsAre("c"));
   EXPECT_THAT(ValuesOf(argv, "-drive"),
               ElementsAre("file=/out/vm1,if=virtio,cache=writeback,discard=ignore,format=qcow2"));
+}
+
+TEST_F(QemuCommandLineTest, StepCacheRunsTheVmOnAQcow2OverlayAndResumesWithIncoming) {
+  config.disk_image = true;
+  config.format = "raw";  // the output's format; the VM writes to the cache's qcow2 overlay
+  facts.iso_path.clear();
+  facts.disk_path = "/store/tmp/qemu-x/top-2.qcow2";
+  facts.disk_format = "qcow2";
+  facts.incoming = "exec:gzip -dc < '/store/blobs/sha256/ab'";
+  auto argv = Argv();
+  EXPECT_THAT(ValuesOf(argv, "-drive"),
+              ElementsAre("file=/store/tmp/qemu-x/top-2.qcow2,if=virtio,cache=writeback,discard=ignore,format=qcow2"));
+  EXPECT_THAT(ValuesOf(argv, "-incoming"), ElementsAre("exec:gzip -dc < '/store/blobs/sha256/ab'"));
+  facts.incoming.clear();
+  EXPECT_THAT(ValuesOf(Argv(), "-incoming"), ElementsAre());
+}
+
+TEST(QemuStepCache, SaysWhyABuildIsNotCached) {
+  using imgbake::qemu::cache_refusal;
+  using imgbake::qemu::CacheEligibility;
+  CacheEligibility e;
+  e.communicator = "ssh";
+  EXPECT_EQ(cache_refusal(e), "");
+  auto with = [&](auto change) {
+    CacheEligibility c = e;
+    change(c);
+    return cache_refusal(c);
+  };
+  EXPECT_EQ(with([](CacheEligibility& c) { c.no_cache = true; }), "--no-cache");
+  EXPECT_NE(with([](CacheEligibility& c) { c.communicator = "none"; }).find("'none', not ssh"), std::string::npos);
+  EXPECT_NE(with([](CacheEligibility& c) { c.temporary_key = true; }).find("ssh_private_key_file"), std::string::npos);
+  EXPECT_NE(with([](CacheEligibility& c) { c.use_backing_file = true; }).find("use_backing_file"), std::string::npos);
+  EXPECT_NE(with([](CacheEligibility& c) { c.additional_disks = true; }).find("disk_additional_size"),
+            std::string::npos);
+  EXPECT_NE(with([](CacheEligibility& c) { c.user_drives = true; }).find("-drive"), std::string::npos);
 }
 
 TEST_F(QemuCommandLineTest, MachineOptionsFollowTheConfig) {

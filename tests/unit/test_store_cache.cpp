@@ -127,6 +127,32 @@ TEST_F(StoreCacheTest, GcKeepsCachedLayersUntilPruned) {
   EXPECT_EQ(st_->cache_size(), 0u);
 }
 
+TEST_F(StoreCacheTest, AQemuCheckpointKeepsItsVmStateUntilPruned) {
+  Descriptor disk = Layer("overlay");
+  Descriptor state = Layer("vm state");
+  CacheEntry e = Entry("k1", disk);
+  e.state = state;
+  st_->cache_put(e, "t.json#b#1");
+  auto got = st_->cache_get("k1");
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state.digest, state.digest);
+  EXPECT_EQ(got->state.size, state.size);
+  EXPECT_EQ(st_->cache_last_in_slot("t.json#b#1")->state.digest, state.digest);
+  EXPECT_EQ(st_->gc().removed, 0u);
+  EXPECT_TRUE(st_->blobs().exists(state.digest));
+  // A damaged state is a problem for store check; a lost one makes the entry a miss.
+  fs::path p = st_->blobs().path(state.digest);
+  fs::permissions(p, fs::perms::owner_write, fs::perm_options::add);
+  std::ofstream(p) << "tampered";
+  auto rep = st_->check(nullptr);
+  ASSERT_EQ(rep.problems.size(), 1u);
+  EXPECT_NE(rep.problems[0].find("build cache entry"), std::string::npos) << rep.problems[0];
+  fs::remove(p);
+  EXPECT_FALSE(st_->cache_get("k1").has_value());
+  st_->gc(true);
+  EXPECT_FALSE(st_->blobs().exists(disk.digest));
+}
+
 TEST_F(StoreCacheTest, ALostLayerIsAMissAndADamagedOneAProblem) {
   Descriptor d = Layer("will be damaged");
   st_->cache_put(Entry("k1", d), "s");

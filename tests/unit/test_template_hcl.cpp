@@ -195,6 +195,7 @@ build {
     pause_before = "2s"
     timeout      = "1m"
     max_retries  = 3
+    cache        = false
   }
   provisioner "shell-local" {
     inline   = ["${source.type}:${source.name}"]
@@ -206,6 +207,8 @@ build {
   ASSERT_EQ(t.provisioners.size(), 3u);
   EXPECT_THAT(t.provisioners[0].only, ElementsAre("null.a"));
   EXPECT_EQ(t.provisioners[0].max_retries, 3);
+  EXPECT_FALSE(t.provisioners[0].cache);
+  EXPECT_TRUE(t.provisioners[1].cache);
   EXPECT_EQ(t.provisioners[0].pause_before, std::chrono::milliseconds(2000));
   EXPECT_EQ(t.provisioners[0].timeout, std::chrono::milliseconds(60000));
   EXPECT_EQ(t.provisioners[0].config.find("only"), nullptr);

@@ -513,6 +513,23 @@ TEST(TemplateParse, ProvisionerWeaklyTypedValues) {
   EXPECT_EQ(*p.pause_before, 500ms);
 }
 
+TEST(TemplateParse, ProvisionerCacheFalseIsImgbakesOwnKey) {
+  Template t =
+      Parse(R"({"builders": [{"type": "null"}], "provisioners": [)"
+            R"({"type": "shell-local", "inline": ["x"], "cache": false}, {"type": "shell-local", "inline": ["y"]}]})");
+  EXPECT_FALSE(t.provisioners[0].cache);
+  EXPECT_EQ(t.provisioners[0].config.find("cache"), nullptr);
+  EXPECT_TRUE(t.provisioners[1].cache);
+  Diagnostic d = OneError(Lines({
+      "{",
+      "  \"builders\": [{\"type\": \"null\"}],",
+      "  \"provisioners\": [{\"type\": \"shell-local\", \"cache\": \"no\"}]",
+      "}",
+  }));
+  EXPECT_THAT(d.message, HasSubstr("'cache' must be true or false"));
+  EXPECT_THAT(d, At(3, 53));
+}
+
 TEST(TemplateParse, ProvisionerRequiresType) {
   Diagnostic d = OneError(Lines({
       "{",

@@ -174,7 +174,9 @@ struct ChannelRecord {
 // so the same inputs give the same manifest digest.
 using OciImage = oci::Image;
 
-// A layer the rootfs builder made for one step, kept under the step's content key.
+// What a cached step left, kept under the step's content key: a layer the rootfs builder made,
+// or a checkpoint of the qemu builder (`blob` the disk's qcow2 overlay for the step, `state` the
+// VM's saved state to resume after it; no `state` for the disk after shutdown or the base disk).
 struct CacheEntry {
   std::string key;       // sha256 hex of the step's key material chained with the previous key
   std::string material;  // the key's preimage (canonical JSON), for --explain-cache
@@ -183,6 +185,7 @@ struct CacheEntry {
   std::string diff_id;
   std::string created_by;  // the history line
   std::string created;     // when the entry was made
+  Descriptor state;        // qemu: the VM's saved state (migration stream); empty digest when none
 };
 
 // What a build hands to the store.

@@ -42,6 +42,9 @@ struct ProvisionerDef {
   std::optional<std::chrono::milliseconds> pause_before;
   std::optional<std::chrono::milliseconds> timeout;
   int max_retries = 0;
+  // imgbake's own: "cache": false makes the builders' step caches run this step (and every
+  // later one) on every build (docs/templates.md).
+  bool cache = true;
 };
 
 struct PostProcessorDef {

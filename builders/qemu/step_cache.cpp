@@ -1,0 +1,372 @@
+#include "step_cache.h"
+
+#include <stdlib.h>
+
+#include <chrono>
+
+#include "imgbake/error.h"
+#include "imgbake/temp_path_guard.h"
+#include "imgbake/util.h"
+#include "qemu_run.h"
+
+namespace imgbake::qemu {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A disk level (the base disk, a step's overlay) and a saved VM state, as blobs of the store.
+constexpr const char* kDiskMediaType = "application/vnd.imgbake.qemu.disk.v1.qcow2";
+constexpr const char* kStateMediaType = "application/vnd.imgbake.qemu.state.v1.gzip";
+
+std::string short_key(const std::string& k) { return k.substr(0, 12); }
+
+// '…' for /bin/sh: qemu runs exec: migration URIs through it.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string format_seconds(double s) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
+}
+
+// A file the user gives (a kernel, an initrd): its digest is part of the machine.
+nlohmann::json with_file_digest(const std::string& value) {
+  std::error_code ec;
+  if (!value.empty() && value.find('=') == std::string::npos && fs::is_regular_file(value, ec))
+    return {{"file", value}, {"sha256", util::file_digest_hex(value)}};
+  return value;
+}
+
+}  // namespace
+
+std::string cache_refusal(const CacheEligibility& e) {
+  if (e.no_cache) return "--no-cache";
+  if (e.communicator != "ssh") return "the communicator is '" + e.communicator + "', not ssh";
+  if (e.temporary_key)
+    return "the guest authorizes a temporary SSH key pair, which does not outlive the build, so a later build could "
+           "not log in to a resumed VM; give ssh_private_key_file or ssh_password to cache steps";
+  if (e.use_backing_file) return "use_backing_file keeps the output disk on top of the source image";
+  if (e.additional_disks) return "disk_additional_size: only the main disk is checkpointed";
+  if (e.user_drives) return "qemuargs give their own -drive, which a checkpoint cannot follow";
+  return "";
+}
+
+CheckpointCache::CheckpointCache() = default;
+
+CheckpointCache::~CheckpointCache() {
+  if (dir_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+fs::path CheckpointCache::link_path(const std::string& key) const { return dir_ / ("ck-" + key); }
+
+// dir_/ck-KEY -> target: the overlays name their backing file "ck-KEY" (relative), so a chain
+// resolves through these links wherever its blobs are.
+void CheckpointCache::link(const std::string& key, const fs::path& target) {
+  std::error_code ec;
+  fs::remove(link_path(key), ec);
+  fs::create_symlink(target, link_path(key));
+}
+
+store::Descriptor CheckpointCache::adopt(const fs::path& file, const std::string& media_type) {
+  std::string digest = "sha256:" + util::file_digest_hex(file);
+  return store_->blobs().adopt(file, digest, fs::file_size(file), media_type);
+}
+
+// A new overlay on top of the level `backing_key` names; the VM writes to it from now on.
+void CheckpointCache::new_top(State& st, const std::string& backing_key, uint64_t virtual_size) {
+  fs::path next = dir_ / ("top-" + std::to_string(++tops_) + ".qcow2");
+  // -u: the backing level may be open in the running qemu (which holds its lock).
+  run_tool(st, {"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "ck-" + backing_key, "-F", "qcow2",
+                next.string(), std::to_string(virtual_size)});
+  top_ = next;
+}
+
+bool CheckpointCache::intact(State& st, const store::CacheEntry& e, const std::string& what) {
+  for (const auto* d : {&e.blob, &e.state}) {
+    if (d->digest.empty()) continue;
+    std::string problem = store_->blobs().check(d->digest);
+    if (problem.empty()) continue;
+    st.ui.warn(st.build.name, "step cache: " + what + " (key " + short_key(e.key) + ") is damaged: " + problem +
+                                  "; not used, the step runs again");
+    return false;
+  }
+  return true;
+}
+
+std::string CheckpointCache::explain(State& st, const std::string& what, const std::string& key,
+                                     const std::string& preimage, const std::string& slot, bool hit) {
+  if (!st.build.explain_cache) return key;
+  st.message("cache: " + what + ": key " + key.substr(0, 16) + " = sha256 of " + preimage);
+  if (hit) {
+    st.message("cache: " + what + ": hit");
+  } else if (auto last = store_->cache_last_in_slot(slot); last && last->key != key) {
+    st.message("cache: " + what + ": miss; last time this step had key " + last->key.substr(0, 16) + " = sha256 of " +
+               last->material);
+  } else {
+    st.message("cache: " + what + ": miss");
+  }
+  return key;
+}
+
+namespace {
+
+// The key of a step: sha256 of {"prev": previous key, "step": material}, with secrets as their
+// digests (as the rootfs builder's keys).
+std::string chain_key(const State& st, const nlohmann::json& material, const std::string& prev, std::string& preimage) {
+  nlohmann::json step = material;
+  st.ui.redact_strings(step);
+  preimage = nlohmann::json({{"prev", prev}, {"step", step}}).dump();
+  return util::sha256_hex(preimage);
+}
+
+}  // namespace
+
+bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
+  const QemuConfig& c = r.cfg;
+  CacheEligibility e;
+  e.no_cache = st.build.no_cache;
+  e.communicator = c.communicator;
+  e.temporary_key = c.ssh_temporary_key_pair;
+  e.use_backing_file = c.use_backing_file;
+  e.additional_disks = !c.disk_additional_size.empty();
+  for (const auto& a : c.qemuargs) e.user_drives = e.user_drives || (!a.empty() && a.front() == "-drive");
+  if (std::string why = cache_refusal(e); !why.empty()) {
+    st.message("step cache: off (" + why + ")");
+    return false;
+  }
+  store_ = std::make_unique<store::Store>(st.build.store_home.empty() ? store::Store::default_home()
+                                                                      : fs::path(st.build.store_home));
+  fs::path tmp = store_->blobs().temp_dir();
+  fs::create_directories(tmp);
+  std::string tmpl = (tmp / "qemu-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw BuildError("cannot create a directory in " + tmp.string());
+  dir_ = tmpl;
+  slot_prefix_ = st.build.template_path + "#" + st.build.name + "#";
+
+  // The root of the chain: everything the machine is made of before the first provisioner.
+  nlohmann::json qemuargs = nlohmann::json::array();
+  for (const auto& entry : c.qemuargs) {
+    nlohmann::json parts = nlohmann::json::array();
+    for (const auto& part : entry) parts.push_back(with_file_digest(st.render(part)));
+    qemuargs.push_back(parts);
+  }
+  nlohmann::json cd_files = nlohmann::json::array();
+  for (const auto& f : c.cd_files) cd_files.push_back(with_file_digest(f));
+  nlohmann::json ssh = {{"username", c.ssh.username}, {"port", c.ssh_port}, {"password", c.ssh.password}};
+  if (!c.ssh.private_key_file.empty())
+    ssh["key_sha256"] = util::sha256_hex(util::file_digest_hex(c.ssh.private_key_file));
+  nlohmann::json material = {
+      {"step", "qemu-machine"},
+      {"source_sha256", util::file_digest_hex(r.source_path)},
+      {"disk_image", c.disk_image},
+      {"disk_size", c.disk_size},
+      {"skip_resize_disk", c.skip_resize_disk},
+      {"machine",
+       {{"accelerator", c.accelerator},
+        {"machine_type", c.machine_type},
+        {"cpu_model", c.cpu_model},
+        {"memory", c.memory},
+        {"cpus", c.cpus},
+        {"firmware", c.firmware},
+        {"net_device", c.net_device},
+        {"disk_interface", c.disk_interface},
+        {"disk_cache", c.disk_cache},
+        {"disk_discard", c.disk_discard},
+        {"disk_detect_zeroes", c.disk_detect_zeroes},
+        {"cdrom_interface", c.cdrom_interface},
+        {"qemuargs", qemuargs}}},
+      {"cd", {{"files", cd_files}, {"content", c.cd_content}, {"label", c.cd_label}}},
+      {"boot", {{"command", c.boot_command}, {"http_directory", c.http_directory}, {"http_content", c.http_content}}},
+      {"ssh", ssh}};
+  std::string preimage;
+  root_key_ = chain_key(st, material, "", preimage);
+  auto hit = store_->cache_get(root_key_);
+  if (hit && !intact(st, *hit, "the base disk")) hit.reset();
+  explain(st, "base disk", root_key_, preimage, slot_prefix_ + "base", hit.has_value());
+  if (hit) {
+    link(root_key_, store_->blobs().path(hit->blob.digest));
+    st.message("step cache: base disk from the cache (" + hit->blob.digest.substr(0, 19) + ", key " +
+               short_key(root_key_) + ")");
+  } else {
+    fs::path base = dir_ / "base.qcow2";
+    if (c.disk_image) {
+      std::string format = image_info(st, r.source_path).value("format", "raw");
+      run_tool(st, {"qemu-img", "convert", "-f", format, "-O", "qcow2", r.source_path, base.string()});
+      uint64_t size = image_info(st, base.string()).value("virtual-size", uint64_t{0});
+      if (!c.skip_resize_disk && size < c.disk_size)
+        run_tool(st, {"qemu-img", "resize", "-q", "-f", "qcow2", base.string(), std::to_string(c.disk_size)});
+    } else {
+      run_tool(st, {"qemu-img", "create", "-q", "-f", "qcow2", base.string(), std::to_string(c.disk_size)});
+    }
+    store::CacheEntry entry;
+    entry.key = root_key_;
+    entry.material = preimage;
+    entry.blob = adopt(base, kDiskMediaType);
+    entry.created_by = "imgbake qemu: base disk";
+    store_->cache_put(entry, slot_prefix_ + "base");
+    link(root_key_, store_->blobs().path(entry.blob.digest));
+    st.message("step cache: base disk " + entry.blob.digest.substr(0, 19) + " (" + util::format_bytes(entry.blob.size) +
+               ", key " + short_key(root_key_) + ")");
+  }
+  virtual_size_ = image_info(st, link_path(root_key_).string()).value("virtual-size", uint64_t{0});
+  new_top(st, root_key_, virtual_size_);
+  enabled_ = true;
+  return true;
+}
+
+void CheckpointCache::plan(State& st, QemuRun& r) {
+  if (!enabled_) return;
+  std::string prev = root_key_;
+  bool reads_machine = false;  // a step that must see the machine (a download) runs on every build
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    std::string preimage;
+    prev = chain_key(st, steps_[i]->key_material(st), prev, preimage);
+    keys_.push_back(prev);
+    preimages_.push_back(preimage);
+    reads_machine = reads_machine || steps_[i]->host_effect() == HostEffect::FromMachine;
+  }
+  final_key_ =
+      chain_key(st, {{"step", "qemu-shutdown"}, {"shutdown_command", r.cfg.shutdown_command}}, prev, final_preimage_);
+
+  // The longest run of steps from the first whose checkpoints are all there and intact.
+  std::vector<store::CacheEntry> levels;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    if (steps_[i]->host_effect() == HostEffect::FromMachine) break;
+    auto e = store_->cache_get(keys_[i]);
+    if (!e || e->state.digest.empty()) break;
+    levels.push_back(*e);
+  }
+  std::optional<store::CacheEntry> final_entry;
+  if (!reads_machine && levels.size() == steps_.size()) final_entry = store_->cache_get(final_key_);
+  for (size_t i = 0; i < levels.size(); ++i) {
+    if (!intact(st, levels[i], "the checkpoint after step " + std::to_string(i + 1))) {
+      levels.resize(i);
+      final_entry.reset();
+      break;
+    }
+  }
+  if (final_entry && !intact(st, *final_entry, "the shut-down disk")) final_entry.reset();
+  for (size_t i = 0; i < steps_.size(); ++i)
+    explain(st, steps_[i]->name(), keys_[i], preimages_[i], slot_prefix_ + std::to_string(i + 1), i < levels.size());
+  explain(st, "shut down", final_key_, final_preimage_, slot_prefix_ + "shutdown", final_entry.has_value());
+
+  for (size_t i = 0; i < levels.size(); ++i) link(keys_[i], store_->blobs().path(levels[i].blob.digest));
+  if (final_entry) {
+    link(final_key_, store_->blobs().path(final_entry->blob.digest));
+    top_ = link_path(final_key_);
+    full_hit_ = true;
+    st.message("step cache: every step is cached (shut-down disk " + final_entry->blob.digest.substr(0, 19) +
+               "): no VM is started");
+    return;
+  }
+  resume_after_ = levels.size();
+  if (resume_after_ == 0) return;
+  const store::CacheEntry& last = levels.back();
+  state_path_ = store_->blobs().path(last.state.digest).string();
+  new_top(st, keys_[resume_after_ - 1], virtual_size_);
+  st.message("step cache: resuming the VM after step " + std::to_string(resume_after_) + " of " +
+             std::to_string(steps_.size()) + " (checkpoint " + short_key(last.key) + ", state " +
+             util::format_bytes(last.state.size) + "): no boot");
+}
+
+std::string CheckpointCache::incoming() const {
+  return state_path_.empty() ? "" : "exec:gzip -dc < " + shell_quote(state_path_);
+}
+
+void CheckpointCache::checkpoint(State& st, QemuRun& r, size_t i) {
+  if (!enabled_ || broken_ || !r.qmp) return;
+  auto t0 = Clock::now();
+  const std::string& key = keys_.at(i - 1);
+  fs::path frozen = top_;
+  fs::path state = dir_ / ("state-" + std::to_string(i) + ".gz");
+  bool paused = false;
+  try {
+    // The disk node the VM writes to: the one it was started with, then the overlay each
+    // checkpoint put on top (named by us).
+    std::string node = active_node_;
+    if (node.empty()) {
+      for (const auto& b : r.qmp->execute("query-block")) {
+        if (!b.contains("inserted")) continue;
+        const auto& ins = b["inserted"];
+        if (ins.value("file", "") == frozen.string()) node = ins.value("node-name", "");
+      }
+    }
+    if (node.empty()) throw BuildError("qemu does not show the disk " + frozen.string() + " (query-block)");
+    r.qmp->execute("stop");
+    paused = true;
+    link(key, frozen);
+    fs::path next_top = dir_ / ("top-" + std::to_string(tops_ + 1) + ".qcow2");
+    new_top(st, key, virtual_size_);
+    std::string next_node = "imgbake-top-" + std::to_string(tops_);
+    r.qmp->execute("blockdev-snapshot-sync", {{"node-name", node},
+                                              {"snapshot-file", next_top.string()},
+                                              {"snapshot-node-name", next_node},
+                                              {"format", "qcow2"},
+                                              {"mode", "existing"}});
+    active_node_ = next_node;
+    r.qmp->execute("migrate", {{"uri", "exec:gzip -1 > " + shell_quote(state.string())}});
+    for (;;) {
+      nlohmann::json m = r.qmp->execute("query-migrate");
+      std::string status = m.value("status", "");
+      if (status == "completed") break;
+      if (status == "failed" || status == "cancelled")
+        throw BuildError("saving the VM's state failed: " + m.value("error-desc", status));
+      st.cancel.sleep_for(std::chrono::milliseconds(50));
+      st.cancel.throw_if_cancelled();
+    }
+    r.qmp->execute("cont");
+    paused = false;
+    store::CacheEntry entry;
+    entry.key = key;
+    entry.material = preimages_.at(i - 1);
+    entry.blob = adopt(frozen, kDiskMediaType);
+    entry.state = adopt(state, kStateMediaType);
+    entry.created_by = "imgbake qemu: checkpoint after " + steps_.at(i - 1)->name();
+    store_->cache_put(entry, slot_prefix_ + std::to_string(i));
+    link(key, store_->blobs().path(entry.blob.digest));
+    st.message("checkpoint " + short_key(key) + ": disk " + util::format_bytes(entry.blob.size) + ", VM state " +
+               util::format_bytes(entry.state.size) + " (" + format_seconds(seconds_since(t0)) + ")");
+  } catch (const Cancelled&) {
+    throw;
+  } catch (const std::exception& e) {
+    broken_ = true;
+    top_ = frozen;  // the VM still writes to it
+    if (paused) {
+      try {
+        r.qmp->execute("cont");
+      } catch (const std::exception&) {
+      }
+    }
+    std::error_code ec;
+    fs::remove(state, ec);
+    st.ui.warn(st.build.name, std::string("step cache: no checkpoint after step ") + std::to_string(i) + ": " +
+                                  e.what() + "; the rest of this build is not cached");
+  }
+}
+
+void CheckpointCache::after_shutdown(State& st, QemuRun&) {
+  if (!enabled_ || broken_ || full_hit_) return;
+  store::CacheEntry entry;
+  entry.key = final_key_;
+  entry.material = final_preimage_;
+  entry.blob = adopt(top_, kDiskMediaType);
+  entry.created_by = "imgbake qemu: disk after shutdown";
+  store_->cache_put(entry, slot_prefix_ + "shutdown");
+  link(final_key_, store_->blobs().path(entry.blob.digest));
+  top_ = link_path(final_key_);
+  st.message("step cache: shut-down disk " + entry.blob.digest.substr(0, 19) + " (" +
+             util::format_bytes(entry.blob.size) + ", key " + short_key(final_key_) + ")");
+}
+
+}  // namespace imgbake::qemu

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# End-to-end: the qemu builder's step cache (docs/builders/qemu.md, "Step cache") on the disk test
+# guest under TCG. A rebuild with nothing changed starts no qemu; a changed last provisioner
+# resumes the VM from the checkpoint before it (no boot) and the output disk has every step's
+# effect; a failed step, once fixed, resumes right before it; a damaged checkpoint is detected and
+# not used; --no-cache boots; store check and gc --prune-cache know the checkpoints.
+# The tests share one store and run in order: each starts from what the one before left.
+. "$(dirname "$0")/lib.sh"
+
+SRC=$IMGBAKE_SOURCE_DIR
+GUEST=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
+export E2E_TIMEOUT=${E2E_TIMEOUT:-300}
+unset IMGBAKE_QEMU_ACCEL
+export IMGBAKE_CACHE_DIR="$E2E_ROOT/cache"
+
+require_tools qemu-system-x86_64 qemu-img python3
+if ! "$SRC/tests/fixtures/make-tiny-guest.sh" "$GUEST" --disk >"$E2E_ROOT/fixture.log" 2>&1; then
+  echo "the test guest could not be built:" >&2
+  cat "$E2E_ROOT/fixture.log" >&2
+  exit 1
+fi
+
+# The template: the disk guest with three provisioners; -var three=… changes only the last.
+TEMPLATE=$E2E_ROOT/cached.json
+python3 - "$SRC/templates/qemu-disk.json" >"$TEMPLATE" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["variables"]["three"] = "three-a"
+t["variables"]["fail"] = "0"
+t["imgbake"] = {"image": "cached-disk"}
+t["provisioners"] = [
+    {"type": "shell", "inline": ["mkdir -p /etc/steps", "echo one > /etc/steps/one", "date +%s%N > /etc/steps/boot-id"]},
+    {"type": "file", "content": "two\n", "destination": "/etc/steps/two"},
+    {"type": "shell", "environment_vars": ["THREE={{user `three`}}", "FAIL={{user `fail`}}"],
+     "inline": ["test \"$FAIL\" = 0 || { echo step three fails; exit 3; }", "echo \"$THREE\" > /etc/steps/three",
+                "sync"]},
+]
+print(json.dumps(t, indent=1))
+PY
+
+no_qemu_left() { ! pgrep -f "qemu-system-x86_64 .*$E2E_ROOT" >/dev/null; }
+expect_no_qemu() {
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for 5 no_qemu_left; then
+    fail "no qemu process is left" "none" "$(pgrep -af "qemu-system.*$E2E_ROOT")"
+    pkill -KILL -f "qemu-system.*$E2E_ROOT" 2>/dev/null
+  fi
+}
+
+# guest_files DISK: boots an overlay of the output DISK and prints /etc/steps/{one,two,three}.
+guest_files() {
+  local overlay=$TEST_DIR/check-overlay.qcow2
+  qemu-img create -q -f qcow2 -b "$(readlink -f "$1")" -F qcow2 "$overlay"
+  GUEST_CMD='cat /etc/steps/one /etc/steps/two /etc/steps/three; echo "step-one-time=$(cat /etc/steps/boot-id)"' \
+    expect_exit 0 "$SRC/tests/fixtures/boot-tiny-guest.sh" "$GUEST" "$overlay"
+}
+
+build() { expect_exit "$1" imgbake build -var "dir=$GUEST" "${@:2}" "$TEMPLATE"; }
+checkpoint_blobs() {
+  python3 - "$IMGBAKE_HOME" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1] + "/catalog.db")
+print(db.execute("SELECT COUNT(*) FROM layer_cache WHERE state_digest != ''").fetchone()[0])
+PY
+}
+DISK=output-disk/tiny-disk.qcow2
+
+test_cold_build_keeps_a_checkpoint_per_step() {
+  build 0 || return
+  cp "$STDOUT" build.out
+  expect_contains build.out "step cache: base disk sha256:"
+  expect_contains build.out "starting qemu"
+  expect_match build.out "checkpoint [0-9a-f]{12}: disk .*, VM state "
+  expect_eq "checkpoints in the catalog" 3 "$(checkpoint_blobs)"
+  expect_contains build.out "step cache: shut-down disk sha256:"
+  expect_file "$DISK"
+  run qemu-img check "$DISK"
+  expect_eq "qemu-img check of the output" 0 "$RC"
+  expect_eq "no backing file in the output" "" \
+    "$(qemu-img info --output=json "$DISK" | json_get /dev/stdin 'd.get("backing-filename", "")')"
+  sha256sum "$DISK" | cut -d' ' -f1 >"$E2E_ROOT/cold.sha256"
+  guest_files "$DISK"
+  expect_contains "$STDOUT" "one"
+  expect_contains "$STDOUT" "two"
+  expect_contains "$STDOUT" "three-a"
+  grep -o 'step-one-time=[0-9]*' "$STDOUT" >"$E2E_ROOT/boot-id"
+  expect_match "$E2E_ROOT/boot-id" 'step-one-time=[0-9]{10,}'
+  expect_no_qemu
+}
+
+test_unchanged_rebuild_starts_no_vm() {
+  build 0 || return
+  expect_contains "$STDOUT" "every step is cached"
+  expect_not_contains "$STDOUT" "starting qemu"
+  expect_not_contains "$STDOUT" "connected to SSH"
+  expect_contains "$STDOUT" "from the step cache's disk chain"
+  expect_eq "the output disk is the cold build's, byte for byte" "$(cat "$E2E_ROOT/cold.sha256")" \
+    "$(sha256sum "$DISK" | cut -d' ' -f1)"
+  expect_contains "$STDOUT" "artifact qemu: sha256:$(cat "$E2E_ROOT/cold.sha256")"
+  expect_no_qemu
+}
+
+test_last_step_changed_resumes_without_booting() {
+  build 0 -var three=three-b || return
+  cp "$STDOUT" build.out
+  expect_contains build.out "resuming the VM after step 2 of 3"
+  expect_contains build.out "resumed the VM from its checkpoint"
+  expect_not_contains build.out "typing the boot command"
+  expect_contains build.out "connected to SSH"
+  guest_files "$DISK"
+  expect_contains "$STDOUT" "one"
+  expect_contains "$STDOUT" "two"
+  expect_contains "$STDOUT" "three-b"
+  expect_not_contains "$STDOUT" "three-a"
+  # Step one did not run again: the file it wrote holds the cold build's time.
+  expect_eq "step one's file is the cold build's" "$(cat "$E2E_ROOT/boot-id")" \
+    "$(grep -o 'step-one-time=[0-9]*' "$STDOUT")"
+  expect_no_qemu
+}
+
+test_failed_step_resumes_after_the_fix() {
+  build 1 -var three=three-c -var fail=1 || return
+  cat "$STDOUT" "$STDERR" >all.out
+  expect_contains all.out "step three fails"
+  expect_no_qemu
+  build 0 -var three=three-c || return
+  expect_contains "$STDOUT" "resuming the VM after step 2 of 3"
+  expect_no_qemu
+}
+
+test_damaged_checkpoint_is_not_used() {
+  # The VM state saved after step 2: damage it in place (the store made it read-only).
+  local state
+  state=$(python3 - "$IMGBAKE_HOME" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1] + "/catalog.db")
+rows = db.execute("SELECT state_digest FROM layer_cache WHERE state_digest != '' AND created_by LIKE '%(file)%'").fetchall()
+print(rows[0][0].split(":")[1])
+PY
+)
+  local blob=$IMGBAKE_HOME/blobs/sha256/$state
+  expect_file "$blob"
+  chmod u+w "$blob"
+  printf 'garbage' | dd of="$blob" bs=1 seek=1000 conv=notrunc status=none
+  run imgbake store check
+  expect_eq "store check fails" 1 "$RC"
+  cat "$STDOUT" "$STDERR" >check.out
+  expect_contains check.out "build cache entry"
+  build 0 -var three=three-d || return
+  cat "$STDOUT" "$STDERR" >all.out
+  expect_contains all.out "is damaged"
+  expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
+  guest_files "$DISK"
+  expect_contains "$STDOUT" "three-d"
+  expect_no_qemu
+}
+
+test_a_step_with_cache_false_runs_every_time() {
+  python3 - "$TEMPLATE" <<'PY' >uncached.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["provisioners"][1]["cache"] = False
+print(json.dumps(t, indent=1))
+PY
+  expect_exit 0 imgbake build -var "dir=$GUEST" -var three=three-d uncached.json || return
+  expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
+  expect_contains "$STDOUT" "writing 4 bytes of content to /etc/steps/two"
+  expect_contains "$STDOUT" 'running inline script "test'
+  expect_exit 0 imgbake build -force -var "dir=$GUEST" -var three=three-d uncached.json || return
+  expect_contains "$STDOUT" "resuming the VM after step 1 of 3"
+  expect_no_qemu
+}
+
+test_no_cache_boots_and_gc_prune_cache_forgets_checkpoints() {
+  build 0 --no-cache || return
+  expect_contains "$STDOUT" "step cache: off (--no-cache)"
+  expect_contains "$STDOUT" "starting qemu"
+  expect_no_match "$STDOUT" "checkpoint [0-9a-f]{12}: disk"
+  expect_no_qemu
+  local before after
+  before=$(find "$IMGBAKE_HOME/blobs/sha256" -type f | wc -l)
+  expect_exit 0 imgbake store gc --prune-cache
+  after=$(find "$IMGBAKE_HOME/blobs/sha256" -type f | wc -l)
+  expect_eq "checkpoints left in the catalog" 0 "$(checkpoint_blobs)"
+  check "gc --prune-cache removed the checkpoint blobs ($before -> $after)" [ "$after" -lt "$before" ]
+  run imgbake store check
+  expect_eq "store check after gc" 0 "$RC"
+}
+
+run_test cold_build_keeps_a_checkpoint_per_step test_cold_build_keeps_a_checkpoint_per_step
+run_test unchanged_rebuild_starts_no_vm test_unchanged_rebuild_starts_no_vm
+run_test last_step_changed_resumes_without_booting test_last_step_changed_resumes_without_booting
+run_test failed_step_resumes_after_the_fix test_failed_step_resumes_after_the_fix
+run_test damaged_checkpoint_is_not_used test_damaged_checkpoint_is_not_used
+run_test a_step_with_cache_false_runs_every_time test_a_step_with_cache_false_runs_every_time
+run_test no_cache_boots_and_gc_prune_cache_forgets_checkpoints test_no_cache_boots_and_gc_prune_cache_forgets_checkpoints
+summary
