@@ -188,6 +188,12 @@ class WaitForSshStep : public Step {
       }
     }
     st.communicator = r_.comm.get();
+    // Packer's generated data for the SSH endpoint: what the ansible provisioner logs in with.
+    st.data["ConnType"] = "ssh";
+    st.data["Host"] = r_.cfg.ssh_host.empty() ? "127.0.0.1" : r_.cfg.ssh_host;
+    st.data["Port"] = std::to_string(r_.host_port ? r_.host_port : static_cast<int>(r_.cfg.ssh_port));
+    st.data["User"] = r_.cfg.ssh.username;
+    st.data["SSHPrivateKeyFile"] = r_.cfg.ssh.private_key_file;
   }
   void cleanup(State& st) noexcept override {
     st.communicator = nullptr;

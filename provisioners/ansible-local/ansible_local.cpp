@@ -37,7 +37,6 @@ class AnsibleLocal : public Provisioner {
   std::vector<HostInput> host_inputs() const override { return inputs_; }
 
  private:
-  static void run_quiet(State& st, const std::string& command, const std::string& what);
   // Runs a command with its output streamed into the build view; throws with what failed.
   void run_tool(State& st, const std::string& command, const std::string& what) const;
 
@@ -83,26 +82,16 @@ void AnsibleLocal::prepare(ConfigReader& cfg) {
   if (!inventory_file_.empty() && !inventory_groups_.empty())
     cfg.error("inventory_groups", "'inventory_groups' makes an inventory; it can't be used with 'inventory_file'");
 
-  auto must_exist = [&](const char* key, const std::string& path, bool dir) {
-    if (path.empty()) return;
-    std::error_code ec;
-    auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status))
-      cfg.error(key, "'" + path + "' does not exist (relative paths start at the directory imgbake runs in)");
-    else if (dir && !fs::is_directory(status))
-      cfg.error(key, "'" + path + "' is not a directory");
-    else if (!dir && !fs::is_regular_file(status))
-      cfg.error(key, "'" + path + "' is not a file");
-  };
+  using enum HostPathKind;
   for (const auto& p : playbook_files_)
-    must_exist(playbook_file.empty() ? "playbook_files" : "playbook_file", p, false);
-  must_exist("playbook_dir", playbook_dir_, true);
-  for (const auto& p : playbook_paths_) must_exist("playbook_paths", p, true);
-  for (const auto& p : role_paths_) must_exist("role_paths", p, true);
-  must_exist("group_vars", group_vars_, true);
-  must_exist("host_vars", host_vars_, true);
-  must_exist("inventory_file", inventory_file_, false);
-  must_exist("galaxy_file", galaxy_file_, false);
+    check_host_path(cfg, playbook_file.empty() ? "playbook_files" : "playbook_file", p, File);
+  check_host_path(cfg, "playbook_dir", playbook_dir_, Directory);
+  for (const auto& p : playbook_paths_) check_host_path(cfg, "playbook_paths", p, Directory);
+  for (const auto& p : role_paths_) check_host_path(cfg, "role_paths", p, Directory);
+  check_host_path(cfg, "group_vars", group_vars_, Directory);
+  check_host_path(cfg, "host_vars", host_vars_, Directory);
+  check_host_path(cfg, "inventory_file", inventory_file_, File);
+  check_host_path(cfg, "galaxy_file", galaxy_file_, File);
 
   std::vector<std::string> read = playbook_files_;
   for (const auto* dir : {&playbook_dir_, &group_vars_, &host_vars_, &inventory_file_, &galaxy_file_})
@@ -130,34 +119,13 @@ nlohmann::json AnsibleLocal::key_material() const {
           {"inputs", host_inputs_json(inputs_)}};
 }
 
-void AnsibleLocal::run_quiet(State& st, const std::string& command, const std::string& what) {
-  RemoteCommand c;
-  c.command = command;
-  c.timeout = st.time_left();
-  std::vector<std::string> err;
-  RunResult r = st.communicator->run(
-      c, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
-  if (!r.succeeded())
-    throw BuildError("cannot " + what + " on the machine" +
-                     (r.disconnected ? ": the connection dropped"
-                                     : " (exit status " + std::to_string(r.status) +
-                                           (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
-}
-
 void AnsibleLocal::run_tool(State& st, const std::string& command, const std::string& what) const {
   AnsibleOutput seen;
-  auto out = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stdout, l);
-    seen.add(l);
-  };
-  auto err = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stderr, l);
-    seen.add(l);
-  };
+  ToolSinks sinks = tool_sinks(st, [&](std::string_view l) { seen.add(l); });
   RemoteCommand run;
   run.command = command;
   run.timeout = st.time_left();
-  RunResult r = st.communicator->run(run, out, err, st.cancel);
+  RunResult r = st.communicator->run(run, sinks.out, sinks.err, st.cancel);
   if (r.disconnected) throw BuildError("the connection to the machine dropped while " + what + " ran");
   if (r.status != 0) throw CommandFailed(seen.describe(what, r.status), r.status);
 }

@@ -9,20 +9,6 @@
 namespace imgbake {
 namespace {
 
-// Removes ANSI colour sequences (puppet colours its output on a terminal, or when told to).
-std::string strip_ansi(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\x1b' && i + 1 < s.size() && s[i + 1] == '[') {
-      i += 2;
-      while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == ';')) ++i;
-      continue;
-    }
-    out += s[i];
-  }
-  return out;
-}
-
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
   if (from.empty()) return;
   for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
@@ -67,7 +53,7 @@ std::string puppet_resource_of(std::string_view text) {
 }
 
 void PuppetErrors::add(std::string_view raw) {
-  std::string line = strip_ansi(raw);
+  std::string line = util::strip_ansi(raw);
   if (!line.starts_with("Error: ")) return;
   std::string text = line.substr(7);
   std::string resource = puppet_resource_of(text);

@@ -38,7 +38,6 @@ class PuppetMasterless : public Provisioner {
 
  private:
   // Runs a command on the machine that must succeed (mkdir, rm), quietly.
-  static void run_quiet(State& st, const std::string& command, const std::string& what);
 
   std::string manifest_file_;
   std::string manifest_dir_;
@@ -82,21 +81,13 @@ void PuppetMasterless::prepare(ConfigReader& cfg) {
               "({{.FacterVars}}, {{.Sudo}}, {{.ModulePath}}, …)");
 
   cfg.require("manifest_file");
-  auto must_exist = [&](const char* key, const std::string& path, bool dir) {
-    if (path.empty()) return;
-    std::error_code ec;
-    auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status))
-      cfg.error(key, "'" + path + "' does not exist (relative paths start at the directory imgbake runs in)");
-    else if (dir && !fs::is_directory(status))
-      cfg.error(key, "'" + path + "' is not a directory");
-    else if (!dir && fs::is_directory(status) && std::string(key) == "hiera_config_path")
-      cfg.error(key, "'" + path + "' is a directory; name the hiera.yaml file");
-  };
-  must_exist("manifest_file", manifest_file_, false);
-  must_exist("manifest_dir", manifest_dir_, true);
-  for (const auto& m : module_paths_) must_exist("module_paths", m, true);
-  must_exist("hiera_config_path", hiera_config_path_, false);
+  check_host_path(cfg, "manifest_file", manifest_file_, HostPathKind::Any);
+  check_host_path(cfg, "manifest_dir", manifest_dir_, HostPathKind::Directory);
+  for (const auto& m : module_paths_) check_host_path(cfg, "module_paths", m, HostPathKind::Directory);
+  if (fs::is_directory(hiera_config_path_))
+    cfg.error("hiera_config_path", "'" + hiera_config_path_ + "' is a directory; name the hiera.yaml file");
+  else
+    check_host_path(cfg, "hiera_config_path", hiera_config_path_, HostPathKind::File);
   for (const auto& [k, v] : facter_)
     if (k.empty() ||
         k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != std::string::npos)
@@ -124,20 +115,6 @@ nlohmann::json PuppetMasterless::key_material() const {
           {"prevent_sudo", prevent_sudo_},
           {"clean_staging_directory", clean_staging_},
           {"inputs", host_inputs_json(inputs_)}};
-}
-
-void PuppetMasterless::run_quiet(State& st, const std::string& command, const std::string& what) {
-  RemoteCommand c;
-  c.command = command;
-  c.timeout = st.time_left();
-  std::vector<std::string> err;
-  RunResult r = st.communicator->run(
-      c, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
-  if (!r.succeeded())
-    throw BuildError("cannot " + what + " on the machine" +
-                     (r.disconnected ? ": the connection dropped"
-                                     : " (exit status " + std::to_string(r.status) +
-                                           (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
 }
 
 void PuppetMasterless::provision(State& st) {
@@ -248,18 +225,11 @@ void PuppetMasterless::provision(State& st) {
 
   st.message("running puppet: " + command);
   PuppetErrors errors;
-  auto out = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stdout, l);
-    errors.add(l);
-  };
-  auto err = [&](std::string_view l) {
-    st.ui.output(st.build.name, Stream::Stderr, l);
-    errors.add(l);
-  };
+  ToolSinks sinks = tool_sinks(st, [&](std::string_view l) { errors.add(l); });
   RemoteCommand run;
   run.command = command;
   run.timeout = st.time_left();
-  RunResult result = comm.run(run, out, err, st.cancel);
+  RunResult result = comm.run(run, sinks.out, sinks.err, st.cancel);
 
   if (clean_staging_) {
     st.message("removing the staging directory " + staging_dir_);

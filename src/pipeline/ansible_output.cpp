@@ -10,19 +10,6 @@
 namespace imgbake {
 namespace {
 
-std::string strip_ansi(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\x1b' && i + 1 < s.size() && s[i + 1] == '[') {
-      i += 2;
-      while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == ';')) ++i;
-      continue;
-    }
-    out += s[i];
-  }
-  return out;
-}
-
 std::string shorten(std::string s) {
   if (s.size() > 300) s = s.substr(0, 297) + "...";
   return s;
@@ -31,7 +18,7 @@ std::string shorten(std::string s) {
 }  // namespace
 
 void AnsibleOutput::add(std::string_view raw) {
-  std::string line = strip_ansi(raw);
+  std::string line = util::strip_ansi(raw);
   // "TASK [role : name] *****" / "RUNNING HANDLER [name] ****"
   for (const char* prefix : {"TASK [", "RUNNING HANDLER ["}) {
     std::string_view p(prefix);

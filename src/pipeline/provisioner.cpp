@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "imgbake/communicator.h"
+#include "imgbake/error.h"
 #include "imgbake/util.h"
 
 namespace imgbake {
@@ -68,6 +70,44 @@ nlohmann::json host_file_digests(const std::vector<std::string>& paths) {
     out.push_back({{"path", path}, {"sha256", digest}});
   }
   return out;
+}
+
+void check_host_path(ConfigReader& cfg, const std::string& key, const std::string& path, HostPathKind kind) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return;
+  std::error_code ec;
+  auto status = fs::status(path, ec);
+  if (ec || !fs::exists(status))
+    cfg.error(key, "'" + path + "' does not exist (relative paths start at the directory imgbake runs in)");
+  else if (kind == HostPathKind::Directory && !fs::is_directory(status))
+    cfg.error(key, "'" + path + "' is not a directory");
+  else if (kind == HostPathKind::File && fs::is_directory(status))
+    cfg.error(key, "'" + path + "' is a directory, not a file");
+}
+
+ToolSinks tool_sinks(State& st, std::function<void(std::string_view)> observe) {
+  auto sink = [&st, observe](Stream stream) -> LineSink {
+    return [&st, observe, stream](std::string_view l) {
+      st.ui.output(st.build.name, stream, l);
+      if (observe) observe(l);
+    };
+  };
+  return {sink(Stream::Stdout), sink(Stream::Stderr)};
+}
+
+void run_quiet(State& st, const std::string& command, const std::string& what) {
+  if (!st.communicator) throw BuildError("cannot " + what + ": this build has no communicator");
+  RemoteCommand c;
+  c.command = command;
+  c.timeout = st.time_left();
+  std::vector<std::string> err;
+  RunResult r = st.communicator->run(
+      c, nullptr, [&](std::string_view l) { err.emplace_back(l); }, st.cancel);
+  if (!r.succeeded())
+    throw BuildError("cannot " + what + " on the machine" +
+                     (r.disconnected ? ": the connection dropped"
+                                     : " (exit status " + std::to_string(r.status) +
+                                           (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
 }
 
 std::string escape_single_quotes(const std::string& value) {

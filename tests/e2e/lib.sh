@@ -128,7 +128,7 @@ declare -A E2E_TOOL_PACKAGES=(
   [isoinfo]=genisoimage [xorriso]=xorriso [zstd]=zstd [sqlite3]=sqlite3 [cpio]=cpio
   [busybox]=busybox-static [dropbearkey]=dropbear-bin [ssh]=openssh-client
   [ssh-keygen]=openssh-client [apt-ftparchive]=apt-utils [mkfs.ext4]=e2fsprogs
-  [debugfs]=e2fsprogs [tar]=tar [gzip]=gzip [xz]=xz-utils [packer]=packer [aws]=awscli
+  [debugfs]=e2fsprogs [ansible-playbook]=ansible-core [ruby]=ruby [tar]=tar [gzip]=gzip [xz]=xz-utils [packer]=packer [aws]=awscli
 )
 require_tools() {
   local t missing=() packages=()

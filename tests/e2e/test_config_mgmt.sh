@@ -2,7 +2,12 @@
 # (2.14) from Debian run inside rootfs builds: the Puppet and Ansible example templates, a
 # changed role rerunning only its step (and --explain-cache naming the file), a sensitive
 # variable echoed by the tools never reaching the log, the events, the provenance or the image,
-# and failures that name the failing resource or task.
+# and failures that name the failing resource or task. Also: the host's ansible-playbook against
+# a rootfs build (through the imgbake connection and the exec sandbox) and against a qemu build
+# of the tiny test guest (over its SSH endpoint); manifest_dir, puppet_bin_dir, a package puppet
+# installs, galaxy_file from local tarballs; chef-solo and chef-client against a recording
+# stand-in (Chef is not packaged for Debian 12), their files loaded with Chef's own
+# configuration library (ruby-chef-config).
 #
 # One base image (templates/rootfs-config-mgmt-base.json: debootstrap minbase + puppet +
 # ansible-core from the local apt mirror on 127.0.0.1) serves every test: it is committed once
@@ -11,7 +16,11 @@
 # $IMGBAKE_E2E_CACHE names another place), keyed by the base template and the mirror's package
 # list; a later run imports it in a second.
 . "$(dirname "$0")/lib.sh"
-require_tools bwrap umoci skopeo debootstrap apt-ftparchive python3 tar
+require_tools bwrap umoci skopeo debootstrap apt-ftparchive python3 tar ansible-playbook ruby qemu-system-x86_64 qemu-img debugfs
+
+# A build from cm-base unpacks and removes a 184 MiB tree: on a loaded 2-core machine that alone
+# takes over a minute, so each command gets 300 s (the default is 120 s).
+export E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 
 # The suite's store holds cm-base:1 for every test (no fresh_store).
 export IMGBAKE_HOME="$E2E_ROOT/store"
@@ -213,6 +222,302 @@ EOF
   expect_eq "rootfs trees left in the store" 0 "$(leftover_trees)"
 }
 
+# A role tarball for ansible-galaxy, installed from a local file (no network).
+make_role_tarball() {
+  mkdir -p role-src/baked_role/tasks role-src/baked_role/meta
+  write_file role-src/baked_role/meta/main.yml <<'EOF'
+galaxy_info: {author: imgbake tests, description: a role from a local tarball, license: MIT, min_ansible_version: "2.9", platforms: []}
+dependencies: []
+EOF
+  write_file role-src/baked_role/tasks/main.yml <<'EOF'
+- name: mark the image
+  copy: {content: "installed by ansible-galaxy\n", dest: /etc/galaxy-role}
+EOF
+  tar -czf "$1" -C role-src baked_role
+}
+
+test_host_ansible_puppet_dirs_galaxy() {
+  # One build from cm-base (unpacking it is the expensive part) with four steps:
+  # - puppet-masterless: manifest_dir applied as a directory (execute_command with
+  #   {{.ManifestDir}} and {{.PuppetBinDir}}), installing a package with dpkg;
+  # - ansible-local with a galaxy_file whose role comes from a tarball in playbook_dir;
+  # - ansible on the host, reaching the tree through the exec sandbox (the imgbake connection):
+  #   facts, a role from galaxy_file, group_vars and templates next to the playbook, a secret.
+  local debs=${IMGBAKE_TEST_DEBS:-/var/cache/imgbake-test-debs}
+  cp "$debs"/hello_*_amd64.deb hello.deb
+  mkdir -p manifests main pb play/group_vars play/templates
+  write_file main/site.pp <<'EOF'
+file { '/etc/from-site-pp': ensure => file, content => "site.pp\n" }
+EOF
+  write_file manifests/10-package.pp <<'EOF'
+package { 'hello': ensure => installed, provider => dpkg, source => '/var/tmp/hello.deb' }
+EOF
+  make_role_tarball pb/baked_role.tar.gz
+  write_file pb/requirements.yml <<'EOF'
+- src: baked_role.tar.gz
+  name: baked_role
+EOF
+  write_file pb/local.yml <<'EOF'
+- hosts: all
+  gather_facts: false
+  roles: [baked_role]
+EOF
+  cp pb/baked_role.tar.gz host_role.tar.gz
+  write_file play/requirements.yml <<EOF
+- src: file://$TEST_DIR/host_role.tar.gz
+  name: host_role
+EOF
+  write_file play/group_vars/webservers.yml <<'EOF'
+listen_port: 9090
+EOF
+  write_file play/templates/app.conf.j2 <<'EOF'
+port={{ listen_port }}
+host={{ inventory_hostname }}
+builder={{ packer_builder_type }}
+os={{ ansible_facts['distribution'] }} {{ ansible_facts['distribution_major_version'] }}
+EOF
+  write_file play/site.yml <<'EOF'
+- hosts: webservers
+  gather_subset: [min]
+  tasks:
+    - name: show the token
+      debug: {msg: "host ansible got token {{ token }}"}
+    - name: write the app configuration
+      template: {src: app.conf.j2, dest: /etc/app.conf, mode: "0640"}
+    - name: add the app user
+      user: {name: app, uid: 1700, shell: /bin/sh, create_home: false}
+    - name: ask dpkg about hello
+      command: dpkg-query -W -f=${Status} hello
+      register: hello_status
+      changed_when: false
+    - name: keep its answer
+      copy: {content: "{{ hello_status.stdout }}\n", dest: /etc/hello-status}
+    - name: the role from galaxy_file
+      include_role: {name: host_role}
+EOF
+  write_file cm.json <<EOF
+{
+  "variables": {"token": ""},
+  "sensitive-variables": ["token"],
+  "builders": [{"type": "rootfs", "name": "cm", "source": "cm-base:1"}],
+  "provisioners": [
+    {"type": "file", "source": "hello.deb", "destination": "/var/tmp/hello.deb"},
+    {"type": "puppet-masterless", "manifest_file": "main/site.pp", "manifest_dir": "manifests",
+     "puppet_bin_dir": "/usr/bin",
+     "execute_command": "cd {{.WorkingDir}} && {{.FacterVars}} {{.PuppetBinDir}}/puppet apply --detailed-exitcodes --color=false --vardir=/tmp/pv --logdir=/tmp/pl {{.ManifestDir}}"},
+    {"type": "ansible-local", "playbook_dir": "pb", "playbook_file": "pb/local.yml",
+     "galaxy_file": "pb/requirements.yml"},
+    {"type": "shell", "inline": ["rm /var/tmp/hello.deb /etc/galaxy-role"]},
+    {"type": "ansible", "playbook_file": "play/site.yml", "groups": ["webservers"],
+     "galaxy_file": "play/requirements.yml",
+     "extra_arguments": ["--extra-vars", "token={{user \`token\`}}"]}
+  ],
+  "imgbake": {"image": "cm-more"}
+}
+EOF
+  expect_exit 0 imgbake build -var "token=$CANARY" cm.json || return
+  # puppet
+  expect_match "$STDOUT" "running puppet: cd /tmp/packer-puppet-masterless && FACTER_packer_build_name='cm' FACTER_packer_builder_type='rootfs' /usr/bin/puppet apply .* /tmp/packer-puppet-masterless/manifests$"
+  expect_match "$STDOUT" "Notice: /Stage\\[main\\]/Main/Package\\[hello\\]/ensure: created"
+  # ansible-local and host ansible: both galaxy installs
+  expect_contains "$STDOUT" "baked_role was installed successfully"
+  expect_contains "$STDOUT" "host_role was installed successfully"
+  expect_contains "$STDOUT" "running ansible-playbook on the host, through the build's communicator"
+  expect_match "$STDOUT" '"msg": "host ansible got token <sensitive>"'
+  expect_match "$STDOUT" 'TASK \[host_role : mark the image\]'
+  unpack cm-more:1 bundle || return
+  expect_file_content bundle/rootfs/etc/from-site-pp "site.pp"
+  expect_file bundle/rootfs/usr/bin/hello
+  expect_eq "hello in the image's dpkg status" "install ok installed" \
+    "$(awk '/^Package: hello$/ {p=1} p && /^Status:/ {print substr($0, 9); exit}' bundle/rootfs/var/lib/dpkg/status)"
+  expect_no_file bundle/rootfs/var/tmp/hello.deb
+  expect_file_content bundle/rootfs/etc/app.conf "port=9090
+host=default
+builder=rootfs
+os=Debian 12"
+  expect_match bundle/rootfs/etc/passwd '^app:x:1700:'
+  expect_file_content bundle/rootfs/etc/hello-status "install ok installed"
+  # The first galaxy role's file was removed by the shell step; the host's role wrote it again.
+  expect_file_content bundle/rootfs/etc/galaxy-role "installed by ansible-galaxy"
+  expect_eq "ansible's state in the image (/root/.ansible)" "" "$(ls -A bundle/rootfs/root/ | grep ansible)"
+  expect_eq "ansible's temporary files in the image (/tmp)" "" "$(ls -A bundle/rootfs/tmp/)"
+  provenance cm-more:1 >prov.json
+  expect_contains prov.json "\"name\":\"play/templates/app.conf.j2\""
+  expect_contains prov.json "\"name\":\"play/requirements.yml\""
+  expect_contains prov.json "\"name\":\"manifests/10-package.pp\""
+  expect_contains prov.json "$(sha256sum play/group_vars/webservers.yml | cut -d' ' -f1)"
+  expect_not_contains "$(both)" "$CANARY"
+  expect_not_contains prov.json "$CANARY"
+
+  # A failing task of the host's ansible: named in the error, the error-cleanup-provisioner runs,
+  # nothing is left. Nothing runs on the machine, so a busybox tree will do.
+  write_file play/fail.yml <<'EOF'
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: refuse the token
+      fail: {msg: "token {{ token }} refused"}
+EOF
+  busybox_tarball bb.tar.gz
+  local trees_before
+  trees_before=$(leftover_trees)
+  write_file fail.json <<EOF
+{
+  "variables": {"token": ""},
+  "sensitive-variables": ["token"],
+  "builders": [{"type": "rootfs", "name": "cm", "source": "tar:bb.tar.gz"}],
+  "provisioners": [{"type": "ansible", "playbook_file": "play/fail.yml", "extra_arguments": ["-e", "token={{user \`token\`}}"]}],
+  "error-cleanup-provisioner": {"type": "shell-local", "inline": ["touch $TEST_DIR/cleanup-ran"]},
+  "imgbake": {"image": "cm-host-fail"}
+}
+EOF
+  expect_exit 1 imgbake build -var "token=$CANARY" fail.json
+  expect_contains "$STDERR" "ansible-playbook play/fail.yml failed with exit status 2: task 'refuse the token' failed on default: token <sensitive> refused"
+  expect_not_contains "$(both)" "$CANARY"
+  expect_file cleanup-ran
+  expect_eq "rootfs trees left in the store" "$trees_before" "$(leftover_trees)"
+}
+
+test_chef_stand_in() {
+  # Chef is not packaged for Debian 12: a stand-in (tests/fixtures/chef-standin.sh) installed as
+  # chef-solo and chef-client records what the provisioners gave it; the configuration files it
+  # received are then loaded with Chef's own configuration library (ruby-chef-config).
+  if ! ruby -e 'require "chef-config/config"' 2>/dev/null; then
+    fail "Chef's configuration library loads" "ruby-chef-config installed (tools/setup.sh)" "missing"
+    return
+  fi
+  # The stand-in needs only a shell and a few tools: a busybox tree is enough.
+  busybox_tarball bb.tar.gz cp tr find sort grep basename printf
+  mkdir -p cookbooks/web/recipes roles
+  write_file cookbooks/web/recipes/default.rb <<'EOF'
+file '/etc/web' do
+  content 'chef'
+end
+EOF
+  write_file roles/web.json <<'EOF'
+{"name": "web", "run_list": ["recipe[web]"]}
+EOF
+  write_file chef.json <<EOF
+{
+  "variables": {"secret": ""},
+  "sensitive-variables": ["secret"],
+  "builders": [{"type": "rootfs", "name": "cm", "source": "tar:bb.tar.gz"}],
+  "provisioners": [
+    {"type": "file", "source": "$IMGBAKE_SOURCE_DIR/tests/fixtures/chef-standin.sh", "destination": "/bin/chef-solo"},
+    {"type": "file", "source": "$IMGBAKE_SOURCE_DIR/tests/fixtures/chef-standin.sh", "destination": "/bin/chef-client"},
+    {"type": "chef-solo", "skip_install": true, "cookbook_paths": ["cookbooks"], "roles_path": "roles",
+     "run_list": ["role[web]"], "json": {"web": {"port": 8080, "token": "{{user \`secret\`}}"}}},
+    {"type": "chef-client", "skip_install": true, "cookbook_paths": ["cookbooks"], "node_name": "baked-node",
+     "run_list": ["recipe[web]"], "chef_license": "accept-no-persist"}
+  ],
+  "imgbake": {"image": "cm-chef"}
+}
+EOF
+  expect_exit 0 imgbake build -var "secret=$CANARY" chef.json || return
+  expect_contains "$STDOUT" "running chef-solo: chef-solo --no-color -c '/tmp/packer-chef-solo/solo.rb' -j '/tmp/packer-chef-solo/node.json'"
+  expect_contains "$STDOUT" "running chef-client: chef-client --local-mode --no-color -c '/tmp/packer-chef-client/client.rb' -j '/tmp/packer-chef-client/node.json'"
+  expect_contains "$STDOUT" "Chef Infra Client stand-in finished"
+  expect_not_contains "$(both)" "$CANARY"
+  unpack cm-chef:1 bundle || return
+  local rec=bundle/rootfs/var/lib/chef-standin
+  expect_file_content $rec/chef-solo/argv "--no-color
+-c
+/tmp/packer-chef-solo/solo.rb
+-j
+/tmp/packer-chef-solo/node.json"
+  expect_file_content $rec/chef-solo/cookbook-files "./web/recipes/default.rb"
+  expect_file_content $rec/chef-client/cookbook-files "./web/recipes/default.rb"
+  expect_file_content $rec/chef-client/node.json '{
+  "run_list": [
+    "recipe[web]"
+  ]
+}'
+  python3 - "$rec/chef-solo/node.json" "$CANARY" <<'PY2' >solo-node.out
+import json, sys
+n = json.load(open(sys.argv[1]))
+print(n["run_list"], n["web"]["port"], n["web"]["token"] == sys.argv[2])
+PY2
+  expect_file_content solo-node.out "['role[web]'] 8080 True"
+  # Chef's own loader reads what the provisioners wrote.
+  write_file load.rb <<'EOF'
+require "chef-config/config"
+ChefConfig::Config.from_file(ARGV[0])
+c = ChefConfig::Config
+puts "local_mode=#{c.local_mode} cookbook_path=#{Array(c.cookbook_path).join(',')} role_path=#{c.role_path}"
+puts "node_name=#{c.node_name} node_path=#{c.node_path} license=#{c.chef_license}"
+EOF
+  run ruby load.rb $rec/chef-solo/config.rb
+  expect_contains "$STDOUT" "local_mode=false cookbook_path=/tmp/packer-chef-solo/cookbooks-0 role_path=/tmp/packer-chef-solo/roles"
+  expect_match "$STDOUT" ' license=$'  # skip_install: no chef_license, as in Packer
+  run ruby load.rb $rec/chef-client/config.rb
+  expect_contains "$STDOUT" "local_mode=true cookbook_path=/tmp/packer-chef-client/cookbooks-0"
+  expect_contains "$STDOUT" "node_name=baked-node node_path=/tmp/packer-chef-client/nodes license=accept-no-persist"
+
+  # A failing run names the resource, from Chef's own error line.
+  local trees_before
+  trees_before=$(leftover_trees)
+  python3 - <<'PY2'
+import json
+t = json.load(open("chef.json"))
+t["provisioners"][3]["json"] = {"fail_on_purpose": True}
+t["imgbake"]["image"] = "cm-chef-fail"
+json.dump(t, open("chef-fail.json", "w"))
+PY2
+  expect_exit 1 imgbake build -var "secret=$CANARY" chef-fail.json
+  expect_contains "$STDERR" "chef-client failed with exit status 1: resource execute[migrate] (action run) failed"
+  expect_eq "rootfs trees left in the store" "$trees_before" "$(leftover_trees)"
+}
+
+test_ansible_host_qemu() {
+  # The host's ansible-playbook over the qemu build's own SSH endpoint (127.0.0.1, the forwarded
+  # port, the build's key). The tiny guest has no Python, so the playbook uses what works
+  # without it on the machine (raw, script); the output disk is read back with debugfs.
+  local guest=${IMGBAKE_TEST_GUEST_DIR:-$E2E_ROOT/guest}
+  if ! "$IMGBAKE_SOURCE_DIR/tests/fixtures/make-tiny-guest.sh" "$guest" --disk >fixture.log 2>&1; then
+    fail "the tiny guest fixture builds" "exit 0" "$(tail -5 fixture.log)"
+    return
+  fi
+  mkdir -p files
+  printf '#!/bin/sh\necho "script ran with $1" > /etc/ansible-baked/script\n' >files/mark.sh
+  write_file guest.yml <<'EOF'
+- hosts: baked
+  gather_facts: false
+  tasks:
+    - name: write through raw
+      raw: mkdir -p /etc/ansible-baked && echo "{{ greeting }} on {{ ansible_host }} as {{ ansible_user }}" > /etc/ansible-baked/greeting
+    - name: run a script sent from the host
+      script: files/mark.sh "{{ packer_build_name }}"
+    - name: say the token
+      raw: echo "guest token {{ token }}"
+      register: said
+    - name: show what the guest said
+      debug: {msg: "{{ said.stdout | trim }}"}
+EOF
+  python3 - "$IMGBAKE_SOURCE_DIR/templates/qemu-disk.json" <<'PY2' >qemu.json
+import json, sys
+t = json.load(open(sys.argv[1]))
+t["variables"]["token"] = ""
+t["sensitive-variables"] = ["token"]
+t["provisioners"] = [{"type": "ansible", "playbook_file": "guest.yml", "groups": ["baked"], "host_alias": "tiny",
+                      "extra_arguments": ["-e", "greeting=hello-ansible", "-e", "token={{user `token`}}"]}]
+t["imgbake"]["image"] = "cm-qemu-ansible"
+json.dump(t, open("/dev/stdout", "w"))
+PY2
+  expect_exit 0 imgbake build -var "dir=$guest" -var "token=$CANARY" qemu.json || return
+  expect_match "$STDOUT" "running ansible-playbook on the host, over SSH to 127\\.0\\.0\\.1:[0-9]+: ansible-playbook .*--private-key $guest/key"
+  expect_match "$STDOUT" "inventory .*: tiny ansible_host=127\\.0\\.0\\.1 ansible_port=[0-9]+ ansible_user=root; \\[baked\\]; tiny"
+  expect_contains "$STDOUT" "guest token <sensitive>"
+  expect_not_contains "$(both)" "$CANARY"
+  qemu-img convert -O raw output-disk/tiny-disk.qcow2 out.raw
+  debugfs -R 'cat /etc/ansible-baked/greeting' out.raw >greeting.out 2>/dev/null
+  debugfs -R 'cat /etc/ansible-baked/script' out.raw >script.out 2>/dev/null
+  expect_file_content greeting.out "hello-ansible on 127.0.0.1 as root"
+  expect_file_content script.out "script ran with disk"
+  debugfs -R 'ls -l /tmp' out.raw 2>/dev/null | grep -c imgbake-ansible >tmp.out || true
+  expect_file_content tmp.out "0"
+  rm -f out.raw
+}
+
 test_bad_options() {
   write_file bad.json <<'EOF'
 {
@@ -230,10 +535,20 @@ EOF
   expect_match "$STDERR" "bad.json:5:[0-9]+: provisioner 2 \\(ansible-local\\): unknown option 'role_path' \\(did you mean 'role_paths'\\?\\)"
 }
 
-run_test base_image test_base_image
-run_test puppet_example test_puppet_example
-run_test ansible_example_role_change_and_secret test_ansible_example_role_change_and_secret
-run_test puppet_failure_names_the_resource test_puppet_failure_names_the_resource
-run_test ansible_failure_names_the_task test_ansible_failure_names_the_task
-run_test bad_options test_bad_options
+# run_test with the test's time: this suite runs in CI, whose budget is tight.
+timed_test() {
+  local t0=$SECONDS
+  run_test "$@"
+  echo "  ($1: $((SECONDS - t0)) s)"
+}
+
+timed_test base_image test_base_image
+timed_test puppet_example test_puppet_example
+timed_test ansible_example_role_change_and_secret test_ansible_example_role_change_and_secret
+timed_test puppet_failure_names_the_resource test_puppet_failure_names_the_resource
+timed_test ansible_failure_names_the_task test_ansible_failure_names_the_task
+timed_test host_ansible_puppet_dirs_galaxy test_host_ansible_puppet_dirs_galaxy
+timed_test chef_stand_in test_chef_stand_in
+timed_test ansible_host_qemu test_ansible_host_qemu
+timed_test bad_options test_bad_options
 summary

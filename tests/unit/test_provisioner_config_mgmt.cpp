@@ -1,11 +1,16 @@
-// The configuration-management provisioners (puppet-masterless, ansible-local, chef-solo) against
-// a fake communicator: the staged uploads and the command lines they run, what a failure says,
+// The configuration-management provisioners (puppet-masterless, ansible-local, ansible, chef-solo,
+// chef-client) against a fake communicator: the staged uploads and the command lines they run, what a failure says,
 // the host files in their keys and provenance. Also the readers of the tools' output and Chef's
 // generated files. The real tools run in tests/e2e/test_config_mgmt.sh.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,7 +20,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "chef-solo/chef_solo_files.h"
+#include "ansible/communicator_proxy.h"
+#include "chef/chef_files.h"
 #include "imgbake/ansible_output.h"
 #include "imgbake/cancel.h"
 #include "imgbake/communicator.h"
@@ -133,12 +139,14 @@ class ConfigMgmtTest : public ::testing::Test {
     for (const auto& d : diags.items()) out += d.str() + "\n";
     return out;
   }
-  void Provision(Provisioner& p) {
+  void Provision(Provisioner& p, const std::map<std::string, std::string>& data = {}) {
     BuildInfo info;
     info.name = "web";
     info.type = "rootfs";
+    info.run_uuid = "0123456789abcdef";
     State st(*ui_, cancel_, info);
     st.communicator = &machine_;
+    st.data = data;
     p.provision(st);
   }
   std::string Events() {
@@ -464,6 +472,204 @@ TEST_F(ConfigMgmtTest, ChefSoloBadOptions) {
   EXPECT_THAT(errors, HasSubstr("'json' must be an object"));
   EXPECT_THAT(errors, HasSubstr("must be \"accept\", \"accept-silent\" or \"accept-no-persist\""));
   EXPECT_THAT(errors, HasSubstr("is not supported: imgbake writes solo.rb itself"));
+}
+
+// --- chef-client ---------------------------------------------------------------------------
+
+TEST(ChefClientFiles, ClientRbInLocalMode) {
+  imgbake::chef::ClientSettings s;
+  s.paths.cookbook_paths = {"/tmp/packer-chef-client/cookbooks-0"};
+  s.paths.roles_path = "/tmp/packer-chef-client/roles";
+  s.node_path = "/tmp/packer-chef-client/nodes";
+  s.node_name = "web-1";
+  s.chef_license = "accept-no-persist";
+  EXPECT_EQ(imgbake::chef::client_rb(s),
+            "# Written by imgbake's chef-client provisioner.\n"
+            "log_level :info\n"
+            "log_location STDOUT\n"
+            "local_mode true\n"
+            "cookbook_path [\"/tmp/packer-chef-client/cookbooks-0\"]\n"
+            "role_path \"/tmp/packer-chef-client/roles\"\n"
+            "node_path \"/tmp/packer-chef-client/nodes\"\n"
+            "node_name \"web-1\"\n"
+            "chef_license \"accept-no-persist\"\n");
+}
+
+TEST(ChefClientFiles, ClientRbForAServer) {
+  imgbake::chef::ClientSettings s;
+  s.chef_server_url = "https://chef.example/organizations/o";
+  s.client_key = "/tmp/packer-chef-client/client.pem";
+  s.validation_key = "/tmp/packer-chef-client/validation.pem";
+  s.node_name = "web-1";
+  s.chef_environment = "prod";
+  s.ssl_verify_mode = "verify_peer";
+  EXPECT_EQ(imgbake::chef::client_rb(s),
+            "# Written by imgbake's chef-client provisioner.\n"
+            "log_level :info\n"
+            "log_location STDOUT\n"
+            "chef_server_url \"https://chef.example/organizations/o\"\n"
+            "client_key \"/tmp/packer-chef-client/client.pem\"\n"
+            "validation_client_name \"chef-validator\"\n"
+            "validation_key \"/tmp/packer-chef-client/validation.pem\"\n"
+            "environment \"prod\"\n"
+            "ssl_verify_mode :verify_peer\n"
+            "node_name \"web-1\"\n");
+}
+
+TEST_F(ConfigMgmtTest, ChefClientRunsInLocalModeAndRemovesItsStaging) {
+  WriteFile("cookbooks/nginx/recipes/default.rb", "package 'nginx'\n");
+  auto p = Make("chef-client", R"({"cookbook_paths": ["cookbooks"], "skip_install": true, "node_name": "n1",
+      "run_list": ["recipe[nginx]"]})");
+  machine_.tool = "chef-client";
+  Provision(*p);
+  EXPECT_THAT(machine_.uploads, ElementsAre("/tmp/packer-chef-client/cookbooks-0", "/tmp/packer-chef-client/client.rb",
+                                            "/tmp/packer-chef-client/node.json"));
+  EXPECT_THAT(machine_.contents["/tmp/packer-chef-client/client.rb"],
+              HasSubstr("local_mode true\ncookbook_path [\"/tmp/packer-chef-client/cookbooks-0\"]\n"
+                        "node_path \"/tmp/packer-chef-client/nodes\"\nnode_name \"n1\"\n"));
+  ASSERT_GE(machine_.commands.size(), 2u);
+  EXPECT_EQ(machine_.commands[machine_.commands.size() - 2],
+            "chef-client --local-mode --no-color -c '/tmp/packer-chef-client/client.rb' -j "
+            "'/tmp/packer-chef-client/node.json'");
+  EXPECT_EQ(machine_.commands.back(), "rm -rf '/tmp/packer-chef-client'");
+}
+
+TEST_F(ConfigMgmtTest, ChefClientBadOptions) {
+  std::string errors = Errors("chef-client", R"({"server_url": "https://chef", "policy_name": "p",
+      "ssl_verify_mode": "maybe"})");
+  EXPECT_THAT(errors, HasSubstr("imgbake does not remove the node and client from the Chef server"));
+  EXPECT_THAT(errors, HasSubstr("is not supported by imgbake's chef-client provisioner"));
+  EXPECT_THAT(errors, HasSubstr("must be \"verify_none\" or \"verify_peer\""));
+  EXPECT_THAT(Errors("chef-solo", R"({"server_url": "https://chef"})"), HasSubstr("use the chef-client provisioner"));
+}
+
+// --- ansible (on the host) -----------------------------------------------------------------
+
+// One request to a CommunicatorProxy's socket, as the connection plugin sends it.
+nlohmann::json AskProxy(const fs::path& socket_path, const nlohmann::json& request) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+  std::string line = request.dump() + "\n";
+  EXPECT_EQ(::write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) answer.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return nlohmann::json::parse(answer);
+}
+
+TEST_F(ConfigMgmtTest, CommunicatorProxyRunsCommandsAndMovesFilesThroughTheCommunicator) {
+  machine_.tool = "echo hi";
+  machine_.tool_output = {"hi", "!warn"};
+  machine_.tool_status = 3;
+  WriteFile("local.txt", "content\n");
+  imgbake::CommunicatorProxy proxy(machine_, cancel_, dir_ / "s", [] { return std::nullopt; });
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "echo hi"}}),
+            nlohmann::json({{"rc", 3}, {"stdout", "hi\n"}, {"stderr", "warn\n"}}));
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "put"}, {"local", "local.txt"}, {"remote", "/tmp/x"}}),
+            nlohmann::json({{"ok", true}}));
+  EXPECT_EQ(machine_.contents["/tmp/x"], "content\n");
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "rm"}}),
+            nlohmann::json({{"error", "unknown op 'rm' (exec, put, fetch)"}}));
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}}), nlohmann::json({{"error", "the request has no 'cmd'"}}));
+  // Standard input (ansible's pipelining) becomes a file the command reads and removes.
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "python3"}, {"stdin", "cHJpbnQoMSkK"}}),
+            nlohmann::json({{"rc", 0}, {"stdout", ""}, {"stderr", ""}}));
+  ASSERT_EQ(machine_.uploads.size(), 2u);
+  std::string input = machine_.uploads[1];
+  EXPECT_THAT(input, ::testing::StartsWith("/tmp/.imgbake-stdin-"));
+  EXPECT_EQ(machine_.contents[input], "print(1)\n");
+  EXPECT_EQ(proxy.served(), 5u);
+  EXPECT_THAT(machine_.commands,
+              ElementsAre("echo hi", "(python3) < '" + input + "'; s=$?; rm -f '" + input + "'; exit $s"));
+}
+
+// A stand-in for ansible-playbook: records its arguments, the inventory and ansible's variables.
+void WriteFakeAnsible() {
+  WriteFile(
+      "fake-ansible",
+      "#!/bin/sh\nprintf '%s\\n' \"$@\" > argv\nwhile [ $# -gt 1 ]; do [ \"$1\" = -i ] && cat \"$2\" > inventory; "
+      "shift; done\nenv | grep -E '^(ANSIBLE_|IMGBAKE_ANSIBLE|PACKER_BUILD_NAME)' | sort > env\n"
+      "[ -z \"$IMGBAKE_ANSIBLE_SOCKET\" ] || ls \"$ANSIBLE_CONNECTION_PLUGINS\" > plugins\n");
+  fs::permissions("fake-ansible", fs::perms::owner_all);
+}
+
+TEST_F(ConfigMgmtTest, AnsibleOverTheBuildsSshEndpoint) {
+  WriteFakeAnsible();
+  WriteFile("play/site.yml", "- hosts: all\n");
+  WriteFile("play/roles/web/tasks/main.yml", "- debug: msg=hi\n");
+  WriteFile("elsewhere.txt", "not read\n");
+  auto p = Make("ansible", R"({"playbook_file": "play/site.yml", "command": "./fake-ansible", "groups": ["web", "db"],
+      "empty_groups": ["none"], "extra_arguments": ["-e", "token=hunter2-secret"],
+      "ansible_env_vars": ["ANSIBLE_SSH_ARGS=-o ControlMaster=auto"]})");
+  Provision(
+      *p,
+      {{"ConnType", "ssh"}, {"Host", "127.0.0.1"}, {"Port", "2222"}, {"User", "root"}, {"SSHPrivateKeyFile", "/k/id"}});
+  EXPECT_EQ(
+      ReadFile("inventory"),
+      "default ansible_host=127.0.0.1 ansible_port=2222 ansible_user=root\n[web]\ndefault\n[db]\ndefault\n[none]\n");
+  std::string argv = ReadFile("argv");
+  EXPECT_THAT(
+      argv, HasSubstr("-e\npacker_build_name=web packer_builder_type=rootfs packer_http_addr=\n"
+                      "--private-key\n/k/id\n--ssh-extra-args=-o IdentitiesOnly=yes\n-e\ntoken=hunter2-secret\n-i\n"));
+  EXPECT_THAT(argv, HasSubstr("\nplay/site.yml\n"));
+  std::string env = ReadFile("env");
+  EXPECT_THAT(env, HasSubstr("ANSIBLE_HOST_KEY_CHECKING=False\n"));
+  EXPECT_THAT(env, HasSubstr("ANSIBLE_REMOTE_TEMP=/tmp/.imgbake-ansible-01234567\n"));
+  EXPECT_THAT(env, HasSubstr("ANSIBLE_SSH_ARGS=-o ControlMaster=auto\n"));  // the template's wins
+  EXPECT_THAT(env, Not(HasSubstr("IMGBAKE_ANSIBLE_SOCKET")));
+  EXPECT_EQ(machine_.commands.back(), "rm -rf '/tmp/.imgbake-ansible-01234567'");
+  EXPECT_THAT(Events(), Not(HasSubstr("hunter2-secret")));
+  auto inputs = p->key_material()["inputs"];
+  EXPECT_TRUE(inputs.contains("play/site.yml"));
+  EXPECT_TRUE(inputs.contains("play/roles/web/tasks/main.yml"));
+  EXPECT_FALSE(inputs.contains("elsewhere.txt"));
+}
+
+TEST_F(ConfigMgmtTest, AnsibleThroughTheCommunicatorWithoutAnSshEndpoint) {
+  WriteFakeAnsible();
+  WriteFile("site.yml", "- hosts: all\n");
+  auto p = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "host_alias": "tree"})");
+  Provision(*p);
+  EXPECT_EQ(ReadFile("inventory"), "tree ansible_connection=imgbake\n");
+  EXPECT_THAT(ReadFile("argv"), HasSubstr("\n-c\nimgbake\n-i\n"));
+  EXPECT_THAT(ReadFile("env"), HasSubstr("IMGBAKE_ANSIBLE_SOCKET="));
+  EXPECT_EQ(ReadFile("plugins"), "imgbake.py\n");
+  // use_proxy false needs an SSH endpoint.
+  auto direct = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "use_proxy": false})");
+  EXPECT_THROW(Provision(*direct), imgbake::BuildError);
+}
+
+TEST_F(ConfigMgmtTest, AnsibleFailureNamesTheTask) {
+  WriteFile("site.yml", "- hosts: all\n");
+  WriteFile("fake-ansible",
+            "#!/bin/sh\necho 'TASK [install nginx] ****'\necho 'fatal: [default]: FAILED! => {\"msg\": \"no "
+            "package\"}'\nexit 2\n");
+  fs::permissions("fake-ansible", fs::perms::owner_all);
+  auto p = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible"})");
+  try {
+    Provision(*p);
+    FAIL() << "no failure";
+  } catch (const CommandFailed& e) {
+    EXPECT_EQ(
+        std::string(e.what()),
+        "ansible-playbook site.yml failed with exit status 2: task 'install nginx' failed on default: no package");
+    EXPECT_EQ(e.exit_status, 2);
+  }
+}
+
+TEST_F(ConfigMgmtTest, AnsibleBadOptions) {
+  WriteFile("inv", "x\n");
+  std::string errors = Errors("ansible", R"({"inventory_file": "inv", "groups": ["a"], "host_alias": "two words",
+      "ansible_env_vars": ["NOVALUE"], "galaxy_file": "nope.yml"})");
+  EXPECT_THAT(errors, HasSubstr("'playbook_file' is required"));
+  EXPECT_THAT(errors, HasSubstr("groups make a generated inventory"));
+  EXPECT_THAT(errors, HasSubstr("'two words' must be one word"));
+  EXPECT_THAT(errors, HasSubstr("'NOVALUE' is not of the form NAME=VALUE"));
+  EXPECT_THAT(errors, HasSubstr("'nope.yml' does not exist"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -7,6 +8,7 @@
 #include "imgbake/component_registry.h"
 #include "imgbake/config.h"
 #include "imgbake/pipeline.h"
+#include "imgbake/process.h"
 
 namespace imgbake {
 
@@ -47,6 +49,26 @@ nlohmann::json host_file_digests(const std::vector<std::string>& paths);
 std::vector<HostInput> host_tree_inputs(const std::vector<std::string>& paths);
 // {"PATH": "SHA256", …} for key_material(): a changed file shows in --explain-cache by its path.
 nlohmann::json host_inputs_json(const std::vector<HostInput>& inputs);
+
+// Runs a bookkeeping command on the machine (mkdir, rm -rf of a staging directory) without showing
+// its output. Throws BuildError "cannot WHAT on the machine (exit status N: its stderr)", or
+// naming a dropped connection.
+void run_quiet(State& st, const std::string& command, const std::string& what);
+
+// What a host path named in a template must be, for check_host_path.
+enum class HostPathKind { File, Directory, Any };
+// Reports a configuration error at `key` when `path` ("" = not given: fine) does not exist on the
+// host, or is not of `kind` ("'P' does not exist (relative paths start at the directory imgbake
+// runs in)", "'P' is not a directory", "'P' is a directory, not a file").
+void check_host_path(ConfigReader& cfg, const std::string& key, const std::string& path, HostPathKind kind);
+
+// The two sinks of a tool the provisioner runs (puppet, ansible-playbook, chef): each line goes to
+// the build view and to `observe` (the reader that names what failed).
+struct ToolSinks {
+  LineSink out;
+  LineSink err;
+};
+ToolSinks tool_sinks(State& st, std::function<void(std::string_view)> observe);
 
 // Inside '…' a single quote is written '"'"' (close, quoted quote, reopen), as Packer does.
 std::string escape_single_quotes(const std::string& value);

@@ -57,6 +57,9 @@ std::string uuid_v4();
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 std::vector<std::string> split(std::string_view s, char sep);
 std::string trim(std::string_view s);
+// Removes ANSI colour sequences (ESC [ digits/';' letter), as tools print them on a terminal or
+// when told to colour (puppet, ansible).
+std::string strip_ansi(std::string_view s);
 bool glob_match(std::string_view pattern, std::string_view text);  // fnmatch(3)
 std::string current_user();
 std::string hostname();
