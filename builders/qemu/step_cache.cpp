@@ -251,16 +251,18 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
   final_key_ =
       chain_key(st, {{"step", "qemu-shutdown"}, {"shutdown_command", r.cfg.shutdown_command}}, prev, final_preimage_);
 
-  // The longest run of steps from the first whose checkpoints are all there and intact.
+  // The longest run of steps from the first whose checkpoints are all there and intact (the last
+  // step has none: its changes are in the shut-down disk).
   std::vector<store::CacheEntry> levels;
-  for (size_t i = 0; i < steps_.size(); ++i) {
+  const size_t checkpointed = steps_.empty() ? 0 : steps_.size() - 1;
+  for (size_t i = 0; i < checkpointed; ++i) {
     if (steps_[i]->host_effect() == HostEffect::FromMachine) break;
     auto e = store_->cache_get(keys_[i]);
     if (!e || e->state.digest.empty()) break;
     levels.push_back(*e);
   }
   std::optional<store::CacheEntry> final_entry;
-  if (!reads_machine && levels.size() == steps_.size()) final_entry = store_->cache_get(final_key_);
+  if (!reads_machine && levels.size() == checkpointed) final_entry = store_->cache_get(final_key_);
   // Every disk level used is re-hashed first; a VM state only when the VM resumes from it.
   for (size_t i = 0; i < levels.size(); ++i) {
     if (!intact(st, levels[i].blob, levels[i].key, "the disk after step " + std::to_string(i + 1))) {
