@@ -86,13 +86,17 @@ void check_host_path(ConfigReader& cfg, const std::string& key, const std::strin
 }
 
 ToolSinks tool_sinks(State& st, std::function<void(std::string_view)> observe) {
-  auto sink = [&st, observe](Stream stream) -> LineSink {
-    return [&st, observe, stream](std::string_view l) {
+  // Assigned one by one: the static analyzer takes a braced pair of std::function temporaries
+  // for a leak.
+  ToolSinks sinks;
+  for (Stream stream : {Stream::Stdout, Stream::Stderr}) {
+    LineSink& sink = stream == Stream::Stdout ? sinks.out : sinks.err;
+    sink = [&st, observe, stream](std::string_view l) {
       st.ui.output(st.build.name, stream, l);
       if (observe) observe(l);
     };
-  };
-  return {sink(Stream::Stdout), sink(Stream::Stderr)};
+  }
+  return sinks;
 }
 
 void run_quiet(State& st, const std::string& command, const std::string& what) {
