@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "imgbake/cache_remote.h"
 #include "imgbake/error.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
@@ -106,7 +107,7 @@ store::CacheEntry CheckpointCache::record(const std::string& key, const std::str
   entry.blob = adopt(disk, kDiskMediaType);
   if (!state.empty()) entry.state = adopt(state, kStateMediaType);
   entry.created_by = created_by;
-  store_->cache_put(entry, slot_prefix_ + slot);
+  store::cache_record(*store_, remote_, entry, slot_prefix_ + slot);
   link(key, store_->blobs().path(entry.blob.digest));
   return entry;
 }
@@ -118,6 +119,33 @@ bool CheckpointCache::intact(State& st, const store::Descriptor& blob, const std
   if (problem.empty()) return true;
   st.ui.warn(st.build.name, "step cache: " + what + " (key " + short_key(key) + ") is damaged: " + problem +
                                 "; not used, the step runs again");
+  return false;
+}
+
+// A disk level must be a qcow2 whose one reference outside itself is the level below it ("ck-KEY",
+// relative; none for the base disk): a level from a shared cache (--cache-from) could otherwise
+// name any file of the host as its backing file or external data file, and the VM would read it.
+bool CheckpointCache::level_ok(State& st, const store::CacheEntry& level, const std::string& backing_key,
+                               const std::string& what) {
+  std::string problem;
+  try {
+    nlohmann::json info = nlohmann::json::parse(run_tool(
+        st, {"qemu-img", "info", "--output=json", "-f", "qcow2", store_->blobs().path(level.blob.digest).string()}));
+    const std::string backing = info.value("backing-filename", "");
+    const std::string want = backing_key.empty() ? "" : "ck-" + backing_key;
+    if (backing != want) {
+      problem = "its backing file is '" + backing + "', not '" + want + "'";
+    } else if (!backing.empty() && info.value("backing-filename-format", "qcow2") != "qcow2") {
+      problem = "its backing file is not read as qcow2";
+    } else if (info.contains(nlohmann::json::json_pointer("/format-specific/data/data-file"))) {
+      problem = "it names an external data file";
+    }
+  } catch (const std::exception& ex) {
+    problem = std::string("qemu-img cannot read it as qcow2: ") + ex.what();
+  }
+  if (problem.empty()) return true;
+  st.ui.warn(st.build.name, "step cache: " + what + " (key " + short_key(level.key) +
+                                ") is not a disk level of this chain: " + problem + "; not used, the step runs again");
   return false;
 }
 
@@ -165,6 +193,7 @@ bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
   }
   store_ = std::make_unique<store::Store>(st.build.store_home.empty() ? store::Store::default_home()
                                                                       : fs::path(st.build.store_home));
+  remote_ = st.build.cache_remote.get();
   fs::path tmp = store_->blobs().temp_dir();
   fs::create_directories(tmp);
   std::string tmpl = (tmp / "qemu-XXXXXX").string();
@@ -209,8 +238,9 @@ bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
       {"ssh", ssh}};
   std::string preimage;
   root_key_ = chain_key(st, material, "", preimage);
-  auto hit = store_->cache_get(root_key_);
-  if (hit && !intact(st, hit->blob, root_key_, "the base disk")) hit.reset();
+  auto hit = store::cache_find(*store_, remote_, root_key_, slot_prefix_ + "base");
+  if (hit && !(intact(st, hit->blob, root_key_, "the base disk") && level_ok(st, *hit, "", "the base disk")))
+    hit.reset();
   explain(st, "base disk", root_key_, preimage, slot_prefix_ + "base", hit.has_value());
   if (hit) {
     link(root_key_, store_->blobs().path(hit->blob.digest));
@@ -257,21 +287,26 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
   const size_t checkpointed = steps_.empty() ? 0 : steps_.size() - 1;
   for (size_t i = 0; i < checkpointed; ++i) {
     if (steps_[i]->host_effect() == HostEffect::FromMachine) break;
-    auto e = store_->cache_get(keys_[i]);
+    auto e = store::cache_find(*store_, remote_, keys_[i], slot_prefix_ + std::to_string(i + 1));
     if (!e || e->state.digest.empty()) break;
     levels.push_back(*e);
   }
   std::optional<store::CacheEntry> final_entry;
-  if (!reads_machine && levels.size() == checkpointed) final_entry = store_->cache_get(final_key_);
+  if (!reads_machine && levels.size() == checkpointed)
+    final_entry = store::cache_find(*store_, remote_, final_key_, slot_prefix_ + "shutdown");
   // Every disk level used is re-hashed first; a VM state only when the VM resumes from it.
   for (size_t i = 0; i < levels.size(); ++i) {
-    if (!intact(st, levels[i].blob, levels[i].key, "the disk after step " + std::to_string(i + 1))) {
+    const std::string what = "the disk after step " + std::to_string(i + 1);
+    if (!intact(st, levels[i].blob, levels[i].key, what) ||
+        !level_ok(st, levels[i], i == 0 ? root_key_ : keys_[i - 1], what)) {
       levels.resize(i);
       final_entry.reset();
       break;
     }
   }
-  if (final_entry && !intact(st, final_entry->blob, final_key_, "the shut-down disk")) final_entry.reset();
+  if (final_entry && !(intact(st, final_entry->blob, final_key_, "the shut-down disk") &&
+                      level_ok(st, *final_entry, levels.empty() ? root_key_ : levels.back().key, "the shut-down disk")))
+    final_entry.reset();
   if (!final_entry) {
     while (!levels.empty() && !intact(st, levels.back().state, levels.back().key,
                                       "the VM state after step " + std::to_string(levels.size())))

@@ -78,9 +78,11 @@ class CheckpointCache {
   store::CacheEntry record(const std::string& key, const std::string& preimage, const std::filesystem::path& disk,
                            const std::filesystem::path& state, const std::string& created_by, const std::string& slot);
   bool intact(State& st, const store::Descriptor& blob, const std::string& key, const std::string& what);
+  bool level_ok(State& st, const store::CacheEntry& level, const std::string& backing_key, const std::string& what);
 
   bool enabled_ = false;
   std::unique_ptr<store::Store> store_;
+  store::CacheRemote* remote_ = nullptr;  // --cache-from/--cache-to
   std::filesystem::path dir_;  // in the store's tmp/: overlays, state files, and ck-KEY links
   std::filesystem::path top_;
   std::string active_node_;  // the QMP node of top_ once a checkpoint made it

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "imgbake/builder.h"
+#include "imgbake/cache_remote.h"
 #include "imgbake/error.h"
 #include "imgbake/exec.h"
 #include "imgbake/layer.h"
@@ -110,7 +111,7 @@ std::optional<store::CacheEntry> lookup(Work& w, State& st, const std::string& w
   preimage = pre.dump();
   key = util::sha256_hex(preimage);
   std::optional<store::CacheEntry> hit;
-  if (!st.build.no_cache) hit = w.store->cache_get(key);
+  if (!st.build.no_cache) hit = store::cache_find(*w.store, st.build.cache_remote.get(), key, slot);
   if (st.build.explain_cache) {
     st.message("cache: " + what + ": key " + key.substr(0, 16) + " = sha256 of " + preimage);
     if (st.build.no_cache) {
@@ -134,7 +135,8 @@ std::optional<store::CacheEntry> lookup(Work& w, State& st, const std::string& w
   return hit;
 }
 
-void record(Work& w, const std::string& key, const std::string& preimage, const LayerRef& l, const std::string& slot) {
+void record(Work& w, store::CacheRemote* remote, const std::string& key, const std::string& preimage, const LayerRef& l,
+            const std::string& slot) {
   store::CacheEntry e;
   e.key = key;
   e.material = preimage;
@@ -142,7 +144,7 @@ void record(Work& w, const std::string& key, const std::string& preimage, const 
   e.blob = l.blob;
   e.diff_id = l.diff_id;
   e.created_by = l.created_by;
-  w.store->cache_put(e, slot);
+  store::cache_record(*w.store, remote, e, slot);
 }
 
 LayerRef from_cache(const store::CacheEntry& e) { return LayerRef{e.blob, e.diff_id, e.created_by, e.empty}; }
@@ -419,7 +421,7 @@ class SourceStep : public Step {
       debootstrap(st);
     }
     LayerRef l = commit_layer(w_, st, layer::Snapshot{}, created_by);
-    record(w_, key, preimage, l, slot);
+    record(w_, st.build.cache_remote.get(), key, preimage, l, slot);
     w_.layers.push_back(l);
     w_.applied = w_.layers.size();
   }
@@ -510,7 +512,7 @@ class LayerStep : public Step {
     w_.tree_ready = false;  // until the layer is recorded, the tree is ahead of `layers`
     inner_->run(st);
     LayerRef l = commit_layer(w_, st, before, "imgbake rootfs: " + name());
-    record(w_, key, preimage, l, slot);
+    record(w_, st.build.cache_remote.get(), key, preimage, l, slot);
     w_.layers.push_back(l);
     w_.applied = w_.layers.size();
     w_.tree_ready = true;

@@ -1,9 +1,12 @@
 #include <iostream>
 #include <mutex>
 
+#include "imgbake/build_cache.h"
+#include "imgbake/cache_remote.h"
 #include "imgbake/cancel.h"
 #include "imgbake/error.h"
 #include "imgbake/publish.h"
+#include "imgbake/util.h"
 #include "store_verbs.h"
 #include "template_options.h"
 
@@ -68,6 +71,68 @@ int test_committed(const Template& t, const std::vector<store::ImageRecord>& com
   return rc;
 }
 
+
+// Where the build cache is shared (docs/build-cache.md): --cache-from/--cache-to, else
+// $IMGBAKE_CACHE_FROM (comma-separated) and $IMGBAKE_CACHE_TO, else the template's
+// imgbake.cache {"from": …, "to": …}.
+struct CacheSettings {
+  std::vector<std::string> from;
+  std::string to;
+};
+
+CacheSettings cache_settings(const Template& t, const std::vector<std::string>& flag_from, const std::string& flag_to) {
+  CacheSettings cs;
+  const json::Value* c = t.imgbake ? t.imgbake->find("cache") : nullptr;
+  if (c && !c->is_object()) c = nullptr;
+  cs.from = flag_from;
+  if (cs.from.empty())
+    if (const char* e = std::getenv("IMGBAKE_CACHE_FROM"); e && *e)
+      for (auto& part : util::split(e, ','))
+        if (!part.empty()) cs.from.push_back(part);
+  if (cs.from.empty() && c) {
+    if (const json::Value* f = c->find("from"); f && f->is_string()) cs.from.push_back(f->text);
+    if (const json::Value* f = c->find("from"); f && f->is_array())
+      for (const auto& item : f->items)
+        if (item.is_string()) cs.from.push_back(item.text);
+  }
+  cs.to = flag_to;
+  if (cs.to.empty())
+    if (const char* e = std::getenv("IMGBAKE_CACHE_TO"); e && *e) cs.to = e;
+  if (cs.to.empty() && c)
+    if (const json::Value* f = c->find("to"); f && f->is_string()) cs.to = f->text;
+  return cs;
+}
+
+registry::CacheRepository cache_repository(const std::string& text, const char* what, const RegistryFlags& reg,
+                                           Ui& ui) {
+  registry::Reference ref = registry::Reference::parse(text);
+  if (!ref.tag.empty() || !ref.digest.empty())
+    throw UsageError(std::string(what) + " '" + text +
+                     "': give REGISTRY/REPOSITORY without a tag or digest (entries are tagged by step key)");
+  return registry::CacheRepository{ref, make_registry_client(ref.registry, reg, ui)};
+}
+
+// The signing key of the build's provenance, which signs the exported entries too.
+provenance::SigningKey cache_signing_key(const Template& t, const std::string& flag) {
+  std::string path = flag;
+  if (path.empty())
+    if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); e && *e) path = e;
+  if (path.empty() && t.imgbake)
+    if (const json::Value* k = t.imgbake->find("signing_key"); k && k->is_string()) path = k->text;
+  bool created = false;
+  return load_signing_key(path, created);
+}
+
+void export_cache(registry::RegistryCache& cache, const std::string& to, const Template& t, const std::string& key,
+                  const std::string& home, Ui& ui) {
+  store::Store st(home.empty() ? store::Store::default_home() : std::filesystem::path(home));
+  registry::CacheExportReport r = cache.export_noted(st, cache_signing_key(t, key));
+  ui.message("", "cache: exported " + std::to_string(r.entries) + " step" + (r.entries == 1 ? "" : "s") + " to " + to +
+                     " (" + std::to_string(r.blobs_sent) + " blobs, " + util::format_bytes(r.bytes_sent) + " sent; " +
+                     std::to_string(r.entries_there) + " already there)");
+  for (const auto& f : r.failures) ui.warn("", "cache: not exported: " + f);
+}
+
 }  // namespace
 
 Action setup_build(CLI::App& sub, const GlobalOptions& global) {
@@ -86,6 +151,9 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     bool no_cache = false;
     bool explain_cache = false;
     bool test = false;
+    std::vector<std::string> cache_from;
+    std::string cache_to;
+    RegistryFlags reg;
   };
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
@@ -104,6 +172,13 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   sub.add_flag("--no-cache", o->no_cache, "Run every step of image builders (rootfs) instead of reusing cached layers");
   sub.add_flag("--explain-cache", o->explain_cache,
                "Print each cached step's key and its inputs, and on a miss which input changed");
+  sub.add_option("--cache-from", o->cache_from,
+                 "Also look cached steps up in this registry repository (REGISTRY/REPO; repeatable; default "
+                 "$IMGBAKE_CACHE_FROM, else the template's imgbake.cache.from)");
+  sub.add_option("--cache-to", o->cache_to,
+                 "Send the steps this build made or used to this registry repository when it ends (default "
+                 "$IMGBAKE_CACHE_TO, else the template's imgbake.cache.to)");
+  add_registry_flags(sub, o->reg);
   sub.add_flag("--test", o->test,
                "Test each committed image with the template's imgbake.tests (as imgbake test), record the signed "
                "result, and then move the channels whose policy waited for it");
@@ -153,9 +228,32 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     // Planning polls no token: until here an interrupt exits at once. The steps poll it and
     // clean up (stop VMs, remove trees) after the first one.
     CooperativeInterrupts interrupts;
+    const json::Value* cache_section = t.imgbake ? t.imgbake->find("cache") : nullptr;
+    if (cache_section && cache_section->is_bool() && !cache_section->boolean) opts.no_cache = true;
+    std::shared_ptr<registry::RegistryCache> cache;
+    CacheSettings cs = cache_settings(t, o->cache_from, o->cache_to);
+    if (!opts.no_cache && (!cs.from.empty() || !cs.to.empty())) {
+      std::vector<registry::CacheRepository> from;
+      for (const auto& f : cs.from) from.push_back(cache_repository(f, "--cache-from", o->reg, ui));
+      std::optional<registry::CacheRepository> to;
+      if (!cs.to.empty()) to = cache_repository(cs.to, "--cache-to", o->reg, ui);
+      store::Store st(opts.store_home.empty() ? store::Store::default_home()
+                                              : std::filesystem::path(opts.store_home));
+      cache = std::make_shared<registry::RegistryCache>(
+          std::move(from), std::move(to), trusted_keys(st), [&ui](std::string_view l) { ui.message("", l); },
+          [&ui](std::string_view l) { ui.warn("", l); }, global_cancel());
+      opts.cache_remote = cache;
+    }
+    // The export runs after the builds, also after a failed one (its checkpoints let the next
+    // machine resume before the failing step), not after an interrupt.
+    auto finish = [&](int rc) {
+      if (cache && cache->exports() && !global_cancel().cancelled())
+        export_cache(*cache, cs.to, t, o->signing_key, opts.store_home, ui);
+      return rc;
+    };
     const json::Value* after = t.imgbake ? t.imgbake->find("test_after_build") : nullptr;
     const bool test = o->test || (after && after->is_bool() && after->boolean);
-    if (!test || !opts.commit) return run_builds(t, plans, opts, ui);
+    if (!test || !opts.commit) return finish(run_builds(t, plans, opts, ui));
     std::mutex mu;
     std::vector<store::ImageRecord> committed;
     const std::string home = opts.store_home;
@@ -164,6 +262,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
           std::make_unique<store::Store>(home.empty() ? store::Store::default_home() : std::filesystem::path(home)), mu,
           committed);
     });
+    finish(0);
     if (rc != 0) return rc;
     return test_committed(t, committed, g, o->signing_key);
   };

@@ -323,6 +323,7 @@ BuildSummary run_one(const Template& t, BuildPlan& plan, const BuildOptions& opt
   info.store_home = opts.store_home;
   info.no_cache = opts.no_cache;
   info.explain_cache = opts.explain_cache;
+  info.cache_remote = opts.cache_remote;
   info.commit = opts.commit;
   info.image_config = image_settings(t, plan).image_config;
   // The image config ships inside the image, for anyone who pulls it: a sensitive value there

@@ -1,6 +1,7 @@
 // The build cache: the rootfs builder's layers and the qemu builder's checkpoints by step key,
 // and the key each build step (slot) had last time, to explain a miss.
 #include "catalog.h"
+#include "imgbake/cache_remote.h"
 
 #include <optional>
 #include <string>
@@ -79,6 +80,23 @@ size_t Store::cache_size() const {
   Stmt s(db_->db, "SELECT COUNT(*) FROM layer_cache");
   s.step();
   return static_cast<size_t>(s.integer(0));
+}
+
+}  // namespace imgbake::store
+
+namespace imgbake::store {
+
+std::optional<CacheEntry> cache_find(Store& store, CacheRemote* remote, const std::string& key,
+                                     const std::string& slot) {
+  std::optional<CacheEntry> e = store.cache_get(key);
+  if (!e && remote) e = remote->fetch(store, key, slot);
+  if (e && remote) remote->note(*e);
+  return e;
+}
+
+void cache_record(Store& store, CacheRemote* remote, const CacheEntry& entry, const std::string& slot) {
+  store.cache_put(entry, slot);
+  if (remote) remote->note(entry);
 }
 
 }  // namespace imgbake::store

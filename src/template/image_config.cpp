@@ -74,8 +74,19 @@ void check_imgbake_section(const json::Value& v, const std::string& path, Diagno
   if (const json::Value* tests = r.raw("tests")) read_test_spec(*tests, path, d);
   if (r.boolean("test_after_build", false) && !r.raw("tests"))
     r.error("test_after_build", "'test_after_build' needs checks: give them in 'tests'");
-  if (const json::Value* c = r.raw("cache"); c && !c->is_object() && !c->is_bool())
-    r.error("cache", "'cache' must be true, false or an object");
+  // false: no step is taken from a cache (--no-cache); an object: where the cache is shared
+  // (docs/build-cache.md); --cache-from/--cache-to and $IMGBAKE_CACHE_FROM/_TO win.
+  if (const json::Value* c = r.raw("cache"); c && c->is_object()) {
+    ConfigReader cr(*c, path, "'imgbake.cache'", d);
+    for (const auto& from : cr.strings("from"))
+      if (from.empty() || from.find_first_of("@ ") != std::string::npos)
+        cr.error("from", "'from' entry '" + from + "' is not a REGISTRY/REPOSITORY");
+    if (std::string to = cr.string("to"); to.find_first_of("@ ") != std::string::npos)
+      cr.error("to", "'to' is not a REGISTRY/REPOSITORY");
+    cr.finish();
+  } else if (c && !c->is_bool()) {
+    r.error("cache", "'cache' must be true, false or an object ({\"from\": …, \"to\": …})");
+  }
   if (const json::Value* c = r.raw("config")) {
     if (c->is_object()) {
       ConfigReader cr(*c, path, "'imgbake.config'", d);

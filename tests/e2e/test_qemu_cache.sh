@@ -3,11 +3,14 @@
 # guest under TCG. A rebuild with nothing changed starts no qemu; a changed last provisioner
 # resumes the VM from the checkpoint before it (no boot) and the output disk has every step's
 # effect; a failed step, once fixed, resumes right before it; a damaged checkpoint is detected and
-# not used; --no-cache boots; store check and gc --prune-cache know the checkpoints.
+# not used, as is a disk level that names a host file; a second store builds from the checkpoints
+# through a registry (--cache-to/--cache-from) without starting qemu; --no-cache boots; store check
+# and gc --prune-cache know the checkpoints.
 # The tests share one store and run in order: each starts from what the one before left.
 . "$(dirname "$0")/lib.sh"
 
 . "$(dirname "$0")/qemu_lib.sh"
+. "$(dirname "$0")/registry_lib.sh"
 
 # The template: the disk guest with three provisioners; -var three=… changes only the last.
 TEMPLATE=$E2E_ROOT/cached.json
@@ -78,6 +81,52 @@ test_unchanged_rebuild_starts_no_vm() {
   expect_eq "the output disk is the cold build's, byte for byte" "$(cat "$E2E_ROOT/cold.sha256")" \
     "$(sha256sum "$DISK" | cut -d' ' -f1)"
   expect_contains "$STDOUT" "artifact qemu: sha256:$(cat "$E2E_ROOT/cold.sha256")"
+  expect_no_qemu
+}
+
+test_a_second_store_builds_from_the_registry_cache() {
+  start_registry "$TEST_DIR/registry" || return
+  local reg=127.0.0.1:$REGISTRY_PORT
+  build 0 --cache-to "$reg/ci/qemu" --insecure-registry "$reg" || return
+  cat "$STDOUT" "$STDERR" >a.out
+  expect_contains a.out "every step is cached"
+  # The base disk, the checkpoints after steps 1 and 2, the shut-down disk.
+  expect_contains a.out "cache: exported 4 steps to $reg/ci/qemu"
+  mkdir -p b && cd b || return
+  IMGBAKE_HOME=$TEST_DIR/store-b build 0 --cache-from "$reg/ci/qemu" --insecure-registry "$reg" || return
+  cat "$STDOUT" "$STDERR" >b.out
+  expect_eq "entries fetched from the registry" 4 "$(grep -c "from $reg/ci/qemu (" b.out)"
+  expect_contains b.out "every step is cached"
+  expect_not_contains b.out "starting qemu"
+  expect_eq "the second store's output disk is the first's, byte for byte" "$(cat "$E2E_ROOT/cold.sha256")" \
+    "$(sha256sum "$DISK" | cut -d' ' -f1)"
+  IMGBAKE_HOME=$TEST_DIR/store-b run imgbake store check
+  expect_eq "store check of the second store" 0 "$RC"
+  expect_no_qemu
+}
+
+test_a_level_naming_a_host_file_is_not_used() {
+  # The shut-down disk's entry replaced by a qcow2 whose backing file is a file of the host: what a
+  # bad cache entry would try (its digest is right: it is the blob the catalog names).
+  qemu-img create -q -f qcow2 -u -b /etc/hostname -F raw evil.qcow2 64M
+  python3 - "$IMGBAKE_HOME" evil.qcow2 <<'PY'
+import hashlib, os, shutil, sqlite3, sys
+home, evil = sys.argv[1], sys.argv[2]
+data = open(evil, "rb").read()
+hexd = hashlib.sha256(data).hexdigest()
+shutil.copy(evil, f"{home}/blobs/sha256/{hexd}")
+db = sqlite3.connect(home + "/catalog.db")
+key = db.execute("SELECT key FROM layer_cache_slots WHERE slot LIKE '%#shutdown'").fetchone()[0]
+db.execute("UPDATE layer_cache SET digest = ?, size = ? WHERE key = ?", ("sha256:" + hexd, len(data), key))
+db.commit()
+PY
+  build 0 || return
+  cat "$STDOUT" "$STDERR" >all.out
+  expect_contains all.out "is not a disk level of this chain: its backing file is '/etc/hostname'"
+  expect_contains all.out "resuming the VM after step 2 of 3"
+  expect_not_contains all.out "every step is cached"
+  guest_files "$DISK"
+  expect_contains "$STDOUT" "three-a"
   expect_no_qemu
 }
 
@@ -170,6 +219,8 @@ test_no_cache_boots_and_gc_prune_cache_forgets_checkpoints() {
 
 run_test cold_build_keeps_a_checkpoint_per_step test_cold_build_keeps_a_checkpoint_per_step
 run_test unchanged_rebuild_starts_no_vm test_unchanged_rebuild_starts_no_vm
+run_test a_second_store_builds_from_the_registry_cache test_a_second_store_builds_from_the_registry_cache
+run_test a_level_naming_a_host_file_is_not_used test_a_level_naming_a_host_file_is_not_used
 run_test last_step_changed_resumes_without_booting test_last_step_changed_resumes_without_booting
 run_test failed_step_resumes_after_the_fix test_failed_step_resumes_after_the_fix
 run_test damaged_checkpoint_is_not_used test_damaged_checkpoint_is_not_used

@@ -36,6 +36,7 @@ struct BuildOptions {
   std::string signing_key;                    // --signing-key (else IMGBAKE_SIGNING_KEY, template, default)
   bool no_cache = false;                      // --no-cache: image builders run every step
   bool explain_cache = false;                 // --explain-cache: print each step key's inputs
+  std::shared_ptr<store::CacheRemote> cache_remote;  // --cache-from/--cache-to (a registry)
 };
 
 struct Variables {

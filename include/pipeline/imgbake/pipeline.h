@@ -21,6 +21,9 @@
 namespace imgbake {
 
 class Communicator;
+namespace store {
+class CacheRemote;
+}
 
 enum class OnError { Cleanup, Abort, Ask, RunCleanupProvisioner };
 std::optional<OnError> parse_on_error(std::string_view s);
@@ -39,6 +42,8 @@ struct BuildInfo {
   std::string store_home;  // "" = store::Store::default_home()
   bool no_cache = false;
   bool explain_cache = false;
+  // Where else cached steps are looked up and sent (--cache-from/--cache-to); nullptr: only the store.
+  std::shared_ptr<store::CacheRemote> cache_remote;
   bool commit = true;                                                      // the image will be committed
   nlohmann::ordered_json image_config = nlohmann::ordered_json::object();  // the "imgbake" section's "config"
 };
