@@ -6,6 +6,7 @@
 
 #include "imgbake/cache_remote.h"
 #include "imgbake/error.h"
+#include "imgbake/json_diff.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
 #include "qemu_run.h"
@@ -156,8 +157,15 @@ std::string CheckpointCache::explain(State& st, const std::string& what, const s
   if (hit) {
     st.message("cache: " + what + ": hit");
   } else if (auto last = store_->cache_last_in_slot(slot); last && last->key != key) {
-    st.message("cache: " + what + ": miss; last time this step had key " + last->key.substr(0, 16) + " = sha256 of " +
-               last->material);
+    // As the rootfs builder says it: which inputs changed since the step last ran.
+    std::vector<std::string> changes;
+    try {
+      json_diff(nlohmann::json::parse(last->material), nlohmann::json::parse(preimage), "", changes);
+    } catch (const std::exception&) {
+    }
+    st.message("cache: " + what + ": miss; last time this step had key " + last->key.substr(0, 16) + ", changed:");
+    for (const auto& c : changes)
+      st.message("  " + (c.starts_with("prev:") ? "prev (an earlier step's key changed): " + c.substr(6) : c));
   } else {
     st.message("cache: " + what + ": miss");
   }
@@ -304,8 +312,9 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
       break;
     }
   }
-  if (final_entry && !(intact(st, final_entry->blob, final_key_, "the shut-down disk") &&
-                      level_ok(st, *final_entry, levels.empty() ? root_key_ : levels.back().key, "the shut-down disk")))
+  if (final_entry &&
+      !(intact(st, final_entry->blob, final_key_, "the shut-down disk") &&
+        level_ok(st, *final_entry, levels.empty() ? root_key_ : levels.back().key, "the shut-down disk")))
     final_entry.reset();
   if (!final_entry) {
     while (!levels.empty() && !intact(st, levels.back().state, levels.back().key,

@@ -83,7 +83,7 @@ class CheckpointCache {
   bool enabled_ = false;
   std::unique_ptr<store::Store> store_;
   store::CacheRemote* remote_ = nullptr;  // --cache-from/--cache-to
-  std::filesystem::path dir_;  // in the store's tmp/: overlays, state files, and ck-KEY links
+  std::filesystem::path dir_;             // in the store's tmp/: overlays, state files, and ck-KEY links
   std::filesystem::path top_;
   std::string active_node_;  // the QMP node of top_ once a checkpoint made it
   int tops_ = 0;

@@ -16,13 +16,13 @@
 #include "imgbake/cache_remote.h"
 #include "imgbake/error.h"
 #include "imgbake/exec.h"
+#include "imgbake/json_diff.h"
 #include "imgbake/layer.h"
 #include "imgbake/oci_json.h"
 #include "imgbake/process.h"
 #include "imgbake/store.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
-#include "json_diff.h"
 #include "rootfs_config.h"
 
 namespace imgbake::rootfs {

@@ -71,7 +71,6 @@ int test_committed(const Template& t, const std::vector<store::ImageRecord>& com
   return rc;
 }
 
-
 // Where the build cache is shared (docs/build-cache.md): --cache-from/--cache-to, else
 // $IMGBAKE_CACHE_FROM (comma-separated) and $IMGBAKE_CACHE_TO, else the template's
 // imgbake.cache {"from": …, "to": …}.
@@ -237,8 +236,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
       for (const auto& f : cs.from) from.push_back(cache_repository(f, "--cache-from", o->reg, ui));
       std::optional<registry::CacheRepository> to;
       if (!cs.to.empty()) to = cache_repository(cs.to, "--cache-to", o->reg, ui);
-      store::Store st(opts.store_home.empty() ? store::Store::default_home()
-                                              : std::filesystem::path(opts.store_home));
+      store::Store st(opts.store_home.empty() ? store::Store::default_home() : std::filesystem::path(opts.store_home));
       cache = std::make_shared<registry::RegistryCache>(
           std::move(from), std::move(to), trusted_keys(st), [&ui](std::string_view l) { ui.message("", l); },
           [&ui](std::string_view l) { ui.warn("", l); }, global_cancel());

@@ -66,9 +66,8 @@ std::vector<oci::Descriptor> blobs_of(const store::CacheEntry& e) {
 std::string cache_tag(const std::string& key) { return "cache-" + key; }
 
 CacheArtifact make_cache_artifact(const store::CacheEntry& e, const provenance::SigningKey& key) {
-  nlohmann::ordered_json payload = {{"key", e.key},          {"material", e.material}, {"empty", e.empty},
-                                    {"diff_id", e.diff_id},  {"created_by", e.created_by},
-                                    {"created", e.created}};
+  nlohmann::ordered_json payload = {{"key", e.key},         {"material", e.material},     {"empty", e.empty},
+                                    {"diff_id", e.diff_id}, {"created_by", e.created_by}, {"created", e.created}};
   if (!e.empty) payload["blob"] = descriptor_json(e.blob);
   if (!e.state.digest.empty()) payload["state"] = descriptor_json(e.state);
   CacheArtifact a;

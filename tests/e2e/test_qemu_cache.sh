@@ -131,9 +131,13 @@ PY
 }
 
 test_last_step_changed_resumes_without_booting() {
-  build 0 -var three=three-b || return
+  build 0 -var three=three-b --explain-cache || return
   cp "$STDOUT" build.out
   expect_contains build.out "resuming the VM after step 2 of 3"
+  # --explain-cache names the input that changed, as for the rootfs builder.
+  expect_match build.out 'cache: provisioner 3 \(shell\): miss; last time this step had key [0-9a-f]{16}, changed:'
+  expect_match build.out 'THREE=three-a.* -> .*THREE=three-b'
+  expect_match build.out 'cache: provisioner 1 \(shell\): hit
   expect_contains build.out "resumed the VM from its checkpoint"
   expect_not_contains build.out "typing the boot command"
   expect_contains build.out "connected to SSH"

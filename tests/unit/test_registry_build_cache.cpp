@@ -106,17 +106,20 @@ TEST(RegistryBuildCache, WhatMakesAnEntryUnusable) {
   CacheEntry two = Entry(one.key, "step two");
   auto a = make_cache_artifact(one, key);
 
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, a.manifest, a.config, Trust(stranger)); })
-                .find("not from a trusted key"),
+  EXPECT_NE(ErrorOf([&] {
+              read_cache_artifact(one.key, a.manifest, a.config, Trust(stranger));
+            }).find("not from a trusted key"),
             std::string::npos);
   // Another step's valid entry under this step's tag.
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(two.key, a.manifest, a.config, Trust(key)); })
-                .find("is the entry of key " + one.key.substr(0, 12)),
+  EXPECT_NE(ErrorOf([&] {
+              read_cache_artifact(two.key, a.manifest, a.config, Trust(key));
+            }).find("is the entry of key " + one.key.substr(0, 12)),
             std::string::npos);
   // Material that does not hash to the key, even signed by a trusted key.
   std::string c = Resigned(a.config, key, [](nlohmann::json& p) { p["material"] = "{}"; });
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, WithConfig(a.manifest, c), c, Trust(key)); })
-                .find("does not hash to its key"),
+  EXPECT_NE(ErrorOf([&] {
+              read_cache_artifact(one.key, WithConfig(a.manifest, c), c, Trust(key));
+            }).find("does not hash to its key"),
             std::string::npos);
   // A config that is not the one the manifest names.
   EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, a.manifest, c, Trust(key)); }).find("signed envelope"),
@@ -124,21 +127,24 @@ TEST(RegistryBuildCache, WhatMakesAnEntryUnusable) {
   // Blobs in the manifest that are not the entry's.
   auto m = nlohmann::json::parse(a.manifest);
   m["layers"][0]["digest"] = "sha256:" + util::sha256_hex("something else");
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, m.dump(), a.config, Trust(key)); })
-                .find("layers are not the entry's blobs"),
+  EXPECT_NE(ErrorOf([&] {
+              read_cache_artifact(one.key, m.dump(), a.config, Trust(key));
+            }).find("layers are not the entry's blobs"),
             std::string::npos);
   // A digest that would reach outside the blob directory; a media type no entry has.
   c = Resigned(a.config, key, [](nlohmann::json& p) { p["blob"]["digest"] = "sha256:../../../etc/passwd"; });
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, WithConfig(a.manifest, c), c, Trust(key)); })
-                .find("malformed digest"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf([&] { read_cache_artifact(one.key, WithConfig(a.manifest, c), c, Trust(key)); }).find("malformed digest"),
+      std::string::npos);
   c = Resigned(a.config, key, [](nlohmann::json& p) { p["blob"]["mediaType"] = "text/plain"; });
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, WithConfig(a.manifest, c), c, Trust(key)); })
-                .find("media type 'text/plain'"),
+  EXPECT_NE(ErrorOf([&] {
+              read_cache_artifact(one.key, WithConfig(a.manifest, c), c, Trust(key));
+            }).find("media type 'text/plain'"),
             std::string::npos);
   // Not a cache artifact at all.
-  EXPECT_NE(ErrorOf([&] { read_cache_artifact(one.key, "{\"layers\": []}", a.config, Trust(key)); })
-                .find("not an imgbake cache entry"),
+  EXPECT_NE(ErrorOf([&] {
+              read_cache_artifact(one.key, "{\"layers\": []}", a.config, Trust(key));
+            }).find("not an imgbake cache entry"),
             std::string::npos);
 }
 
@@ -182,7 +188,8 @@ TEST_F(RegistryBuildCacheStores, ExportedEntriesAreFetchedIntoAnotherStore) {
   a_->cache_put(one, "");
   a_->cache_put(two, "");
 
-  registry::RegistryCache to({}, Repo(reg), {}, [](std::string_view) {}, [](std::string_view) {}, cancel_);
+  registry::RegistryCache to(
+      {}, Repo(reg), {}, [](std::string_view) {}, [](std::string_view) {}, cancel_);
   store::cache_record(*a_, &to, one, "");
   to.note(two);
   to.note(one);  // noted twice: sent once
@@ -195,7 +202,8 @@ TEST_F(RegistryBuildCacheStores, ExportedEntriesAreFetchedIntoAnotherStore) {
   std::vector<registry::CacheRepository> from;
   from.push_back(Repo(reg));
   registry::RegistryCache cache(
-      std::move(from), std::nullopt, [&] {
+      std::move(from), std::nullopt,
+      [&] {
         std::vector<provenance::VerifyingKey> v;
         v.push_back(provenance::VerifyingKey::from_pem(key.public_pem()));
         return v;
@@ -213,8 +221,7 @@ TEST_F(RegistryBuildCacheStores, ExportedEntriesAreFetchedIntoAnotherStore) {
   EXPECT_FALSE(store::cache_find(*b_, &cache, util::sha256_hex("unknown"), "").has_value());
   EXPECT_EQ(cache.fetched(), 2u);
   ASSERT_EQ(said_.size(), 2u);
-  EXPECT_NE(said_[0].find("from " + reg.host() + "/ci/cache (1 blob, 13 B downloaded)"), std::string::npos)
-      << said_[0];
+  EXPECT_NE(said_[0].find("from " + reg.host() + "/ci/cache (1 blob, 13 B downloaded)"), std::string::npos) << said_[0];
   EXPECT_TRUE(warned_.empty());
 }
 
@@ -229,11 +236,11 @@ TEST_F(RegistryBuildCacheStores, AnUnreachableRegistryIsOneWarning) {
   o.max_retries = 0;
   std::string host = "127.0.0.1:" + std::to_string(port);
   std::vector<registry::CacheRepository> from;
-  from.push_back({registry::Reference::parse(host + "/ci/cache"),
-                  std::make_unique<registry::Client>(host, o, std::nullopt)});
+  from.push_back(
+      {registry::Reference::parse(host + "/ci/cache"), std::make_unique<registry::Client>(host, o, std::nullopt)});
   registry::RegistryCache cache(
-      std::move(from), std::nullopt, {}, [](std::string_view) {},
-      [&](std::string_view l) { warned_.emplace_back(l); }, cancel_);
+      std::move(from), std::nullopt, {}, [](std::string_view) {}, [&](std::string_view l) { warned_.emplace_back(l); },
+      cancel_);
   EXPECT_FALSE(cache.fetch(*b_, util::sha256_hex("a"), "").has_value());
   EXPECT_FALSE(cache.fetch(*b_, util::sha256_hex("b"), "").has_value());
   ASSERT_EQ(warned_.size(), 1u);

@@ -30,12 +30,12 @@ struct BuildOptions {
   int parallel_builds = 0;  // 0 = unlimited
   // The store: every successful build is committed as NAME:VERSION unless `commit` is off.
   bool commit = true;
-  std::string store_home;                     // "" = Store::default_home()
-  std::string version;                        // --version (else the template's, else auto)
-  std::map<std::string, std::string> labels;  // --label k=v
-  std::string signing_key;                    // --signing-key (else IMGBAKE_SIGNING_KEY, template, default)
-  bool no_cache = false;                      // --no-cache: image builders run every step
-  bool explain_cache = false;                 // --explain-cache: print each step key's inputs
+  std::string store_home;                            // "" = Store::default_home()
+  std::string version;                               // --version (else the template's, else auto)
+  std::map<std::string, std::string> labels;         // --label k=v
+  std::string signing_key;                           // --signing-key (else IMGBAKE_SIGNING_KEY, template, default)
+  bool no_cache = false;                             // --no-cache: image builders run every step
+  bool explain_cache = false;                        // --explain-cache: print each step key's inputs
   std::shared_ptr<store::CacheRemote> cache_remote;  // --cache-from/--cache-to (a registry)
 };
 

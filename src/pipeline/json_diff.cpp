@@ -1,9 +1,9 @@
 // The differences between two cache key preimages (json_diff.h).
-#include "json_diff.h"
+#include "imgbake/json_diff.h"
 
 #include <algorithm>
 
-namespace imgbake::rootfs {
+namespace imgbake {
 
 void json_diff(const nlohmann::json& a, const nlohmann::json& b, const std::string& path,
                std::vector<std::string>& out) {
@@ -28,4 +28,4 @@ void json_diff(const nlohmann::json& a, const nlohmann::json& b, const std::stri
   out.push_back(path + ": " + show(a) + " -> " + show(b));
 }
 
-}  // namespace imgbake::rootfs
+}  // namespace imgbake
