@@ -236,6 +236,7 @@ class CompactStep : public Step {
   void run(State& st) override {
     const QemuConfig& c = r_.cfg;
     if (r_.cache.enabled()) {
+      if (r_.cache.cached_output(st, r_.disk_path)) return;
       // The chain of overlays (from the cache or this build) becomes one disk in the template's format.
       std::string disk = r_.disk_path.string();
       util::TempPathGuard tmp(disk + ".imgbake-convert");
@@ -248,6 +249,7 @@ class CompactStep : public Step {
       tmp.dismiss();
       st.message("wrote " + disk + " (" + c.format + ", " + std::to_string(file_size_or_zero(disk) >> 10) +
                  " KiB) from the step cache's disk chain");
+      r_.cache.keep_output(st, c, disk);
       return;
     }
     if (c.skip_compaction) {

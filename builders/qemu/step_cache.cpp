@@ -1,14 +1,19 @@
 #include "step_cache.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <chrono>
 
 #include "imgbake/cache_remote.h"
 #include "imgbake/error.h"
+#include "imgbake/fetch.h"
 #include "imgbake/json_diff.h"
 #include "imgbake/temp_path_guard.h"
 #include "imgbake/util.h"
+#include "qemu_config.h"
 #include "qemu_run.h"
 
 namespace imgbake::qemu {
@@ -49,6 +54,50 @@ nlohmann::json with_file_digest(const std::string& value) {
 }
 
 }  // namespace
+
+std::string source_digest(const fs::path& file, const fs::path& memo_file) {
+  struct stat sb {};
+  if (::stat(file.c_str(), &sb) != 0) return util::file_digest_hex(file);  // which says why
+  auto ns = [](const timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; };
+  const nlohmann::json id = {{"dev", static_cast<uint64_t>(sb.st_dev)},
+                             {"ino", static_cast<uint64_t>(sb.st_ino)},
+                             {"size", static_cast<int64_t>(sb.st_size)},
+                             {"mtime_ns", ns(sb.st_mtim)},
+                             {"ctime_ns", ns(sb.st_ctim)}};
+  const std::string path = fs::absolute(file).lexically_normal().string();
+  nlohmann::json memo = nlohmann::json::object();
+  try {
+    memo = nlohmann::json::parse(util::read_file(memo_file));
+  } catch (const std::exception&) {
+  }
+  if (!memo.is_object()) memo = nlohmann::json::object();
+  if (auto it = memo.find(path); it != memo.end() && it->is_object()) {
+    const nlohmann::json& e = *it;
+    const std::string digest = e.value("sha256", "");
+    const int64_t recorded = e.value("recorded_ns", int64_t{0});
+    if (e.value("id", nlohmann::json()) == id && digest.size() == 64 && recorded - ns(sb.st_ctim) > 2000000000LL &&
+        digest.find_first_not_of("0123456789abcdef") == std::string::npos)
+      return digest;
+  }
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  std::string digest = util::file_digest_hex(file);
+  memo[path] = {{"id", id}, {"sha256", digest}, {"recorded_ns", ns(now)}};
+  // At most 256 files: the ones recorded longest ago go.
+  while (memo.size() > 256) {
+    auto oldest = memo.begin();
+    for (auto it = memo.begin(); it != memo.end(); ++it)
+      if (it->value("recorded_ns", int64_t{0}) < oldest->value("recorded_ns", int64_t{0})) oldest = it;
+    memo.erase(oldest);
+  }
+  // Written atomically; a memo that cannot be written only costs a hash next time.
+  try {
+    fs::create_directories(memo_file.parent_path());
+    util::write_file_atomic(memo_file, memo.dump());
+  } catch (const std::exception&) {
+  }
+  return digest;
+}
 
 std::string cache_refusal(const CacheEligibility& e) {
   if (e.no_cache) return "--no-cache";
@@ -223,7 +272,8 @@ bool CheckpointCache::prepare_disk(State& st, QemuRun& r) {
     ssh["key_sha256"] = util::sha256_hex(util::file_digest_hex(c.ssh.private_key_file));
   nlohmann::json material = {
       {"step", "qemu-machine"},
-      {"source_sha256", util::file_digest_hex(r.source_path)},
+      {"source_sha256",
+       source_digest(r.source_path, fs::path(default_download_cache_dir()).parent_path() / "file-digests.json")},
       {"disk_image", c.disk_image},
       {"disk_size", c.disk_size},
       {"skip_resize_disk", c.skip_resize_disk},
@@ -302,8 +352,14 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
   std::optional<store::CacheEntry> final_entry;
   if (!reads_machine && levels.size() == checkpointed)
     final_entry = store::cache_find(*store_, remote_, final_key_, slot_prefix_ + "shutdown");
+  // A full hit whose converted output disk is cached reads no level: only that disk is re-hashed.
+  if (final_entry) {
+    std::string preimage;
+    auto out = store::cache_find(*store_, remote_, output_key(r.cfg, preimage), slot_prefix_ + "output");
+    if (out && !out->empty && intact(st, out->blob, out->key, "the output disk")) output_ = out;
+  }
   // Every disk level used is re-hashed first; a VM state only when the VM resumes from it.
-  for (size_t i = 0; i < levels.size(); ++i) {
+  for (size_t i = 0; i < levels.size() && !output_; ++i) {
     const std::string what = "the disk after step " + std::to_string(i + 1);
     if (!intact(st, levels[i].blob, levels[i].key, what) ||
         !level_ok(st, levels[i], i == 0 ? root_key_ : keys_[i - 1], what)) {
@@ -312,7 +368,7 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
       break;
     }
   }
-  if (final_entry &&
+  if (final_entry && !output_ &&
       !(intact(st, final_entry->blob, final_key_, "the shut-down disk") &&
         level_ok(st, *final_entry, levels.empty() ? root_key_ : levels.back().key, "the shut-down disk")))
     final_entry.reset();
@@ -322,9 +378,16 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
       levels.pop_back();
   }
   for (size_t i = 0; i < steps_.size(); ++i)
-    explain(st, steps_[i]->name(), keys_[i], preimages_[i], slot_prefix_ + std::to_string(i + 1), i < levels.size());
+    explain(st, steps_[i]->name(), keys_[i], preimages_[i], slot_prefix_ + std::to_string(i + 1),
+            i < levels.size() || final_entry.has_value());
   explain(st, "shut down", final_key_, final_preimage_, slot_prefix_ + "shutdown", final_entry.has_value());
 
+  if (output_) {
+    full_hit_ = true;
+    st.message("step cache: every step is cached (output disk " + output_->blob.digest.substr(0, 19) +
+               "): no VM is started");
+    return;
+  }
   for (size_t i = 0; i < levels.size(); ++i) link(keys_[i], store_->blobs().path(levels[i].blob.digest));
   if (final_entry) {
     link(final_key_, store_->blobs().path(final_entry->blob.digest));
@@ -342,6 +405,39 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
   st.message("step cache: resuming the VM after step " + std::to_string(resume_after_) + " of " +
              std::to_string(steps_.size()) + " (checkpoint " + short_key(last.key) + ", state " +
              util::format_bytes(last.state.size) + "): no boot");
+}
+
+// The output disk's key: the shut-down disk's key and what shapes the conversion.
+std::string CheckpointCache::output_key(const QemuConfig& c, std::string& preimage) const {
+  nlohmann::json step = {{"step", "qemu-output"},
+                         {"format", c.format},
+                         {"compression", c.disk_compression},
+                         {"convert_args", c.qemu_img_args_convert}};
+  preimage = nlohmann::json({{"prev", final_key_}, {"step", step}}).dump();
+  return util::sha256_hex(preimage);
+}
+
+bool CheckpointCache::cached_output(State& st, const fs::path& disk) {
+  if (!output_) return false;
+  util::TempPathGuard tmp(disk.string() + ".imgbake-copy");
+  fs::copy_file(store_->blobs().path(output_->blob.digest), tmp.path(), fs::copy_options::overwrite_existing);
+  // The blob is read-only; the output disk is the user's.
+  fs::permissions(tmp.path(),
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read);
+  fs::rename(tmp.path(), disk);
+  tmp.dismiss();
+  st.message("wrote " + disk.string() + " (" + util::format_bytes(output_->blob.size) + "): the cached output disk " +
+             output_->blob.digest.substr(0, 19) + " of this chain");
+  return true;
+}
+
+void CheckpointCache::keep_output(State&, const QemuConfig& c, const fs::path& disk) {
+  if (!enabled_ || broken_) return;
+  store::CacheEntry e;
+  e.key = output_key(c, e.material);
+  e.blob = store_->blobs().put_file(disk, c.format == "raw" ? oci::kDiskRawMediaType : oci::kDiskQcow2MediaType);
+  e.created_by = "imgbake qemu: output disk (" + c.format + ")";
+  store::cache_record(*store_, remote_, e, slot_prefix_ + "output");
 }
 
 std::string CheckpointCache::incoming() const {
@@ -419,6 +515,17 @@ void CheckpointCache::after_shutdown(State& st, QemuRun&) {
   if (!enabled_ || broken_ || full_hit_) return;
   store::CacheEntry entry =
       record(final_key_, final_preimage_, top_, "", "imgbake qemu: disk after shutdown", "shutdown");
+  // The last step has no checkpoint (its changes are in the shut-down disk); its key and material
+  // are kept all the same (an entry without blobs, never resumed from), so that --explain-cache
+  // can say what changed in it next time.
+  if (!steps_.empty()) {
+    store::CacheEntry last;
+    last.key = keys_.back();
+    last.material = preimages_.back();
+    last.empty = true;
+    last.created_by = "imgbake qemu: step " + std::to_string(steps_.size()) + "'s key (the last step: no checkpoint)";
+    store_->cache_put(last, slot_prefix_ + std::to_string(steps_.size()));
+  }
   top_ = link_path(final_key_);
   st.message("step cache: shut-down disk " + entry.blob.digest.substr(0, 19) + " (" +
              util::format_bytes(entry.blob.size) + ", key " + short_key(final_key_) + ")");

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 namespace imgbake::qemu {
 
 struct QemuRun;
+struct QemuConfig;
 
 // Why this build cannot cache its steps; "" when it can. Pure, for the unit tests.
 struct CacheEligibility {
@@ -30,6 +32,13 @@ struct CacheEligibility {
   bool secrets = false;  // the template has sensitive variables
 };
 std::string cache_refusal(const CacheEligibility& e);
+
+// The sha256 (hex) of a source file, remembered in `memo_file` (JSON) under its path with its
+// identity (device, inode, size, mtime and ctime in ns): a multi-GiB source disk is read once, not
+// on every build. An entry recorded less than 2 s after the file's last change is not trusted (the
+// change and the recording may share a timestamp tick, git's "racy" entries), and ctime cannot be
+// set back by any tool, so a file changed in place is hashed again.
+std::string source_digest(const std::filesystem::path& file, const std::filesystem::path& memo_file);
 
 class CheckpointCache {
  public:
@@ -67,6 +76,11 @@ class CheckpointCache {
   void after_shutdown(State& st, QemuRun& r);
   // The overlay the VM writes to (and, at the end, the top of the chain to convert).
   std::filesystem::path top() const { return top_; }
+  // The compact step. On a full hit whose output disk (this chain, converted with these options)
+  // is cached and intact: copies it to `disk` and returns true. Otherwise false (convert the chain).
+  bool cached_output(State& st, const std::filesystem::path& disk);
+  // After the chain was converted to `disk`: keeps it, so that an unchanged rebuild copies it.
+  void keep_output(State& st, const QemuConfig& c, const std::filesystem::path& disk);
 
  private:
   std::string explain(State& st, const std::string& what, const std::string& key, const std::string& preimage,
@@ -79,6 +93,7 @@ class CheckpointCache {
                            const std::filesystem::path& state, const std::string& created_by, const std::string& slot);
   bool intact(State& st, const store::Descriptor& blob, const std::string& key, const std::string& what);
   bool level_ok(State& st, const store::CacheEntry& level, const std::string& backing_key, const std::string& what);
+  std::string output_key(const QemuConfig& c, std::string& preimage) const;
 
   bool enabled_ = false;
   std::unique_ptr<store::Store> store_;
@@ -95,8 +110,9 @@ class CheckpointCache {
   std::string slot_prefix_;
   bool full_hit_ = false;
   size_t resume_after_ = 0;
-  std::string state_path_;  // the checkpoint's state blob, when resuming
-  bool broken_ = false;     // a checkpoint failed: the rest of the build is not cached
+  std::string state_path_;                   // the checkpoint's state blob, when resuming
+  bool broken_ = false;                      // a checkpoint failed: the rest of the build is not cached
+  std::optional<store::CacheEntry> output_;  // a full hit's cached output disk, checked in plan()
 };
 
 }  // namespace imgbake::qemu

@@ -11,11 +11,14 @@ namespace imgbake::registry {
 
 namespace {
 
-// What a cache entry's blobs may be: a rootfs layer, a qemu disk level (qcow2) and a qemu VM
-// state (builders/qemu/step_cache.cpp names the last two).
-const std::set<std::string> kBlobMediaTypes = {
-    "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd", "application/vnd.imgbake.qemu.disk.v1.qcow2"};
+// What a cache entry's blobs may be: a rootfs layer, a qemu disk level (qcow2), a qemu output disk
+// (qcow2 or raw) and a qemu VM state (builders/qemu/step_cache.cpp names the qemu ones).
+const std::set<std::string> kBlobMediaTypes = {"application/vnd.oci.image.layer.v1.tar",
+                                               "application/vnd.oci.image.layer.v1.tar+gzip",
+                                               "application/vnd.oci.image.layer.v1.tar+zstd",
+                                               "application/vnd.imgbake.qemu.disk.v1.qcow2",
+                                               oci::kDiskQcow2MediaType,
+                                               oci::kDiskRawMediaType};
 constexpr const char* kStateMediaType = "application/vnd.imgbake.qemu.state.v1.gzip";
 // The empty descriptor (OCI 1.1) stands in for the blobs of an entry that has none.
 constexpr const char* kEmptyDigest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";

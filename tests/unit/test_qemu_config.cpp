@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +21,7 @@
 #include "imgbake/config.h"
 #include "imgbake/error.h"
 #include "imgbake/json.h"
+#include "imgbake/util.h"
 #include "qemu/qemu_config.h"
 #include "qemu/step_cache.h"
 
@@ -767,6 +770,58 @@ TEST_F(QemuCommandLineTest, MultiPartEntryIsJoinedWithoutSeparator) {
 TEST_F(QemuCommandLineTest, EmptyValueIsABareFlagAsInPacker) {
   auto argv = Argv({{"-nographic", ""}});
   EXPECT_EQ(argv.back(), "-nographic");
+}
+
+}  // namespace
+
+namespace {
+
+// The source disk's digest, remembered by file identity (step_cache.h, source_digest).
+class QemuSourceDigest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("source-digest-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    file_ = dir_ / "disk.raw";
+    std::ofstream(file_) << "disk bytes";
+    memo_ = dir_ / "cache" / "file-digests.json";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  // Rewrites the memo's entry for the file: digest and when it was recorded (ns since the epoch).
+  void Forge(const std::string& digest, int64_t recorded_ns) {
+    auto m = nlohmann::json::parse(imgbake::util::read_file(memo_));
+    auto& e = m[std::filesystem::absolute(file_).lexically_normal().string()];
+    e["sha256"] = digest;
+    e["recorded_ns"] = recorded_ns;
+    imgbake::util::write_file_atomic(memo_, m.dump());
+  }
+  int64_t CtimeNs() const {
+    struct stat sb {};
+    ::stat(file_.c_str(), &sb);
+    return static_cast<int64_t>(sb.st_ctim.tv_sec) * 1000000000 + sb.st_ctim.tv_nsec;
+  }
+  std::filesystem::path dir_, file_, memo_;
+};
+
+TEST_F(QemuSourceDigest, RemembersByIdentityAndRehashesAChangedFile) {
+  const std::string real = imgbake::util::sha256_hex("disk bytes");
+  EXPECT_EQ(imgbake::qemu::source_digest(file_, memo_), real);
+  ASSERT_TRUE(std::filesystem::exists(memo_));
+  // An entry recorded well after the file's last change is trusted: the memo answers (a forged
+  // digest shows that the file was not read).
+  const std::string forged(64, 'a');
+  Forge(forged, CtimeNs() + 10'000'000'000LL);
+  EXPECT_EQ(imgbake::qemu::source_digest(file_, memo_), forged);
+  // One recorded within 2 s of the change is not ("racy"): the file is hashed again.
+  Forge(forged, CtimeNs() + 1'000'000'000LL);
+  EXPECT_EQ(imgbake::qemu::source_digest(file_, memo_), real);
+  // A changed file (new ctime, size, mtime) is hashed again whatever the memo says.
+  Forge(forged, CtimeNs() + 10'000'000'000LL);
+  std::ofstream(file_, std::ios::app) << "!";
+  EXPECT_EQ(imgbake::qemu::source_digest(file_, memo_), imgbake::util::sha256_hex("disk bytes!"));
+  // An unreadable memo is no memo.
+  imgbake::util::write_file_atomic(memo_, "not json");
+  EXPECT_EQ(imgbake::qemu::source_digest(file_, memo_), imgbake::util::sha256_hex("disk bytes!"));
 }
 
 }  // namespace
