@@ -30,6 +30,9 @@ else
 fi
 # --no-build: packages only (tools/test.sh builds its own ASan+UBSan tree, build-asan/).
 [ "${1:-}" = --no-build ] && exit 0
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGBAKE_WERROR=ON >/dev/null
+# Warnings are errors in the checked build (tools/test.sh, build-asan/), not here: GCC's -O2-only
+# diagnostics have false positives (GCC bug 105329 stopped this build once), and a user's build must
+# not fail on them. They are still printed.
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGBAKE_WERROR=OFF >/dev/null
 # The binary only; `cmake --build build` builds the unit tests here too.
 cmake --build build --target imgbake

@@ -231,7 +231,9 @@ void round_up(Decimal& d, size_t n) {
   size_t i = n;
   while (i > 0 && d.digits[i - 1] == '9') --i;
   if (i == 0) {
-    d.digits = "1";
+    // assign(1, '1'), not = "1": GCC 12 at -O2 reports a bogus -Wrestrict overlap for the literal
+    // copy here (GCC bug 105329), which -Werror turns into a failed release build.
+    d.digits.assign(1, '1');
     ++d.point;
     return;
   }
