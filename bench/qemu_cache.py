@@ -19,22 +19,9 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def timed(argv, cwd, env):
-    t0 = time.monotonic()
-    p = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wall = time.monotonic() - t0
-    out = p.stdout.decode(errors="replace")
-    if p.returncode != 0:
-        sys.stderr.write(out[-3000:])
-        raise SystemExit(f"{argv[0]} failed with status {p.returncode}")
-    return wall, out
+from benchlib import ROOT, timed
 
 
 def main():

@@ -15,50 +15,11 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def timed(argv, cwd, env):
-    t0 = time.monotonic()
-    p = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wall = time.monotonic() - t0
-    out = p.stdout.decode(errors="replace")
-    if p.returncode != 0:
-        sys.stderr.write(out[-3000:])
-        raise SystemExit(f"{argv[0]} failed with status {p.returncode}")
-    return wall, out
-
-
-def start_registry(work):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    d = os.path.join(work, "registry")
-    os.makedirs(d)
-    with open(os.path.join(d, "config.yml"), "w") as f:
-        f.write(f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {d}/data}}}}\n"
-                f"http: {{addr: 127.0.0.1:{port}}}\n")
-    proc = subprocess.Popen(["docker-registry", "serve", os.path.join(d, "config.yml")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/")
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"127.0.0.1:{port}"
+from benchlib import ROOT, start_registry, timed
 
 
 def templates(work):
@@ -98,7 +59,7 @@ def main():
     proc = None
     res = {}
     try:
-        proc, reg = start_registry(work)
+        proc, reg = start_registry(os.path.join(work, "registry"))
         env = dict(os.environ, IMGBAKE_CONFIG_HOME=os.path.join(work, "cfg"))
         env.pop("IMGBAKE_QEMU_ACCEL", None)
         flags = ["--insecure-registry", reg]

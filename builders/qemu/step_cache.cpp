@@ -73,7 +73,7 @@ std::string source_digest(const fs::path& file, const fs::path& memo_file) {
   if (!memo.is_object()) memo = nlohmann::json::object();
   if (auto it = memo.find(path); it != memo.end() && it->is_object()) {
     const nlohmann::json& e = *it;
-    const std::string digest = e.value("sha256", "");
+    std::string digest = e.value("sha256", "");
     const int64_t recorded = e.value("recorded_ns", int64_t{0});
     if (e.value("id", nlohmann::json()) == id && digest.size() == 64 && recorded - ns(sb.st_ctim) > 2000000000LL &&
         digest.find_first_not_of("0123456789abcdef") == std::string::npos)

@@ -48,6 +48,16 @@ setup_work() {
   write_template "$@"
 }
 
+# build_from STORE OUT FETCHED CACHED: a build in STORE with --cache-from ci/cache; its output in
+# OUT; FETCHED entries came from the registry and CACHED provisioner steps were not run.
+build_from() {
+  on "$1" build --cache-from "$REG/ci/cache" --insecure-registry "$REG" bb.json
+  expect_eq "exit status of the build in $(basename "$1")" 0 "$RC" || return
+  cat "$STDOUT" "$STDERR" >"$2"
+  expect_eq "steps fetched from the registry into $(basename "$1")" "$3" "$(count "from $REG/ci/cache (" "$2")"
+  expect_eq "steps taken from the cache in $(basename "$1")" "$4" "$(count 'cached: ' "$2")"
+}
+
 digest_of() { IMGBAKE_HOME=$1 "$IMGBAKE" show "$2" 2>/dev/null | sed -n 's/^digest: *//p'; }
 count() { grep -c -- "$1" "$2" || true; }
 tags_of() {
@@ -70,11 +80,7 @@ test_second_store_builds_from_the_registry() {
   tags_of ci/cache >"$TEST_DIR/tags"
   expect_eq "cache tags in the registry (base and three steps)" 4 "$(count '^cache-[0-9a-f]\{64\}$' "$TEST_DIR/tags")"
 
-  on "$E2E_ROOT/store-b" build --cache-from "$REG/ci/cache" --insecure-registry "$REG" bb.json
-  expect_eq "exit status of the second machine's build" 0 "$RC" || return
-  cat "$STDOUT" "$STDERR" >"$TEST_DIR/b.out"
-  expect_eq "steps fetched from the registry" 4 "$(count "from $REG/ci/cache (" "$TEST_DIR/b.out")"
-  expect_eq "steps taken from the cache" 3 "$(count 'cached: ' "$TEST_DIR/b.out")"
+  build_from "$E2E_ROOT/store-b" "$TEST_DIR/b.out" 4 3 || return
   expect_contains "$TEST_DIR/b.out" "base: cached layer"
   expect_not_contains "$TEST_DIR/b.out" "running inline script"
   expect_not_contains "$TEST_DIR/b.out" "unpacking"
@@ -88,11 +94,7 @@ test_second_store_builds_from_the_registry() {
 
   # The last step changed: the earlier ones come from the registry, only it runs.
   setup_work 'echo third' || return
-  on "$E2E_ROOT/store-c" build --cache-from "$REG/ci/cache" --insecure-registry "$REG" bb.json
-  expect_eq "exit status with the last step changed" 0 "$RC" || return
-  cat "$STDOUT" "$STDERR" >"$TEST_DIR/c.out"
-  expect_eq "steps fetched with the last step changed" 3 "$(count "from $REG/ci/cache (" "$TEST_DIR/c.out")"
-  expect_eq "cached steps with the last step changed" 2 "$(count 'cached: ' "$TEST_DIR/c.out")"
+  build_from "$E2E_ROOT/store-c" "$TEST_DIR/c.out" 3 2 || return
   expect_contains "$TEST_DIR/c.out" 'running inline script "echo third > /root/last.txt"'
   # A second build there needs the registry no more: the entries are in its store now.
   on "$E2E_ROOT/store-c" build bb.json

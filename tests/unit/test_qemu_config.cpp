@@ -136,6 +136,7 @@ class QemuConfigTest : public ::testing::Test {
   std::vector<Diagnostic> Errors() const { return diags_.errors(); }
   static std::vector<std::string> MessagesOf(const std::vector<Diagnostic>& diags) {
     std::vector<std::string> out;
+    out.reserve(diags.size());
     for (const auto& d : diags) out.push_back(d.message);
     return out;
   }
