@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: a timed run that fails loudly, and a docker-registry on
-127.0.0.1 (Debian's distribution registry) for the ones that push or pull."""
+"""What the benchmark scripts share: a timed run that fails loudly, a docker-registry on 127.0.0.1
+(Debian's distribution registry) for the ones that push or pull, and the tests' local apt mirror."""
 import os
 import socket
 import subprocess
@@ -51,3 +51,18 @@ def start_registry(directory):
         except OSError:
             time.sleep(0.05)
     return proc, reg
+
+
+def start_mirror(debs, work):
+    """Starts the tests' local apt mirror (tests/fixtures/apt-mirror.sh) over the .debs in debs;
+    returns (url, pid)."""
+    script = (f'. "{ROOT}/tests/fixtures/apt-mirror.sh" && apt_mirror_start "$1" "$2" >&2 && '
+              'echo "$APT_MIRROR_URL $APT_MIRROR_PID"')
+    out = subprocess.run(["bash", "-c", script, "mirror", debs, work], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout.split()
+    return out[0], int(out[1])
+
+
+def mirror_vars(url):
+    """The -var flags that point templates/rootfs-debian.json at the local mirror."""
+    return ["-var", f"mirror={url}", "-var", "check_gpg=false", "-var", "apt_options=[trusted=yes]"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: a second machine (an empty store) building from a registry-shared cache, against a
 cold build, for the qemu builder (the tiny guest, three provisioners) and the rootfs builder
-(a busybox tarball, three provisioners).
+(templates/rootfs-debian.json: debootstrap and apt-get from the tests' local apt mirror).
 
 Setup per builder: machine A builds once with --cache-to (Debian's docker-registry on 127.0.0.1).
 Each round, alternating the order:
@@ -19,10 +19,10 @@ import statistics
 import subprocess
 import tempfile
 
-from benchlib import ROOT, start_registry, timed
+from benchlib import ROOT, mirror_vars, start_mirror, start_registry, timed
 
 
-def templates(work):
+def templates(work, url):
     guest = os.path.join(work, "guest")
     subprocess.run([os.path.join(ROOT, "tests", "fixtures", "make-tiny-guest.sh"), guest], check=True,
                    stdout=subprocess.DEVNULL)
@@ -30,40 +30,30 @@ def templates(work):
     q["provisioners"].append({"type": "shell", "inline": ["echo three > /tmp/three"]})
     qt = os.path.join(work, "qemu.json")
     json.dump(q, open(qt, "w"), indent=1)
-    root = os.path.join(work, "bb-root")
-    os.makedirs(os.path.join(root, "bin"))
-    for d in ("etc", "tmp", "root", "proc", "dev"):
-        os.makedirs(os.path.join(root, d))
-    shutil.copy("/bin/busybox", os.path.join(root, "bin", "busybox"))
-    for a in ("sh", "echo", "cat", "mkdir", "dd"):
-        os.symlink("busybox", os.path.join(root, "bin", a))
-    subprocess.run(["tar", "-C", root, "-czf", os.path.join(work, "bb.tar.gz"), "."], check=True)
-    r = {"builders": [{"type": "rootfs", "source": "tar:" + os.path.join(work, "bb.tar.gz")}],
-         "provisioners": [
-             {"type": "shell", "inline": ["dd if=/dev/urandom of=/root/blob bs=1M count=16 2>/dev/null"]},
-             {"type": "shell", "inline": ["mkdir -p /etc/app && echo two > /etc/app/two"]},
-             {"type": "shell", "inline": ["echo three > /etc/app/three"]}],
-         "imgbake": {"image": "bench"}}
-    rt = os.path.join(work, "rootfs.json")
-    json.dump(r, open(rt, "w"), indent=1)
-    return {"qemu": (qt, ["-var", f"dir={guest}"]), "rootfs": (rt, [])}
+    # rootfs: templates/rootfs-debian.json (debootstrap minbase, apt-get install hello, a file)
+    # from the tests' local apt mirror.
+    rt = os.path.join(ROOT, "templates", "rootfs-debian.json")
+    return {"qemu": (qt, ["-var", f"dir={guest}"]), "rootfs": (rt, mirror_vars(url))}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--imgbake", default=os.path.join(ROOT, "build", "imgbake"))
+    ap.add_argument("--debs", default=os.environ.get("IMGBAKE_TEST_DEBS", "/var/cache/imgbake-test-debs"))
     args = ap.parse_args()
     args.imgbake = os.path.abspath(args.imgbake)
     work = tempfile.mkdtemp(prefix="imgbake-bench-regcache-")
     proc = None
+    mirror_pid = None
     res = {}
     try:
         proc, reg = start_registry(os.path.join(work, "registry"))
-        env = dict(os.environ, IMGBAKE_CONFIG_HOME=os.path.join(work, "cfg"))
+        url, mirror_pid = start_mirror(args.debs, os.path.join(work, "mirror"))
+        env = dict(os.environ, IMGBAKE_CONFIG_HOME=os.path.join(work, "cfg"), SOURCE_DATE_EPOCH="1700000000")
         env.pop("IMGBAKE_QEMU_ACCEL", None)
         flags = ["--insecure-registry", reg]
-        for name, (template, extra) in templates(work).items():
+        for name, (template, extra) in templates(work, url).items():
             repo = f"{reg}/bench/{name}"
             base = [args.imgbake, "build", "-force"] + extra
             env["IMGBAKE_HOME"] = os.path.join(work, f"store-a-{name}")
@@ -88,6 +78,8 @@ def main():
         if proc:
             proc.terminate()
             proc.wait()
+        if mirror_pid:
+            subprocess.run(["kill", str(mirror_pid)], check=False)
         shutil.rmtree(work, ignore_errors=True)
 
     print()

@@ -20,23 +20,13 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, mirror_vars, start_mirror
 TEMPLATE = os.path.join(ROOT, "templates", "rootfs-debian.json")
-
-
-def start_mirror(debs, work):
-    """Starts the local mirror with the test fixture; returns (url, pid)."""
-    script = (f'. "{ROOT}/tests/fixtures/apt-mirror.sh" && apt_mirror_start "$1" "$2" >&2 && '
-              'echo "$APT_MIRROR_URL $APT_MIRROR_PID"')
-    out = subprocess.run(["bash", "-c", script, "mirror", debs, work], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout.split()
-    return out[0], int(out[1])
 
 
 def build(imgbake, env, mirror, cwd, motd="baked by imgbake"):
     t0 = time.monotonic()
-    p = subprocess.run([imgbake, "build", "-var", f"mirror={mirror}", "-var", "check_gpg=false",
-                        "-var", "apt_options=[trusted=yes]", "-var", f"motd={motd}", TEMPLATE],
+    p = subprocess.run([imgbake, "build"] + mirror_vars(mirror) + ["-var", f"motd={motd}", TEMPLATE],
                        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.monotonic() - t0
     if p.returncode != 0:

@@ -341,23 +341,29 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
 
   // The longest run of steps from the first whose checkpoints are all there and intact (the last
   // step has none: its changes are in the shut-down disk).
-  std::vector<store::CacheEntry> levels;
-  const size_t checkpointed = steps_.empty() ? 0 : steps_.size() - 1;
-  for (size_t i = 0; i < checkpointed; ++i) {
-    if (steps_[i]->host_effect() == HostEffect::FromMachine) break;
-    auto e = store::cache_find(*store_, remote_, keys_[i], slot_prefix_ + std::to_string(i + 1));
-    if (!e || e->state.digest.empty()) break;
-    levels.push_back(*e);
-  }
-  std::optional<store::CacheEntry> final_entry;
-  if (!reads_machine && levels.size() == checkpointed)
-    final_entry = store::cache_find(*store_, remote_, final_key_, slot_prefix_ + "shutdown");
-  // A full hit whose converted output disk is cached reads no level: only that disk is re-hashed.
-  if (final_entry) {
+  // A full hit whose converted output disk is cached needs no level: none is fetched from a shared
+  // cache or re-hashed, only the output disk is. (The levels this store has are still noted, so
+  // that --cache-to sends the whole chain.)
+  if (!reads_machine) {
     std::string preimage;
     auto out = store::cache_find(*store_, remote_, output_key(r.cfg, preimage), slot_prefix_ + "output");
     if (out && !out->empty && intact(st, out->blob, out->key, "the output disk")) output_ = out;
   }
+  std::vector<store::CacheEntry> levels;
+  const size_t checkpointed = steps_.empty() ? 0 : steps_.size() - 1;
+  for (size_t i = 0; i < checkpointed; ++i) {
+    if (steps_[i]->host_effect() == HostEffect::FromMachine) break;
+    auto e = output_ ? store_->cache_get(keys_[i])
+                     : store::cache_find(*store_, remote_, keys_[i], slot_prefix_ + std::to_string(i + 1));
+    if (!e || e->state.digest.empty()) break;
+    if (output_ && remote_) remote_->note(*e);
+    levels.push_back(*e);
+  }
+  std::optional<store::CacheEntry> final_entry;
+  if (!reads_machine && levels.size() == checkpointed)
+    final_entry = output_ ? store_->cache_get(final_key_)
+                          : store::cache_find(*store_, remote_, final_key_, slot_prefix_ + "shutdown");
+  if (output_ && final_entry && remote_) remote_->note(*final_entry);
   // Every disk level used is re-hashed first; a VM state only when the VM resumes from it.
   for (size_t i = 0; i < levels.size() && !output_; ++i) {
     const std::string what = "the disk after step " + std::to_string(i + 1);
@@ -372,15 +378,16 @@ void CheckpointCache::plan(State& st, QemuRun& r) {
       !(intact(st, final_entry->blob, final_key_, "the shut-down disk") &&
         level_ok(st, *final_entry, levels.empty() ? root_key_ : levels.back().key, "the shut-down disk")))
     final_entry.reset();
-  if (!final_entry) {
+  if (!final_entry && !output_) {
     while (!levels.empty() && !intact(st, levels.back().state, levels.back().key,
                                       "the VM state after step " + std::to_string(levels.size())))
       levels.pop_back();
   }
   for (size_t i = 0; i < steps_.size(); ++i)
     explain(st, steps_[i]->name(), keys_[i], preimages_[i], slot_prefix_ + std::to_string(i + 1),
-            i < levels.size() || final_entry.has_value());
-  explain(st, "shut down", final_key_, final_preimage_, slot_prefix_ + "shutdown", final_entry.has_value());
+            i < levels.size() || final_entry.has_value() || output_.has_value());
+  explain(st, "shut down", final_key_, final_preimage_, slot_prefix_ + "shutdown",
+          final_entry.has_value() || output_.has_value());
 
   if (output_) {
     full_hit_ = true;
