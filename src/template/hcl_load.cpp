@@ -33,9 +33,10 @@ std::vector<std::string> hcl_template::files_with_suffix(const std::string& dir,
 }
 
 bool is_hcl_template(const std::string& path) {
-  if (ends_with(path, ".pkr.hcl")) return true;
+  if (ends_with(path, ".pkr.hcl") || ends_with(path, ".pkr.json")) return true;
   std::error_code ec;
-  return fs::is_directory(path, ec) && !hcl_template::files_with_suffix(path, ".pkr.hcl").empty();
+  return fs::is_directory(path, ec) && (!hcl_template::files_with_suffix(path, ".pkr.hcl").empty() ||
+                                        !hcl_template::files_with_suffix(path, ".pkr.json").empty());
 }
 
 Template load_template(const std::string& path, const VariableInputs& inputs) {
@@ -56,6 +57,37 @@ const std::vector<std::string>& top_level_blocks() {
   static const std::vector<std::string> b = {"packer", "variable", "variables", "locals", "local",
                                              "source", "build",    "imgbake",   "data"};
   return b;
+}
+
+// Which JSON properties are blocks in HCL's JSON syntax (`*.pkr.json`): Packer's schema.
+// Bodies of components (sources, provisioners, post-processors) hold arguments only; a nested
+// block there is an object (or an array of objects), which is what a native block lowers to.
+struct PackerJsonSchema {
+  hcl::BodySchema arguments;  // every property an argument (bodies read whole, as Content)
+  hcl::BodySchema variable{{{"validation", {}, &arguments}}, {"type"}};
+  hcl::BodySchema packer{{{"required_plugins", {}, nullptr}}, {}};
+  hcl::BodySchema post_processors{{{"post-processor", {"type"}, &arguments}}, {}};
+  hcl::BodySchema build{{{"source", {"name"}, &arguments},
+                         {"provisioner", {"type"}, &arguments},
+                         {"error-cleanup-provisioner", {"type"}, &arguments},
+                         {"post-processor", {"type"}, &arguments},
+                         {"post-processors", {}, &post_processors}},
+                        {}};
+  hcl::BodySchema file{{{"packer", {}, &packer},
+                        {"variable", {"name"}, &variable},
+                        {"variables", {}, nullptr},
+                        {"locals", {}, nullptr},
+                        {"local", {"name"}, &arguments},
+                        {"source", {"type", "name"}, &arguments},
+                        {"build", {}, &build},
+                        {"imgbake", {}, &arguments},
+                        {"data", {"type", "name"}, &arguments}},
+                       {}};
+};
+
+const hcl::BodySchema& packer_json_schema() {
+  static const PackerJsonSchema s;
+  return s.file;
 }
 
 // Packer's version constraints (hashicorp/go-version): "op version" clauses joined by commas,
@@ -180,10 +212,10 @@ void HclLoad::check_body(const hcl::Body& body, const hcl::File& file, const std
 void HclLoad::run(const std::string& path) {
   std::error_code ec;
   bool dir = fs::is_directory(path, ec);
+  // As Packer: the native files, then those in HCL's JSON syntax, each kind in name order.
   std::vector<std::string> names = dir ? files_with_suffix(path, ".pkr.hcl") : std::vector<std::string>{path};
   if (dir)
-    for (const auto& j : files_with_suffix(path, ".pkr.json"))
-      d_.error(j, {}, "HCL's JSON syntax (*.pkr.json) is not supported yet; write the template as *.pkr.hcl");
+    for (auto& j : files_with_suffix(path, ".pkr.json")) names.push_back(std::move(j));
   t_.hcl = true;
   if (dir) loaded_dir_ = path;
   t_.path = names.front();
@@ -202,7 +234,9 @@ void HclLoad::run(const std::string& path) {
     t_.files.push_back(name);
     // The template digest covers every file, each under its name.
     t_.raw += "# " + fs::path(name).filename().string() + "\n" + text + "\n";
-    files_.push_back(std::make_unique<hcl::File>(hcl::parse_file(std::move(text), name, parse_diags)));
+    files_.push_back(std::make_unique<hcl::File>(
+        ends_with(name, ".pkr.json") ? hcl::parse_json_file(std::move(text), name, &packer_json_schema(), parse_diags)
+                                     : hcl::parse_file(std::move(text), name, parse_diags)));
   }
   report(parse_diags);
   if (parse_diags.has_errors()) return;
