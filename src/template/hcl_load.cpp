@@ -63,11 +63,14 @@ const std::vector<std::string>& top_level_blocks() {
 // Bodies of components (sources, provisioners, post-processors) hold arguments only; a nested
 // block there is an object (or an array of objects), which is what a native block lowers to.
 struct PackerJsonSchema {
-  hcl::BodySchema arguments;  // every property an argument (bodies read whole, as Content)
+  // Every property an argument but `dynamic` blocks (read whole, as hcl's Content).
+  hcl::BodySchema arguments{{{"dynamic", {"type"}, &dynamic}}, {}};
+  hcl::BodySchema dynamic{{{"content", {}, &arguments}}, {"iterator"}};
   hcl::BodySchema variable{{{"validation", {}, &arguments}}, {"type"}};
   hcl::BodySchema packer{{{"required_plugins", {}, nullptr}}, {}};
-  hcl::BodySchema post_processors{{{"post-processor", {"type"}, &arguments}}, {}};
-  hcl::BodySchema build{{{"source", {"name"}, &arguments},
+  hcl::BodySchema post_processors{{{"post-processor", {"type"}, &arguments}, {"dynamic", {"type"}, &dynamic}}, {}};
+  hcl::BodySchema build{{{"dynamic", {"type"}, &dynamic},
+                         {"source", {"name"}, &arguments},
                          {"provisioner", {"type"}, &arguments},
                          {"error-cleanup-provisioner", {"type"}, &arguments},
                          {"post-processor", {"type"}, &arguments},
@@ -187,6 +190,14 @@ void HclLoad::report(const hcl::Diagnostics& ds) {
     else
       d_.error(diag.file, pos, text);
   }
+}
+
+std::vector<hcl::BlockView> HclLoad::blocks_of(const hcl::Body& body, const hcl::File& file,
+                                               const hcl::EvalContext& ctx, const hcl::LabelCount& labels_of) {
+  hcl::Diagnostics ds;
+  std::vector<hcl::BlockView> out = hcl::expand_blocks(body, ctx, labels_of, ds, file.name);
+  report(ds);
+  return out;
 }
 
 hcl::Value HclLoad::eval(const hcl::Expr& e, const hcl::File& file, const hcl::EvalContext& ctx) {

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "imgbake/hcl_dynblock.h"
 #include "imgbake/hcl_eval.h"
 #include "imgbake/hcl_parse.h"
 #include "imgbake/template.h"
@@ -40,6 +41,10 @@ class HclLoad {
   void error(const hcl::File& file, hcl::Range r, const std::string& summary, const std::string& detail = {},
              bool warning = false);
   void report(const hcl::Diagnostics& ds);
+  // The blocks of `body` with its dynamic blocks expanded (`labels_of`: the block types
+  // expected there and their label counts); problems reported.
+  std::vector<hcl::BlockView> blocks_of(const hcl::Body& body, const hcl::File& file, const hcl::EvalContext& ctx,
+                                        const hcl::LabelCount& labels_of);
   const std::string& source_of(const std::string& filename) const;
   hcl::Value eval(const hcl::Expr& e, const hcl::File& file, const hcl::EvalContext& ctx);
 
@@ -55,15 +60,17 @@ class HclLoad {
   // One source of a build block: its provisioners and post-processors, lowered for it.
   struct SourceUse;
   void lower_build_parts(const BlockRef& build, const SourceUse& use, const std::vector<std::string>& build_sources);
-  std::optional<ProvisionerDef> provisioner(const hcl::Block& b, const hcl::File& f, const hcl::EvalContext& ctx,
+  std::optional<ProvisionerDef> provisioner(const hcl::BlockView& b, const hcl::File& f, const hcl::EvalContext& ctx,
                                             const SourceUse& use, const std::vector<std::string>& build_sources);
-  std::optional<PostProcessorDef> post_processor(const hcl::Block& b, const hcl::File& f, const hcl::EvalContext& ctx,
-                                                 const SourceUse& use, const std::vector<std::string>& build_sources);
+  std::optional<PostProcessorDef> post_processor(const hcl::BlockView& b, const hcl::File& f,
+                                                 const hcl::EvalContext& ctx, const SourceUse& use,
+                                                 const std::vector<std::string>& build_sources);
   // only/except of a provisioner or post-processor: whether it applies to `use`.
   bool applies(const hcl::Body& body, const hcl::File& f, const hcl::EvalContext& ctx, const SourceUse& use,
                const std::vector<std::string>& build_sources);
   // A body's attributes (evaluated) and blocks (as objects, or arrays of objects when
-  // repeated) as a JSON object; `skip` names attributes/blocks handled by the caller.
+  // repeated; dynamic blocks expanded) as a JSON object; `skip` names attributes/blocks
+  // handled by the caller.
   json::Value lower_body(const hcl::Body& body, const hcl::File& file, const hcl::EvalContext& ctx,
                          const std::set<std::string>& skip);
   json::Value lower_value(const hcl::Value& v, const hcl::File& file, hcl::Range where);

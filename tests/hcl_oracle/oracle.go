@@ -3,7 +3,8 @@
 // It reads cases separated by "\n====\n" on stdin and prints one line per case: the value of
 // an expression (or "ERROR line:col summary"), with MODE=file the diagnostics of a file, or
 // with MODE=json a file of HCL's JSON syntax read with a Packer-like schema (jsonSchemas):
-// its diagnostics, then its blocks and the value of each argument.
+// its diagnostics, then its blocks and the value of each argument; or with MODE=dynblock a
+// native file whose dynamic blocks hcl's dynblock extension expands (dynSchema), printed so.
 // tests/unit/test_hcl_differential.cpp prints imgbake's answers the same way and compares.
 package main
 
@@ -14,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/dynblock"
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -35,6 +37,10 @@ func main() {
 func one(src []byte) {
 	if os.Getenv("MODE") == "json" {
 		jsonCase(src)
+		return
+	}
+	if os.Getenv("MODE") == "dynblock" {
+		dynCase(src)
 		return
 	}
 	if os.Getenv("MODE") == "file" {
@@ -265,6 +271,47 @@ func jsonBody(body hcl.Body, typ string, diags *hcl.Diagnostics) []string {
 	for _, b := range blocks {
 		out = append(out, b.Type+"["+strings.Join(b.Labels, ",")+"]{")
 		out = append(out, jsonBody(b.Body, b.Type, diags)...)
+		out = append(out, "}")
+	}
+	return out
+}
+
+// MODE=dynblock: the same schema at every level.
+var dynSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "a"}, {Name: "b"}, {Name: "name"}, {Name: "size"}, {Name: "value"}},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "disk"}, {Type: "tag", LabelNames: []string{"name"}},
+		{Type: "rule", LabelNames: []string{"type", "name"}}},
+}
+
+func dynCase(src []byte) {
+	f, diags := hclsyntax.ParseConfig(src, "test.hcl", hcl.Pos{Line: 1, Column: 1, Byte: 0})
+	var out []string
+	if !diags.HasErrors() {
+		out = dynBody(dynblock.Expand(f.Body, ctx()), &diags)
+	}
+	fmt.Println(strings.Join(diagLines(diags), "") + strings.Join(out, " "))
+}
+
+func dynBody(body hcl.Body, diags *hcl.Diagnostics) []string {
+	var out []string
+	c, d := body.Content(dynSchema)
+	*diags = append(*diags, d...)
+	var names []string
+	for n := range c.Attributes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v, d := c.Attributes[n].Expr.Value(ctx())
+		if d.HasErrors() {
+			out = append(out, fmt.Sprintf("%s=ERROR %d:%d %s", n, d[0].Subject.Start.Line, d[0].Subject.Start.Column, d[0].Summary))
+		} else {
+			out = append(out, n+"="+render(v))
+		}
+	}
+	for _, b := range c.Blocks {
+		out = append(out, b.Type+"["+strings.Join(b.Labels, ",")+"]{")
+		out = append(out, dynBody(b.Body, diags)...)
 		out = append(out, "}")
 	}
 	return out

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "hcl_test_util.h"
+#include "imgbake/hcl_dynblock.h"
 #include "imgbake/hcl_typeexpr.h"
 
 namespace imgbake::hcl {
@@ -97,6 +98,8 @@ std::string mine_file(const std::string& src) {
   return out + "attrs=" + std::to_string(f.body.attributes.size()) + " blocks=" + std::to_string(f.body.blocks.size());
 }
 
+std::string sorted_diagnostics(const Diagnostics& d);
+
 // HCL's JSON syntax, read with the schemas of the oracle's MODE=json (jsonSchemas there): the
 // diagnostics (sorted, each once), then the blocks and every argument's value.
 struct JsonSchema {
@@ -166,6 +169,58 @@ std::string mine_json(const std::string& src) {
   File f = parse_json_file(src, "test.pkr.json", &json_schemas().at("").hcl, d);
   std::vector<std::string> out;
   json_body(f.body, "", d, out);
+  std::string text = sorted_diagnostics(d);
+  for (size_t i = 0; i < out.size(); ++i) text += (i ? " " : "") + out[i];
+  return text;
+}
+
+// hcl's dynblock extension, with the schema of the oracle's MODE=dynblock (dynSchema there).
+void dyn_body(const Body& body, const EvalContext& ctx, Diagnostics& d, std::vector<std::string>& out) {
+  static const std::vector<std::string> attributes = {"a", "b", "name", "size", "value"};
+  static const std::map<std::string, size_t> blocks = {{"disk", 0}, {"tag", 1}, {"rule", 2}};
+  std::vector<const Attribute*> attrs;
+  for (const auto& a : body.attributes) {
+    if (std::find(attributes.begin(), attributes.end(), a.name) == attributes.end())
+      d.error("test.hcl", a.name_range, "Unsupported argument");
+    else
+      attrs.push_back(&a);
+  }
+  std::sort(attrs.begin(), attrs.end(), [](const Attribute* a, const Attribute* b) { return a->name < b->name; });
+  for (const Attribute* a : attrs) {
+    Diagnostics local;
+    Value v = evaluate(*a->expr, ctx, local, "test.hcl");
+    out.push_back(a->name + "=" + (local.has_errors() ? first_error(local) : v.is_known() ? v.str() : "(unknown)"));
+  }
+  auto labels_of = [](const std::string& type) -> std::optional<size_t> {
+    auto it = blocks.find(type);
+    return it == blocks.end() ? std::nullopt : std::optional<size_t>(it->second);
+  };
+  // Blocks as written: their labels, as hclsyntax's Content checks them.
+  static const std::map<std::string, std::vector<std::string>> label_names = {{"tag", {"name"}},
+                                                                              {"rule", {"type", "name"}}};
+  for (const auto& b : body.blocks) {
+    auto it = blocks.find(b.type);
+    if (it == blocks.end() || b.labels.size() == it->second) continue;
+    if (b.labels.size() > it->second)
+      d.error("test.hcl", b.label_ranges[it->second], "Extraneous label for " + b.type);
+    else
+      d.error("test.hcl", b.open_brace_range, "Missing " + label_names.at(b.type)[b.labels.size()] + " for " + b.type);
+  }
+  for (const auto& b : expand_blocks(body, ctx, labels_of, d, "test.hcl")) {
+    if (!labels_of(b.type)) {
+      d.error("test.hcl", b.type_range, "Unsupported block type");
+      continue;
+    }
+    if (b.labels.size() != *labels_of(b.type)) continue;
+    std::string labels;
+    for (const auto& l : b.labels) labels += (labels.empty() ? "" : ",") + l;
+    out.push_back(b.type + "[" + labels + "]{");
+    dyn_body(*b.body, *b.ctx, d, out);
+    out.emplace_back("}");
+  }
+}
+
+std::string sorted_diagnostics(const Diagnostics& d) {
   std::set<std::string> lines;
   for (const auto& x : d.items())
     lines.insert(std::to_string(x.subject.start.line) + ":" + std::to_string(x.subject.start.column) + "-" +
@@ -173,11 +228,22 @@ std::string mine_json(const std::string& src) {
                  "; ");
   std::string text;
   for (const auto& l : lines) text += l;
+  return text;
+}
+
+std::string mine_dynblock(const std::string& src) {
+  Diagnostics d;
+  File f = parse_file(src, "test.hcl", d);
+  std::vector<std::string> out;
+  EvalContext ctx = oracle_context();
+  if (!d.has_errors()) dyn_body(f.body, ctx, d, out);
+  std::string text = sorted_diagnostics(d);
   for (size_t i = 0; i < out.size(); ++i) text += (i ? " " : "") + out[i];
   return text;
 }
 
 std::string mine(const std::string& src, const std::string& mode) {
+  if (mode == "dynblock") return mine_dynblock(src);
   return mode == "file" ? mine_file(src) : mode == "json" ? mine_json(src) : mine_expression(src);
 }
 
@@ -238,7 +304,8 @@ void compare_generated(const std::string& name, const std::string& mode) {
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string got = mine(cases[i], mode);
     auto rejected = [&](const std::string& answer) {
-      if (mode == "json") return answer.find(" ERROR ") != std::string::npos || answer.find("; ") != std::string::npos;
+      if (mode == "json" || mode == "dynblock")
+        return answer.find(" ERROR ") != std::string::npos || answer.find("; ") != std::string::npos;
       return mode == "file" ? answer.rfind("attrs=", 0) != 0 : answer.rfind("ERROR", 0) == 0;
     };
     EXPECT_EQ(rejected(got), rejected(want[i])) << "generated case " << i + 1 << ":\n"
@@ -263,6 +330,12 @@ TEST(HclDifferential, FileDiagnosticsAgreeWithHashicorpHcl) { compare("files.txt
 TEST(HclDifferential, JsonSyntaxAgreesWithHashicorpHcl) { compare("json.txt", "json"); }
 
 TEST(HclDifferential, GeneratedJsonAcceptedAndRejectedAsByHashicorpHcl) { compare_generated("json.txt", "json"); }
+
+TEST(HclDifferential, DynamicBlocksAgreeWithHashicorpHcl) { compare("dynblock.txt", "dynblock"); }
+
+TEST(HclDifferential, GeneratedDynamicBlocksAcceptedAndRejectedAsByHashicorpHcl) {
+  compare_generated("dynblock.txt", "dynblock");
+}
 
 }  // namespace
 }  // namespace imgbake::hcl

@@ -502,4 +502,89 @@ TEST_F(TemplateHclTest, ADirectoryMixesNativeAndJsonFiles) {
   EXPECT_EQ(Var(t, "v").default_value, "from-json");
 }
 
+// dynamic blocks (hcl's dynblock), where Packer 1.6.6 expands them: in sources, provisioners
+// and post-processors (nested blocks of options) and in build blocks (provisioners,
+// post-processors); in HCL's JSON syntax too.
+TEST_F(TemplateHclTest, DynamicBlocksExpandInSourcesAndBuilds) {
+  std::string p = Write("d.pkr.hcl", R"(
+locals {
+  disks = { a = 10, b = 20 }
+  steps = ["one", "two"]
+}
+source "file" "b" {
+  content = "x"
+  target  = "out/b"
+  dynamic "disk" {
+    for_each = local.disks
+    iterator = d
+    content {
+      name = "sd${d.key}"
+      size = d.value
+      dynamic "part" {
+        for_each = [1, 2]
+        content {
+          n = part.value * d.value
+        }
+      }
+    }
+  }
+}
+build {
+  sources = ["source.file.b"]
+  dynamic "provisioner" {
+    for_each = local.steps
+    labels   = ["shell-local"]
+    content {
+      inline = ["echo ${provisioner.key} ${provisioner.value} ${source.name}"]
+    }
+  }
+}
+)");
+  auto compact = [](const imgbake::json::Value* v) {
+    std::string s = v ? imgbake::json::serialize(*v) : "";
+    std::erase_if(s, [](char c) { return c == ' ' || c == '\n'; });
+    return s;
+  };
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(
+      compact(t.builders[0].config.find("disk")),
+      R"([{"name":"sda","size":10,"part":[{"n":10},{"n":20}]},{"name":"sdb","size":20,"part":[{"n":20},{"n":40}]}])");
+  ASSERT_EQ(t.provisioners.size(), 2u);
+  EXPECT_EQ(t.provisioners[1].config.find("inline")->items[0].text, "echo 1 two b");
+
+  std::string j = Write("d.pkr.json", R"J({
+  "source": {"file": {"b": {"content": "x", "target": "out/b",
+    "dynamic": {"disk": {"for_each": "${[1, 2]}", "iterator": "d", "content": {"size": "${d.value}"}}}}}},
+  "build": {"sources": ["source.file.b"],
+    "dynamic": {"provisioner": {"for_each": ["x"], "labels": ["shell-local"], "content": {"inline": ["${provisioner.value}"]}}}}
+})J");
+  Template tj = imgbake::load_template(j);
+  EXPECT_EQ(compact(tj.builders[0].config.find("disk")), R"([{"size":1},{"size":2}])");
+  ASSERT_EQ(tj.provisioners.size(), 1u);
+  EXPECT_EQ(tj.provisioners[0].config.find("inline")->items[0].text, "x");
+
+  std::string bad = Write("bad.pkr.hcl", R"(
+source "null" "n" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.n"]
+  dynamic "provisioner" {
+    for_each = 3
+    labels   = ["shell-local"]
+    content {}
+  }
+  dynamic "provisioner" {
+    for_each = [1]
+    content {}
+  }
+}
+)");
+  std::string e = Errors(bad);
+  EXPECT_THAT(e, HasSubstr("bad.pkr.hcl:8:16: Invalid dynamic for_each value; Cannot use a number value in for_each. "
+                           "An iterable collection is required."));
+  EXPECT_THAT(e, HasSubstr("bad.pkr.hcl:12:25: Missing required argument; The argument \"labels\" is required"));
+}
+
 }  // namespace
