@@ -163,6 +163,10 @@ func ctx() *hcl.EvalContext {
 		"ceil": stdlib.CeilFunc, "floor": stdlib.FloorFunc, "jsonencode": stdlib.JSONEncodeFunc,
 		"jsondecode": stdlib.JSONDecodeFunc, "formatdate": stdlib.FormatDateFunc,
 		"try": tryfunc.TryFunc, "can": tryfunc.CanFunc,
+		"setunion": stdlib.SetUnionFunc, "setintersection": stdlib.SetIntersectionFunc,
+		"setsubtract": stdlib.SetSubtractFunc, "setproduct": stdlib.SetProductFunc, "chunklist": stdlib.ChunklistFunc,
+		"range": stdlib.RangeFunc, "log": stdlib.LogFunc, "pow": stdlib.PowFunc, "signum": stdlib.SignumFunc,
+		"parseint": stdlib.ParseIntFunc, "csvdecode": stdlib.CSVDecodeFunc,
 	}, Variables: map[string]cty.Value{
 		"var": cty.ObjectVal(map[string]cty.Value{
 			"name":  cty.StringVal("web"),

@@ -192,6 +192,7 @@ class Decoder {
     }
     if (spec.type == "block_list") {
       std::vector<Value> items;
+      items.reserve(found.size());
       for (const Block* b : found) items.push_back(decode_block_body(spec, *b));
       return items.empty() ? Value::list({}, Type()) : Value::list_of(std::move(items));
     }
