@@ -31,7 +31,8 @@ bool contains_value(const std::vector<Value>& in, const Value& v) {
 }
 
 // A set operation over every argument, left to right.
-Function set_operation(bool variadic, std::function<std::vector<Value>(const std::vector<Value>&, const std::vector<Value>&)> op) {
+Function set_operation(bool variadic,
+                       std::function<std::vector<Value>(const std::vector<Value>&, const std::vector<Value>&)> op) {
   Function fn;
   fn.params = {{variadic ? "first_set" : "a", Type::set(Type())}};
   if (variadic)

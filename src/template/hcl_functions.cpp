@@ -232,6 +232,7 @@ std::map<std::string, Function> packer_functions(const std::string& base_dir) {
     if (!s) throw FunctionError("the template did not produce a string");
     return *s;
   };
+  add_network_and_id_functions(f);
   *funcs = f;  // templatefile does not call itself
   f["templatefile"] = templatefile;
   return f;

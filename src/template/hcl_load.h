@@ -98,5 +98,8 @@ void string_leaves(const hcl::Value& v, std::vector<std::string>& out);
 // Packer's functions (hcl_functions*.cpp): HCL's standard ones plus Packer's set;
 // `base_dir` is where relative paths of file(), fileset() and templatefile() start.
 std::map<std::string, hcl::Function> packer_functions(const std::string& base_dir);
+// cidr*, uuidv5, bcrypt, urlencode, and vault/consul_key/aws_secretsmanager as "not
+// available" (hcl_functions_net.cpp).
+void add_network_and_id_functions(std::map<std::string, hcl::Function>& f);
 
 }  // namespace imgbake::hcl_template

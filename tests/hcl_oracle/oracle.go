@@ -166,7 +166,7 @@ func ctx() *hcl.EvalContext {
 		"setunion": stdlib.SetUnionFunc, "setintersection": stdlib.SetIntersectionFunc,
 		"setsubtract": stdlib.SetSubtractFunc, "setproduct": stdlib.SetProductFunc, "chunklist": stdlib.ChunklistFunc,
 		"range": stdlib.RangeFunc, "log": stdlib.LogFunc, "pow": stdlib.PowFunc, "signum": stdlib.SignumFunc,
-		"parseint": stdlib.ParseIntFunc, "csvdecode": stdlib.CSVDecodeFunc,
+		"parseint": stdlib.ParseIntFunc, "csvdecode": stdlib.CSVDecodeFunc, "timeadd": stdlib.TimeAddFunc,
 	}, Variables: map[string]cty.Value{
 		"var": cty.ObjectVal(map[string]cty.Value{
 			"name":  cty.StringVal("web"),
