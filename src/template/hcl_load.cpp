@@ -158,6 +158,37 @@ std::optional<bool> meets(const std::string& constraint, const std::string& have
 
 }  // namespace
 
+// Data sources (Packer 1.7's `data "TYPE" "NAME"`; Packer 1.6.6 has none): `null` (its
+// `input` is its `output`, data.null.NAME.output). The others query a cloud or a service
+// while the template is read, which imgbake does not do: an error at the block.
+void HclLoad::data_sources() {
+  std::map<std::string, hcl::Value> nulls;
+  for (const auto& [block, file] : blocks_["data"]) {
+    if (block->labels.size() != 2) {
+      error(*file, block->type_range, "Missing data source labels",
+            "A data block has two labels: data \"TYPE\" \"NAME\" {}.");
+      continue;
+    }
+    const std::string& type = block->labels[0];
+    if (type != "null") {
+      error(*file, block->label_ranges[0], "Unsupported data source",
+            "Data source \"" + type +
+                "\" is not available in imgbake: it would query a cloud or a service while the template is read. "
+                "Only \"null\" is supported; pass the value in a variable (-var, -var-file or PKR_VAR_) instead.");
+      continue;
+    }
+    check_body(*block->body, *file, "a null data source", {"input"}, {});
+    const hcl::Attribute* input = block->body->attribute("input");
+    if (!input) {
+      error(*file, block->type_range, "Missing required argument", "The argument \"input\" is required.");
+      continue;
+    }
+    hcl::Value v = eval(*input->expr, *file, ctx_);
+    nulls[block->labels[1]] = hcl::Value::object({{"input", v}, {"output", v}});
+  }
+  if (!nulls.empty()) ctx_.variables["data"] = hcl::Value::object({{"null", hcl::Value::object(nulls)}});
+}
+
 const std::string& HclLoad::source_of(const std::string& filename) const {
   static const std::string none;
   for (const auto& f : files_)
@@ -297,12 +328,9 @@ void HclLoad::run(const std::string& path) {
             "This configuration does not support Packer version " + std::string(kPackerVersion) +
                 " (imgbake reads templates as Packer " + kPackerVersion + " does).");
   }
-  for (const auto& [block, file] : blocks_["data"])
-    error(*file, block->type_range, "Data sources are not supported",
-          "imgbake does not read data blocks yet (data \"" + (block->labels.empty() ? "" : block->labels[0]) + "\").");
-
   variables();
   if (in_.syntax_only) return;
+  data_sources();
   // inspect (require_all off) lists what the template declares, as `packer inspect` does,
   // whatever the values: problems in locals and builds are not reported there.
   quiet_ = !in_.require_all;

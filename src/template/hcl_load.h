@@ -52,6 +52,7 @@ class HclLoad {
   void check_body(const hcl::Body& body, const hcl::File& file, const std::string& what,
                   const std::vector<std::string>& attributes, const std::vector<std::string>& blocks);
 
+  void data_sources();
   // hcl_variables.cpp
   void variables();
   void locals();

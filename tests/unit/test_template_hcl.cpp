@@ -320,7 +320,33 @@ data "amazon-ami" "x" {}
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:3:1: Unsupported argument"));
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:5:14: Unknown source; There is no source \"null.n\""));
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:6:3: Unsupported block type; Blocks of type \"provisoner\""));
-  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:8:1: Data sources are not supported"));
+  EXPECT_THAT(errors,
+              HasSubstr("t.pkr.hcl:8:6: Unsupported data source; Data source \"amazon-ami\" is not "
+                        "available in imgbake: it would query a cloud or a service while the template is read."));
+}
+
+TEST_F(TemplateHclTest, NullDataSourceOutputIsItsInput) {
+  std::string p = Write("t.pkr.hcl", R"(
+variable "v" {
+  default = "x"
+}
+data "null" "n" {
+  input = "in-${var.v}"
+}
+locals {
+  l = data.null.n.output
+}
+source "file" "b" {
+  content = local.l
+  target  = "out/b"
+}
+build {
+  sources = ["source.file.b"]
+}
+)");
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(t.builders[0].config.find("content")->text, "in-x");
 }
 
 TEST_F(TemplateHclTest, SyntaxOnlyChecksFilesBlocksAndVariablesAsPacker166) {
