@@ -59,6 +59,8 @@ std::string base64_encode(std::string_view in) {
   return out;
 }
 
+}  // namespace
+
 std::optional<std::string> base64_decode(std::string_view in) {
   std::string out;
   uint32_t acc = 0;
@@ -92,6 +94,8 @@ std::optional<std::string> base64_decode(std::string_view in) {
   }
   return pad > 2 ? std::nullopt : std::optional<std::string>(out);
 }
+
+namespace {
 
 Function hash_fn(std::string algo) {
   return string_fn({"str"}, [algo](const std::vector<Value>& a) {

@@ -1,12 +1,16 @@
 // Packer 1.6.6's functions from Terraform's set that cty does not have: IP networks (cidrhost,
 // cidrnetmask, cidrsubnet, cidrsubnets, as go-cidr computes them), uuidv5, bcrypt (libcrypt's
-// bcrypt, "$2a$" as Go's x/crypto/bcrypt writes), urlencode; and the functions that need an
+// bcrypt, "$2a$" as Go's x/crypto/bcrypt writes), urlencode, rsadecrypt (OpenSSL); and the functions that need an
 // outside service (vault, consul_key, aws_secretsmanager), which imgbake does not call.
 #include <arpa/inet.h>
 #include <crypt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
 
 #include "hcl_load.h"
 #include "imgbake/util.h"
@@ -280,6 +284,36 @@ void add_network_and_id_functions(std::map<std::string, Function>& f) {
     return Value::string(out);
   };
   f["urlencode"] = urlencode;
+
+  // rsadecrypt(ciphertext, privatekey): base64 PKCS #1 v1.5 ciphertext, a PEM RSA key.
+  Function rsadecrypt;
+  rsadecrypt.params = {{"ciphertext", Type::string()}, {"privatekey", Type::string()}};
+  rsadecrypt.result_type = Type::string();
+  rsadecrypt.impl = [](const std::vector<Value>& a) {
+    const std::string& in = a[0].as_string();
+    std::optional<std::string> cipher = base64_decode(in);
+    if (!cipher) throw FunctionError("failed to decode input \"" + in + "\": cipher text must be base64-encoded");
+    const std::string& pem = a[1].as_string();
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+        bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr, EVP_PKEY_free);
+    if (!key) throw FunctionError("invalid private key: ssh: no key found", 1);
+    if (EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_RSA) throw FunctionError("invalid private key type", 1);
+    std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new(key.get(), nullptr),
+                                                                    EVP_PKEY_CTX_free);
+    size_t len = 0;
+    auto data = reinterpret_cast<const unsigned char*>(cipher->data());
+    if (!ctx || EVP_PKEY_decrypt_init(ctx.get()) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) <= 0 ||
+        EVP_PKEY_decrypt(ctx.get(), nullptr, &len, data, cipher->size()) <= 0)
+      throw FunctionError("failed to decrypt: crypto/rsa: decryption error");
+    std::string out(len, '\0');
+    if (EVP_PKEY_decrypt(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, data, cipher->size()) <= 0)
+      throw FunctionError("failed to decrypt: crypto/rsa: decryption error");
+    out.resize(len);
+    return Value::string(out);
+  };
+  f["rsadecrypt"] = rsadecrypt;
 
   const std::string service =
       "it reads secrets from an outside service at template load time; pass the value in a variable (-var, "

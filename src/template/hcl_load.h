@@ -99,7 +99,9 @@ void string_leaves(const hcl::Value& v, std::vector<std::string>& out);
 // Packer's functions (hcl_functions*.cpp): HCL's standard ones plus Packer's set;
 // `base_dir` is where relative paths of file(), fileset() and templatefile() start.
 std::map<std::string, hcl::Function> packer_functions(const std::string& base_dir);
-// cidr*, uuidv5, bcrypt, urlencode, and vault/consul_key/aws_secretsmanager as "not
+// Standard base64 (Go's base64.StdEncoding); nullopt when `in` is not.
+std::optional<std::string> base64_decode(std::string_view in);
+// cidr*, uuidv5, bcrypt, urlencode, rsadecrypt, and vault/consul_key/aws_secretsmanager as "not
 // available" (hcl_functions_net.cpp).
 void add_network_and_id_functions(std::map<std::string, hcl::Function>& f);
 

@@ -163,4 +163,35 @@ TEST(HclFunctions, BcryptHashesVerifyWithHtpasswd) {
   fs::remove(file);
 }
 
+// A key and a ciphertext made with the openssl CLI (genrsa; pkeyutl -encrypt, PKCS #1 v1.5);
+// Packer 1.6.6's console decrypts it to the same text.
+TEST(HclFunctions, RsadecryptReadsWhatOpensslEncrypted) {
+  const char* key = R"(-----BEGIN RSA PRIVATE KEY-----
+MIICXAIBAAKBgQDOaIFbVNZwEzvXxWdFbU3h69KbVEcmpyJ1AARxi+E+3YeIOIcn
+iYCfCROMuVEFHjOHsXOnnZ+ScJNC08dRJYc1tZOaGnxKVau39LY7UMqyXjKipbRs
+0XBrsfMzxGK7EYcOULaZ1FGJmaxXQAe/T/GS8PvJB8bOBTjs2dfAY9MkowIDAQAB
+AoGAGUF6SoWX84C2+tDhsQIN3I3xaCYoypb6xVwqLwaRmhKbKdTY3MKbZVpD9R0b
+x8eJQJo675B+3Pk/W5b0NX6lC3n13VpyJa08y7lWoDO6T36bX67IgDLSL6XKNT25
+35T89o248kgW9UlYN4PpJHJKo4Tifud3GZwKJSEkVPr51nECQQD2zEQuabwyv2en
+sjfnXiuxe/WCkotQn1hGHJqIuKnO9scPmltsJ3g4/CDcPPownTqnxmckyaL52u8F
+WyN3LcULAkEA1hq2KeTFo+njf7tmhm04p5P3KhYBcvMHOhriJmYv0N068Q95Vnh+
+W2/LP4mBbeRkj2CdTH+LSpW5ylohhxGtyQJAZNYW8YPAIlf0KR93GfBvF8hXCm+H
+vnwsnBDpzvzsXKSVtrlRq0IBK/9QCcxcSOqk4ZH96Jj+HuomCOEw/2vS+wJAZ+u7
+M4ZpL/Bcjikl0GW/NAer1m+r8GFpxpg54K2E0/otm8gI+yGtIzCWFJbnjbFn5ffd
+Ib5em6sk7MTmtSqtkQJBAMagpD9BvvPN1leySIAjSbDxYjx+YZSeXKYrD/9mMlz3
+Ycr9q3hQP0MEztpIM56T1M4PVw1Ns1CyrN9scsOIgkQ=
+-----END RSA PRIVATE KEY-----)";
+  const char* cipher =
+      "t82xG/7oQ2VKkP2hDK9/"
+      "jfp7hddFTH2jCWuBDYcGNegxf8mcjD52cfBabdUQrUWSHxZ7ldQDJJy5X7ZIpKhSekhbOjfsyoWNOnAb4+LLIW5l7W+"
+      "3NZGE910ZBDzPN34VLAGn8kdi5kzTP68NHoxOAn0PurXPfzhOFKBseKz8QH8=";
+  EvalContext ctx = Ctx();
+  ctx.variables["k"] = Value::string(key);
+  EXPECT_EQ(eval_ok(std::string("rsadecrypt(\"") + cipher + "\", k)", ctx).as_string(), "secret text");
+  EXPECT_THAT(eval_errors("rsadecrypt(\"%%\", k)", ctx),
+              HasSubstr("failed to decode input \"%%\": cipher text must be base64-encoded"));
+  EXPECT_THAT(eval_errors(std::string("rsadecrypt(\"") + cipher + "\", \"nokey\")", ctx),
+              HasSubstr("invalid private key"));
+}
+
 }  // namespace
