@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <regex>
 
 #include "functions_internal.h"
@@ -11,23 +12,43 @@ namespace imgbake::hcl {
 
 namespace {
 
+// An RFC 3339 timestamp's fields as written (in its own offset), the offset in minutes and
+// the fraction of a second in nanoseconds.
+struct Timestamp {
+  std::tm tm{};
+  int offset = 0;
+  int64_t frac_ns = 0;
+};
+
+std::optional<Timestamp> parse_rfc3339(const std::string& s) {
+  static const std::regex re(R"((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2}))");
+  std::smatch m;
+  if (!std::regex_match(s, m, re)) return std::nullopt;
+  Timestamp ts;
+  ts.tm.tm_year = std::stoi(m[1]) - 1900;
+  ts.tm.tm_mon = std::stoi(m[2]) - 1;
+  ts.tm.tm_mday = std::stoi(m[3]);
+  ts.tm.tm_hour = std::stoi(m[4]);
+  ts.tm.tm_min = std::stoi(m[5]);
+  ts.tm.tm_sec = std::stoi(m[6]);
+  std::string z = m[8];
+  if (z != "Z") ts.offset = (z[0] == '-' ? -1 : 1) * (std::stoi(z.substr(1, 2)) * 60 + std::stoi(z.substr(4, 2)));
+  if (m[7].matched) {
+    std::string f = std::string(m[7]).substr(1, 9);
+    f.resize(9, '0');
+    ts.frac_ns = std::stoll(f);
+  }
+  return ts;
+}
+
 // cty's formatdate: YYYY YY MMMM MMM MM M DD D EEEE EEE hh h HH H AA aa mm m ss s ZZZZZ ZZZZ
 // ZZZ Z and 'quoted literals'.
 std::string format_date(const std::string& spec, const std::string& rfc3339) {
-  std::tm tm{};
-  int off = 0;
+  std::optional<Timestamp> ts = parse_rfc3339(rfc3339);
+  if (!ts) throw FunctionError("not a valid RFC3339 timestamp: \"" + rfc3339 + "\"", 1);
+  std::tm tm = ts->tm;
+  int off = ts->offset;
   {
-    static const std::regex re(R"((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2}))");
-    std::smatch m;
-    if (!std::regex_match(rfc3339, m, re)) throw FunctionError("not a valid RFC3339 timestamp: \"" + rfc3339 + "\"", 1);
-    tm.tm_year = std::stoi(m[1]) - 1900;
-    tm.tm_mon = std::stoi(m[2]) - 1;
-    tm.tm_mday = std::stoi(m[3]);
-    tm.tm_hour = std::stoi(m[4]);
-    tm.tm_min = std::stoi(m[5]);
-    tm.tm_sec = std::stoi(m[6]);
-    std::string z = m[8];
-    if (z != "Z") off = (z[0] == '-' ? -1 : 1) * (std::stoi(z.substr(1, 2)) * 60 + std::stoi(z.substr(4, 2)));
     std::tm copy = tm;
     time_t t = timegm(&copy);
     gmtime_r(&t, &copy);
@@ -155,28 +176,11 @@ int64_t parse_go_duration(const std::string& text) {
 // A timestamp plus a duration, formatted as Go's time.RFC3339 (in the timestamp's offset,
 // whole seconds).
 std::string time_add(const std::string& rfc3339, const std::string& duration) {
-  static const std::regex re(R"((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2}))",
-                             std::regex::icase);
-  std::smatch m;
-  if (!std::regex_match(rfc3339, m, re))
-    throw FunctionError("not a valid RFC3339 timestamp: cannot use \"" + rfc3339 + "\" as year");
-  std::tm tm{};
-  tm.tm_year = std::stoi(m[1]) - 1900;
-  tm.tm_mon = std::stoi(m[2]) - 1;
-  tm.tm_mday = std::stoi(m[3]);
-  tm.tm_hour = std::stoi(m[4]);
-  tm.tm_min = std::stoi(m[5]);
-  tm.tm_sec = std::stoi(m[6]);
-  std::string z = m[8];
-  int off = 0;
-  if (z != "Z" && z != "z") off = (z[0] == '-' ? -1 : 1) * (std::stoi(z.substr(1, 2)) * 60 + std::stoi(z.substr(4, 2)));
-  int64_t frac_ns = 0;
-  if (m[7].matched) {
-    std::string f = std::string(m[7]).substr(1);
-    f = f.substr(0, 9);
-    f.resize(9, '0');
-    frac_ns = std::stoll(f);
-  }
+  std::optional<Timestamp> ts = parse_rfc3339(rfc3339);
+  if (!ts) throw FunctionError("not a valid RFC3339 timestamp: cannot use \"" + rfc3339 + "\" as year");
+  std::tm tm = ts->tm;
+  int off = ts->offset;
+  int64_t frac_ns = ts->frac_ns;
   int64_t ns = parse_go_duration(duration);
   // Seconds since the epoch in the timestamp's own offset, then the duration.
   int64_t local = static_cast<int64_t>(timegm(&tm));
