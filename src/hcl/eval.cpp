@@ -47,6 +47,10 @@ Value Evaluator::apply(Value v, const Traversal& t, size_t from) {
 
 Value Evaluator::eval(const Expr& e, const EvalContext& ctx) {
   using K = Expr::Kind;
+  if (!e.deferred.empty()) {
+    for (const auto& d : e.deferred) diags_.add(d);
+    return Value::unknown();
+  }
   switch (e.kind) {
     case K::Literal: return e.value;
     case K::Parens:
@@ -251,18 +255,30 @@ Value Evaluator::object(const Expr& e, const EvalContext& ctx) {
     else
       k = eval(*key.a, ctx);
     Value v = eval(*e.items[i], ctx);
+    // HCL's JSON syntax words these errors its own way (json/structure.go).
     if (k.is_null()) {
-      fail(key.range, "Null value as key", "Can't use a null value as a key.");
+      if (e.json)
+        fail(key.range, "Invalid object key expression", "Cannot use null value as an object key.");
+      else
+        fail(key.range, "Null value as key", "Can't use a null value as a key.");
       continue;
     }
     std::string why;
     auto ks = convert(k, Type::string(), &why);
     if (!ks) {
-      fail(key.range, "Incorrect key type", "Can't use this value as a key: " + why + ".");
+      if (e.json)
+        fail(key.range, "Invalid object key expression", "Cannot use this expression as an object key: " + why + ".");
+      else
+        fail(key.range, "Incorrect key type", "Can't use this value as a key: " + why + ".");
       continue;
     }
     if (!ks->is_known()) {
       unknown = true;
+      continue;
+    }
+    if (e.json && attrs.count(ks->as_string())) {
+      fail(key.range, "Duplicate object attribute",
+           "An attribute named \"" + ks->as_string() + "\" was already defined.");
       continue;
     }
     attrs[ks->as_string()] = std::move(v);

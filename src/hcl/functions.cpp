@@ -120,6 +120,7 @@ std::map<std::string, Function> standard_functions() {
   add_collection_functions(fs);
   add_encoding_functions(fs);
   add_datetime_functions(fs);
+  add_set_functions(fs);
   Function lazy;
   lazy.lazy = Function::Lazy::Try;
   fs["try"] = lazy;

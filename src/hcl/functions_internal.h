@@ -12,6 +12,7 @@ void add_string_functions(std::map<std::string, Function>& fs);      // function
 void add_collection_functions(std::map<std::string, Function>& fs);  // functions_collection.cpp
 void add_encoding_functions(std::map<std::string, Function>& fs);    // functions_encoding.cpp
 void add_datetime_functions(std::map<std::string, Function>& fs);    // functions_datetime.cpp
+void add_set_functions(std::map<std::string, Function>& fs);         // functions_sets.cpp
 
 // Characters (code points) of a UTF-8 string, for substr and friends.
 std::vector<std::string> utf8_chars(const std::string& s);

@@ -84,14 +84,15 @@ json::Value HclLoad::lower_body(const hcl::Body& body, const hcl::File& file, co
     obj.members.push_back({a.name, pos_of(a.name_range), lower_value(eval(*a.expr, file, ctx), file, a.expr->range)});
   }
   // A nested block is an object option (`debootstrap { suite = "bookworm" }`); a repeated one,
-  // a list of objects.
-  for (const auto& b : body.blocks) {
+  // a list of objects. A dynamic block stands for the blocks it generates.
+  auto no_labels = [](const std::string&) -> std::optional<size_t> { return 0; };
+  for (const auto& b : blocks_of(body, file, ctx, no_labels)) {
     if (skip.count(b.type)) continue;
     if (!b.labels.empty()) {
       error(file, b.label_ranges[0], "Extraneous label", "A block inside options (" + b.type + ") has no labels.");
       continue;
     }
-    json::Value inner = lower_body(*b.body, file, ctx, {});
+    json::Value inner = lower_body(*b.body, file, *b.ctx, {});
     inner.pos = pos_of(b.type_range);
     if (obj.find(b.type) && body.attribute(b.type)) {
       error(file, b.type_range, "Duplicate option", "\"" + b.type + "\" is set as an argument and as a block.");
@@ -140,8 +141,8 @@ bool HclLoad::applies(const hcl::Body& body, const hcl::File& f, const hcl::Eval
   return result;
 }
 
-std::optional<ProvisionerDef> HclLoad::provisioner(const hcl::Block& b, const hcl::File& f, const hcl::EvalContext& ctx,
-                                                   const SourceUse& use,
+std::optional<ProvisionerDef> HclLoad::provisioner(const hcl::BlockView& b, const hcl::File& f,
+                                                   const hcl::EvalContext& ctx, const SourceUse& use,
                                                    const std::vector<std::string>& build_sources) {
   if (b.labels.size() != 1) {
     error(f, b.type_range, "Missing provisioner type", "A provisioner block has one label: provisioner \"TYPE\" {}.");
@@ -211,7 +212,7 @@ std::optional<ProvisionerDef> HclLoad::provisioner(const hcl::Block& b, const hc
   return p;
 }
 
-std::optional<PostProcessorDef> HclLoad::post_processor(const hcl::Block& b, const hcl::File& f,
+std::optional<PostProcessorDef> HclLoad::post_processor(const hcl::BlockView& b, const hcl::File& f,
                                                         const hcl::EvalContext& ctx, const SourceUse& use,
                                                         const std::vector<std::string>& build_sources) {
   if (b.labels.size() != 1) {
@@ -255,11 +256,18 @@ void HclLoad::lower_build_parts(const BlockRef& build, const SourceUse& use,
   ctx.variables["source"] = hcl::Value::object(
       {{"name", hcl::Value::string(use.name)}, {"type", hcl::Value::string(use.key.substr(0, use.key.find('.')))}});
   const hcl::File& f = *build.file;
-  for (const auto& b : build.block->body->blocks) {
+  // Packer 1.6.6 expands dynamic blocks in a build block (a dynamic "provisioner" needs
+  // `labels = ["TYPE"]`).
+  auto parts = [](const std::string& type) -> std::optional<size_t> {
+    if (type == "provisioner" || type == "error-cleanup-provisioner" || type == "post-processor") return 1;
+    if (type == "post-processors") return 0;
+    return std::nullopt;
+  };
+  for (const auto& b : blocks_of(*build.block->body, f, ctx, parts)) {
     if (b.type == "provisioner") {
-      if (auto p = provisioner(b, f, ctx, use, build_sources)) t_.provisioners.push_back(std::move(*p));
+      if (auto p = provisioner(b, f, *b.ctx, use, build_sources)) t_.provisioners.push_back(std::move(*p));
     } else if (b.type == "error-cleanup-provisioner") {
-      auto p = provisioner(b, f, ctx, use, build_sources);
+      auto p = provisioner(b, f, *b.ctx, use, build_sources);
       if (!p) continue;
       if (t_.cleanup_provisioner) {
         // The template model has one; each builder it applies to is listed in its `only`.
@@ -274,13 +282,16 @@ void HclLoad::lower_build_parts(const BlockRef& build, const SourceUse& use,
         t_.cleanup_provisioner = std::move(p);
       }
     } else if (b.type == "post-processor") {
-      if (auto pp = post_processor(b, f, ctx, use, build_sources)) t_.post_processors.push_back({std::move(*pp)});
+      if (auto pp = post_processor(b, f, *b.ctx, use, build_sources)) t_.post_processors.push_back({std::move(*pp)});
     } else if (b.type == "post-processors") {
-      check_body(*b.body, f, "a post-processors block", {}, {"post-processor"});
+      check_body(*b.body, f, "a post-processors block", {}, {"post-processor", "dynamic"});
       std::vector<PostProcessorDef> chain;
-      for (const auto& inner : b.body->blocks)
+      auto one = [](const std::string& type) -> std::optional<size_t> {
+        return type == "post-processor" ? std::optional<size_t>(1) : std::nullopt;
+      };
+      for (const auto& inner : blocks_of(*b.body, f, *b.ctx, one))
         if (inner.type == "post-processor")
-          if (auto pp = post_processor(inner, f, ctx, use, build_sources)) chain.push_back(std::move(*pp));
+          if (auto pp = post_processor(inner, f, *inner.ctx, use, build_sources)) chain.push_back(std::move(*pp));
       if (!chain.empty()) t_.post_processors.push_back(std::move(chain));
     }
   }
@@ -310,7 +321,7 @@ void HclLoad::builds() {
     const hcl::Body& body = *build.block->body;
     const hcl::File& f = *build.file;
     check_body(body, f, "a build block", {"name", "description", "sources"},
-               {"source", "provisioner", "error-cleanup-provisioner", "post-processor", "post-processors"});
+               {"source", "provisioner", "error-cleanup-provisioner", "post-processor", "post-processors", "dynamic"});
     std::string build_name;
     if (const hcl::Attribute* a = body.attribute("name")) {
       auto v = hcl::convert(eval(*a->expr, f, ctx_), hcl::Type::string());

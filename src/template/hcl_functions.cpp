@@ -59,6 +59,8 @@ std::string base64_encode(std::string_view in) {
   return out;
 }
 
+}  // namespace
+
 std::optional<std::string> base64_decode(std::string_view in) {
   std::string out;
   uint32_t acc = 0;
@@ -92,6 +94,8 @@ std::optional<std::string> base64_decode(std::string_view in) {
   }
   return pad > 2 ? std::nullopt : std::optional<std::string>(out);
 }
+
+namespace {
 
 Function hash_fn(std::string algo) {
   return string_fn({"str"}, [algo](const std::vector<Value>& a) {
@@ -232,6 +236,7 @@ std::map<std::string, Function> packer_functions(const std::string& base_dir) {
     if (!s) throw FunctionError("the template did not produce a string");
     return *s;
   };
+  add_network_and_id_functions(f);
   *funcs = f;  // templatefile does not call itself
   f["templatefile"] = templatefile;
   return f;

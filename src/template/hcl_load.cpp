@@ -33,9 +33,10 @@ std::vector<std::string> hcl_template::files_with_suffix(const std::string& dir,
 }
 
 bool is_hcl_template(const std::string& path) {
-  if (ends_with(path, ".pkr.hcl")) return true;
+  if (ends_with(path, ".pkr.hcl") || ends_with(path, ".pkr.json")) return true;
   std::error_code ec;
-  return fs::is_directory(path, ec) && !hcl_template::files_with_suffix(path, ".pkr.hcl").empty();
+  return fs::is_directory(path, ec) && (!hcl_template::files_with_suffix(path, ".pkr.hcl").empty() ||
+                                        !hcl_template::files_with_suffix(path, ".pkr.json").empty());
 }
 
 Template load_template(const std::string& path, const VariableInputs& inputs) {
@@ -56,6 +57,40 @@ const std::vector<std::string>& top_level_blocks() {
   static const std::vector<std::string> b = {"packer", "variable", "variables", "locals", "local",
                                              "source", "build",    "imgbake",   "data"};
   return b;
+}
+
+// Which JSON properties are blocks in HCL's JSON syntax (`*.pkr.json`): Packer's schema.
+// Bodies of components (sources, provisioners, post-processors) hold arguments only; a nested
+// block there is an object (or an array of objects), which is what a native block lowers to.
+struct PackerJsonSchema {
+  // Every property an argument but `dynamic` blocks (read whole, as hcl's Content).
+  hcl::BodySchema arguments{{{"dynamic", {"type"}, &dynamic}}, {}};
+  hcl::BodySchema dynamic{{{"content", {}, &arguments}}, {"iterator"}};
+  hcl::BodySchema variable{{{"validation", {}, &arguments}}, {"type"}};
+  hcl::BodySchema packer{{{"required_plugins", {}, nullptr}}, {}};
+  hcl::BodySchema post_processors{{{"post-processor", {"type"}, &arguments}, {"dynamic", {"type"}, &dynamic}}, {}};
+  hcl::BodySchema build{{{"dynamic", {"type"}, &dynamic},
+                         {"source", {"name"}, &arguments},
+                         {"provisioner", {"type"}, &arguments},
+                         {"error-cleanup-provisioner", {"type"}, &arguments},
+                         {"post-processor", {"type"}, &arguments},
+                         {"post-processors", {}, &post_processors}},
+                        {}};
+  hcl::BodySchema file{{{"packer", {}, &packer},
+                        {"variable", {"name"}, &variable},
+                        {"variables", {}, nullptr},
+                        {"locals", {}, nullptr},
+                        {"local", {"name"}, &arguments},
+                        {"source", {"type", "name"}, &arguments},
+                        {"build", {}, &build},
+                        {"imgbake", {}, &arguments},
+                        {"data", {"type", "name"}, &arguments}},
+                       {}};
+};
+
+const hcl::BodySchema& packer_json_schema() {
+  static const PackerJsonSchema s;
+  return s.file;
 }
 
 // Packer's version constraints (hashicorp/go-version): "op version" clauses joined by commas,
@@ -123,6 +158,37 @@ std::optional<bool> meets(const std::string& constraint, const std::string& have
 
 }  // namespace
 
+// Data sources (Packer 1.7's `data "TYPE" "NAME"`; Packer 1.6.6 has none): `null` (its
+// `input` is its `output`, data.null.NAME.output). The others query a cloud or a service
+// while the template is read, which imgbake does not do: an error at the block.
+void HclLoad::data_sources() {
+  std::map<std::string, hcl::Value> nulls;
+  for (const auto& [block, file] : blocks_["data"]) {
+    if (block->labels.size() != 2) {
+      error(*file, block->type_range, "Missing data source labels",
+            "A data block has two labels: data \"TYPE\" \"NAME\" {}.");
+      continue;
+    }
+    const std::string& type = block->labels[0];
+    if (type != "null") {
+      error(*file, block->label_ranges[0], "Unsupported data source",
+            "Data source \"" + type +
+                "\" is not available in imgbake: it would query a cloud or a service while the template is read. "
+                "Only \"null\" is supported; pass the value in a variable (-var, -var-file or PKR_VAR_) instead.");
+      continue;
+    }
+    check_body(*block->body, *file, "a null data source", {"input"}, {});
+    const hcl::Attribute* input = block->body->attribute("input");
+    if (!input) {
+      error(*file, block->type_range, "Missing required argument", "The argument \"input\" is required.");
+      continue;
+    }
+    hcl::Value v = eval(*input->expr, *file, ctx_);
+    nulls[block->labels[1]] = hcl::Value::object({{"input", v}, {"output", v}});
+  }
+  if (!nulls.empty()) ctx_.variables["data"] = hcl::Value::object({{"null", hcl::Value::object(nulls)}});
+}
+
 const std::string& HclLoad::source_of(const std::string& filename) const {
   static const std::string none;
   for (const auto& f : files_)
@@ -157,6 +223,14 @@ void HclLoad::report(const hcl::Diagnostics& ds) {
   }
 }
 
+std::vector<hcl::BlockView> HclLoad::blocks_of(const hcl::Body& body, const hcl::File& file,
+                                               const hcl::EvalContext& ctx, const hcl::LabelCount& labels_of) {
+  hcl::Diagnostics ds;
+  std::vector<hcl::BlockView> out = hcl::expand_blocks(body, ctx, labels_of, ds, file.name);
+  report(ds);
+  return out;
+}
+
 hcl::Value HclLoad::eval(const hcl::Expr& e, const hcl::File& file, const hcl::EvalContext& ctx) {
   hcl::Diagnostics ds;
   hcl::Value v = hcl::evaluate(e, ctx, ds, file.name);
@@ -180,10 +254,10 @@ void HclLoad::check_body(const hcl::Body& body, const hcl::File& file, const std
 void HclLoad::run(const std::string& path) {
   std::error_code ec;
   bool dir = fs::is_directory(path, ec);
+  // As Packer: the native files, then those in HCL's JSON syntax, each kind in name order.
   std::vector<std::string> names = dir ? files_with_suffix(path, ".pkr.hcl") : std::vector<std::string>{path};
   if (dir)
-    for (const auto& j : files_with_suffix(path, ".pkr.json"))
-      d_.error(j, {}, "HCL's JSON syntax (*.pkr.json) is not supported yet; write the template as *.pkr.hcl");
+    for (auto& j : files_with_suffix(path, ".pkr.json")) names.push_back(std::move(j));
   t_.hcl = true;
   if (dir) loaded_dir_ = path;
   t_.path = names.front();
@@ -202,7 +276,9 @@ void HclLoad::run(const std::string& path) {
     t_.files.push_back(name);
     // The template digest covers every file, each under its name.
     t_.raw += "# " + fs::path(name).filename().string() + "\n" + text + "\n";
-    files_.push_back(std::make_unique<hcl::File>(hcl::parse_file(std::move(text), name, parse_diags)));
+    files_.push_back(std::make_unique<hcl::File>(
+        ends_with(name, ".pkr.json") ? hcl::parse_json_file(std::move(text), name, &packer_json_schema(), parse_diags)
+                                     : hcl::parse_file(std::move(text), name, parse_diags)));
   }
   report(parse_diags);
   if (parse_diags.has_errors()) return;
@@ -252,12 +328,9 @@ void HclLoad::run(const std::string& path) {
             "This configuration does not support Packer version " + std::string(kPackerVersion) +
                 " (imgbake reads templates as Packer " + kPackerVersion + " does).");
   }
-  for (const auto& [block, file] : blocks_["data"])
-    error(*file, block->type_range, "Data sources are not supported",
-          "imgbake does not read data blocks yet (data \"" + (block->labels.empty() ? "" : block->labels[0]) + "\").");
-
   variables();
   if (in_.syntax_only) return;
+  data_sources();
   // inspect (require_all off) lists what the template declares, as `packer inspect` does,
   // whatever the values: problems in locals and builds are not reported there.
   quiet_ = !in_.require_all;

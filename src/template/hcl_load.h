@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "imgbake/hcl_dynblock.h"
 #include "imgbake/hcl_eval.h"
 #include "imgbake/hcl_parse.h"
 #include "imgbake/template.h"
@@ -40,6 +41,10 @@ class HclLoad {
   void error(const hcl::File& file, hcl::Range r, const std::string& summary, const std::string& detail = {},
              bool warning = false);
   void report(const hcl::Diagnostics& ds);
+  // The blocks of `body` with its dynamic blocks expanded (`labels_of`: the block types
+  // expected there and their label counts); problems reported.
+  std::vector<hcl::BlockView> blocks_of(const hcl::Body& body, const hcl::File& file, const hcl::EvalContext& ctx,
+                                        const hcl::LabelCount& labels_of);
   const std::string& source_of(const std::string& filename) const;
   hcl::Value eval(const hcl::Expr& e, const hcl::File& file, const hcl::EvalContext& ctx);
 
@@ -47,6 +52,7 @@ class HclLoad {
   void check_body(const hcl::Body& body, const hcl::File& file, const std::string& what,
                   const std::vector<std::string>& attributes, const std::vector<std::string>& blocks);
 
+  void data_sources();
   // hcl_variables.cpp
   void variables();
   void locals();
@@ -55,15 +61,17 @@ class HclLoad {
   // One source of a build block: its provisioners and post-processors, lowered for it.
   struct SourceUse;
   void lower_build_parts(const BlockRef& build, const SourceUse& use, const std::vector<std::string>& build_sources);
-  std::optional<ProvisionerDef> provisioner(const hcl::Block& b, const hcl::File& f, const hcl::EvalContext& ctx,
+  std::optional<ProvisionerDef> provisioner(const hcl::BlockView& b, const hcl::File& f, const hcl::EvalContext& ctx,
                                             const SourceUse& use, const std::vector<std::string>& build_sources);
-  std::optional<PostProcessorDef> post_processor(const hcl::Block& b, const hcl::File& f, const hcl::EvalContext& ctx,
-                                                 const SourceUse& use, const std::vector<std::string>& build_sources);
+  std::optional<PostProcessorDef> post_processor(const hcl::BlockView& b, const hcl::File& f,
+                                                 const hcl::EvalContext& ctx, const SourceUse& use,
+                                                 const std::vector<std::string>& build_sources);
   // only/except of a provisioner or post-processor: whether it applies to `use`.
   bool applies(const hcl::Body& body, const hcl::File& f, const hcl::EvalContext& ctx, const SourceUse& use,
                const std::vector<std::string>& build_sources);
   // A body's attributes (evaluated) and blocks (as objects, or arrays of objects when
-  // repeated) as a JSON object; `skip` names attributes/blocks handled by the caller.
+  // repeated; dynamic blocks expanded) as a JSON object; `skip` names attributes/blocks
+  // handled by the caller.
   json::Value lower_body(const hcl::Body& body, const hcl::File& file, const hcl::EvalContext& ctx,
                          const std::set<std::string>& skip);
   json::Value lower_value(const hcl::Value& v, const hcl::File& file, hcl::Range where);
@@ -91,5 +99,10 @@ void string_leaves(const hcl::Value& v, std::vector<std::string>& out);
 // Packer's functions (hcl_functions*.cpp): HCL's standard ones plus Packer's set;
 // `base_dir` is where relative paths of file(), fileset() and templatefile() start.
 std::map<std::string, hcl::Function> packer_functions(const std::string& base_dir);
+// Standard base64 (Go's base64.StdEncoding); nullopt when `in` is not.
+std::optional<std::string> base64_decode(std::string_view in);
+// cidr*, uuidv5, bcrypt, urlencode, rsadecrypt, and vault/consul_key/aws_secretsmanager as "not
+// available" (hcl_functions_net.cpp).
+void add_network_and_id_functions(std::map<std::string, hcl::Function>& f);
 
 }  // namespace imgbake::hcl_template

@@ -209,7 +209,8 @@ void HclLoad::variables() {
              true);
   };
   if (!loaded_dir_.empty())
-    for (const auto& path : files_with_suffix(loaded_dir_, ".auto.pkrvars.hcl")) var_file(path);
+    for (const char* suffix : {".auto.pkrvars.hcl", ".auto.pkrvars.json"})
+      for (const auto& path : files_with_suffix(loaded_dir_, suffix)) var_file(path);
   for (const auto& path : in_.var_files) var_file(path);
   for (const auto& [name, text] : in_.vars) {
     auto it = decls.find(name);

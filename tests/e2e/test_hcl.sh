@@ -1,5 +1,5 @@
-# End-to-end: HCL2 templates (*.pkr.hcl). A JSON template and its HCL2 twin build the same
-# image (same manifest digest: rootfs builds are reproducible); variables from every source
+# End-to-end: HCL2 templates (*.pkr.hcl, *.pkr.json). A JSON template and its HCL2 twins build
+# the same image (same manifest digest: rootfs builds are reproducible); variables from every source
 # (-var, -var-file .pkrvars.hcl and .json, *.auto.pkrvars.hcl, PKR_VAR_*), -only with
 # Packer's HCL names, secrets masked, and errors with file:line:col and the source line.
 . "$(dirname "$0")/lib.sh"
@@ -63,6 +63,23 @@ imgbake {
   }
 }
 EOF
+  # The same in HCL's JSON syntax.
+  write_file bb.pkr.json <<'EOF'
+{
+  "//": "the HCL2 twin in HCL's JSON syntax",
+  "variable": {"motd": {"type": "string", "default": "hello"}, "greeting": {"default": "hey"}},
+  "source": {"rootfs": {"bb": {"source": "tar:bb.tar.gz"}}},
+  "build": {
+    "sources": ["source.rootfs.bb"],
+    "provisioner": [
+      {"shell": {"inline": ["echo ${var.motd} > /etc/motd", "rm /etc/old.txt", "echo $PACKER_BUILD_NAME > /etc/build"]}},
+      {"file": {"source": "payload.txt", "destination": "/root/payload.txt"}}
+    ]
+  },
+  "imgbake": {"image": "bb", "labels": {"team": "web"},
+              "config": {"Env": {"GREETING": "${var.greeting}"}, "Cmd": ["/bin/sh"]}}
+}
+EOF
 }
 
 # ---------------------------------------------------------------------------
@@ -79,6 +96,9 @@ test_twin_templates_build_the_same_image() {
   b=$(IMGBAKE_HOME="$TEST_DIR/s-hcl" manifest_digest bb:1)
   check "a digest was printed" test -n "$a"
   expect_eq "manifest digest of the JSON template and of its HCL2 twin" "$a" "$b"
+  IMGBAKE_HOME="$TEST_DIR/s-pkrjson" expect_exit 0 imgbake build --no-cache bb.pkr.json || return
+  expect_eq "manifest digest of the JSON template and of its *.pkr.json twin" "$a" \
+    "$(IMGBAKE_HOME="$TEST_DIR/s-pkrjson" manifest_digest bb:1)"
   # A different value gives a different image: the digests are not equal by accident.
   IMGBAKE_HOME="$TEST_DIR/s-hcl2" expect_exit 0 imgbake build --no-cache -var motd=bye bb.pkr.hcl || return
   check "another motd gives another digest" test "$(IMGBAKE_HOME="$TEST_DIR/s-hcl2" manifest_digest bb:1)" != "$a"
@@ -232,6 +252,10 @@ EOF
   expect_exit 1 imgbake inspect bad.pkr.hcl
   expect_contains "$STDERR" 'bad.pkr.hcl:9:1: Unsupported block type'
   # A syntax error, and a failed validation block.
+  write_file syntax.pkr.json <<<'{"source": {"null": {"n": {"communicator": "none",}}}}'
+  expect_exit 1 imgbake validate syntax.pkr.json
+  expect_contains "$STDERR" "syntax.pkr.json:1:50: Trailing comma in object"
+
   write_file syntax.pkr.hcl <<<'a = "a value", b = "b"'
   expect_exit 1 imgbake validate syntax.pkr.hcl
   expect_contains "$STDERR" "syntax.pkr.hcl:1:14: Unexpected comma after argument"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -136,6 +137,26 @@ class Decoder {
     return spec.body->blocks.empty() ? nullptr : &spec.body->blocks.front();
   }
 
+  // The blocks a spec reads, as the schema a JSON input is read with (`store` keeps the
+  // nested schemas).
+ public:
+  void json_schema(const Block& spec, BodySchema& out, std::deque<BodySchema>& store) {
+    if (spec.type == "object") {
+      for (const auto& child : spec.body->blocks) json_schema(child, out, store);
+      return;
+    }
+    if (spec.type != "block" && spec.type != "block_list" && spec.type != "block_map") return;
+    BodySchema& inner = store.emplace_back();
+    if (const Block* nested = nested_spec(spec)) json_schema(*nested, inner, store);
+    std::vector<std::string> labels;
+    if (spec.body->attribute("labels")) {
+      Value names = eval_spec_attr(spec, "labels");
+      for (const auto& v : names.elements()) labels.push_back(v.as_string());
+    }
+    out.blocks.push_back({spec_name(spec, "block_type"), labels, &inner});
+  }
+
+ private:
   Value decode_block_body(const Block& spec, const Block& b) {
     const Block* nested = nested_spec(spec);
     if (!nested) return Value::null();
@@ -171,6 +192,7 @@ class Decoder {
     }
     if (spec.type == "block_list") {
       std::vector<Value> items;
+      items.reserve(found.size());
       for (const Block* b : found) items.push_back(decode_block_body(spec, *b));
       return items.empty() ? Value::list({}, Type()) : Value::list_of(std::move(items));
     }
@@ -218,10 +240,6 @@ std::string range_str(const Range& r) {
 Outcome run_case(const std::string& base, bool json) {
   Outcome out;
   auto problem = [&](std::string s) { out.problems.push_back(std::move(s)); };
-  if (json) {
-    problem("HCL's JSON syntax is not implemented yet");
-    return out;
-  }
   // The test file and the spec are HCL too, read with our own parser.
   Diagnostics meta;
   File t = parse_file(read_file(base + ".t"), base + ".t", meta);
@@ -261,8 +279,7 @@ Outcome run_case(const std::string& base, bool json) {
 
   // The input, decoded as hcldec does: variables from the spec, then the root spec.
   Diagnostics diags;
-  std::string input = base + ".hcl";
-  File f = parse_file(read_file(input), input, diags);
+  std::string input = base + (json ? ".hcl.json" : ".hcl");
   EvalContext ctx;
   ctx.functions = standard_functions();
   const Block* root = nullptr;
@@ -274,6 +291,10 @@ Outcome run_case(const std::string& base, bool json) {
       root = &b;
     }
   }
+  BodySchema schema;
+  std::deque<BodySchema> nested;
+  if (root) Decoder(input, diags, ctx).json_schema(*root, schema, nested);
+  File f = json ? parse_json_file(read_file(input), input, &schema, diags) : parse_file(read_file(input), input, diags);
   Value got;
   if (root && !diags.has_errors()) {
     Decoder dec(input, diags, ctx);

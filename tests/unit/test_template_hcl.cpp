@@ -320,7 +320,33 @@ data "amazon-ami" "x" {}
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:3:1: Unsupported argument"));
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:5:14: Unknown source; There is no source \"null.n\""));
   EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:6:3: Unsupported block type; Blocks of type \"provisoner\""));
-  EXPECT_THAT(errors, HasSubstr("t.pkr.hcl:8:1: Data sources are not supported"));
+  EXPECT_THAT(errors,
+              HasSubstr("t.pkr.hcl:8:6: Unsupported data source; Data source \"amazon-ami\" is not "
+                        "available in imgbake: it would query a cloud or a service while the template is read."));
+}
+
+TEST_F(TemplateHclTest, NullDataSourceOutputIsItsInput) {
+  std::string p = Write("t.pkr.hcl", R"(
+variable "v" {
+  default = "x"
+}
+data "null" "n" {
+  input = "in-${var.v}"
+}
+locals {
+  l = data.null.n.output
+}
+source "file" "b" {
+  content = local.l
+  target  = "out/b"
+}
+build {
+  sources = ["source.file.b"]
+}
+)");
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(t.builders[0].config.find("content")->text, "in-x");
 }
 
 TEST_F(TemplateHclTest, SyntaxOnlyChecksFilesBlocksAndVariablesAsPacker166) {
@@ -385,6 +411,206 @@ TEST_F(TemplateHclTest, ADirectoryIsEveryPkrHclFileInIt) {
   EXPECT_EQ(t.path, (dir_ / "b.pkr.hcl").string());  // the file of the first build block
   EXPECT_TRUE(imgbake::is_hcl_template(dir_.string()));
   EXPECT_FALSE(imgbake::is_hcl_template((dir_ / "notes.hcl").string()));
+}
+
+// HCL's JSON syntax (*.pkr.json): the same template written both ways lowers to the same
+// builders, provisioners, post-processors and variables.
+TEST_F(TemplateHclTest, PkrJsonIsTheSameTemplateAsItsNativeTwin) {
+  std::string native = Write("n.pkr.hcl", R"(
+variable "region" {
+  type    = string
+  default = "eu"
+  validation {
+    condition     = length(var.region) > 1
+    error_message = "short"
+  }
+}
+variable "sizes" {
+  type    = list(number)
+  default = [1, 2]
+}
+locals {
+  out = "out-${var.region}"
+}
+local "n" {
+  expression = length(var.sizes)
+}
+source "file" "b" {
+  content = "x"
+  target  = "${local.out}/b"
+  nested {
+    a = 1
+  }
+}
+build {
+  name    = "main"
+  sources = ["source.file.b"]
+  provisioner "shell-local" {
+    inline      = ["echo ${local.n} ${source.name}"]
+    max_retries = 2
+  }
+  provisioner "shell-local" {
+    inline = ["two"]
+  }
+  post-processors {
+    post-processor "manifest" {
+      output = "m.json"
+    }
+  }
+}
+)");
+  fs::create_directories(dir_ / "j");
+  std::string json = Write("j/j.pkr.json", R"J({
+  "//": "the same template in HCL's JSON syntax",
+  "variable": {
+    "region": {"type": "string", "default": "eu",
+               "validation": {"condition": "${length(var.region) > 1}", "error_message": "short"}},
+    "sizes": {"type": "list(number)", "default": [1, 2]}
+  },
+  "locals": {"out": "out-${var.region}"},
+  "local": {"n": {"expression": "${length(var.sizes)}"}},
+  "source": {"file": {"b": {"content": "x", "target": "${local.out}/b", "nested": {"a": 1}}}},
+  "build": {
+    "name": "main",
+    "sources": ["source.file.b"],
+    "provisioner": [
+      {"shell-local": {"inline": ["echo ${local.n} ${source.name}"], "max_retries": 2}},
+      {"shell-local": {"inline": ["two"]}}
+    ],
+    "post-processors": {"post-processor": {"manifest": {"output": "m.json"}}}
+  }
+})J");
+  Template a = imgbake::load_template(native);
+  Template b = imgbake::load_template(json);
+  ASSERT_EQ(b.builders.size(), 1u);
+  EXPECT_EQ(b.builders[0].name, "main.file.b");
+  EXPECT_EQ(imgbake::json::serialize(b.builders[0].config), imgbake::json::serialize(a.builders[0].config));
+  ASSERT_EQ(b.provisioners.size(), 2u);
+  EXPECT_EQ(b.provisioners[0].max_retries, 2);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(imgbake::json::serialize(b.provisioners[i].config), imgbake::json::serialize(a.provisioners[i].config));
+  EXPECT_EQ(b.provisioners[0].config.find("inline")->items[0].text, "echo 2 b");
+  ASSERT_EQ(b.post_processors.size(), 1u);
+  EXPECT_EQ(imgbake::json::serialize(b.post_processors[0][0].config),
+            imgbake::json::serialize(a.post_processors[0][0].config));
+  EXPECT_EQ(Var(b, "sizes").default_value, Var(a, "sizes").default_value);
+  EXPECT_TRUE(imgbake::is_hcl_template(json));
+  EXPECT_TRUE(imgbake::is_hcl_template((dir_ / "j").string()));
+}
+
+TEST_F(TemplateHclTest, PkrJsonErrorsHaveFileLineAndColumn) {
+  std::string p = Write("e.pkr.json", "{\n  \"source\": {\"null\": {\"a\": {\"communicator\": \"none\",}}}\n}\n");
+  EXPECT_THAT(Errors(p), HasSubstr("e.pkr.json:2:51: Trailing comma in object"));
+  std::string q = Write("q.pkr.json", R"({
+  "variable": {"x": {"type": "string", "defualt": "a"}},
+  "locals": {"y": "${var.nope}"}
+})");
+  EXPECT_THAT(Errors(q), HasSubstr("q.pkr.json:2:40: Unsupported argument; An argument named \"defualt\" is not "
+                                   "expected in a variable block. (did you mean 'default'?)"));
+  std::string s = Write("s.pkr.json", "{\"source\": {\"null\": \"x\"}}");
+  EXPECT_THAT(Errors(s), HasSubstr("s.pkr.json:1:21: Incorrect JSON value type; Either a JSON object or JSON array of "
+                                   "objects is required here, to specify name labels for this block."));
+  std::string r = Write("r.pkr.json", R"({"variable": {"x": {"default": "a"}}, "locals": {"y": "${var.nope}"}})");
+  EXPECT_THAT(Errors(r), HasSubstr("r.pkr.json:1:61: Unsupported attribute"));
+}
+
+// A directory: its *.pkr.hcl files, then its *.pkr.json files (as Packer 1.6.6 loads them),
+// and *.auto.pkrvars.hcl then *.auto.pkrvars.json.
+TEST_F(TemplateHclTest, ADirectoryMixesNativeAndJsonFiles) {
+  Write("a.pkr.json",
+        R"({"source": {"null": {"a": {"communicator": "none"}}}, "variable": {"v": {"type": "string"}}})");
+  Write("b.pkr.hcl", "build {\n  sources = [\"source.null.a\"]\n}\n");
+  Write("x.auto.pkrvars.json", R"({"v": "from-json"})");
+  Template t = imgbake::load_template(dir_.string());
+  EXPECT_EQ(t.files.size(), 2u);
+  EXPECT_EQ(t.files[0], (dir_ / "b.pkr.hcl").string());
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(Var(t, "v").default_value, "from-json");
+}
+
+// dynamic blocks (hcl's dynblock), where Packer 1.6.6 expands them: in sources, provisioners
+// and post-processors (nested blocks of options) and in build blocks (provisioners,
+// post-processors); in HCL's JSON syntax too.
+TEST_F(TemplateHclTest, DynamicBlocksExpandInSourcesAndBuilds) {
+  std::string p = Write("d.pkr.hcl", R"(
+locals {
+  disks = { a = 10, b = 20 }
+  steps = ["one", "two"]
+}
+source "file" "b" {
+  content = "x"
+  target  = "out/b"
+  dynamic "disk" {
+    for_each = local.disks
+    iterator = d
+    content {
+      name = "sd${d.key}"
+      size = d.value
+      dynamic "part" {
+        for_each = [1, 2]
+        content {
+          n = part.value * d.value
+        }
+      }
+    }
+  }
+}
+build {
+  sources = ["source.file.b"]
+  dynamic "provisioner" {
+    for_each = local.steps
+    labels   = ["shell-local"]
+    content {
+      inline = ["echo ${provisioner.key} ${provisioner.value} ${source.name}"]
+    }
+  }
+}
+)");
+  auto compact = [](const imgbake::json::Value* v) {
+    std::string s = v ? imgbake::json::serialize(*v) : "";
+    std::erase_if(s, [](char c) { return c == ' ' || c == '\n'; });
+    return s;
+  };
+  Template t = imgbake::load_template(p);
+  ASSERT_EQ(t.builders.size(), 1u);
+  EXPECT_EQ(
+      compact(t.builders[0].config.find("disk")),
+      R"([{"name":"sda","size":10,"part":[{"n":10},{"n":20}]},{"name":"sdb","size":20,"part":[{"n":20},{"n":40}]}])");
+  ASSERT_EQ(t.provisioners.size(), 2u);
+  EXPECT_EQ(t.provisioners[1].config.find("inline")->items[0].text, "echo 1 two b");
+
+  std::string j = Write("d.pkr.json", R"J({
+  "source": {"file": {"b": {"content": "x", "target": "out/b",
+    "dynamic": {"disk": {"for_each": "${[1, 2]}", "iterator": "d", "content": {"size": "${d.value}"}}}}}},
+  "build": {"sources": ["source.file.b"],
+    "dynamic": {"provisioner": {"for_each": ["x"], "labels": ["shell-local"], "content": {"inline": ["${provisioner.value}"]}}}}
+})J");
+  Template tj = imgbake::load_template(j);
+  EXPECT_EQ(compact(tj.builders[0].config.find("disk")), R"([{"size":1},{"size":2}])");
+  ASSERT_EQ(tj.provisioners.size(), 1u);
+  EXPECT_EQ(tj.provisioners[0].config.find("inline")->items[0].text, "x");
+
+  std::string bad = Write("bad.pkr.hcl", R"(
+source "null" "n" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.n"]
+  dynamic "provisioner" {
+    for_each = 3
+    labels   = ["shell-local"]
+    content {}
+  }
+  dynamic "provisioner" {
+    for_each = [1]
+    content {}
+  }
+}
+)");
+  std::string e = Errors(bad);
+  EXPECT_THAT(e, HasSubstr("bad.pkr.hcl:8:16: Invalid dynamic for_each value; Cannot use a number value in for_each. "
+                           "An iterable collection is required."));
+  EXPECT_THAT(e, HasSubstr("bad.pkr.hcl:12:25: Missing required argument; The argument \"labels\" is required"));
 }
 
 }  // namespace

@@ -78,7 +78,11 @@ struct Expr {
   bool expand_final = false;   // f(x...)
   bool group = false;          // {for ...: k => v...}
   bool object_result = false;  // a `{for ...}` (else `[for ...]`)
+  bool json = false;           // an object of HCL's JSON syntax: its keys are templates, repeating one is an error
   Range open_range;            // the call's "(", the for's opening bracket
+  // HCL's JSON syntax: a string whose template does not parse; its errors are reported when
+  // it is evaluated, as hcl reports them.
+  std::vector<Diagnostic> deferred;
 };
 
 ExprPtr make_expr(Expr::Kind kind, Range range);
