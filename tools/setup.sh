@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ ccache pkg-config git python3 procps skopeo umoci qemu-utils qemu-system-x86 xorriso genisoimage busybox-static dropbear-bin openssh-sftp-server cpio gzip e2fsprogs xz-utils zstd openssh-client openssh-server docker-registry apache2-utils packer
   bubblewrap debootstrap apt-utils curl podman runc libxml2-utils
   libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev libseccomp-dev
-  libsqlite3-dev libgtest-dev libgmock-dev libicu-dev clang-format clang-tidy clang libclang-rt-14-dev
+  libsqlite3-dev libgtest-dev libgmock-dev libicu-dev libcrypt-dev clang-format clang-tidy clang libclang-rt-14-dev
   golang-github-hashicorp-hcl-v2-dev golang-go awscli python3-botocore
   puppet ansible-core ruby-chef-config
 )
