@@ -110,7 +110,10 @@ std::vector<CheckResult> serverspec(const TestCheck& c, const HostAccess& host, 
                      ", verify_host_key: :never, non_interactive: true, timeout: 30";
   if (!s.private_key_file.empty()) opts += ", keys: [" + ruby(s.private_key_file) + "], keys_only: true";
   util::write_file_atomic(helper, "require 'serverspec'\nrequire 'net/ssh'\nset :backend, :ssh\nset :host, " + ruby(s.host) +
-                               "\nset :ssh_options, {" + opts + "}\n",
+                               "\nset :ssh_options, {" + opts +
+                               "}\n"
+                               // A guest without /etc/os-release (busybox) is plain Linux to specinfra.
+                               "begin\n  os\nrescue StandardError, NotImplementedError\n  set :os, family: 'linux'\nend\n",
                          0600);
   ToolRun t = run_tool({"rspec", "--require", helper.string(), "--format", "json", "--out", report.string(),
                         c.local_file},
