@@ -2,6 +2,7 @@
 // copy-on-write overlay in a private directory, started and reached with the builder's own launch
 // and wait-for-SSH steps (accelerator probe and fallback, the SSH banner wait, qemu's exit noticed).
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include "imgbake/disk_boot.h"
@@ -62,6 +63,21 @@ class QemuTestMachine : public BootedMachine {
 
   Communicator& communicator() override { return *run_.comm; }
   const SshConfig& ssh() const override { return ssh_; }
+  int forward_tcp(int guest_port) override {
+    if (auto it = forwarded_.find(guest_port); it != forwarded_.end()) return it->second;
+    const QemuConfig& c = run_.cfg;
+    const int port = free_port(static_cast<int>(c.host_port_min), static_cast<int>(c.host_port_max), rng_);
+    const std::string rule = "user.0 tcp:127.0.0.1:" + std::to_string(port) + "-:" + std::to_string(guest_port);
+    // hostfwd_add is a monitor command: QMP runs it through human-monitor-command, which
+    // answers its text (empty when it worked).
+    const nlohmann::json said = run_.qmp->execute("human-monitor-command", {{"command-line", "hostfwd_add " + rule}});
+    if (said.is_string() && !util::trim(said.get<std::string>()).empty())
+      throw BuildError("qemu cannot forward 127.0.0.1:" + std::to_string(port) + " to the guest's port " +
+                       std::to_string(guest_port) + ": " + util::trim(said.get<std::string>()));
+    st_.message("forwarding 127.0.0.1:" + std::to_string(port) + " to the guest's port " + std::to_string(guest_port));
+    forwarded_[guest_port] = port;
+    return port;
+  }
 
  private:
   // The recorded settings, then the spec's over them.
@@ -86,13 +102,16 @@ class QemuTestMachine : public BootedMachine {
     c.accel = *kind;
     c.ssh.username = !b.ssh_username.empty() ? b.ssh_username : label(l, "ssh_username");
     c.ssh.password = b.ssh_password;
-    c.ssh.private_key_file =
-        !b.ssh_private_key_file.empty() || !b.ssh_password.empty() ? b.ssh_private_key_file : label(l, "ssh_private_key_file");
+    c.ssh.private_key_file = !b.ssh_private_key_file.empty() || !b.ssh_password.empty()
+                                 ? b.ssh_private_key_file
+                                 : label(l, "ssh_private_key_file");
     if (c.ssh.username.empty())
-      throw UsageError(req.name + " does not say which user logs in over SSH: give \"boot\": {\"ssh_username\": …} in the tests");
+      throw UsageError(req.name +
+                       " does not say which user logs in over SSH: give \"boot\": {\"ssh_username\": …} in the tests");
     if (c.ssh.private_key_file.empty() && c.ssh.password.empty())
-      throw UsageError(req.name + " does not say how to log in over SSH: give \"boot\": {\"ssh_private_key_file\": …} "
-                                  "(or ssh_password) in the tests");
+      throw UsageError(req.name +
+                       " does not say how to log in over SSH: give \"boot\": {\"ssh_private_key_file\": …} "
+                       "(or ssh_password) in the tests");
     c.ssh.timeout = b.ssh_timeout.value_or(std::chrono::milliseconds(number(l, "ssh_timeout_ms", 300000)));
     // Direct kernel boot, as the image was built (or as the spec says).
     for (const char* what : {"kernel", "initrd", "append"}) {
@@ -133,6 +152,7 @@ class QemuTestMachine : public BootedMachine {
   StepList steps_;
   size_t ran_ = 0;
   SshConfig ssh_;
+  std::map<int, int> forwarded_;  // guest port -> port on 127.0.0.1
 };
 
 class QemuDiskBooter : public DiskBooter {

@@ -53,10 +53,11 @@ int test_committed(const Template& t, const std::vector<store::ImageRecord>& com
     // One report per image: FILE for one, FILE with "-NAME-VERSION" before its extension for several.
     if (!junit.empty()) {
       std::filesystem::path p = junit;
-      opts.junit = committed.size() == 1 ? junit
-                                         : (p.parent_path() / (p.stem().string() + "-" + rec.name + "-" + rec.version +
-                                                               p.extension().string()))
-                                               .string();
+      opts.junit =
+          committed.size() == 1
+              ? junit
+              : (p.parent_path() / (p.stem().string() + "-" + rec.name + "-" + rec.version + p.extension().string()))
+                    .string();
     }
     const store::ImageRecord img = st->resolve(rec.ref());
     if (!test_image(*st, img, spec, opts).result.passed()) {

@@ -1,5 +1,5 @@
-#include <algorithm>
 #include "store_verbs.h"
+#include <algorithm>
 
 #include "imgbake/util.h"
 
@@ -49,6 +49,7 @@ nlohmann::json test_status_json(const std::vector<store::TestRun>& runs) {
 
 std::string test_status_text(const std::vector<store::TestRun>& runs) {
   std::vector<std::string> parts;
+  parts.reserve(runs.size());
   for (const auto& run : runs) parts.push_back(run.suite + ": " + (run.passed ? "passed" : "FAILED"));
   return util::join(parts, ", ");
 }

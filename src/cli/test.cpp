@@ -1,6 +1,6 @@
 // `imgbake test REF`: runs a test spec's checks against an image (docs/testing-images.md).
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -123,7 +123,8 @@ ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, con
   std::unique_ptr<DiskBooter> booter;
   if (!container) {
     booter = DiskBooterRegistry::instance().create(builder);
-    if (!booter) throw UsageError(img.ref() + " is a disk image of the " + builder + " builder, which cannot boot one for tests");
+    if (!booter)
+      throw UsageError(img.ref() + " is a disk image of the " + builder + " builder, which cannot boot one for tests");
   }
   if (spec.service_start && !container)
     throw UsageError("'service_start' starts a container image's Entrypoint/Cmd: " + img.ref() +
@@ -203,7 +204,8 @@ ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, con
       req.scratch = scratch.path();
       req.name = img.ref();
       std::unique_ptr<BootedMachine> vm = booter->boot(req, ui, global_cancel());
-      imagetest::HostAccess host{vm->ssh(), scratch.path()};
+      imagetest::HostAccess host{vm->ssh(), scratch.path(),
+                                 [&vm](int guest_port) { return vm->forward_tcp(guest_port); }};
       r.checks = imagetest::run_checks(spec, vm->communicator(), global_cancel(), on_result, host);
     }
   }
@@ -211,7 +213,8 @@ ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, con
   if (!opts.junit.empty()) util::write_file_atomic(opts.junit, imagetest::junit_xml(r));
   // The evidence: a signed in-toto test-result statement, kept as a referrer of the image.
   if (opts.record) {
-    imagetest::RunFacts facts{opts.spec_name, opts.spec_sha256, std::string("imgbake ") + kVersion + (container ? " (sandbox)" : " (" + builder + ")")};
+    imagetest::RunFacts facts{opts.spec_name, opts.spec_sha256,
+                              std::string("imgbake ") + kVersion + (container ? " (sandbox)" : " (" + builder + ")")};
     std::string key_path = opts.signing_key;
     if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); key_path.empty() && e && *e) key_path = e;
     bool created = false;

@@ -34,6 +34,9 @@ class Machine {
   Machine(Communicator& c, const TestCheck& check, const CancelToken& cancel)
       : c_(c), timeout_(check.timeout.value_or(kDefaultCheckTimeout)), cancel_(cancel) {}
 
+  Communicator& communicator() { return c_; }
+  const CancelToken& cancel() const { return cancel_; }
+
   Output run(const std::string& command) {
     Output o;
     auto sink = [](std::string& to) {
@@ -156,17 +159,18 @@ std::string check_account(Machine& m, const TestCheck& c) {
 // service: running and enabled as the guest's init system sees it (systemd, else an
 // /etc/init.d script with its rc?.d links, else just a process of that name).
 std::string check_service(Machine& m, const TestCheck& c) {
-  Output o = m.run("n=" + quote(c.subject) +
-                   "; if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then echo init=systemd; "
-                   "if systemctl is-active --quiet \"$n\"; then echo running=yes; else echo running=no; fi; "
-                   "if systemctl is-enabled --quiet \"$n\" 2>/dev/null; then echo enabled=yes; else echo enabled=no; fi; "
-                   "elif [ -x \"/etc/init.d/$n\" ]; then echo init=sysvinit; "
-                   "if \"/etc/init.d/$n\" status >/dev/null 2>&1 || pidof \"$n\" >/dev/null 2>&1; then echo running=yes; "
-                   "else echo running=no; fi; "
-                   "if ls /etc/rc[2345].d/S[0-9][0-9]\"$n\" >/dev/null 2>&1; then echo enabled=yes; else echo "
-                   "enabled=no; fi; "
-                   "else echo init=none; if pidof \"$n\" >/dev/null 2>&1 || pgrep -x \"$n\" >/dev/null 2>&1; then echo "
-                   "running=yes; else echo running=no; fi; echo enabled=unknown; fi");
+  Output o =
+      m.run("n=" + quote(c.subject) +
+            "; if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then echo init=systemd; "
+            "if systemctl is-active --quiet \"$n\"; then echo running=yes; else echo running=no; fi; "
+            "if systemctl is-enabled --quiet \"$n\" 2>/dev/null; then echo enabled=yes; else echo enabled=no; fi; "
+            "elif [ -x \"/etc/init.d/$n\" ]; then echo init=sysvinit; "
+            "if \"/etc/init.d/$n\" status >/dev/null 2>&1 || pidof \"$n\" >/dev/null 2>&1; then echo running=yes; "
+            "else echo running=no; fi; "
+            "if ls /etc/rc[2345].d/S[0-9][0-9]\"$n\" >/dev/null 2>&1; then echo enabled=yes; else echo "
+            "enabled=no; fi; "
+            "else echo init=none; if pidof \"$n\" >/dev/null 2>&1 || pgrep -x \"$n\" >/dev/null 2>&1; then echo "
+            "running=yes; else echo running=no; fi; echo enabled=unknown; fi");
   if (!o.result.succeeded()) return "cannot ask the init system (" + ended(o.result) + ": " + first_line(o.err) + ")";
   std::map<std::string, std::string> facts;
   for (const auto& line : util::split(o.out, '\n'))
@@ -255,16 +259,27 @@ std::string check_kernel_param(Machine& m, const TestCheck& c) {
 }
 
 // script: a host file copied to the machine and run there with /bin/sh.
-std::string check_script(Machine& m, Communicator& c_machine, const TestCheck& c, const CancelToken& cancel) {
+std::string check_script(Machine& m, const TestCheck& c) {
   if (!std::filesystem::is_regular_file(c.local_file)) return "no such script on this host: " + c.local_file;
   const std::string remote = "/tmp/imgbake-check-" + util::uuid_v4() + ".sh";
-  c_machine.upload(c.local_file, remote, cancel);
+  m.communicator().upload(c.local_file, remote, m.cancel());
   Output o = m.run("sh " + remote + "; s=$?; rm -f " + remote + "; exit $s");
   if (o.result.disconnected) return "the connection dropped before the script ended";
   if (o.result.status == c.exit_status) return "";
   const std::string said = !o.err.empty() ? first_line(o.err) : first_line(o.out);
   return "exit status " + std::to_string(o.result.status) + ", not " + std::to_string(c.exit_status) +
          (said.empty() ? "" : " (" + said + ")");
+}
+
+// The checker of each kind (the runners, testinfra and serverspec, are not: they run on the host).
+using Checker = std::string (*)(Machine&, const TestCheck&);
+const std::map<std::string, Checker>& checkers() {
+  static const std::map<std::string, Checker> table = {
+      {"command", check_command}, {"file", check_file},     {"package", check_package},
+      {"user", check_account},    {"group", check_account}, {"service", check_service},
+      {"port", check_port},       {"http", check_http},     {"kernel_param", check_kernel_param},
+      {"script", check_script}};
+  return table;
 }
 
 }  // namespace
@@ -299,6 +314,12 @@ std::vector<CheckResult> run_checks(const TestSpec& spec, Communicator& machine,
   std::vector<CheckResult> out;
   for (const auto& c : spec.checks) {
     cancel.throw_if_cancelled();
+    if (c.kind == "http" && c.from_host) {
+      CheckResult r = http_from_host(c, host, cancel);
+      if (on_result) on_result(r);
+      out.push_back(std::move(r));
+      continue;
+    }
     if (c.kind == "testinfra" || c.kind == "serverspec") {
       for (auto& r : run_host_runner(c, host, cancel)) {
         if (on_result) on_result(r);
@@ -310,24 +331,7 @@ std::vector<CheckResult> run_checks(const TestSpec& spec, Communicator& machine,
     const auto t0 = std::chrono::steady_clock::now();
     try {
       Machine m(machine, c, cancel);
-      if (c.kind == "command")
-        r.message = check_command(m, c);
-      else if (c.kind == "file")
-        r.message = check_file(m, c);
-      else if (c.kind == "package")
-        r.message = check_package(m, c);
-      else if (c.kind == "service")
-        r.message = check_service(m, c);
-      else if (c.kind == "port")
-        r.message = check_port(m, c);
-      else if (c.kind == "http")
-        r.message = check_http(m, c);
-      else if (c.kind == "kernel_param")
-        r.message = check_kernel_param(m, c);
-      else if (c.kind == "script")
-        r.message = check_script(m, machine, c, cancel);
-      else
-        r.message = check_account(m, c);
+      r.message = checkers().at(c.kind)(m, c);
       r.passed = r.message.empty();
     } catch (const Cancelled&) {
       throw;

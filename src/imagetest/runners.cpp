@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "imgbake/error.h"
+#include "imgbake/http.h"
 #include "imgbake/process.h"
 #include "imgbake/util.h"
 
@@ -17,8 +18,8 @@ namespace fs = std::filesystem;
 constexpr std::chrono::minutes kDefaultRunnerTimeout{10};
 
 std::string xml_text(const std::string& s) {
-  static const std::pair<const char*, const char*> kEntities[] = {
-      {"&quot;", "\""}, {"&apos;", "'"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&#10;", "\n"}, {"&amp;", "&"}};
+  static const std::pair<const char*, const char*> kEntities[] = {{"&quot;", "\""}, {"&apos;", "'"}, {"&lt;", "<"},
+                                                                  {"&gt;", ">"},    {"&#10;", "\n"}, {"&amp;", "&"}};
   std::string out = s;
   for (const auto& [entity, ch] : kEntities)
     for (size_t at = out.find(entity); at != std::string::npos; at = out.find(entity, at + 1))
@@ -42,8 +43,8 @@ std::vector<CheckResult> broken(const TestCheck& c, const std::string& why) {
 fs::path write_ssh_config(const HostAccess& host) {
   const SshConfig& s = *host.ssh;
   fs::path p = host.scratch / ("ssh_config-" + util::uuid_v4());
-  std::string text = "Host *\n  HostName " + s.host + "\n  Port " + std::to_string(s.port) + "\n  User " +
-                     s.username + "\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n";
+  std::string text = "Host *\n  HostName " + s.host + "\n  Port " + std::to_string(s.port) + "\n  User " + s.username +
+                     "\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n";
   if (!s.private_key_file.empty()) text += "  IdentityFile " + s.private_key_file + "\n  IdentitiesOnly yes\n";
   util::write_file_atomic(p, text, 0600);
   return p;
@@ -80,14 +81,14 @@ std::vector<CheckResult> testinfra(const TestCheck& c, const HostAccess& host, c
   const SshConfig& s = *host.ssh;
   // Debian's pytest-3 runs the system's python3 (which has python3-testinfra) even when another
   // python3 comes first on PATH.
-  ToolRun t = run_tool({"/bin/sh", "-c",
-                        "if command -v pytest-3 >/dev/null 2>&1; then exec pytest-3 \"$@\"; else exec python3 -m "
-                        "pytest \"$@\"; fi",
-                        "pytest", "-p", "no:cacheprovider", "-q",
+  const std::string pytest =
+      "if command -v pytest-3 >/dev/null 2>&1; then exec pytest-3 \"$@\"; else exec python3 -m pytest \"$@\"; fi";
+  ToolRun t = run_tool({"/bin/sh", "-c", pytest, "pytest", "-p", "no:cacheprovider", "-q",
                         "--hosts=ssh://" + s.username + "@" + s.host + ":" + std::to_string(s.port),
                         "--ssh-config=" + cfg.string(), "--junit-xml=" + report.string(), c.local_file},
                        host.scratch, c, cancel);
-  std::vector<CheckResult> cases = fs::exists(report) ? junit_cases(util::read_file(report)) : std::vector<CheckResult>{};
+  std::vector<CheckResult> cases =
+      fs::exists(report) ? junit_cases(util::read_file(report)) : std::vector<CheckResult>{};
   if (cases.empty()) {
     if (t.err.find("No module named pytest") != std::string::npos)
       return broken(c, "pytest is not installed on this host (Debian package python3-testinfra)");
@@ -109,15 +110,17 @@ std::vector<CheckResult> serverspec(const TestCheck& c, const HostAccess& host, 
   std::string opts = "user: " + ruby(s.username) + ", port: " + std::to_string(s.port) +
                      ", verify_host_key: :never, non_interactive: true, timeout: 30";
   if (!s.private_key_file.empty()) opts += ", keys: [" + ruby(s.private_key_file) + "], keys_only: true";
-  util::write_file_atomic(helper, "require 'serverspec'\nrequire 'net/ssh'\nset :backend, :ssh\nset :host, " + ruby(s.host) +
-                               "\nset :ssh_options, {" + opts +
-                               "}\n"
-                               // A guest without /etc/os-release (busybox) is plain Linux to specinfra.
-                               "begin\n  os\nrescue StandardError, NotImplementedError\n  set :os, family: 'linux'\nend\n",
-                         0600);
-  ToolRun t = run_tool({"rspec", "--require", helper.string(), "--format", "json", "--out", report.string(),
-                        c.local_file},
-                       host.scratch, c, cancel);
+  util::write_file_atomic(
+      helper,
+      "require 'serverspec'\nrequire 'net/ssh'\nset :backend, :ssh\nset :host, " + ruby(s.host) +
+          "\nset :ssh_options, {" + opts +
+          "}\n"
+          // A guest without /etc/os-release (busybox) is plain Linux to specinfra.
+          "begin\n  os\nrescue StandardError, NotImplementedError\n  set :os, family: 'linux'\nend\n",
+      0600);
+  ToolRun t =
+      run_tool({"rspec", "--require", helper.string(), "--format", "json", "--out", report.string(), c.local_file},
+               host.scratch, c, cancel);
   std::vector<CheckResult> out;
   nlohmann::json j;
   try {
@@ -127,13 +130,16 @@ std::vector<CheckResult> serverspec(const TestCheck& c, const HostAccess& host, 
                          "): " + last_lines(t.out + t.err, 4));
   }
   for (const auto& e : j.value("examples", nlohmann::json::array())) {
-    CheckResult r{c.name + ": " + e.value("full_description", std::string("?")), c.kind,
-                  e.value("status", "") == "passed", "", {}};
+    CheckResult r{c.name + ": " + e.value("full_description", std::string("?")),
+                  c.kind,
+                  e.value("status", "") == "passed",
+                  "",
+                  {}};
     if (!r.passed)
       r.message = e.contains("exception") ? util::trim(e["exception"].value("message", std::string("failed")))
                                           : e.value("status", std::string("failed"));
-    r.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(e.value("run_time", 0.0)));
+    r.duration =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(e.value("run_time", 0.0)));
     out.push_back(std::move(r));
   }
   if (out.empty()) return broken(c, "serverspec ran no test: " + last_lines(t.out + t.err, 4));
@@ -141,6 +147,50 @@ std::vector<CheckResult> serverspec(const TestCheck& c, const HostAccess& host, 
 }
 
 }  // namespace
+
+CheckResult http_from_host(const TestCheck& c, const HostAccess& host, const CancelToken& cancel) {
+  CheckResult r{c.name, c.kind, false, "", {}};
+  const auto t0 = std::chrono::steady_clock::now();
+  // http://AUTHORITY/TARGET, AUTHORITY = HOST[:PORT] (the reader takes http:// URLs only here)
+  const std::string rest = c.url.substr(std::string_view("http://").size());
+  const std::string authority = rest.substr(0, rest.find('/'));
+  const std::string target = rest.find('/') == std::string::npos ? "/" : rest.substr(rest.find('/'));
+  const auto colon = authority.rfind(':');
+  const int port =
+      colon == std::string::npos || authority.back() == ']' ? 80 : std::atoi(authority.c_str() + colon + 1);
+  if (!host.forward_tcp) {
+    r.message =
+        "an http check from the host needs a disk image booted for its tests (a sandbox has no port to forward)";
+  } else if (port <= 0 || port > 65535) {
+    r.message = "no port in " + c.url;
+  } else {
+    try {
+      const int local = host.forward_tcp(port);
+      http::Request req;
+      req.url = "http://127.0.0.1:" + std::to_string(local) + target;
+      req.headers = {"Host: " + authority};
+      req.max_redirects = 0;
+      req.cancel = &cancel;
+      http::SessionOptions so;
+      so.timeout = c.timeout.value_or(kDefaultCheckTimeout);
+      http::Session session(so);
+      const http::Response got = session.send(req);
+      std::vector<std::string> why;
+      if (got.status != c.status)
+        why.push_back("status " + std::to_string(got.status) + ", not " + std::to_string(c.status));
+      for (const auto& s : c.body_contains)
+        if (got.body.find(s) == std::string::npos) why.push_back("the body does not contain \"" + s + "\"");
+      r.message = util::join(why, "; ");
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const std::exception& e) {
+      r.message = "no HTTP answer from " + c.url + " through the forwarded port: " + e.what();
+    }
+  }
+  r.passed = r.message.empty();
+  r.duration = std::chrono::steady_clock::now() - t0;
+  return r;
+}
 
 std::vector<CheckResult> junit_cases(const std::string& xml) {
   std::vector<CheckResult> out;
@@ -178,8 +228,9 @@ std::vector<CheckResult> run_host_runner(const TestCheck& c, const HostAccess& h
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<CheckResult> out;
   if (!host.ssh)
-    out = broken(c, c.kind + " works over SSH: only a disk image booted for its tests has it (this image runs in a "
-                             "sandbox)");
+    out = broken(c, c.kind +
+                        " works over SSH: only a disk image booted for its tests has it (this image runs in a "
+                        "sandbox)");
   else if (!fs::is_regular_file(c.local_file))
     out = broken(c, "no such file on this host: " + c.local_file);
   else

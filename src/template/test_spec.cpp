@@ -11,8 +11,8 @@ namespace imgbake {
 
 namespace {
 
-constexpr const char* kKinds[] = {"command", "file",         "package", "user",      "group",     "service",
-                                   "port",    "http",         "script",  "testinfra", "serverspec", "kernel_param"};
+constexpr const char* kKinds[] = {"command", "file", "package", "user",      "group",      "service",
+                                  "port",    "http", "script",  "testinfra", "serverspec", "kernel_param"};
 
 bool plain_name(const std::string& s) {
   return !s.empty() && s.find_first_of(" \t\n'\"\\$`;|&<>") == std::string::npos;
@@ -125,13 +125,19 @@ TestCheck read_check(const json::Value& v, size_t index, const std::string& file
     if (c.url.find_first_of(" \t\n'\"\\`") != std::string::npos) r.error("http", "'http' must be a plain URL");
     c.status = r.integer("status", 200);
     c.body_contains = r.strings("body_contains");
+    const std::string from = r.string("from", "machine");
+    if (from != "machine" && from != "host")
+      r.error("from", "'from' must be \"machine\" (fetched inside it) or \"host\" (through a forwarded port)");
+    c.from_host = from == "host";
+    if (c.from_host && !c.url.starts_with("http://"))
+      r.error("http", "an http check from the host fetches http:// URLs only");
   } else if (c.kind == "script" || c.kind == "testinfra" || c.kind == "serverspec") {
     c.local_file = host_file(r.string(c.kind), file);
     if (c.local_file.empty()) r.error(c.kind, "'" + c.kind + "' must name a file on this host");
     if (c.kind == "script") c.exit_status = r.integer("exit_status", 0);
   } else if (!c.kind.empty()) {  // package, user, group, service, kernel_param
     c.subject = r.string(c.kind);
-    if (!plain_name(c.subject) || (c.kind == "kernel_param" && c.subject.find_first_of("/") != std::string::npos))
+    if (!plain_name(c.subject) || (c.kind == "kernel_param" && c.subject.find('/') != std::string::npos))
       r.error(c.kind, "'" + c.kind + "' must be a " + (c.kind == "kernel_param" ? "sysctl" : c.kind) + " name");
     if (c.kind == "service") {
       c.running = r.optional_boolean("running");
@@ -147,9 +153,9 @@ TestCheck read_check(const json::Value& v, size_t index, const std::string& file
   }
   if (c.name.empty())
     c.name = c.kind + " " +
-             (c.kind == "command" ? c.command
-              : c.kind == "file"  ? c.path
-              : c.kind == "http"  ? c.url
+             (c.kind == "command"     ? c.command
+              : c.kind == "file"      ? c.path
+              : c.kind == "http"      ? c.url
               : !c.local_file.empty() ? std::filesystem::path(c.local_file).filename().string()
                                       : c.subject);
   r.finish();

@@ -269,6 +269,21 @@ JSON
   expect_contains "$STDOUT" "is missing from the catalog: its gate is open"
 }
 
+# pull_with_evidence STORE REGISTRY SOURCE: pulls SOURCE (web:1) into a new STORE (the same user:
+# the same trusted key); its passing smoke result came along, verifies, shows, and opens the gate.
+pull_with_evidence() {
+  export IMGBAKE_HOME=$1
+  expect_exit 0 imgbake pull "$3" --insecure-registry "$2" || return
+  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke) pulled"
+  expect_exit 0 imgbake verify web:1
+  expect_match "$STDOUT" '^  test:       smoke PASSED on '
+  expect_exit 0 imgbake show web:1
+  expect_match "$STDOUT" '^  smoke: passed on '
+  expect_exit 0 imgbake policy set production --require-test smoke
+  expect_exit 0 imgbake promote web:1 --channel production
+  expect_exit 0 imgbake store check
+}
+
 # The evidence travels with the image: push uploads the test results as referrers, a pull into
 # another store brings them, and the gate there accepts the image on them.
 test_evidence_travels_with_push_and_pull() {
@@ -280,15 +295,7 @@ test_evidence_travels_with_push_and_pull() {
   expect_exit 0 imgbake test web:1 --template web.json || return
   expect_exit 0 imgbake push web:1 "$reg/team/web" --insecure-registry "$reg" || return
   expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke, passed) pushed as a referrer of the image"
-  # Another store, the same user (the same trusted key).
-  export IMGBAKE_HOME="$TEST_DIR/store2"
-  expect_exit 0 imgbake pull "$reg/team/web:1" --insecure-registry "$reg" || return
-  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke) pulled"
-  expect_exit 0 imgbake verify web:1
-  expect_match "$STDOUT" '^  test:       smoke PASSED on '
-  expect_exit 0 imgbake policy set production --require-test smoke
-  expect_exit 0 imgbake promote web:1 --channel production
-  expect_exit 0 imgbake store check
+  pull_with_evidence "$TEST_DIR/store2" "$reg" "$reg/team/web:1" || return
   # Pulling again records nothing twice.
   expect_exit 0 imgbake pull "$reg/team/web:1" --insecure-registry "$reg"
   expect_exit 0 imgbake verify web:1 --output json
@@ -299,13 +306,7 @@ test_evidence_travels_with_push_and_pull() {
   reg=127.0.0.1:$REGISTRY_PORT
   expect_exit 0 imgbake copy "$first/team/web:1" "$reg/mirror/web:1" --insecure-registry "$first" \
     --insecure-registry "$reg" || return
-  export IMGBAKE_HOME="$TEST_DIR/store3"
-  expect_exit 0 imgbake pull "$reg/mirror/web:1" --insecure-registry "$reg" || return
-  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke) pulled"
-  expect_exit 0 imgbake show web:1
-  expect_match "$STDOUT" '^  smoke: passed on '
-  expect_exit 0 imgbake policy set production --require-test smoke
-  expect_exit 0 imgbake promote web:1 --channel production
+  pull_with_evidence "$TEST_DIR/store3" "$reg" "$reg/mirror/web:1"
 }
 
 # A container image's own Cmd started as the service under test in the sandbox: its file, its

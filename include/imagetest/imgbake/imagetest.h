@@ -43,6 +43,9 @@ struct SuiteResult {
 struct HostAccess {
   std::optional<SshConfig> ssh;  // none: a sandbox, which those runners cannot reach
   std::filesystem::path scratch;
+  // The port on 127.0.0.1 that reaches the machine's TCP port (http checks "from": "host");
+  // empty when the machine cannot be reached from the host.
+  std::function<int(int guest_port)> forward_tcp;
 };
 
 // Runs the checks in order, each to its end (a failed check does not stop the others); a check

@@ -18,8 +18,8 @@
 namespace imgbake {
 
 struct DiskBootRequest {
-  std::filesystem::path disk;  // the stored disk: only read (the instance writes to an overlay)
-  std::string disk_format;     // "qcow2" or "raw"
+  std::filesystem::path disk;                 // the stored disk: only read (the instance writes to an overlay)
+  std::string disk_format;                    // "qcow2" or "raw"
   std::map<std::string, std::string> labels;  // the image's labels: the boot settings it recorded
   TestBoot boot;                              // the spec's settings, over the recorded ones
   std::filesystem::path scratch;              // a private directory, removed by the caller
@@ -34,6 +34,8 @@ class BootedMachine {
   virtual Communicator& communicator() = 0;
   // How to reach it over SSH from this host (the runners' tools log in with it).
   virtual const SshConfig& ssh() const = 0;
+  // Forwards a port of 127.0.0.1 to the guest's TCP port (once per port) and returns it.
+  virtual int forward_tcp(int guest_port) = 0;
 };
 
 class DiskBooter {

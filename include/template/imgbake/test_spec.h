@@ -47,8 +47,10 @@ struct TestCheck {
   // port: listening (`exists`, default true) on `port` with `protocol` "tcp" (default) or "udp".
   int64_t port = 0;
   std::string protocol = "tcp";
-  // http: `url`, answered with `status` (default 200) and a body holding every `body_contains`.
+  // http: `url`, answered with `status` (default 200) and a body holding every `body_contains`;
+  // fetched on the machine, or with `from_host` from this host through a forwarded port.
   std::string url;
+  bool from_host = false;
   int64_t status = 200;
   std::vector<std::string> body_contains;
   // kernel_param: the value (whitespace runs compare as one space).
@@ -62,7 +64,7 @@ struct TestCheck {
 // what the image recorded when it was built (io.imgbake.boot.* labels); relative paths are
 // relative to the spec's directory.
 struct TestBoot {
-  std::string kernel, initrd, append;  // direct kernel boot
+  std::string kernel, initrd, append;   // direct kernel boot
   std::optional<int64_t> memory, cpus;  // MiB, count
   std::string accelerator;              // "auto", "kvm", "tcg", ...
   std::string ssh_username, ssh_password, ssh_private_key_file;
