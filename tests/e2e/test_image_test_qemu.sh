@@ -14,7 +14,14 @@ require_tools xmllint sha256sum
 export IMGBAKE_HOME="$E2E_ROOT/store"
 export IMGBAKE_CONFIG_HOME="$E2E_ROOT/config"
 
+# The instances' directories (overlay, QMP socket, logs) are gone: each one the output named (in
+# $TMPDIR, or in /tmp when that path is too long for the socket), and the store's tmp/ is empty.
 expect_no_work_dirs() {
+  local dir left=""
+  for dir in $(grep -o 'unix:[^ ]*/qmp.sock' "$STDOUT" | sed 's|^unix:||; s|/qmp.sock$||' | sort -u); do
+    [ -e "$dir" ] && left="$left $dir"
+  done
+  expect_eq "the test instances' directories left" "" "$left"
   expect_eq "imgbake-qemu-* temporary directories left in $TMPDIR" "" \
     "$(ls -A "$TMPDIR" 2>/dev/null | grep '^imgbake-qemu-' || true)"
   expect_eq "the store's tmp/ after the test" "" "$(ls -A "$IMGBAKE_HOME/tmp" 2>/dev/null)"
@@ -74,11 +81,11 @@ test_failing_image_is_stopped_and_the_fixed_one_promoted() {
   expect_match "$STDOUT" '^    PASS  serverspec: Port "22" is expected to be listening '
   expect_match "$STDOUT" '^    FAIL  serverspec: File "/etc/imgbake-demo/greeting" is expected to be file '
   expect_match "$STDOUT" '^test tiny-disk:1 \(smoke\): 5 of 12 checks failed in [0-9.]+s; JUnit report: bad.xml; signed result recorded'
+  expect_no_qemu
+  expect_no_work_dirs
   expect_exit 0 xmllint --noout bad.xml
   # The stored disk is the overlay's backing file, never written.
   expect_eq "the stored disk's sha256 after the test" "$before" "$(sha256sum <"$blob")"
-  expect_no_qemu
-  expect_no_work_dirs
   # The gate names the failed checks.
   expect_exit 1 imgbake promote tiny-disk:1 --channel production
   expect_contains "$STDERR" "refusing to promote tiny-disk:1: channel 'production' requires passing test suite(s) smoke: test suite 'smoke' failed on "
@@ -92,6 +99,7 @@ test_failing_image_is_stopped_and_the_fixed_one_promoted() {
   expect_match "$STDOUT" '^    PASS  testinfra: test_tiny_disk.test_greeting_is_baked '
   expect_match "$STDOUT" '^test tiny-disk:2 \(smoke\): all 12 checks passed in [0-9.]+s; JUnit report: good.xml; signed result recorded'
   expect_no_match "$STDOUT" 'FAIL'
+  expect_no_work_dirs
   py_check "the JUnit report of build --test lists the 12 checks, none failed" '
 import xml.etree.ElementTree as ET
 suite = ET.parse("good.xml").getroot().find("testsuite")
