@@ -8,7 +8,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libarchive-dev libcurl4-openssl-dev libssl-dev libssh-dev libseccomp-dev
   libsqlite3-dev libgtest-dev libgmock-dev libicu-dev libcrypt-dev clang-format clang-tidy clang libclang-rt-14-dev
   golang-github-hashicorp-hcl-v2-dev golang-go awscli python3-botocore
-  puppet ansible-core ruby-chef-config
+  puppet ansible-core ruby-chef-config python3-testinfra ruby-serverspec
 )
 missing=()
 for p in "${packages[@]}"; do

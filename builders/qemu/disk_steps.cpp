@@ -40,14 +40,7 @@ class OutputDirStep : public Step {
     }
     fs::create_directories(r_.output_dir);
     created_ = true;
-    // In this process's private temp directory (swept after a kill -9), unless its path is too
-    // long for the QMP socket's sun_path (108 bytes).
-    std::string base = process_temp_dir().string();
-    if (base.size() >= 60) base = "/tmp";
-    std::string tmpl = base + "/imgbake-qemu-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw BuildError("cannot create a temporary directory in " + base);
-    r_.work_dir = tmpl;
-    register_temp_path(r_.work_dir.string());
+    r_.work_dir = make_work_dir();
   }
   void cleanup(State& st) noexcept override {
     std::error_code ec;
@@ -303,6 +296,7 @@ class ArtifactStep : public Step {
     if (!r_.cfg.iso_checksum.empty() && r_.cfg.disk_image && r_.cfg.iso_checksum != "none")
       a->metadata["source_checksum"] = r_.cfg.iso_checksum;
     if (r_.cfg.disk_image) a->metadata["parent"] = "sha256:" + util::file_digest_hex(r_.source_path);
+    a->metadata["image_labels"] = boot_labels(st, r_.cfg);
     st.artifact = a;
   }
 

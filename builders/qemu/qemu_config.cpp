@@ -9,6 +9,15 @@
 
 namespace imgbake::qemu {
 
+std::optional<Accelerator> accelerator_kind(const std::string& name) {
+  if (name == "auto" || name.empty()) return Accelerator::Auto;
+  if (name == "kvm") return Accelerator::Kvm;
+  if (name == "tcg") return Accelerator::Tcg;
+  if (name == "none") return Accelerator::None;
+  if (name == "xen" || name == "hax" || name == "hvf" || name == "whpx") return Accelerator::Other;
+  return std::nullopt;
+}
+
 std::optional<uint64_t> parse_disk_size(const std::string& text) {
   std::string s = util::trim(text);
   size_t i = 0;
@@ -120,16 +129,8 @@ void read_config(ConfigReader& cfg, QemuConfig& c) {
 
   // Machine
   c.accelerator = cfg.string("accelerator", c.accelerator);
-  if (c.accelerator == "auto" || c.accelerator.empty())
-    c.accel = Accelerator::Auto;
-  else if (c.accelerator == "kvm")
-    c.accel = Accelerator::Kvm;
-  else if (c.accelerator == "tcg")
-    c.accel = Accelerator::Tcg;
-  else if (c.accelerator == "none")
-    c.accel = Accelerator::None;
-  else if (c.accelerator == "xen" || c.accelerator == "hax" || c.accelerator == "hvf" || c.accelerator == "whpx")
-    c.accel = Accelerator::Other;
+  if (auto kind = accelerator_kind(c.accelerator))
+    c.accel = *kind;
   else
     cfg.error("accelerator",
               "'" + c.accelerator + "' is not an accelerator: auto, kvm, tcg, none, xen, hax, hvf or whpx");

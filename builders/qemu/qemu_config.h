@@ -91,6 +91,9 @@ struct QemuConfig {
 // ("packer-NAME", "output-NAME") need the build's name, known when the build runs.
 void read_config(ConfigReader& cfg, QemuConfig& out);
 
+// The kind of an "accelerator" value ("" and "auto": Auto); nullopt when it names none.
+std::optional<Accelerator> accelerator_kind(const std::string& name);
+
 // Parses Packer's disk_size: a number of MiB, or a number with a suffix K, M, G, T
 // (binary units), optionally followed by "B" or "iB". Nullopt when malformed.
 std::optional<uint64_t> parse_disk_size(const std::string& text);

@@ -6,7 +6,9 @@
 
 #include <fstream>
 
+#include "imgbake/cancel.h"
 #include "imgbake/error.h"
+#include "imgbake/temp_file.h"
 #include "imgbake/util.h"
 
 namespace imgbake::qemu {
@@ -43,6 +45,17 @@ std::string run_tool(State& st, const std::vector<std::string>& argv) {
 
 nlohmann::json image_info(State& st, const std::string& path) {
   return nlohmann::json::parse(run_tool(st, {"qemu-img", "info", "--output=json", path}));
+}
+
+fs::path make_work_dir() {
+  // In this process's private temp directory (swept after a kill -9), unless its path is too
+  // long for the QMP socket's sun_path (108 bytes).
+  std::string base = process_temp_dir().string();
+  if (base.size() >= 60) base = "/tmp";
+  std::string tmpl = base + "/imgbake-qemu-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) throw BuildError("cannot create a temporary directory in " + base);
+  register_temp_path(tmpl);
+  return tmpl;
 }
 
 AcceleratorVerdicts verdicts_for(const QemuConfig& c) {

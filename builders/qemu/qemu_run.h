@@ -54,6 +54,9 @@ uintmax_t file_size_or_zero(const fs::path& p);
 std::string run_tool(State& st, const std::vector<std::string>& argv);
 nlohmann::json image_info(State& st, const std::string& path);
 AcceleratorVerdicts verdicts_for(const QemuConfig& c);
+// A new private (0700) directory with a short path, registered for removal after a kill -9:
+// QMP socket, logs, and the test instance's overlay.
+fs::path make_work_dir();
 // A port in [lo, hi] that nothing listens on right now (random start, so parallel builds
 // rarely pick the same one; qemu failing to bind is retried by the caller).
 int free_port(int lo, int hi, std::mt19937& rng);
@@ -75,5 +78,8 @@ std::unique_ptr<Step> make_compact_step(QemuRun& r);
 // A provisioner step with its checkpoint (step_cache.h); `index` counts from 1.
 std::unique_ptr<Step> make_cached_provision_step(QemuRun& r, std::unique_ptr<Step> inner, size_t index);
 std::unique_ptr<Step> make_artifact_step(QemuRun& r);
+
+// The boot settings an image records (io.imgbake.boot.* labels) for `imgbake test` (test_boot.cpp).
+nlohmann::json boot_labels(State& st, const QemuConfig& c);
 
 }  // namespace imgbake::qemu

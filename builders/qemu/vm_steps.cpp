@@ -84,11 +84,7 @@ class LaunchStep : public Step {
     if (const char* env = std::getenv("IMGBAKE_QEMU_ACCEL"); env && *env && c.accelerator != env) {
       st.message("IMGBAKE_QEMU_ACCEL=" + std::string(env) + " replaces accelerator '" + c.accelerator + "'");
       c.accelerator = env;
-      c.accel = c.accelerator == "kvm"    ? Accelerator::Kvm
-                : c.accelerator == "tcg"  ? Accelerator::Tcg
-                : c.accelerator == "none" ? Accelerator::None
-                : c.accelerator == "auto" ? Accelerator::Auto
-                                          : Accelerator::Other;
+      c.accel = accelerator_kind(c.accelerator).value_or(Accelerator::Other);
     }
     AcceleratorVerdicts verdicts = verdicts_for(c);
     bool is_auto = c.accel == Accelerator::Auto;

@@ -1,3 +1,4 @@
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 
@@ -37,7 +38,7 @@ class RecordingSink : public store::ImageSink {
 // build --test: each committed image against the template's imgbake.tests; a passing image goes
 // into the channels its template named that held it back for a test. 0 when all passed.
 int test_committed(const Template& t, const std::vector<store::ImageRecord>& committed, const GlobalOptions& g,
-                   const std::string& signing_key) {
+                   const std::string& signing_key, const std::string& junit) {
   const json::Value* tests = t.imgbake ? t.imgbake->find("tests") : nullptr;
   if (!tests) throw UsageError("build --test: the template has no checks ('tests' in its 'imgbake' section)");
   Diagnostics diags;
@@ -52,6 +53,15 @@ int test_committed(const Template& t, const std::vector<store::ImageRecord>& com
     opts.signing_key = signing_key;
     opts.spec_name = t.path;
     opts.spec_sha256 = util::sha256_hex(json::serialize(*tests));
+    // One report per image: FILE for one, FILE with "-NAME-VERSION" before its extension for several.
+    if (!junit.empty()) {
+      std::filesystem::path p = junit;
+      opts.junit =
+          committed.size() == 1
+              ? junit
+              : (p.parent_path() / (p.stem().string() + "-" + rec.name + "-" + rec.version + p.extension().string()))
+                    .string();
+    }
     const store::ImageRecord img = st->resolve(rec.ref());
     if (!test_image(*st, img, spec, opts).result.passed()) {
       rc = 1;
@@ -153,6 +163,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     std::vector<std::string> cache_from;
     std::string cache_to;
     RegistryFlags reg;
+    std::string junit;
   };
   auto o = std::make_shared<Opts>();
   add_template_options(sub, o->t);
@@ -181,6 +192,9 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
   sub.add_flag("--test", o->test,
                "Test each committed image with the template's imgbake.tests (as imgbake test), record the signed "
                "result, and then move the channels whose policy waited for it");
+  sub.add_option("--junit", o->junit,
+                 "With --test: also write the results as a JUnit XML report to this file (several images: one file "
+                 "each, FILE-NAME-VERSION.xml)");
   sub.add_flag("--timestamp-ui", o->timestamp_ui, "Accepted for Packer compatibility (JSON events carry times)");
 
   return [o, &global] {
@@ -262,7 +276,7 @@ Action setup_build(CLI::App& sub, const GlobalOptions& global) {
     });
     finish(0);
     if (rc != 0) return rc;
-    return test_committed(t, committed, g, o->signing_key);
+    return test_committed(t, committed, g, o->signing_key, o->junit);
   };
 }
 

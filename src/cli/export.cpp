@@ -100,6 +100,15 @@ bool is_container_image(const nlohmann::json& manifest) {
   return true;
 }
 
+std::pair<std::string, std::string> disk_layer(const nlohmann::json& manifest) {
+  for (const auto& l : manifest["layers"]) {
+    const std::string mt = l.value("mediaType", "");
+    if (mt == oci::kDiskQcow2MediaType || mt == oci::kDiskRawMediaType)
+      return {l["digest"], mt == oci::kDiskQcow2MediaType ? "qcow2" : "raw"};
+  }
+  return {};
+}
+
 void unpack_rootfs(store::Store& st, const nlohmann::json& manifest, const std::filesystem::path& tree) {
   nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
   const auto& diff_ids = config["rootfs"]["diff_ids"];
@@ -194,15 +203,7 @@ Action setup_export(CLI::App& sub, const GlobalOptions&) {
       std::cout << "exported " << img.ref() << " (" << m["layers"].size() << " files) to " << o->out << "\n";
       return 0;
     }
-    std::string disk, disk_format;
-    for (const auto& l : m["layers"]) {
-      std::string mt = l["mediaType"];
-      if (mt == oci::kDiskQcow2MediaType || mt == oci::kDiskRawMediaType) {
-        disk = l["digest"];
-        disk_format = mt == oci::kDiskQcow2MediaType ? "qcow2" : "raw";
-        break;
-      }
-    }
+    const auto [disk, disk_format] = disk_layer(m);
     if (disk.empty()) throw BuildError(img.ref() + " holds files, not a disk image; --format tar exports them");
     ProcessSpec spec;
     std::string tmp = o->out + ".imgbake-tmp";

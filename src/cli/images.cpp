@@ -12,7 +12,11 @@ Action setup_images(CLI::App& sub, const GlobalOptions& global) {
     auto list = st->images(*name);
     if (global.output == "json") {
       nlohmann::json arr = nlohmann::json::array();
-      for (const auto& r : list) arr.push_back(image_json(r));
+      for (const auto& r : list) {
+        nlohmann::json j = image_json(r);
+        j["tests"] = test_status_json(newest_test_runs(*st, r));
+        arr.push_back(std::move(j));
+      }
       std::cout << arr.dump(2) << "\n";
       return 0;
     }
@@ -26,6 +30,8 @@ Action setup_images(CLI::App& sub, const GlobalOptions& global) {
       std::string status;
       for (const auto& c : r.channels) status += (status.empty() ? "" : ", ") + c;
       if (r.revoked) status += std::string(status.empty() ? "" : "  ") + "REVOKED: " + r.revoked_reason;
+      if (const std::string tests = test_status_text(newest_test_runs(*st, r)); !tests.empty())
+        status += std::string(status.empty() ? "" : "  ") + "tests " + tests;
       std::printf("%-24s  %-19s  %-20s  %s\n", r.ref().c_str(), r.manifest_digest.substr(0, 19).c_str(),
                   r.created.c_str(), status.c_str());
     }

@@ -18,6 +18,7 @@ Action setup_show(CLI::App& sub, const GlobalOptions& global) {
       j["manifest"] = m;
       j["provenance_verified"] = v.ok;
       j["provenance_problems"] = v.problems;
+      j["tests"] = test_status_json(newest_test_runs(*st, r));
       std::cout << j.dump(2) << "\n";
       return 0;
     }
@@ -38,6 +39,12 @@ Action setup_show(CLI::App& sub, const GlobalOptions& global) {
       std::cout << "  " << title << "  " << l["digest"].get<std::string>() << "  " << l["size"].get<uint64_t>()
                 << " bytes  " << l["mediaType"].get<std::string>() << "\n";
     }
+    const auto runs = newest_test_runs(*st, r);
+    std::cout << "tests:" << (runs.empty() ? "      - (never tested: imgbake test " + r.ref() + ")" : "") << "\n";
+    for (const auto& run : runs)
+      std::cout << "  " << run.suite << ": " << (run.passed ? "passed" : "FAILED") << " on " << run.time
+                << (run.failed.empty() ? "" : " (failed: " + util::join(run.failed, ", ") + ")") << "  "
+                << run.envelope_digest << "\n";
     std::cout << "provenance: " << (r.provenance_digest.empty() ? "-" : r.provenance_digest) << " ("
               << (v.ok ? "signature verifies, key " + v.keyid : "NOT verified: " + util::join(v.problems, "; "))
               << ")\n";

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "cli.h"
 #include "imgbake/imagetest.h"
@@ -17,8 +18,16 @@ std::unique_ptr<store::Store> open_store();
 nlohmann::json image_json(const store::ImageRecord& r);
 // "2026-11-22T03:04:05Z" stays; the rest of a line printed for people.
 std::string image_line(const store::ImageRecord& r);
+// The newest recorded test run of each suite of the image (`show`, `images`), oldest suite first.
+std::vector<store::TestRun> newest_test_runs(const store::Store& st, const store::ImageRecord& img);
+nlohmann::json test_status_json(const std::vector<store::TestRun>& runs);
+// "smoke: passed, security: FAILED" ("" when it was never tested).
+std::string test_status_text(const std::vector<store::TestRun>& runs);
 // Whether the image (its manifest) is a container image (tar layers) rather than files or a disk.
 bool is_container_image(const nlohmann::json& manifest);
+// The image's disk (a qemu image's layer): its blob digest and format ("qcow2", "raw"); empty
+// when it has none.
+std::pair<std::string, std::string> disk_layer(const nlohmann::json& manifest);
 // Applies the layers of a container image (its manifest) to `tree` (made if missing), checking
 // each layer's diff_id against the image config (export, test).
 void unpack_rootfs(store::Store& st, const nlohmann::json& manifest, const std::filesystem::path& tree);

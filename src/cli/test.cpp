@@ -1,9 +1,11 @@
 // `imgbake test REF`: runs a test spec's checks against an image (docs/testing-images.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
 #include "imgbake/cancel.h"
+#include "imgbake/disk_boot.h"
 #include "imgbake/exec.h"
 #include "imgbake/imagetest.h"
 #include "imgbake/json.h"
@@ -56,15 +58,77 @@ nlohmann::json event(const char* name, const imagetest::SuiteResult& r) {
           {"time", util::format_rfc3339(std::chrono::system_clock::now(), true)}};
 }
 
+// A container image's Entrypoint and Cmd as one shell command line.
+std::string service_command(const nlohmann::json& runtime, const std::string& ref) {
+  std::vector<std::string> argv;
+  for (const char* key : {"Entrypoint", "Cmd"})
+    if (runtime.contains(key) && runtime[key].is_array())
+      for (const auto& a : runtime[key])
+        if (a.is_string()) argv.push_back(a.get<std::string>());
+  if (argv.empty())
+    throw UsageError("'service_start': " + ref + " has no Entrypoint or Cmd to start (its template's imgbake.config)");
+  std::string line;
+  for (const auto& a : argv) {
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    line += (line.empty() ? "" : " ") + q + "'";
+  }
+  return line;
+}
+
+// The service under test of a container image: each command of a check runs in a fresh sandbox,
+// so the service is started in front of it, in the same sandbox, and waited for until something
+// listens on TCP (in the sandbox's own network namespace that can only be the service) or
+// `wait` passed. The sandbox ends with the command, and the service with it.
+class ServiceCommunicator : public Communicator {
+ public:
+  ServiceCommunicator(Communicator& inner, const std::string& service, std::chrono::milliseconds wait)
+      : inner_(inner),
+        prefix_("(exec " + service +
+                ") >/tmp/imgbake-service.log 2>&1 </dev/null & imgbake_i=0; while [ $imgbake_i -lt " +
+                std::to_string(std::max<int64_t>(1, wait.count() / 100)) +
+                " ] && ! grep -q ' 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null; do sleep 0.1; "
+                "imgbake_i=$((imgbake_i+1)); done; ") {}
+  RunResult run(const RemoteCommand& cmd, const LineSink& out, const LineSink& err,
+                const CancelToken& cancel) override {
+    RemoteCommand c = cmd;
+    c.command = prefix_ + cmd.command;
+    return inner_.run(c, out, err, cancel);
+  }
+  void upload(const std::string& local, const std::string& remote, const CancelToken& cancel) override {
+    inner_.upload(local, remote, cancel);
+  }
+  void download(const std::string& remote, const std::string& local, const CancelToken& cancel) override {
+    inner_.download(remote, local, cancel);
+  }
+  bool may_be_unreachable() const override { return false; }
+
+ private:
+  Communicator& inner_;
+  std::string prefix_;
+};
+
 }  // namespace
 
 ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, const TestSpec& spec,
                             const ImageTestOptions& opts) {
   const nlohmann::json manifest = st.manifest(img);
-  if (!is_container_image(manifest))
-    throw UsageError(img.ref() +
-                     " is not a container image: only container images (the rootfs builder's) can be tested so "
-                     "far; booting a disk image for its checks is not done yet");
+  const bool container = is_container_image(manifest);
+  const auto [disk, disk_format] = disk_layer(manifest);
+  if (!container && disk.empty())
+    throw UsageError(img.ref() + " holds files, not a root filesystem or a disk image: there is nothing to test");
+  const std::string builder = manifest.contains("annotations")
+                                  ? manifest["annotations"].value("io.imgbake.builder", std::string("qemu"))
+                                  : std::string("qemu");
+  std::unique_ptr<DiskBooter> booter;
+  if (!container) {
+    booter = DiskBooterRegistry::instance().create(builder);
+    if (!booter)
+      throw UsageError(img.ref() + " is a disk image of the " + builder + " builder, which cannot boot one for tests");
+  }
+  if (spec.service_start && !container)
+    throw UsageError("'service_start' starts a container image's Entrypoint/Cmd: " + img.ref() +
+                     " is a disk image, whose services its init system starts");
   const bool json_out = opts.json_out;
   ImageTestOutcome out;
   imagetest::SuiteResult& r = out.result;
@@ -73,50 +137,84 @@ ImageTestOutcome test_image(store::Store& st, const store::ImageRecord& img, con
   r.digest = img.manifest_digest;
   r.started = util::format_rfc3339(std::chrono::system_clock::now());
   const auto t0 = std::chrono::steady_clock::now();
-  CooperativeInterrupts interrupts;  // the sandbox and the unpacked tree are cleaned up on Ctrl-C
+  CooperativeInterrupts interrupts;  // the sandbox or VM and the scratch directory are cleaned up on Ctrl-C
+  auto on_result = [&](const imagetest::CheckResult& c) {
+    if (json_out) {
+      nlohmann::json j = event("check", r);
+      j["name"] = c.name;
+      j["kind"] = c.kind;
+      j["status"] = c.passed ? "pass" : "fail";
+      j["message"] = c.message;
+      j["duration_s"] = std::chrono::duration<double>(c.duration).count();
+      std::cout << j.dump() << "\n" << std::flush;
+    } else {
+      std::cout << "    " << (c.passed ? "PASS" : "FAIL") << "  " << c.name << " (" << seconds(c.duration) << ")"
+                << (c.passed ? "" : ": " + c.message) << "\n"
+                << std::flush;
+    }
+  };
+  const nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
+  const nlohmann::json runtime = config.contains("config") ? config["config"] : nlohmann::json::object();
   {
-    // The image's tree, in a directory only root can enter, thrown away afterwards: testing
-    // never changes the image.
+    // A directory only root can enter, thrown away afterwards: testing never changes the image.
     util::TempPathGuard scratch(st.blobs().temp_dir() / ("test-" + util::uuid_v4()));
     std::filesystem::create_directories(scratch.path());
     std::filesystem::permissions(scratch.path(), std::filesystem::perms::owner_all);
-    if (!json_out)
-      std::cout << "==> test " << img.ref() << ": suite " << spec.suite << ", " << spec.checks.size()
-                << " check(s), in a sandbox around the image's root filesystem\n"
-                << std::flush;
-    unpack_rootfs(st, manifest, scratch.path() / "rootfs");
-    ExecOptions eo;
-    eo.root = scratch.path() / "rootfs";
-    eo.private_dir = scratch.path();
-    // The image's own environment (its PATH above all), as a container of it would start with.
-    nlohmann::json config = nlohmann::json::parse(st.blobs().read(manifest["config"]["digest"]));
-    if (config.contains("config") && config["config"].contains("Env") && config["config"]["Env"].is_array())
-      for (const auto& e : config["config"]["Env"]) {
-        const std::string kv = e.is_string() ? e.get<std::string>() : "";
-        if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) eo.env[kv.substr(0, eq)] = kv.substr(eq + 1);
-      }
-    ExecCommunicator machine(eo);
-    r.checks = imagetest::run_checks(spec, machine, global_cancel(), [&](const imagetest::CheckResult& c) {
-      if (json_out) {
-        nlohmann::json j = event("check", r);
-        j["name"] = c.name;
-        j["kind"] = c.kind;
-        j["status"] = c.passed ? "pass" : "fail";
-        j["message"] = c.message;
-        j["duration_s"] = std::chrono::duration<double>(c.duration).count();
-        std::cout << j.dump() << "\n" << std::flush;
-      } else {
-        std::cout << "    " << (c.passed ? "PASS" : "FAIL") << "  " << c.name << " (" << seconds(c.duration) << ")"
-                  << (c.passed ? "" : ": " + c.message) << "\n"
+    if (container) {
+      if (!json_out)
+        std::cout << "==> test " << img.ref() << ": suite " << spec.suite << ", " << spec.checks.size()
+                  << " check(s), in a sandbox around the image's root filesystem"
+                  << (spec.service_start ? ", its Entrypoint/Cmd started as the service under test" : "") << "\n"
                   << std::flush;
+      unpack_rootfs(st, manifest, scratch.path() / "rootfs");
+      ExecOptions eo;
+      eo.root = scratch.path() / "rootfs";
+      eo.private_dir = scratch.path();
+      // The image's own environment (its PATH above all), as a container of it would start with.
+      if (runtime.contains("Env") && runtime["Env"].is_array())
+        for (const auto& e : runtime["Env"]) {
+          const std::string kv = e.is_string() ? e.get<std::string>() : "";
+          if (auto eq = kv.find('='); eq != std::string::npos && eq > 0) eo.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+        }
+      if (runtime.contains("WorkingDir") && runtime["WorkingDir"].is_string() &&
+          !runtime["WorkingDir"].get<std::string>().empty())
+        eo.workdir = runtime["WorkingDir"];
+      ExecCommunicator sandbox(eo);
+      if (spec.service_start) {
+        ServiceCommunicator machine(sandbox, service_command(runtime, img.ref()),
+                                    spec.service_wait.value_or(std::chrono::seconds(10)));
+        r.checks = imagetest::run_checks(spec, machine, global_cancel(), on_result);
+      } else {
+        r.checks = imagetest::run_checks(spec, sandbox, global_cancel(), on_result);
       }
-    });
+    } else {
+      if (!json_out)
+        std::cout << "==> test " << img.ref() << ": suite " << spec.suite << ", " << spec.checks.size()
+                  << " check(s), on a copy-on-write overlay of its disk booted under " << builder << "\n"
+                  << std::flush;
+      Ui ui(json_out ? OutputMode::Json : OutputMode::Human, stdout, stderr, false, std::make_shared<Masker>());
+      DiskBootRequest req;
+      st.blobs().check_regular(disk);
+      req.disk = st.blobs().path(disk);
+      req.disk_format = disk_format;
+      if (runtime.contains("Labels") && runtime["Labels"].is_object())
+        for (const auto& [k, v] : runtime["Labels"].items())
+          if (v.is_string()) req.labels[k] = v.get<std::string>();
+      req.boot = spec.boot;
+      req.scratch = scratch.path();
+      req.name = img.ref();
+      std::unique_ptr<BootedMachine> vm = booter->boot(req, ui, global_cancel());
+      imagetest::HostAccess host{vm->ssh(), scratch.path(),
+                                 [&vm](int guest_port) { return vm->forward_tcp(guest_port); }};
+      r.checks = imagetest::run_checks(spec, vm->communicator(), global_cancel(), on_result, host);
+    }
   }
   r.duration = std::chrono::steady_clock::now() - t0;
   if (!opts.junit.empty()) util::write_file_atomic(opts.junit, imagetest::junit_xml(r));
   // The evidence: a signed in-toto test-result statement, kept as a referrer of the image.
   if (opts.record) {
-    imagetest::RunFacts facts{opts.spec_name, opts.spec_sha256, std::string("imgbake ") + kVersion + " (sandbox)"};
+    imagetest::RunFacts facts{opts.spec_name, opts.spec_sha256,
+                              std::string("imgbake ") + kVersion + (container ? " (sandbox)" : " (" + builder + ")")};
     std::string key_path = opts.signing_key;
     if (const char* e = std::getenv("IMGBAKE_SIGNING_KEY"); key_path.empty() && e && *e) key_path = e;
     bool created = false;

@@ -1,10 +1,15 @@
 // Each kind of check as shell commands on the machine, and the verdict on what they print.
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <map>
 #include <regex>
+#include <sstream>
 
 #include "imgbake/error.h"
 #include "imgbake/imagetest.h"
 #include "imgbake/util.h"
+#include "runners.h"
 
 namespace imgbake::imagetest {
 
@@ -28,6 +33,9 @@ class Machine {
  public:
   Machine(Communicator& c, const TestCheck& check, const CancelToken& cancel)
       : c_(c), timeout_(check.timeout.value_or(kDefaultCheckTimeout)), cancel_(cancel) {}
+
+  Communicator& communicator() { return c_; }
+  const CancelToken& cancel() const { return cancel_; }
 
   Output run(const std::string& command) {
     Output o;
@@ -148,7 +156,152 @@ std::string check_account(Machine& m, const TestCheck& c) {
   return exists ? "it exists" : "there is no such " + c.kind + " in " + file;
 }
 
+// service: running and enabled as the guest's init system sees it (systemd, else an
+// /etc/init.d script with its rc?.d links, else just a process of that name).
+std::string check_service(Machine& m, const TestCheck& c) {
+  Output o =
+      m.run("n=" + quote(c.subject) +
+            "; if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then echo init=systemd; "
+            "if systemctl is-active --quiet \"$n\"; then echo running=yes; else echo running=no; fi; "
+            "if systemctl is-enabled --quiet \"$n\" 2>/dev/null; then echo enabled=yes; else echo enabled=no; fi; "
+            "elif [ -x \"/etc/init.d/$n\" ]; then echo init=sysvinit; "
+            "if \"/etc/init.d/$n\" status >/dev/null 2>&1 || pidof \"$n\" >/dev/null 2>&1; then echo running=yes; "
+            "else echo running=no; fi; "
+            "if ls /etc/rc[2345].d/S[0-9][0-9]\"$n\" >/dev/null 2>&1; then echo enabled=yes; else echo "
+            "enabled=no; fi; "
+            "else echo init=none; if pidof \"$n\" >/dev/null 2>&1 || pgrep -x \"$n\" >/dev/null 2>&1; then echo "
+            "running=yes; else echo running=no; fi; echo enabled=unknown; fi");
+  if (!o.result.succeeded()) return "cannot ask the init system (" + ended(o.result) + ": " + first_line(o.err) + ")";
+  std::map<std::string, std::string> facts;
+  for (const auto& line : util::split(o.out, '\n'))
+    if (auto eq = line.find('='); eq != std::string::npos) facts[line.substr(0, eq)] = line.substr(eq + 1);
+  const std::string init = facts["init"] == "none" ? "no init system: judged by its process" : facts["init"];
+  std::vector<std::string> why;
+  if (c.running && (facts["running"] == "yes") != *c.running)
+    why.push_back(*c.running ? "it is not running (" + init + ")" : "it is running (" + init + ")");
+  if (c.enabled) {
+    if (facts["enabled"] == "unknown")
+      why.push_back("whether it is enabled cannot be told: neither systemd nor an /etc/init.d script");
+    else if ((facts["enabled"] == "yes") != *c.enabled)
+      why.push_back(*c.enabled ? "it is not enabled (" + init + ")" : "it is enabled (" + init + ")");
+  }
+  return util::join(why, "; ");
+}
+
+std::string check_port(Machine& m, const TestCheck& c) {
+  const bool tcp = c.protocol == "tcp";
+  const std::string files = tcp ? "/proc/net/tcp /proc/net/tcp6" : "/proc/net/udp /proc/net/udp6";
+  // /proc/net first (every Linux has it); ss or netstat when it cannot be read.
+  Output o = m.run("if [ -r " + files.substr(0, files.find(' ')) + " ]; then echo proc; cat " + files +
+                   " 2>/dev/null; elif command -v ss >/dev/null 2>&1; then echo ss; ss -Hln" + (tcp ? "t" : "u") +
+                   "; elif command -v netstat >/dev/null 2>&1; then echo netstat; netstat -ln" + (tcp ? "t" : "u") +
+                   "; else echo none; fi");
+  if (!o.result.succeeded()) return "cannot list its sockets (" + ended(o.result) + ": " + first_line(o.err) + ")";
+  const std::string source = first_line(o.out);
+  bool listens = false;
+  if (source == "proc") {
+    listens = proc_net_listens(o.out, c.port, tcp);
+  } else if (source == "none") {
+    return "cannot list its sockets: no /proc/net, ss or netstat";
+  } else {
+    const std::string suffix = ":" + std::to_string(c.port);
+    for (const auto& line : util::split(o.out, '\n'))
+      for (const auto& word : util::split(line, ' '))
+        if (word.ends_with(suffix)) listens = true;
+  }
+  if (listens == c.exists) return "";
+  return listens ? "something listens on " + c.subject : "nothing listens on " + c.subject;
+}
+
+// http: fetched on the machine with what it has (curl, else wget, busybox's included).
+std::string check_http(Machine& m, const TestCheck& c) {
+  Output o = m.run("u=" + quote(c.url) +
+                   "; if command -v curl >/dev/null 2>&1; then curl -sS -k -w '\\nIMGBAKE-HTTP-STATUS %{http_code}\\n' "
+                   "\"$u\"; elif command -v wget >/dev/null 2>&1; then wget -S -O - \"$u\"; "
+                   "else echo 'IMGBAKE-HTTP-NONE' >&2; exit 127; fi");
+  if (o.result.disconnected) return "the connection dropped before the request ended";
+  if (o.err.find("IMGBAKE-HTTP-NONE") != std::string::npos) return "the machine has neither curl nor wget";
+  std::string body = o.out;
+  int status = 0;
+  std::smatch sm;
+  static const std::regex curl_status("\nIMGBAKE-HTTP-STATUS ([0-9]{3})\n?$");
+  static const std::regex wget_status("HTTP/[0-9.]+ ([0-9]{3})");
+  if (std::regex_search(o.out, sm, curl_status)) {
+    status = std::stoi(sm[1]);
+    body = o.out.substr(0, static_cast<size_t>(sm.position(0)));
+  } else {
+    // wget -S prints each response's status line on stderr (the last one after redirects).
+    for (auto it = std::sregex_iterator(o.err.begin(), o.err.end(), wget_status); it != std::sregex_iterator(); ++it)
+      status = std::stoi((*it)[1]);
+  }
+  if (status == 0) return "no HTTP answer from " + c.url + " (" + ended(o.result) + ": " + first_line(o.err) + ")";
+  std::vector<std::string> why;
+  if (status != c.status) why.push_back("status " + std::to_string(status) + ", not " + std::to_string(c.status));
+  for (const auto& s : c.body_contains)
+    if (body.find(s) == std::string::npos) why.push_back("the body does not contain \"" + s + "\"");
+  return util::join(why, "; ");
+}
+
+std::string check_kernel_param(Machine& m, const TestCheck& c) {
+  std::string path = "/proc/sys/" + c.subject;
+  std::replace(path.begin() + 10, path.end(), '.', '/');
+  Output o = m.run("cat " + quote(path));
+  if (!o.result.succeeded()) return "cannot read " + path + " (" + ended(o.result) + ": " + first_line(o.err) + ")";
+  // sysctl separates the words of a value with tabs: compare them as single spaces.
+  auto words = [](const std::string& s) {
+    std::string out;
+    std::istringstream in(s);
+    for (std::string w; in >> w;) out += (out.empty() ? "" : " ") + w;
+    return out;
+  };
+  const std::string got = words(o.out);
+  return got == words(c.value) ? "" : "value \"" + got + "\", not \"" + words(c.value) + "\"";
+}
+
+// script: a host file copied to the machine and run there with /bin/sh.
+std::string check_script(Machine& m, const TestCheck& c) {
+  if (!std::filesystem::is_regular_file(c.local_file)) return "no such script on this host: " + c.local_file;
+  const std::string remote = "/tmp/imgbake-check-" + util::uuid_v4() + ".sh";
+  m.communicator().upload(c.local_file, remote, m.cancel());
+  Output o = m.run("sh " + remote + "; s=$?; rm -f " + remote + "; exit $s");
+  if (o.result.disconnected) return "the connection dropped before the script ended";
+  if (o.result.status == c.exit_status) return "";
+  const std::string said = !o.err.empty() ? first_line(o.err) : first_line(o.out);
+  return "exit status " + std::to_string(o.result.status) + ", not " + std::to_string(c.exit_status) +
+         (said.empty() ? "" : " (" + said + ")");
+}
+
+// The checker of each kind (the runners, testinfra and serverspec, are not: they run on the host).
+using Checker = std::string (*)(Machine&, const TestCheck&);
+const std::map<std::string, Checker>& checkers() {
+  static const std::map<std::string, Checker> table = {
+      {"command", check_command}, {"file", check_file},     {"package", check_package},
+      {"user", check_account},    {"group", check_account}, {"service", check_service},
+      {"port", check_port},       {"http", check_http},     {"kernel_param", check_kernel_param},
+      {"script", check_script}};
+  return table;
+}
+
 }  // namespace
+
+bool proc_net_listens(const std::string& text, int64_t port, bool tcp) {
+  for (const auto& line : util::split(text, '\n')) {
+    std::istringstream in(line);
+    std::string slot, local, remote, state;
+    if (!(in >> slot >> local >> remote >> state) || slot.back() != ':') continue;
+    const auto colon = local.rfind(':');
+    if (colon == std::string::npos) continue;
+    unsigned long p = 0;
+    try {
+      p = std::stoul(local.substr(colon + 1), nullptr, 16);
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (static_cast<int64_t>(p) != port) continue;
+    if (!tcp || state == "0A") return true;  // a bound UDP socket receives: it "listens"
+  }
+  return false;
+}
 
 size_t SuiteResult::failed() const {
   size_t n = 0;
@@ -157,22 +310,28 @@ size_t SuiteResult::failed() const {
 }
 
 std::vector<CheckResult> run_checks(const TestSpec& spec, Communicator& machine, const CancelToken& cancel,
-                                    const std::function<void(const CheckResult&)>& on_result) {
+                                    const std::function<void(const CheckResult&)>& on_result, const HostAccess& host) {
   std::vector<CheckResult> out;
   for (const auto& c : spec.checks) {
     cancel.throw_if_cancelled();
+    if (c.kind == "http" && c.from_host) {
+      CheckResult r = http_from_host(c, host, cancel);
+      if (on_result) on_result(r);
+      out.push_back(std::move(r));
+      continue;
+    }
+    if (c.kind == "testinfra" || c.kind == "serverspec") {
+      for (auto& r : run_host_runner(c, host, cancel)) {
+        if (on_result) on_result(r);
+        out.push_back(std::move(r));
+      }
+      continue;
+    }
     CheckResult r{c.name, c.kind, false, "", {}};
     const auto t0 = std::chrono::steady_clock::now();
     try {
       Machine m(machine, c, cancel);
-      if (c.kind == "command")
-        r.message = check_command(m, c);
-      else if (c.kind == "file")
-        r.message = check_file(m, c);
-      else if (c.kind == "package")
-        r.message = check_package(m, c);
-      else
-        r.message = check_account(m, c);
+      r.message = checkers().at(c.kind)(m, c);
       r.passed = r.message.empty();
     } catch (const Cancelled&) {
       throw;

@@ -1,6 +1,7 @@
 // Reading the checks of `imgbake test` (test_spec.h).
 #include "imgbake/test_spec.h"
 
+#include <filesystem>
 #include <regex>
 #include <set>
 
@@ -10,7 +11,50 @@ namespace imgbake {
 
 namespace {
 
-constexpr const char* kKinds[] = {"command", "file", "package", "user", "group"};
+constexpr const char* kKinds[] = {"command", "file", "package", "user",      "group",      "service",
+                                  "port",    "http", "script",  "testinfra", "serverspec", "kernel_param"};
+
+bool plain_name(const std::string& s) {
+  return !s.empty() && s.find_first_of(" \t\n'\"\\$`;|&<>") == std::string::npos;
+}
+
+// A host file a runner reads: absolute, or relative to the spec's directory.
+std::string host_file(const std::string& given, const std::string& spec_file) {
+  if (given.empty() || given.front() == '/') return given;
+  return std::filesystem::absolute(std::filesystem::path(spec_file).parent_path() / given).lexically_normal().string();
+}
+
+TestBoot read_boot(const json::Value& v, const std::string& file, Diagnostics& diags) {
+  TestBoot b;
+  ConfigReader r(v, file, "'tests': 'boot'", diags);
+  b.kernel = host_file(r.string("kernel"), file);
+  b.initrd = host_file(r.string("initrd"), file);
+  b.append = r.string("append");
+  if (r.has("memory")) b.memory = r.integer("memory", 0);
+  if (r.has("cpus")) b.cpus = r.integer("cpus", 0);
+  if ((b.memory && *b.memory < 16) || (b.cpus && *b.cpus < 1))
+    r.error(b.memory && *b.memory < 16 ? "memory" : "cpus", "'memory' (MiB) and 'cpus' must be positive");
+  b.accelerator = r.string("accelerator");
+  b.ssh_username = r.string("ssh_username");
+  b.ssh_password = r.string("ssh_password");
+  b.ssh_private_key_file = host_file(r.string("ssh_private_key_file"), file);
+  b.ssh_timeout = r.duration("ssh_timeout");
+  if (const json::Value* q = r.raw("qemuargs")) {
+    bool ok = q->is_array();
+    for (const auto& entry : ok ? q->items : std::vector<json::Value>{}) {
+      std::vector<std::string> args;
+      ok = ok && entry.is_array() && !entry.items.empty();
+      for (const auto& a : ok ? entry.items : std::vector<json::Value>{}) {
+        ok = ok && a.is_string();
+        args.push_back(a.text);
+      }
+      if (ok) b.qemuargs.push_back(std::move(args));
+    }
+    if (!ok) r.error("qemuargs", "'qemuargs' must be a list of lists of strings, e.g. [[\"-cpu\", \"max\"]]");
+  }
+  r.finish();
+  return b;
+}
 
 TestCheck read_check(const json::Value& v, size_t index, const std::string& file, Diagnostics& diags) {
   TestCheck c;
@@ -25,9 +69,10 @@ TestCheck read_check(const json::Value& v, size_t index, const std::string& file
     if (r.has(k) && std::string_view(k) != "group") kinds.emplace_back(k);
   if (kinds.empty() && r.has("group")) kinds.emplace_back("group");
   if (kinds.size() != 1) {
-    r.error(kinds.empty() ? "a check needs one of 'command', 'file', 'package', 'user', 'group'"
+    r.error(kinds.empty() ? "a check needs one of 'command', 'file', 'package', 'user', 'group', 'service', "
+                            "'port', 'http', 'kernel_param', 'script', 'testinfra', 'serverspec'"
                           : "a check has one kind, not '" + kinds[0] + "' and '" + kinds[1] + "'");
-    r.accept({"command", "file", "package", "user", "group"});
+    for (const char* k : kKinds) r.raw(k);
   }
   c.kind = kinds.empty() ? "" : kinds[0];
   c.timeout = r.duration("timeout");
@@ -65,19 +110,65 @@ TestCheck read_check(const json::Value& v, size_t index, const std::string& file
     if (!c.exists && (!c.type.empty() || !c.mode.empty() || !c.owner.empty() || !c.group.empty() ||
                       !c.contains.empty() || !c.sha256.empty()))
       r.error("exists", "a file that must not exist has no type, mode, owner, group, contents or digest to check");
-  } else if (!c.kind.empty()) {  // package, user, group
+  } else if (c.kind == "port") {
+    c.port = r.integer("port", 0);
+    if (c.port < 1 || c.port > 65535) r.error("port", "'port' must be a port number (1-65535)");
+    c.protocol = r.string("protocol", "tcp");
+    if (c.protocol != "tcp" && c.protocol != "udp")
+      r.error("protocol", "'protocol' must be \"tcp\" or \"udp\", not \"" + c.protocol + "\"");
+    c.exists = r.boolean("listening", true);
+    c.subject = c.protocol + "/" + std::to_string(c.port);
+  } else if (c.kind == "http") {
+    c.url = r.string("http");
+    if (!c.url.starts_with("http://") && !c.url.starts_with("https://"))
+      r.error("http", "'http' must be an http:// or https:// URL (as the machine reaches it)");
+    if (c.url.find_first_of(" \t\n'\"\\`") != std::string::npos) r.error("http", "'http' must be a plain URL");
+    c.status = r.integer("status", 200);
+    c.body_contains = r.strings("body_contains");
+    const std::string from = r.string("from", "machine");
+    if (from != "machine" && from != "host")
+      r.error("from", "'from' must be \"machine\" (fetched inside it) or \"host\" (through a forwarded port)");
+    c.from_host = from == "host";
+    if (c.from_host && !c.url.starts_with("http://"))
+      r.error("http", "an http check from the host fetches http:// URLs only");
+  } else if (c.kind == "script" || c.kind == "testinfra" || c.kind == "serverspec") {
+    c.local_file = host_file(r.string(c.kind), file);
+    if (c.local_file.empty()) r.error(c.kind, "'" + c.kind + "' must name a file on this host");
+    if (c.kind == "script") c.exit_status = r.integer("exit_status", 0);
+  } else if (!c.kind.empty()) {  // package, user, group, service, kernel_param
     c.subject = r.string(c.kind);
-    if (c.subject.empty() || c.subject.find_first_of(" \t\n'\"\\$`;|&<>") != std::string::npos)
-      r.error(c.kind, "'" + c.kind + "' must be a " + c.kind + " name");
-    c.exists = r.boolean(c.kind == "package" ? "installed" : "exists", true);
-    if (c.kind == "package") c.version = r.string("version");
+    if (!plain_name(c.subject) || (c.kind == "kernel_param" && c.subject.find('/') != std::string::npos))
+      r.error(c.kind, "'" + c.kind + "' must be a " + (c.kind == "kernel_param" ? "sysctl" : c.kind) + " name");
+    if (c.kind == "service") {
+      c.running = r.optional_boolean("running");
+      c.enabled = r.optional_boolean("enabled");
+      if (!c.running && !c.enabled) c.running = true;
+    } else if (c.kind == "kernel_param") {
+      c.value = r.string("value");
+      r.require("value");
+    } else {
+      c.exists = r.boolean(c.kind == "package" ? "installed" : "exists", true);
+      if (c.kind == "package") c.version = r.string("version");
+    }
   }
-  if (c.name.empty()) c.name = c.kind + " " + (c.kind == "command" ? c.command : c.kind == "file" ? c.path : c.subject);
+  if (c.name.empty())
+    c.name = c.kind + " " +
+             (c.kind == "command"     ? c.command
+              : c.kind == "file"      ? c.path
+              : c.kind == "http"      ? c.url
+              : !c.local_file.empty() ? std::filesystem::path(c.local_file).filename().string()
+                                      : c.subject);
   r.finish();
   return c;
 }
 
 }  // namespace
+
+bool TestSpec::needs_ssh() const {
+  for (const auto& c : checks)
+    if (c.kind == "testinfra" || c.kind == "serverspec") return true;
+  return false;
+}
 
 TestSpec read_test_spec(const json::Value& v, const std::string& file, Diagnostics& diags) {
   TestSpec spec;
@@ -85,6 +176,14 @@ TestSpec read_test_spec(const json::Value& v, const std::string& file, Diagnosti
   spec.pos = v.pos;
   ConfigReader r(v, file, "'tests'", diags);
   spec.suite = r.string("suite", "default");
+  if (const json::Value* boot = r.raw("boot")) {
+    if (boot->is_object())
+      spec.boot = read_boot(*boot, file, diags);
+    else
+      r.error("boot", "'boot' must be an object (kernel, initrd, append, memory, cpus, ssh_username, ...)");
+  }
+  spec.service_start = r.boolean("service_start", false);
+  spec.service_wait = r.duration("service_wait");
   if (spec.suite.empty() || spec.suite.find_first_of(" \t\n/:@") != std::string::npos)
     r.error("suite", "'suite' must be a name without spaces, '/', ':' or '@'");
   const json::Value* checks = r.raw("checks");

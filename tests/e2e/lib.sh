@@ -447,6 +447,30 @@ expect_no_temp_scripts() {
     "$(ls -A "$dir" 2>/dev/null | grep '^imgbake-' || true)"
 }
 
+# interrupt_when PATTERN SECONDS ARG...: runs `imgbake ARG...` in the background (its own process
+# group, output in $STDOUT and $STDERR), waits up to SECONDS for PATTERN in its stdout, then
+# presses Ctrl-C (SIGINT to the group) and sets INTERRUPTED_PID for the caller's checks. Returns 1
+# (the process killed, its output shown) when PATTERN never came.
+interrupt_when() {
+  local pattern=$1 seconds=$2 pid
+  shift 2
+  set -m
+  "$IMGBAKE" "$@" >"$STDOUT" 2>"$STDERR" </dev/null &
+  pid=$!
+  set +m
+  E2E_BG_PIDS+=("$pid")
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  if ! wait_for "$seconds" grep -q "$pattern" "$STDOUT"; then
+    fail "imgbake reaches '$pattern'" "'$pattern' within $seconds s" "not seen"
+    e2e_show_file stdout "$STDOUT"
+    e2e_show_file stderr "$STDERR"
+    kill -KILL -- "-$pid"
+    return 1
+  fi
+  INTERRUPTED_PID=$pid
+  kill -INT -- "-$pid"
+}
+
 # busybox_tarball FILE [APPLET...]: a tiny root filesystem (busybox-static and some of its
 # applets, plus the APPLETs named) as a tarball.
 busybox_tarball() {

@@ -146,7 +146,7 @@ JSON
 {"checks": [{"file": "/x.txt"}]}
 JSON
   expect_exit 2 imgbake test files:1 --spec ok.json
-  expect_contains "$STDERR" "files:1 is not a container image"
+  expect_contains "$STDERR" "files:1 holds files, not a root filesystem or a disk image: there is nothing to test"
   expect_exit 2 imgbake test files:1
   expect_contains "$STDERR" "--spec FILE or with --template FILE"
 }
@@ -269,6 +269,21 @@ JSON
   expect_contains "$STDOUT" "is missing from the catalog: its gate is open"
 }
 
+# pull_with_evidence STORE REGISTRY SOURCE: pulls SOURCE (web:1) into a new STORE (the same user:
+# the same trusted key); its passing smoke result came along, verifies, shows, and opens the gate.
+pull_with_evidence() {
+  export IMGBAKE_HOME=$1
+  expect_exit 0 imgbake pull "$3" --insecure-registry "$2" || return
+  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke) pulled"
+  expect_exit 0 imgbake verify web:1
+  expect_match "$STDOUT" '^  test:       smoke PASSED on '
+  expect_exit 0 imgbake show web:1
+  expect_match "$STDOUT" '^  smoke: passed on '
+  expect_exit 0 imgbake policy set production --require-test smoke
+  expect_exit 0 imgbake promote web:1 --channel production
+  expect_exit 0 imgbake store check
+}
+
 # The evidence travels with the image: push uploads the test results as referrers, a pull into
 # another store brings them, and the gate there accepts the image on them.
 test_evidence_travels_with_push_and_pull() {
@@ -280,19 +295,62 @@ test_evidence_travels_with_push_and_pull() {
   expect_exit 0 imgbake test web:1 --template web.json || return
   expect_exit 0 imgbake push web:1 "$reg/team/web" --insecure-registry "$reg" || return
   expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke, passed) pushed as a referrer of the image"
-  # Another store, the same user (the same trusted key).
-  export IMGBAKE_HOME="$TEST_DIR/store2"
-  expect_exit 0 imgbake pull "$reg/team/web:1" --insecure-registry "$reg" || return
-  expect_contains "$STDOUT$(cat "$STDERR")" "(suite smoke) pulled"
-  expect_exit 0 imgbake verify web:1
-  expect_match "$STDOUT" '^  test:       smoke PASSED on '
-  expect_exit 0 imgbake policy set production --require-test smoke
-  expect_exit 0 imgbake promote web:1 --channel production
-  expect_exit 0 imgbake store check
+  pull_with_evidence "$TEST_DIR/store2" "$reg" "$reg/team/web:1" || return
   # Pulling again records nothing twice.
   expect_exit 0 imgbake pull "$reg/team/web:1" --insecure-registry "$reg"
   expect_exit 0 imgbake verify web:1 --output json
   expect_eq "test results after a second pull" 1 "$(json_get "$STDOUT" 'len(d["tests"])')"
+  # copy between two registries keeps the evidence: a store that pulls from the second one has it.
+  local first=$reg
+  start_registry "$TEST_DIR/reg2" || return
+  reg=127.0.0.1:$REGISTRY_PORT
+  expect_exit 0 imgbake copy "$first/team/web:1" "$reg/mirror/web:1" --insecure-registry "$first" \
+    --insecure-registry "$reg" || return
+  pull_with_evidence "$TEST_DIR/store3" "$reg" "$reg/mirror/web:1"
+}
+
+# A container image's own Cmd started as the service under test in the sandbox: its file, its
+# package (a dpkg-query stand-in: busybox has no dpkg), its process, its port and its pages.
+test_service_under_test_in_the_sandbox() {
+  fresh_store
+  busybox_tarball bb.tar.gz httpd wget grep pidof pgrep stat awk head || return 1
+  write_file httpd.json <<'JSON'
+{
+  "builders": [{"type": "rootfs", "source": "tar:bb.tar.gz"}],
+  "provisioners": [{"type": "shell", "inline": [
+    "mkdir -p /www && echo 'hello from httpd' > /www/index.html",
+    "printf '#!/bin/sh\\nfor p; do :; done\\n[ \"$p\" = busybox-httpd ] && echo \"install ok installed|1.35.0-4\" && exit 0\\nexit 1\\n' > /bin/dpkg-query",
+    "chmod 0755 /bin/dpkg-query"]}],
+  "imgbake": {
+    "image": "httpd",
+    "config": {"Cmd": ["httpd", "-f", "-p", "8080", "-h", "/www"], "ExposedPorts": ["8080/tcp"]},
+    "tests": {"suite": "service", "service_start": true, "checks": [
+      {"name": "home page file", "file": "/www/index.html", "contains": "hello"},
+      {"name": "httpd package", "package": "busybox-httpd", "version": "1.35"},
+      {"name": "httpd running", "service": "httpd"},
+      {"name": "listens on 8080", "port": 8080},
+      {"name": "nothing on 8081", "port": 8081, "listening": false},
+      {"name": "home page", "http": "http://127.0.0.1:8080/", "body_contains": "hello from httpd"},
+      {"name": "missing page", "http": "http://127.0.0.1:8080/nope", "status": 404}
+    ]}
+  }
+}
+JSON
+  expect_exit 0 imgbake build --test httpd.json || { e2e_show_file stdout "$STDOUT"; e2e_show_file stderr "$STDERR"; return; }
+  expect_match "$STDOUT" 'in a sandbox around the image.s root filesystem, its Entrypoint/Cmd started as the service under test$'
+  expect_match "$STDOUT" '^    PASS  listens on 8080 '
+  expect_match "$STDOUT" '^    PASS  home page '
+  expect_match "$STDOUT" '^test httpd:1 \(service\): all 7 checks passed'
+  # Without the service: its port and pages fail, saying why.
+  python3 -c 'import json; s = json.load(open("httpd.json"))["imgbake"]["tests"]; s["service_start"] = False; json.dump(s, open("idle.json", "w"))'
+  expect_exit 1 imgbake test httpd:1 --spec idle.json --no-record
+  expect_match "$STDOUT" '^    FAIL  httpd running \([0-9.]+s\): it is not running \(no init system: judged by its process\)$'
+  expect_match "$STDOUT" '^    FAIL  listens on 8080 \([0-9.]+s\): nothing listens on tcp/8080$'
+  expect_match "$STDOUT" '^    FAIL  home page \([0-9.]+s\): no HTTP answer from http://127.0.0.1:8080/'
+  expect_match "$STDOUT" '^test httpd:1 \(service\): 4 of 7 checks failed'
+  expect_exit 0 imgbake show httpd:1
+  expect_match "$STDOUT" '^  service: passed on '
+  expect_eq "the store's tmp/ after the tests" "" "$(ls -A "$IMGBAKE_HOME/tmp")"
 }
 
 # build --test: the committed image is tested at once; a pass moves the gated channel the
@@ -331,5 +389,6 @@ run_test bad_spec_and_untestable_image test_bad_spec_and_untestable_image
 run_test gate_requires_signed_passing_evidence test_gate_requires_signed_passing_evidence
 run_test forged_evidence_and_lifted_policy test_forged_evidence_and_lifted_policy
 run_test evidence_travels_with_push_and_pull test_evidence_travels_with_push_and_pull
+run_test service_under_test_in_the_sandbox test_service_under_test_in_the_sandbox
 run_test build_test_moves_the_gated_channel_only_on_a_pass test_build_test_moves_the_gated_channel_only_on_a_pass
 summary

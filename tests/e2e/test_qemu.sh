@@ -255,22 +255,9 @@ t = json.load(open(sys.argv[1]))
 t["provisioners"] = [{"type": "shell", "inline": ["echo sleeping now", "sleep 120", "echo woke up"]}]
 print(json.dumps(t))
 PY
-  set -m
-  "$IMGBAKE" build -var "dir=$GUEST" t.json >"$STDOUT" 2>"$STDERR" </dev/null &
-  local pid=$!
-  set +m
-  E2E_BG_PIDS+=("$pid")
-  E2E_CHECKS=$((E2E_CHECKS + 1))
-  if ! wait_for 120 grep -q "sleeping now" "$STDOUT"; then
-    fail "the build reaches the remote sleep" "'sleeping now' within 120 s" "not seen"
-    e2e_show_file stdout "$STDOUT"
-    e2e_show_file stderr "$STDERR"
-    kill -KILL -- "-$pid"
-    return
-  fi
-  local t0
+  interrupt_when "sleeping now" 120 build -var "dir=$GUEST" t.json || return
+  local pid=$INTERRUPTED_PID t0
   t0=$(now_ms)
-  kill -INT -- "-$pid"
   E2E_CHECKS=$((E2E_CHECKS + 1))
   wait_for 10 pid_gone "$pid" || fail "imgbake exits within 10 s of Ctrl-C" "exit" "still running"
   local rc=0

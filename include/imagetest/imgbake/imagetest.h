@@ -4,7 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 
 #include "imgbake/cancel.h"
 #include "imgbake/communicator.h"
+#include "imgbake/ssh.h"
 #include "imgbake/test_spec.h"
 
 namespace imgbake::imagetest {
@@ -35,11 +38,27 @@ struct SuiteResult {
   bool passed() const { return failed() == 0 && !checks.empty(); }
 };
 
+// What the runners that work from the host (testinfra, serverspec) need: the machine's SSH
+// endpoint and a private host directory for their files (an ssh_config, reports).
+struct HostAccess {
+  std::optional<SshConfig> ssh;  // none: a sandbox, which those runners cannot reach
+  std::filesystem::path scratch;
+  // The port on 127.0.0.1 that reaches the machine's TCP port (http checks "from": "host");
+  // empty when the machine cannot be reached from the host.
+  std::function<int(int guest_port)> forward_tcp;
+};
+
 // Runs the checks in order, each to its end (a failed check does not stop the others); a check
-// that cannot run (its command does not start, a timeout) fails, saying why. `on_result` sees
-// each result as it comes. Throws Cancelled when `cancel` fires.
+// that cannot run (its command does not start, a timeout) fails, saying why. A runner (testinfra,
+// serverspec) becomes one result per test it ran, named "CHECK: TEST". `on_result` sees each
+// result as it comes. Throws Cancelled when `cancel` fires.
 std::vector<CheckResult> run_checks(const TestSpec& spec, Communicator& machine, const CancelToken& cancel,
-                                    const std::function<void(const CheckResult&)>& on_result = nullptr);
+                                    const std::function<void(const CheckResult&)>& on_result = nullptr,
+                                    const HostAccess& host = {});
+
+// The listening sockets in /proc/net/{tcp,tcp6,udp,udp6} text (the kernel's format): whether one
+// listens on `port` (TCP: state LISTEN; UDP: bound). Exposed for the unit tests.
+bool proc_net_listens(const std::string& text, int64_t port, bool tcp);
 
 // The JUnit XML report of a suite (the format Jenkins, GitLab and GitHub readers take: one
 // <testsuite> in <testsuites>, a <testcase> per check, <failure message=…> when it failed).
