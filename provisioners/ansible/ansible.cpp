@@ -257,6 +257,19 @@ void Ansible::provision(State& st) {
     st.message("inventory " + inventory + ": " + util::join(util::split(util::trim(text), '\n'), "; "));
   }
 
+  // Packer hides the value of every extra_arguments "key=value" whose key says "password" or
+  // "secret" (templates rely on it); here such values become secrets of the run, so ansible's own
+  // echo of them is masked too.
+  for (const auto& arg : extra_arguments_)
+    for (const auto& word : util::split(arg, ' ')) {
+      size_t eq = word.find('=');
+      if (eq == std::string::npos || eq + 1 == word.size()) continue;
+      std::string key = word.substr(0, eq);
+      for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (key.find("password") != std::string::npos || key.find("secret") != std::string::npos)
+        st.ui.add_secret(word.substr(eq + 1));
+    }
+
   auto cleanup_remote = [&] {
     try {
       if (st.communicator) run_quiet(st, "rm -rf '" + remote_tmp + "'", "remove ansible's temporary directory");

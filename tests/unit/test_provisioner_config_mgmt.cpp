@@ -629,6 +629,23 @@ TEST_F(ConfigMgmtTest, AnsibleOverTheBuildsSshEndpoint) {
   EXPECT_FALSE(inputs.contains("elsewhere.txt"));
 }
 
+TEST_F(ConfigMgmtTest, AnsibleHidesPasswordAndSecretExtraArgumentsAsPackerDoes) {
+  WriteFakeAnsible();
+  WriteFile("site.yml", "- hosts: all\n");
+  auto p = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible",
+      "extra_arguments": ["--extra-vars", "db_password=pw-one-9x7 user=alice", "-e", "API_Secret_Key=sk-two-4q2",
+                          "-e", "token_plain=visible-3z"]})");
+  Provision(*p);
+  // ansible gets the values; nothing the build prints shows them.
+  EXPECT_THAT(ReadFile("argv"), HasSubstr("db_password=pw-one-9x7 user=alice\n-e\nAPI_Secret_Key=sk-two-4q2\n"));
+  std::string events = Events();
+  EXPECT_THAT(events, HasSubstr("db_password=<sensitive> user=alice"));
+  EXPECT_THAT(events, HasSubstr("API_Secret_Key=<sensitive>"));
+  EXPECT_THAT(events, Not(HasSubstr("pw-one-9x7")));
+  EXPECT_THAT(events, Not(HasSubstr("sk-two-4q2")));
+  EXPECT_THAT(events, HasSubstr("token_plain=visible-3z"));  // neither word in its name: shown, as in Packer
+}
+
 TEST_F(ConfigMgmtTest, AnsibleThroughTheCommunicatorWithoutAnSshEndpoint) {
   WriteFakeAnsible();
   WriteFile("site.yml", "- hosts: all\n");
