@@ -74,6 +74,10 @@ class FakeMachine : public Communicator {
       if (out) out(uid);
       return RunResult::exited(0);
     }
+    if (!failing.empty() && cmd.command.find(failing) != std::string::npos) {
+      if (err) err("rm: cannot remove 'x': Permission denied");
+      return RunResult::exited(1);
+    }
     if (!tool.empty() && cmd.command.find(tool) != std::string::npos) {
       for (const auto& l : tool_output)
         if (l.starts_with("!")) {
@@ -96,6 +100,7 @@ class FakeMachine : public Communicator {
   std::map<std::string, std::string> contents;
   std::string uid = "0";
   std::string tool;
+  std::string failing;  // a command containing this fails (exit 1, "Permission denied")
   std::vector<std::string> tool_output;
   int tool_status = 0;
 };
@@ -439,8 +444,10 @@ TEST_F(ConfigMgmtTest, ChefSoloStagesWritesItsFilesAndRunsChefSolo) {
             "role_path \"/tmp/packer-chef-solo/roles\"\n");
   EXPECT_EQ(nlohmann::json::parse(machine_.contents["/tmp/packer-chef-solo/node.json"]),
             nlohmann::json::parse(R"({"nginx": {"port": 8080}, "run_list": ["recipe[nginx]"]})"));
-  EXPECT_EQ(machine_.commands.back(),
+  ASSERT_GE(machine_.commands.size(), 2u);
+  EXPECT_EQ(machine_.commands[machine_.commands.size() - 2],
             "chef-solo --no-color -c '/tmp/packer-chef-solo/solo.rb' -j '/tmp/packer-chef-solo/node.json'");
+  EXPECT_EQ(machine_.commands.back(), "rm -rf '/tmp/packer-chef-solo/node.json'");
   EXPECT_TRUE(p->key_material()["inputs"].contains("cookbooks/nginx/recipes/default.rb"));
 }
 
@@ -462,7 +469,49 @@ TEST_F(ConfigMgmtTest, ChefSoloInstallsFirstUnlessSkippedAndNamesAFailingResourc
   EXPECT_EQ(machine_.commands[1], "curl -L https://omnitruck.chef.io/install.sh | sudo bash -s -- -v '17.10.3'");
   EXPECT_EQ(machine_.contents["/tmp/packer-chef-solo/solo.rb"],
             "# Written by imgbake's chef-solo provisioner.\ncookbook_path []\nchef_license \"accept-silent\"\n");
-  EXPECT_THAT(machine_.commands.back(), HasSubstr("sudo chef-solo --no-color -c"));
+  EXPECT_THAT(machine_.commands[machine_.commands.size() - 2], HasSubstr("sudo chef-solo --no-color -c"));
+}
+
+TEST_F(ConfigMgmtTest, ChefSoloRemovesTheDataBagKeyAndNodeJsonAlsoWhenTheRunFails) {
+  machine_.uid = "1000";
+  WriteFile("secret.key", "data bag key\n");
+  auto p = Make("chef-solo", R"({"skip_install": true, "encrypted_data_bag_secret_path": "secret.key",
+      "json": {"db": {"password": "x"}}})");
+  machine_.tool = "chef-solo --no-color";
+  machine_.tool_status = 1;
+  EXPECT_THROW(Provision(*p), CommandFailed);
+  EXPECT_EQ(machine_.commands.back(),
+            "sudo rm -rf '/tmp/packer-chef-solo/node.json' '/tmp/packer-chef-solo/encrypted_data_bag_secret'");
+}
+
+TEST_F(ConfigMgmtTest, ChefClientRemovesItsStagingAlsoWhenTheRunFails) {
+  auto p = Make("chef-client", R"({"skip_install": true, "run_list": ["recipe[x]"]})");
+  machine_.tool = "chef-client --local-mode";
+  machine_.tool_status = 1;
+  EXPECT_THROW(Provision(*p), CommandFailed);
+  EXPECT_EQ(machine_.commands.back(), "rm -rf '/tmp/packer-chef-client'");
+}
+
+TEST_F(ConfigMgmtTest, PuppetRemovesItsStagingWithSudoAndNeverHidesPuppetsResult) {
+  WriteFile("site.pp", "");
+  machine_.uid = "1000";
+  auto p = Make("puppet-masterless", R"({"manifest_file": "site.pp", "clean_staging_directory": true})");
+  machine_.tool = "puppet apply";
+  machine_.tool_status = 0;
+  Provision(*p);
+  // puppet ran through sudo: its state under the staging directory is root's.
+  EXPECT_EQ(machine_.commands.back(), "sudo rm -rf '/tmp/packer-puppet-masterless'");
+  // The removal fails, and puppet failed: puppet's verdict is the error, the removal a warning.
+  machine_.tool_status = 6;
+  machine_.failing = "rm -rf";
+  try {
+    Provision(*p);
+    FAIL() << "no failure";
+  } catch (const CommandFailed& e) {
+    EXPECT_EQ(e.exit_status, 6);
+    EXPECT_THAT(e.what(), HasSubstr("puppet apply failed with exit status 6"));
+  }
+  EXPECT_THAT(Events(), HasSubstr("cannot remove the staging directory /tmp/packer-puppet-masterless on the machine"));
 }
 
 TEST_F(ConfigMgmtTest, ChefSoloBadOptions) {
