@@ -252,22 +252,29 @@ Credentials resolve_credentials(const CredentialSources& s, const CancelToken& c
   std::error_code ec;
   std::string cred_where =
       "profile '" + profile + "' in " + (cred_file.empty() ? "~/.aws/credentials" : cred_file.string());
+  // The SDKs merge a profile's settings from both files, the credentials file's winning: keys
+  // there, else (keys or credential_process) in the merged profile.
+  Section from_credentials_file;
   if (!cred_file.empty() && fs::exists(cred_file, ec)) {
     auto ini = read_ini(cred_file);
     auto it = ini.find(profile);
     if (it != ini.end()) {
-      if (auto c = from_profile(it->second, cred_where)) return *c;
-      throw BuildError(cred_where + " has neither aws_access_key_id and aws_secret_access_key nor credential_process");
+      from_credentials_file = it->second;
+      if (!get(it->second, "aws_access_key_id").empty() || !get(it->second, "credential_process").empty())
+        if (auto c = from_profile(it->second, cred_where)) return *c;
     }
   }
   looked.push_back(cred_where);
   fs::path cfg = config_file();
   std::string cfg_where = "profile '" + profile + "' in " + (cfg.empty() ? "~/.aws/config" : cfg.string());
+  Section merged;
   if (!cfg.empty() && fs::exists(cfg, ec)) {
     auto ini = read_ini(cfg);
-    if (const auto* p = config_profile(ini, profile))
-      if (auto c = from_profile(*p, cfg_where)) return *c;
+    if (const auto* p = config_profile(ini, profile)) merged = *p;
   }
+  for (const auto& [k, v] : from_credentials_file) merged[k] = v;
+  if (!merged.empty())
+    if (auto c = from_profile(merged, cfg_where)) return *c;
   looked.push_back(cfg_where);
 
   std::string disabled = env("AWS_EC2_METADATA_DISABLED");
@@ -295,13 +302,20 @@ std::string default_region(const std::string& profile_option) {
   return "";
 }
 
+std::string sts_signing_region(const std::string& endpoint, const std::string& region) {
+  std::string url = endpoint.find("://") == std::string::npos ? "https://" + endpoint : endpoint;
+  std::string host = http::authority_of(url);
+  if (host.ends_with(":443")) host.resize(host.size() - 4);
+  return host == "sts.amazonaws.com" ? "us-east-1" : region;
+}
+
 Credentials assume_role(const Credentials& base, const AssumeRoleConfig& role, const StsOptions& o,
                         const CancelToken& cancel) {
   ClientOptions co;
   co.service = "sts";
   co.api_version = "2011-06-15";
-  co.region = o.region;
   co.endpoint = o.endpoint.empty() ? env("AWS_ENDPOINT_URL_STS") : o.endpoint;
+  co.region = sts_signing_region(co.endpoint, o.region);
   co.tls_verify = o.tls_verify;
   co.max_retries = o.max_retries;
   co.log = o.log;

@@ -84,6 +84,10 @@ struct StsOptions {
   std::function<void(std::string_view)> log;
 };
 
+// The region an STS request to `endpoint` is signed for: us-east-1 for the global endpoint
+// (https://sts.amazonaws.com accepts no other), else the build's region.
+std::string sts_signing_region(const std::string& endpoint, const std::string& region);
+
 // STS AssumeRole signed with `base`: the role's temporary credentials (key, secret, session
 // token). STS's errors arrive as Ec2Error (code and message as STS wrote them).
 Credentials assume_role(const Credentials& base, const AssumeRoleConfig& role, const StsOptions& options,

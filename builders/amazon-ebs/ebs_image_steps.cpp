@@ -320,8 +320,8 @@ class ArtifactStep : public Step {
   nlohmann::json key_material(const State&) const override { return {{"step", "amazon-artifact"}}; }
   bool silent() const override { return true; }
   void run(State& st) override {
-    r_.completed = true;
     if (r_.amis.empty()) {
+      r_.completed = true;
       st.message("skip_create_ami: no AMI was made");
       return;
     }
@@ -367,10 +367,14 @@ class ArtifactStep : public Step {
                              {"regions", regions}})
                  .dump(2)
           << "\n";
+      out.close();
+      if (!out) throw BuildError("cannot write " + path.string());
     }
     a->files = describe_files({path.string()});
     for (auto& f : a->files) f.media_type = "application/vnd.imgbake.amazon.amis.v1+json";
     st.artifact = a;
+    // Only now do the AMIs stay: a failure above still lets the cleanups remove them.
+    r_.completed = true;
     st.message("AMIs: " + a->id);
   }
 

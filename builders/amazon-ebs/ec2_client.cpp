@@ -24,6 +24,10 @@ bool is_retryable(const std::string& code, long status) {
   return status >= 500;
 }
 
+std::string default_endpoint(const std::string& service, const std::string& region) {
+  return "https://" + service + "." + region + (region.starts_with("cn-") ? ".amazonaws.com.cn" : ".amazonaws.com");
+}
+
 bool is_expired_credentials(const std::string& code) {
   return code == "RequestExpired" || code == "ExpiredToken" || code == "ExpiredTokenException";
 }
@@ -42,8 +46,7 @@ Ec2Client::Ec2Client(Credentials creds, ClientOptions options, const CancelToken
 
 Ec2Client::Ec2Client(std::shared_ptr<CredentialProvider> credentials, ClientOptions options, const CancelToken& cancel)
     : credentials_(std::move(credentials)), options_(std::move(options)), cancel_(cancel) {
-  endpoint_ = options_.endpoint.empty() ? "https://" + options_.service + "." + options_.region + ".amazonaws.com"
-                                        : options_.endpoint;
+  endpoint_ = options_.endpoint.empty() ? default_endpoint(options_.service, options_.region) : options_.endpoint;
   if (endpoint_.find("://") == std::string::npos) endpoint_ = "https://" + endpoint_;
   while (endpoint_.size() > 8 && endpoint_.back() == '/') endpoint_.pop_back();
   http::SessionOptions so;

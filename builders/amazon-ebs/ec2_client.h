@@ -45,7 +45,7 @@ struct ClientOptions {
   std::string service = "ec2";             // the signing name, and the default endpoint's first label
   std::string api_version = "2016-11-15";  // the Version parameter
   std::string region;
-  std::string endpoint;  // "" = https://SERVICE.REGION.amazonaws.com
+  std::string endpoint;  // "" = default_endpoint(service, region)
   bool tls_verify = true;
   int max_retries = 8;                        // throttling, 5xx and dropped connections
   std::function<void(std::string_view)> log;  // retries; never secrets
@@ -77,6 +77,9 @@ class Ec2Client {
 
 // Whether an EC2 error is worth another try (throttling, EC2's transient server errors).
 bool is_retryable(const std::string& code, long status);
+// https://SERVICE.REGION.amazonaws.com, or .amazonaws.com.cn in the China regions (cn-*).
+std::string default_endpoint(const std::string& service, const std::string& region);
+
 // Whether EC2 or STS refused the request's credentials as expired.
 bool is_expired_credentials(const std::string& code);
 

@@ -441,3 +441,21 @@ TEST_F(AmazonCredentials, SkipMetadataApiCheckNeverAsksTheInstanceMetadataServic
   }
   EXPECT_EQ(imds.requests().size(), 0u);
 }
+
+TEST(AmazonSts, TheGlobalEndpointIsSignedForUsEast1AndChinaHasItsOwnDomain) {
+  using imgbake::amazon::sts_signing_region;
+  EXPECT_EQ(sts_signing_region("https://sts.amazonaws.com", "eu-west-1"), "us-east-1");
+  EXPECT_EQ(sts_signing_region("https://sts.amazonaws.com/", "eu-west-1"), "us-east-1");
+  EXPECT_EQ(sts_signing_region("sts.amazonaws.com", "eu-west-1"), "us-east-1");
+  EXPECT_EQ(sts_signing_region("https://sts.eu-west-1.amazonaws.com", "eu-west-1"), "eu-west-1");
+  EXPECT_EQ(sts_signing_region("", "eu-west-1"), "eu-west-1");
+  EXPECT_EQ(imgbake::amazon::default_endpoint("sts", "cn-north-1"), "https://sts.cn-north-1.amazonaws.com.cn");
+  EXPECT_EQ(imgbake::amazon::default_endpoint("ec2", "eu-west-1"), "https://ec2.eu-west-1.amazonaws.com");
+}
+
+TEST_F(AmazonCredentials, AProfileWithoutKeysInTheCredentialsFileFallsThroughToTheConfigFile) {
+  write("proc.sh", "#!/bin/sh\nprintf '{\"Version\": 1, \"AccessKeyId\": \"AKMERGED\", \"SecretAccessKey\": \"s\"}'\n");
+  write(".aws/credentials", "[ci]\nregion = eu-west-1\n");
+  write(".aws/config", "[profile ci]\ncredential_process = sh " + home_.string() + "/proc.sh\n");
+  EXPECT_EQ(resolve_credentials({"", "", "", "ci", ""}).access_key, "AKMERGED");
+}
