@@ -636,6 +636,18 @@ TEST_F(ConfigMgmtTest, CommunicatorProxyRunsCommandsAndMovesFilesThroughTheCommu
               ElementsAre("echo hi", "(python3) < '" + input + "'; s=$?; rm -f '" + input + "'; exit $s"));
 }
 
+TEST_F(ConfigMgmtTest, CommunicatorProxyAnswersARequestOverItsLimitInsteadOfDroppingIt) {
+  imgbake::CommunicatorProxy proxy(machine_, cancel_, dir_ / "s", [] { return std::nullopt; });
+  std::string big(size_t{65} << 20, 'A');
+  auto answer = AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "python3"}, {"stdin", big}});
+  ASSERT_TRUE(answer.contains("error")) << answer.dump().substr(0, 200);
+  EXPECT_THAT(answer["error"].get<std::string>(), HasSubstr("exceeds imgbake's limit of 64 MiB"));
+  EXPECT_TRUE(machine_.commands.empty());
+  // The next request is served as usual.
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "true"}}),
+            nlohmann::json({{"rc", 0}, {"stdout", ""}, {"stderr", ""}}));
+}
+
 // A stand-in for ansible-playbook: records its arguments, the inventory and ansible's variables.
 void WriteFakeAnsible() {
   WriteFile(
@@ -676,6 +688,30 @@ TEST_F(ConfigMgmtTest, AnsibleOverTheBuildsSshEndpoint) {
   EXPECT_TRUE(inputs.contains("play/site.yml"));
   EXPECT_TRUE(inputs.contains("play/roles/web/tasks/main.yml"));
   EXPECT_FALSE(inputs.contains("elsewhere.txt"));
+}
+
+TEST_F(ConfigMgmtTest, AnsibleGalaxyFileInstallsRolesAndCollectionsAsPackerDoes) {
+  WriteFakeAnsible();
+  WriteFile("fake-galaxy", "#!/bin/sh\nprintf '%s ' \"$@\" >> galaxy-argv\necho >> galaxy-argv\n");
+  fs::permissions("fake-galaxy", fs::perms::owner_all);
+  WriteFile("site.yml", "- hosts: all\n");
+  WriteFile("both.yml", "roles:\n  - name: web\ncollections:\n  - community.general\n");
+  WriteFile("v1.yml", "- src: ./web.tar.gz\n");
+  fs::create_directories("cols");
+  auto both = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
+      "galaxy_file": "both.yml", "roles_path": "roles", "collections_path": "cols", "galaxy_force_install": true,
+      "galaxy_force_with_deps": true})");
+  Provision(*both);
+  EXPECT_EQ(ReadFile("galaxy-argv"),
+            "install -r both.yml -p roles -f --force-with-deps \n"
+            "collection install -r both.yml -p cols -f --force-with-deps \n");
+  fs::remove("galaxy-argv");
+  // The old format is a list of roles; collections without collections_path go to the work directory.
+  auto v1 = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
+      "galaxy_file": "v1.yml"})");
+  Provision(*v1);
+  EXPECT_THAT(ReadFile("galaxy-argv"), testing::MatchesRegex("install -r v1.yml -p .*/roles \n"));
+  EXPECT_THAT(ReadFile("env"), HasSubstr("/collections:"));
 }
 
 TEST_F(ConfigMgmtTest, AnsibleHidesPasswordAndSecretExtraArgumentsAsPackerDoes) {
