@@ -346,7 +346,9 @@ Credentials assume_role(const Credentials& base, const AssumeRoleConfig& role, c
     throw BuildError("AssumeRole: the answer of " + sts.endpoint() + " holds no credentials");
   out.expires = parse_aws_time(doc.at("AssumeRoleResult/Credentials/Expiration"));
   // STS always says when; without it, an hour (its default) is the safe guess.
-  if (!out.expires) out.expires = std::chrono::system_clock::now() + std::chrono::seconds(role.duration_seconds > 0 ? role.duration_seconds : 3600);
+  if (!out.expires)
+    out.expires = std::chrono::system_clock::now() +
+                  std::chrono::seconds(role.duration_seconds > 0 ? role.duration_seconds : 3600);
   return out;
 }
 

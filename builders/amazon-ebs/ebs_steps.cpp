@@ -128,8 +128,12 @@ class CredentialsStep : public Step {
             {"role_arn", r_.cfg.assume_role ? r_.cfg.assume_role->role_arn : ""}};
   }
   void run(State& st) override {
-    CredentialSources s{r_.cfg.access_key, r_.cfg.secret_key, r_.cfg.token, r_.cfg.profile,
-                        r_.cfg.shared_credentials_file, r_.cfg.skip_metadata_api_check};
+    CredentialSources s{r_.cfg.access_key,
+                        r_.cfg.secret_key,
+                        r_.cfg.token,
+                        r_.cfg.profile,
+                        r_.cfg.shared_credentials_file,
+                        r_.cfg.skip_metadata_api_check};
     // Resolved now, and again by whichever client needs them after they expire (a role session
     // lasts an hour by default; CopyImage waits alone can take longer).
     EbsConfig& cfg = r_.cfg;

@@ -120,8 +120,9 @@ XmlNode Ec2Client::call(const std::string& action, const Params& params) {
       }
       if (is_expired_credentials(code) && !refreshed && credentials_->invalidate(creds)) {
         refreshed = true;
-        if (options_.log) options_.log(action + ": " + code + ": the credentials from " + creds.source +
-                                       " have expired: trying again with fresh ones");
+        if (options_.log)
+          options_.log(action + ": " + code + ": the credentials from " + creds.source +
+                       " have expired: trying again with fresh ones");
         continue;
       }
       if (!is_retryable(code, status) || attempt >= options_.max_retries) throw Ec2Error(action, code, message, status);

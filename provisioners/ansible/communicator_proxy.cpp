@@ -110,7 +110,8 @@ void CommunicatorProxy::serve_one(int fd) {
   nlohmann::json answer;
   if (got == ReadLine::TooLarge) {
     answer = {{"error", "the request of " + std::to_string(size) + " bytes exceeds imgbake's limit of " +
-                            std::to_string(kMaxRequest >> 20) + " MiB (a module's arguments or a file too big to "
+                            std::to_string(kMaxRequest >> 20) +
+                            " MiB (a module's arguments or a file too big to "
                             "pass through the connection: copy it with the copy module's src instead)"}};
   } else {
     try {

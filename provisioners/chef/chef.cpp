@@ -359,7 +359,8 @@ void ChefProvisioner::provision(State& st) {
     std::vector<std::string> secrets = {json_path};
     if (!settings.paths.encrypted_data_bag_secret_path.empty())
       secrets.push_back(settings.paths.encrypted_data_bag_secret_path);
-    if (client_ && !validation_key_path_.empty() && !server_url_.empty()) secrets.push_back(staging_dir_ + "/validation.pem");
+    if (client_ && !validation_key_path_.empty() && !server_url_.empty())
+      secrets.push_back(staging_dir_ + "/validation.pem");
     st.message("removing the files that hold secrets: " + util::join(secrets, ", "));
     remove_on_machine(st, secrets, sudo, "remove " + util::join(secrets, ", "));
   };

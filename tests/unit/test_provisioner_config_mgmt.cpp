@@ -698,7 +698,8 @@ TEST_F(ConfigMgmtTest, AnsibleGalaxyFileInstallsRolesAndCollectionsAsPackerDoes)
   WriteFile("both.yml", "roles:\n  - name: web\ncollections:\n  - community.general\n");
   WriteFile("v1.yml", "- src: ./web.tar.gz\n");
   fs::create_directories("cols");
-  auto both = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
+  auto both =
+      Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
       "galaxy_file": "both.yml", "roles_path": "roles", "collections_path": "cols", "galaxy_force_install": true,
       "galaxy_force_with_deps": true})");
   Provision(*both);
@@ -707,7 +708,8 @@ TEST_F(ConfigMgmtTest, AnsibleGalaxyFileInstallsRolesAndCollectionsAsPackerDoes)
             "collection install -r both.yml -p cols -f --force-with-deps \n");
   fs::remove("galaxy-argv");
   // The old format is a list of roles; collections without collections_path go to the work directory.
-  auto v1 = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
+  auto v1 =
+      Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
       "galaxy_file": "v1.yml"})");
   Provision(*v1);
   EXPECT_THAT(ReadFile("galaxy-argv"), testing::MatchesRegex("install -r v1.yml -p .*/roles \n"));
