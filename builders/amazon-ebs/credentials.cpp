@@ -145,9 +145,12 @@ std::optional<Credentials> imds_credentials(const CancelToken& cancel, std::stri
                        (j.is_object() && j.contains("Code") && j["Code"].is_string()
                             ? " (Code " + j["Code"].get<std::string>() + ")"
                             : ""));
-    return Credentials{j["AccessKeyId"].get<std::string>(), j["SecretAccessKey"].get<std::string>(),
-                       j.contains("Token") && j["Token"].is_string() ? j["Token"].get<std::string>() : "",
-                       "role '" + role + "' from the " + where};
+    Credentials out{j["AccessKeyId"].get<std::string>(), j["SecretAccessKey"].get<std::string>(),
+                    j.contains("Token") && j["Token"].is_string() ? j["Token"].get<std::string>() : "",
+                    "role '" + role + "' from the " + where};
+    if (j.contains("Expiration") && j["Expiration"].is_string())
+      out.expires = parse_aws_time(j["Expiration"].get<std::string>());
+    return out;
   } catch (const http::TransportError& e) {
     why = where + ": no answer (not on EC2?): " + e.what();
     return std::nullopt;
@@ -164,7 +167,54 @@ Credentials parse_credential_process_output(std::string_view text, const std::st
   auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
   if (str("AccessKeyId").empty() || str("SecretAccessKey").empty())
     throw BuildError(source + " printed JSON without AccessKeyId or SecretAccessKey");
-  return {str("AccessKeyId"), str("SecretAccessKey"), str("SessionToken"), source};
+  Credentials out{str("AccessKeyId"), str("SecretAccessKey"), str("SessionToken"), source};
+  // Optional: without it the credentials are taken as long-lived, as the SDKs take them.
+  if (!str("Expiration").empty()) {
+    out.expires = parse_aws_time(str("Expiration"));
+    if (!out.expires) throw BuildError(source + " printed an Expiration that is not an RFC 3339 time");
+  }
+  return out;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_aws_time(std::string_view text) {
+  auto secs = util::parse_rfc3339_seconds(text);
+  if (!secs) return std::nullopt;
+  return std::chrono::system_clock::time_point(std::chrono::seconds(*secs));
+}
+
+CredentialProvider::CredentialProvider(Resolve resolve, std::function<void(std::string_view)> log)
+    : resolve_(std::move(resolve)), log_(std::move(log)) {}
+
+std::shared_ptr<CredentialProvider> CredentialProvider::fixed(Credentials creds) {
+  return std::make_shared<CredentialProvider>([creds](const CancelToken&) { return creds; });
+}
+
+Credentials CredentialProvider::current(const CancelToken& cancel) {
+  std::lock_guard lock(mu_);
+  auto now = std::chrono::system_clock::now();
+  if (creds_ && creds_->expires && now >= refresh_at_) {
+    if (log_)
+      log_("the credentials from " + creds_->source + " expire at " + util::format_rfc3339(*creds_->expires) +
+           ": resolving them again");
+    creds_.reset();
+  }
+  if (!creds_) {
+    creds_ = resolve_(cancel);
+    if (creds_->expires) {
+      auto left = *creds_->expires - std::chrono::system_clock::now();
+      refresh_at_ = *creds_->expires - std::min<std::chrono::system_clock::duration>(std::chrono::minutes(5), left / 2);
+    }
+  }
+  return *creds_;
+}
+
+bool CredentialProvider::invalidate(const Credentials& rejected) {
+  std::lock_guard lock(mu_);
+  if (!creds_) return true;
+  if (creds_->access_key != rejected.access_key) return true;  // another client refreshed them already
+  if (!creds_->expires) return false;
+  creds_.reset();
+  return true;
 }
 
 Credentials resolve_credentials(const CredentialSources& s, const CancelToken& cancel) {
@@ -202,27 +252,36 @@ Credentials resolve_credentials(const CredentialSources& s, const CancelToken& c
   std::error_code ec;
   std::string cred_where =
       "profile '" + profile + "' in " + (cred_file.empty() ? "~/.aws/credentials" : cred_file.string());
+  // The SDKs merge a profile's settings from both files, the credentials file's winning: keys
+  // there, else (keys or credential_process) in the merged profile.
+  Section from_credentials_file;
   if (!cred_file.empty() && fs::exists(cred_file, ec)) {
     auto ini = read_ini(cred_file);
     auto it = ini.find(profile);
     if (it != ini.end()) {
-      if (auto c = from_profile(it->second, cred_where)) return *c;
-      throw BuildError(cred_where + " has neither aws_access_key_id and aws_secret_access_key nor credential_process");
+      from_credentials_file = it->second;
+      if (!get(it->second, "aws_access_key_id").empty() || !get(it->second, "credential_process").empty())
+        if (auto c = from_profile(it->second, cred_where)) return *c;
     }
   }
   looked.push_back(cred_where);
   fs::path cfg = config_file();
   std::string cfg_where = "profile '" + profile + "' in " + (cfg.empty() ? "~/.aws/config" : cfg.string());
+  Section merged;
   if (!cfg.empty() && fs::exists(cfg, ec)) {
     auto ini = read_ini(cfg);
-    if (const auto* p = config_profile(ini, profile))
-      if (auto c = from_profile(*p, cfg_where)) return *c;
+    if (const auto* p = config_profile(ini, profile)) merged = *p;
   }
+  for (const auto& [k, v] : from_credentials_file) merged[k] = v;
+  if (!merged.empty())
+    if (auto c = from_profile(merged, cfg_where)) return *c;
   looked.push_back(cfg_where);
 
   std::string disabled = env("AWS_EC2_METADATA_DISABLED");
   for (char& ch : disabled) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  if (disabled == "true") {
+  if (s.skip_metadata_api_check) {
+    looked.emplace_back("not the instance metadata service (skip_metadata_api_check)");
+  } else if (disabled == "true") {
     looked.emplace_back("not the instance metadata service (AWS_EC2_METADATA_DISABLED is true)");
   } else {
     std::string why;
@@ -243,13 +302,20 @@ std::string default_region(const std::string& profile_option) {
   return "";
 }
 
+std::string sts_signing_region(const std::string& endpoint, const std::string& region) {
+  std::string url = endpoint.find("://") == std::string::npos ? "https://" + endpoint : endpoint;
+  std::string host = http::authority_of(url);
+  if (host.ends_with(":443")) host.resize(host.size() - 4);
+  return host == "sts.amazonaws.com" ? "us-east-1" : region;
+}
+
 Credentials assume_role(const Credentials& base, const AssumeRoleConfig& role, const StsOptions& o,
                         const CancelToken& cancel) {
   ClientOptions co;
   co.service = "sts";
   co.api_version = "2011-06-15";
-  co.region = o.region;
   co.endpoint = o.endpoint.empty() ? env("AWS_ENDPOINT_URL_STS") : o.endpoint;
+  co.region = sts_signing_region(co.endpoint, o.region);
   co.tls_verify = o.tls_verify;
   co.max_retries = o.max_retries;
   co.log = o.log;
@@ -278,6 +344,11 @@ Credentials assume_role(const Credentials& base, const AssumeRoleConfig& role, c
       doc.at("AssumeRoleResult/Credentials/SessionToken"), "role " + role.role_arn + " assumed with " + base.source};
   if (out.access_key.empty() || out.secret_key.empty() || out.token.empty())
     throw BuildError("AssumeRole: the answer of " + sts.endpoint() + " holds no credentials");
+  out.expires = parse_aws_time(doc.at("AssumeRoleResult/Credentials/Expiration"));
+  // STS always says when; without it, an hour (its default) is the safe guess.
+  if (!out.expires)
+    out.expires = std::chrono::system_clock::now() +
+                  std::chrono::seconds(role.duration_seconds > 0 ? role.duration_seconds : 3600);
   return out;
 }
 

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +22,7 @@ struct CredentialSources {
   std::string access_key, secret_key, token;  // the builder's options
   std::string profile;                        // option "profile", else AWS_PROFILE, else "default"
   std::string shared_credentials_file;        // option, else AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
+  bool skip_metadata_api_check = false;       // Packer's option: never the instance metadata service
 };
 
 // The first complete set of: the options, the environment (AWS_ACCESS_KEY_ID,
@@ -33,6 +37,36 @@ Credentials resolve_credentials(const CredentialSources& sources, const CancelTo
 // The region from AWS_REGION / AWS_DEFAULT_REGION, else the profile's "region" in the config
 // file; "" when none.
 std::string default_region(const std::string& profile);
+
+// An RFC 3339 UTC time as AWS writes an Expiration ("2026-12-06T08:00:00Z", fractions allowed);
+// nullopt when it does not parse.
+std::optional<std::chrono::system_clock::time_point> parse_aws_time(std::string_view text);
+
+// The build's credentials, resolved once and again shortly before they expire, as the SDKs do
+// (temporary credentials from STS, IMDS or a credential_process that gives an Expiration; long-term
+// keys never expire). One provider serves every EC2 client of a build, the cleanup clients too, so
+// that a build that outlives its first credentials still cleans up after itself.
+class CredentialProvider {
+ public:
+  using Resolve = std::function<Credentials(const CancelToken&)>;
+  explicit CredentialProvider(Resolve resolve, std::function<void(std::string_view)> log = {});
+  // Credentials that never change (tests, and STS's own client).
+  static std::shared_ptr<CredentialProvider> fixed(Credentials creds);
+
+  // The credentials to sign with now: resolved again when none are known yet or they expire within
+  // the refresh margin (5 minutes, or half their lifetime when that is shorter).
+  Credentials current(const CancelToken& cancel);
+  // EC2 or STS refused `rejected` as expired: the next current() resolves again. False when there
+  // is nothing to refresh (long-term keys: the refusal is final).
+  bool invalidate(const Credentials& rejected);
+
+ private:
+  std::mutex mu_;
+  Resolve resolve_;
+  std::function<void(std::string_view)> log_;
+  std::optional<Credentials> creds_;
+  std::chrono::system_clock::time_point refresh_at_;
+};
 
 // Packer's assume_role block.
 struct AssumeRoleConfig {
@@ -49,6 +83,10 @@ struct StsOptions {
   int max_retries = 8;
   std::function<void(std::string_view)> log;
 };
+
+// The region an STS request to `endpoint` is signed for: us-east-1 for the global endpoint
+// (https://sts.amazonaws.com accepts no other), else the build's region.
+std::string sts_signing_region(const std::string& endpoint, const std::string& region);
 
 // STS AssumeRole signed with `base`: the role's temporary credentials (key, secret, session
 // token). STS's errors arrive as Ec2Error (code and message as STS wrote them).

@@ -59,6 +59,7 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   c.token = cfg.string("token");
   c.profile = cfg.string("profile");
   c.shared_credentials_file = cfg.string("shared_credentials_file");
+  c.skip_metadata_api_check = cfg.boolean("skip_metadata_api_check", false);
   c.region = cfg.string("region");
   if (c.region.empty()) c.region = default_region(c.profile);
   if (c.region.empty()) cfg.error("'region' is required (or AWS_REGION, AWS_DEFAULT_REGION, a profile's region)");
@@ -106,9 +107,8 @@ void read_config(ConfigReader& cfg, EbsConfig& c) {
   for (const char* k : {"mfa_code", "vault_aws_engine", "spot_price", "spot_instance_types", "spot_price_auto_product",
                         "fleet_tags", "aws_profile"})
     if (cfg.has(k)) cfg.error(k, std::string("'") + k + "' is not supported by imgbake yet");
-  cfg.accept({"skip_region_validation", "skip_credential_validation", "skip_metadata_api_check",
-              "decode_authorization_messages", "skip_profile_validation", "ami_product_codes", "enable_t2_unlimited",
-              "placement", "tenancy"});
+  cfg.accept({"skip_region_validation", "skip_credential_validation", "decode_authorization_messages",
+              "skip_profile_validation", "ami_product_codes", "enable_t2_unlimited", "placement", "tenancy"});
 
   // Source and run
   c.source_ami = cfg.string("source_ami");

@@ -30,6 +30,7 @@ struct SourceAmiFilter {
 struct EbsConfig {
   // Access
   std::string access_key, secret_key, token, profile, shared_credentials_file;
+  bool skip_metadata_api_check = false;  // never credentials from the instance metadata service
   std::string region;
   std::string custom_endpoint_ec2;  // else AWS_ENDPOINT_URL_EC2, else https://ec2.REGION.amazonaws.com
   std::optional<AssumeRoleConfig> assume_role;

@@ -57,12 +57,20 @@ void wait_available(EbsRun& r, State& st, const std::string& region, const std::
   });
 }
 
+// Idempotent: an AMI or snapshot already gone (an earlier try that failed half-way) counts as removed.
 void deregister(EbsRun& r, State& st, const std::string& region, const std::string& ami,
                 const std::vector<std::string>& snapshots, bool delete_snapshots, bool cleanup = false) {
   Ec2Client& ec2 = cleanup ? r.ec2_cleanup(st, region) : r.ec2(st, region);
-  ec2.call("DeregisterImage", {{"ImageId", ami}});
+  auto unless_gone = [&](const char* action, const char* id_param, const std::string& id, const char* not_found) {
+    try {
+      ec2.call(action, {{id_param, id}});
+    } catch (const Ec2Error& e) {
+      if (e.code() != not_found) throw;
+    }
+  };
+  unless_gone("DeregisterImage", "ImageId", ami, "InvalidAMIID.NotFound");
   if (delete_snapshots)
-    for (const auto& s : snapshots) ec2.call("DeleteSnapshot", {{"SnapshotId", s}});
+    for (const auto& s : snapshots) unless_gone("DeleteSnapshot", "SnapshotId", s, "InvalidSnapshot.NotFound");
 }
 
 // A cleanup's removal of an AMI this build made, with its snapshots (asked of EC2 when the AMI
@@ -179,6 +187,7 @@ class EncryptImageStep : public Step {
     Params p = {{"SourceRegion", c.region}, {"SourceImageId", plain}, {"Name", c.ami_name}, {"Encrypted", "true"}};
     if (!c.ami_description.empty()) p.emplace_back("Description", c.ami_description);
     if (!key_id().empty()) p.emplace_back("KmsKeyId", key_id());
+    p.emplace_back("ClientToken", "imgbake-" + util::uuid_v4());  // retries get the same copy, not a second
     st.message("copying " + plain + " to an encrypted AMI (" +
                (key_id().empty() ? "the region's default EBS key" : "KMS key " + key_id()) + ")");
     encrypted_ = r_.ec2(st).call("CopyImage", p).at("imageId");
@@ -186,10 +195,12 @@ class EncryptImageStep : public Step {
     wait_available(r_, st, c.region, encrypted_, &snapshots);
     st.message("encrypted AMI " + encrypted_ + " is available; deregistering the unencrypted " + plain +
                " and deleting its snapshots " + util::join(plain_snapshots, ", "));
+    // The unencrypted AMI goes first: should that fail, it is still the build's AMI (its cleanup
+    // removes it) and the encrypted copy still this step's, so neither is forgotten.
+    deregister(r_, st, c.region, plain, plain_snapshots, true);
     r_.amis[c.region] = encrypted_;
     r_.snapshots[c.region] = snapshots;
     encrypted_.clear();
-    deregister(r_, st, c.region, plain, plain_snapshots, true);
   }
   void cleanup(State& st) noexcept override {
     if (!r_.completed && !encrypted_.empty() && remove_image(r_, st, r_.cfg.region, encrypted_, {})) encrypted_.clear();
@@ -226,6 +237,7 @@ class CopyImagesStep : public Step {
         // An empty key in region_kms_key_ids is the region's default EBS key.
         if (kms != c.region_kms_key_ids.end() && !kms->second.empty()) p.emplace_back("KmsKeyId", kms->second);
       }
+      p.emplace_back("ClientToken", "imgbake-" + util::uuid_v4());  // retries get the same copy, not a second
       st.message("copying " + source + " to " + region);
       XmlNode doc = r_.ec2(st, region).call("CopyImage", p);
       r_.amis[region] = doc.at("imageId");
@@ -308,8 +320,8 @@ class ArtifactStep : public Step {
   nlohmann::json key_material(const State&) const override { return {{"step", "amazon-artifact"}}; }
   bool silent() const override { return true; }
   void run(State& st) override {
-    r_.completed = true;
     if (r_.amis.empty()) {
+      r_.completed = true;
       st.message("skip_create_ami: no AMI was made");
       return;
     }
@@ -355,10 +367,14 @@ class ArtifactStep : public Step {
                              {"regions", regions}})
                  .dump(2)
           << "\n";
+      out.close();
+      if (!out) throw BuildError("cannot write " + path.string());
     }
     a->files = describe_files({path.string()});
     for (auto& f : a->files) f.media_type = "application/vnd.imgbake.amazon.amis.v1+json";
     st.artifact = a;
+    // Only now do the AMIs stay: a failure above still lets the cleanups remove them.
+    r_.completed = true;
     st.message("AMIs: " + a->id);
   }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "credentials.h"
 #include "ebs_config.h"
 #include "ec2_client.h"
 #include "imgbake/pipeline.h"
@@ -17,7 +18,8 @@ namespace imgbake::amazon {
 
 struct EbsRun {
   EbsConfig cfg;
-  Credentials creds;
+  // Every client's credentials, refreshed before they expire (the cleanup clients' too).
+  std::shared_ptr<CredentialProvider> credentials;
   std::map<std::string, std::unique_ptr<Ec2Client>> clients;  // by region
   // Cleanups run after a Ctrl-C has cancelled the build's token: they talk to EC2 with clients
   // of their own, on a token that is never cancelled (a second Ctrl-C exits at once anyway).

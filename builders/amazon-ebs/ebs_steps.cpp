@@ -37,7 +37,7 @@ std::unique_ptr<Ec2Client> make_client(const EbsRun& r, State& st, const std::st
   o.tls_verify = !r.cfg.insecure_skip_tls_verify;
   o.max_retries = static_cast<int>(r.cfg.max_retries);
   o.log = message_sink(st);
-  return std::make_unique<Ec2Client>(r.creds, o, cancel);
+  return std::make_unique<Ec2Client>(r.credentials, o, cancel);
 }
 
 }  // namespace
@@ -128,27 +128,40 @@ class CredentialsStep : public Step {
             {"role_arn", r_.cfg.assume_role ? r_.cfg.assume_role->role_arn : ""}};
   }
   void run(State& st) override {
-    CredentialSources s{r_.cfg.access_key, r_.cfg.secret_key, r_.cfg.token, r_.cfg.profile,
-                        r_.cfg.shared_credentials_file};
-    r_.creds = resolve_credentials(s, st.cancel);
-    // Whatever was found is masked from here on, even where a script echoes it by accident.
-    remember_secrets(st, r_.creds);
-    if (r_.cfg.assume_role) {
-      StsOptions o;
-      o.region = r_.cfg.region;
-      o.tls_verify = !r_.cfg.insecure_skip_tls_verify;
-      o.max_retries = static_cast<int>(r_.cfg.max_retries);
-      o.log = message_sink(st);
-      st.message("assuming role " + r_.cfg.assume_role->role_arn + " with credentials from " + r_.creds.source);
-      r_.creds = assume_role(r_.creds, *r_.cfg.assume_role, o, st.cancel);
-      remember_secrets(st, r_.creds);
-    }
+    CredentialSources s{r_.cfg.access_key,
+                        r_.cfg.secret_key,
+                        r_.cfg.token,
+                        r_.cfg.profile,
+                        r_.cfg.shared_credentials_file,
+                        r_.cfg.skip_metadata_api_check};
+    // Resolved now, and again by whichever client needs them after they expire (a role session
+    // lasts an hour by default; CopyImage waits alone can take longer).
+    EbsConfig& cfg = r_.cfg;
+    auto resolve = [&st, &cfg, s, log = message_sink(st)](const CancelToken& cancel) {
+      Credentials c = resolve_credentials(s, cancel);
+      // Whatever was found is masked from here on, even where a script echoes it by accident.
+      remember_secrets(st, c);
+      if (cfg.assume_role) {
+        StsOptions o;
+        o.region = cfg.region;
+        o.tls_verify = !cfg.insecure_skip_tls_verify;
+        o.max_retries = static_cast<int>(cfg.max_retries);
+        o.log = log;
+        log("assuming role " + cfg.assume_role->role_arn + " with credentials from " + c.source);
+        c = assume_role(c, *cfg.assume_role, o, cancel);
+        remember_secrets(st, c);
+      }
+      return c;
+    };
+    r_.credentials = std::make_shared<CredentialProvider>(resolve, message_sink(st));
+    Credentials first = r_.credentials->current(st.cancel);
     r_.work_dir = process_temp_dir() / ("amazon-ebs-" + st.build.run_uuid.substr(0, 8));
     fs::create_directories(r_.work_dir);
     fs::permissions(r_.work_dir, fs::perms::owner_all);
     Ec2Client& c = r_.ec2(st);
-    st.message("EC2 in " + r_.cfg.region + " at " + c.endpoint() + ", credentials from " + r_.creds.source +
-               " (access key " + r_.creds.access_key.substr(0, 4) + "…)");
+    st.message("EC2 in " + r_.cfg.region + " at " + c.endpoint() + ", credentials from " + first.source +
+               " (access key " + first.access_key.substr(0, 4) + "…" +
+               (first.expires ? ", valid until " + util::format_rfc3339(*first.expires) : std::string()) + ")");
   }
   void cleanup(State&) noexcept override {
     std::error_code ec;
@@ -233,8 +246,18 @@ class KeyPairStep : public Step {
     }
     r_.key_name = r_.cfg.temporary_key_pair_name.empty() ? "packer_" + util::uuid_v4() : r_.cfg.temporary_key_pair_name;
     st.message("creating the temporary key pair " + r_.key_name + " (" + r_.cfg.temporary_key_pair_type + ")");
-    XmlNode doc =
-        r_.ec2(st).call("CreateKeyPair", {{"KeyName", r_.key_name}, {"KeyType", r_.cfg.temporary_key_pair_type}});
+    Params p = {{"KeyName", r_.key_name}, {"KeyType", r_.cfg.temporary_key_pair_type}};
+    XmlNode doc;
+    try {
+      doc = r_.ec2(st).call("CreateKeyPair", p);
+    } catch (const Ec2Error& e) {
+      // CreateKeyPair has no ClientToken: a retry after an answer that was lost finds the pair the
+      // first try made, whose private key nobody has. A generated name can only be ours: replace it.
+      if (e.code() != "InvalidKeyPair.Duplicate" || !r_.cfg.temporary_key_pair_name.empty()) throw;
+      st.message("key pair " + r_.key_name + " exists (an earlier try whose answer was lost): making it again");
+      r_.ec2(st).call("DeleteKeyPair", {{"KeyName", r_.key_name}});
+      doc = r_.ec2(st).call("CreateKeyPair", p);
+    }
     r_.temporary_key = true;
     r_.key_file = (r_.work_dir / "temporary-key.pem").string();
     {
@@ -277,8 +300,19 @@ class SecurityGroupStep : public Step {
                " from " + util::join(r_.cfg.temporary_security_group_source_cidrs, ", ") + ")");
     Params p = {{"GroupName", name}, {"GroupDescription", "Temporary group for Packer"}};
     if (!r_.cfg.vpc_id.empty()) p.emplace_back("VpcId", r_.cfg.vpc_id);
-    XmlNode doc = r_.ec2(st).call("CreateSecurityGroup", p);
-    r_.group_id = doc.at("groupId");
+    try {
+      r_.group_id = r_.ec2(st).call("CreateSecurityGroup", p).at("groupId");
+    } catch (const Ec2Error& e) {
+      // No ClientToken here either: a retry after a lost answer finds the group the first try made
+      // under this build's own generated name. Adopt it, so that the cleanup deletes it.
+      if (e.code() != "InvalidGroup.Duplicate") throw;
+      Params q = {{"Filter.1.Name", "group-name"}, {"Filter.1.Value.1", name}};
+      if (!r_.cfg.vpc_id.empty()) q.insert(q.end(), {{"Filter.2.Name", "vpc-id"}, {"Filter.2.Value.1", r_.cfg.vpc_id}});
+      auto groups = r_.ec2(st).call("DescribeSecurityGroups", q);
+      for (const XmlNode* g : groups.items("securityGroupInfo")) r_.group_id = g->at("groupId");
+      if (r_.group_id.empty()) throw;
+      st.message("security group " + name + " exists (an earlier try whose answer was lost): using " + r_.group_id);
+    }
     Params in = {{"GroupId", r_.group_id},
                  {"IpPermissions.1.IpProtocol", "tcp"},
                  {"IpPermissions.1.FromPort", std::to_string(r_.cfg.ssh_port)},
@@ -393,6 +427,9 @@ class RunInstanceStep : public Step {
       add_tags(p, "TagSpecification.2", c.run_volume_tags, st);
     }
     (void)spec;
+    // The same token on every retry of this launch: a retry after a lost answer gets the instance
+    // the first try launched, never a second one nobody would terminate.
+    p.emplace_back("ClientToken", "imgbake-" + util::uuid_v4());
     st.message("launching a " + c.instance_type + " instance from " + r_.source_ami);
     XmlNode doc = r_.ec2(st).call("RunInstances", p);
     auto instances = doc.items("instancesSet");

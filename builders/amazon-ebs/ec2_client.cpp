@@ -1,5 +1,7 @@
 #include "ec2_client.h"
 
+#include "credentials.h"
+
 #include "imgbake/text_encoding.h"
 #include "imgbake/util.h"
 
@@ -22,6 +24,14 @@ bool is_retryable(const std::string& code, long status) {
   return status >= 500;
 }
 
+std::string default_endpoint(const std::string& service, const std::string& region) {
+  return "https://" + service + "." + region + (region.starts_with("cn-") ? ".amazonaws.com.cn" : ".amazonaws.com");
+}
+
+bool is_expired_credentials(const std::string& code) {
+  return code == "RequestExpired" || code == "ExpiredToken" || code == "ExpiredTokenException";
+}
+
 std::string form_encode(const Params& params) {
   std::string out;
   for (const auto& [k, v] : params) {
@@ -32,9 +42,11 @@ std::string form_encode(const Params& params) {
 }
 
 Ec2Client::Ec2Client(Credentials creds, ClientOptions options, const CancelToken& cancel)
-    : creds_(std::move(creds)), options_(std::move(options)), cancel_(cancel) {
-  endpoint_ = options_.endpoint.empty() ? "https://" + options_.service + "." + options_.region + ".amazonaws.com"
-                                        : options_.endpoint;
+    : Ec2Client(CredentialProvider::fixed(std::move(creds)), std::move(options), cancel) {}
+
+Ec2Client::Ec2Client(std::shared_ptr<CredentialProvider> credentials, ClientOptions options, const CancelToken& cancel)
+    : credentials_(std::move(credentials)), options_(std::move(options)), cancel_(cancel) {
+  endpoint_ = options_.endpoint.empty() ? default_endpoint(options_.service, options_.region) : options_.endpoint;
   if (endpoint_.find("://") == std::string::npos) endpoint_ = "https://" + endpoint_;
   while (endpoint_.size() > 8 && endpoint_.back() == '/') endpoint_.pop_back();
   http::SessionOptions so;
@@ -59,8 +71,10 @@ XmlNode Ec2Client::call(const std::string& action, const Params& params) {
   std::string path = path_at == std::string::npos ? "/" : endpoint_.substr(path_at);
   std::string url = endpoint_ + (path_at == std::string::npos ? "/" : "");
 
+  bool refreshed = false;  // the credentials were refused as expired once and refreshed
   for (int attempt = 0;; ++attempt) {
     cancel_.throw_if_cancelled();
+    Credentials creds = credentials_->current(cancel_);
     SigningRequest sr;
     sr.method = "POST";
     sr.path = path;
@@ -70,7 +84,7 @@ XmlNode Ec2Client::call(const std::string& action, const Params& params) {
     sp.region = options_.region;
     sp.service = options_.service;
     sp.amz_date = amz_date_now();
-    SignedRequest signed_req = sign_v4(sr, creds_, sp);
+    SignedRequest signed_req = sign_v4(sr, creds, sp);
     http::Request req;
     req.method = "POST";
     req.url = url;
@@ -103,6 +117,13 @@ XmlNode Ec2Client::call(const std::string& action, const Params& params) {
       if (code.empty()) {
         code = "HTTP" + std::to_string(status);
         message = "the endpoint " + endpoint_ + " answered HTTP " + std::to_string(status) + " without an EC2 error";
+      }
+      if (is_expired_credentials(code) && !refreshed && credentials_->invalidate(creds)) {
+        refreshed = true;
+        if (options_.log)
+          options_.log(action + ": " + code + ": the credentials from " + creds.source +
+                       " have expired: trying again with fresh ones");
+        continue;
       }
       if (!is_retryable(code, status) || attempt >= options_.max_retries) throw Ec2Error(action, code, message, status);
     } catch (const http::TransportError& e) {

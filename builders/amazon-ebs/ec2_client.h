@@ -39,11 +39,13 @@ class Ec2Error : public BuildError {
 
 using Params = std::vector<std::pair<std::string, std::string>>;
 
+class CredentialProvider;
+
 struct ClientOptions {
   std::string service = "ec2";             // the signing name, and the default endpoint's first label
   std::string api_version = "2016-11-15";  // the Version parameter
   std::string region;
-  std::string endpoint;  // "" = https://SERVICE.REGION.amazonaws.com
+  std::string endpoint;  // "" = default_endpoint(service, region)
   bool tls_verify = true;
   int max_retries = 8;                        // throttling, 5xx and dropped connections
   std::function<void(std::string_view)> log;  // retries; never secrets
@@ -51,6 +53,9 @@ struct ClientOptions {
 
 class Ec2Client {
  public:
+  // Signs every attempt with the provider's current credentials; when EC2 or STS refuses them as
+  // expired, asks the provider for fresh ones and tries once more.
+  Ec2Client(std::shared_ptr<CredentialProvider> credentials, ClientOptions options, const CancelToken& cancel);
   Ec2Client(Credentials creds, ClientOptions options, const CancelToken& cancel);
   ~Ec2Client();
   Ec2Client(const Ec2Client&) = delete;
@@ -63,7 +68,7 @@ class Ec2Client {
   const std::string& endpoint() const { return endpoint_; }
 
  private:
-  Credentials creds_;
+  std::shared_ptr<CredentialProvider> credentials_;
   ClientOptions options_;
   std::string endpoint_;
   const CancelToken& cancel_;
@@ -72,6 +77,11 @@ class Ec2Client {
 
 // Whether an EC2 error is worth another try (throttling, EC2's transient server errors).
 bool is_retryable(const std::string& code, long status);
+// https://SERVICE.REGION.amazonaws.com, or .amazonaws.com.cn in the China regions (cn-*).
+std::string default_endpoint(const std::string& service, const std::string& region);
+
+// Whether EC2 or STS refused the request's credentials as expired.
+bool is_expired_credentials(const std::string& code);
 
 // application/x-www-form-urlencoded, as the Query API wants it.
 std::string form_encode(const Params& params);

@@ -2,6 +2,8 @@
 // and checked byte for byte against aws-c-auth's signing test suite (test_amazon_sigv4.cpp).
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +15,9 @@ struct Credentials {
   std::string secret_key;
   std::string token;   // a session token, may be empty
   std::string source;  // where they came from, for messages ("environment", "profile dev in ~/.aws/credentials")
+  // When temporary credentials stop working (STS's, IMDS's or a credential_process's Expiration);
+  // nullopt for long-term keys.
+  std::optional<std::chrono::system_clock::time_point> expires = std::nullopt;
 };
 
 struct SigningRequest {

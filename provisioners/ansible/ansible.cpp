@@ -89,6 +89,7 @@ class Ansible : public Provisioner {
   std::string galaxy_file_;
   std::string galaxy_command_ = "ansible-galaxy";
   bool galaxy_force_install_ = false;
+  bool galaxy_force_with_deps_ = false;
   std::string roles_path_;
   std::string collections_path_;
   std::optional<bool> use_proxy_;
@@ -111,6 +112,7 @@ void Ansible::prepare(ConfigReader& cfg) {
   galaxy_file_ = cfg.string("galaxy_file");
   galaxy_command_ = cfg.string("galaxy_command", galaxy_command_);
   galaxy_force_install_ = cfg.boolean("galaxy_force_install", false);
+  galaxy_force_with_deps_ = cfg.boolean("galaxy_force_with_deps", false);
   roles_path_ = cfg.string("roles_path");
   collections_path_ = cfg.string("collections_path");
   use_proxy_ = cfg.optional_boolean("use_proxy");
@@ -138,7 +140,8 @@ void Ansible::prepare(ConfigReader& cfg) {
   // galaxy_file installs into roles_path, which it makes; without one, roles_path must exist.
   if (galaxy_file_.empty() || fs::exists(roles_path_))
     check_host_path(cfg, "roles_path", roles_path_, HostPathKind::Directory);
-  check_host_path(cfg, "collections_path", collections_path_, HostPathKind::Directory);
+  if (galaxy_file_.empty() || fs::exists(collections_path_))
+    check_host_path(cfg, "collections_path", collections_path_, HostPathKind::Directory);
 
   std::vector<std::string> read;
   if (!playbook_file_.empty()) {
@@ -169,6 +172,7 @@ nlohmann::json Ansible::key_material() const {
           {"galaxy_file", galaxy_file_},
           {"galaxy_command", galaxy_command_},
           {"galaxy_force_install", galaxy_force_install_},
+          {"galaxy_force_with_deps", galaxy_force_with_deps_},
           {"roles_path", roles_path_},
           {"collections_path", collections_path_},
           {"use_proxy", use_proxy_ ? nlohmann::json(*use_proxy_) : nlohmann::json()},
@@ -218,7 +222,17 @@ void Ansible::provision(State& st) {
   std::string roles_path = roles_path_;
   if (!galaxy_file_.empty() && roles_path.empty()) roles_path = (work.path() / "roles").string();
   if (!roles_path.empty()) env["ANSIBLE_ROLES_PATH"] = roles_path;
-  if (!collections_path_.empty()) env["ANSIBLE_COLLECTIONS_PATH"] = collections_path_;
+  // Collections a galaxy_file installs go to collections_path, else to the work directory, which
+  // ansible then searches first.
+  std::string collections_path = collections_path_;
+  if (!galaxy_file_.empty() && collections_path.empty()) {
+    collections_path = (work.path() / "collections").string();
+    const char* inherited = std::getenv("ANSIBLE_COLLECTIONS_PATH");
+    env["ANSIBLE_COLLECTIONS_PATH"] =
+        collections_path + (inherited && *inherited ? ":" + std::string(inherited) : ":~/.ansible/collections");
+  } else if (!collections_path_.empty()) {
+    env["ANSIBLE_COLLECTIONS_PATH"] = collections_path_;
+  }
   std::optional<CommunicatorProxy> server;
   if (proxy) {
     fs::create_directory(work.path() / "connection_plugins");
@@ -257,6 +271,19 @@ void Ansible::provision(State& st) {
     st.message("inventory " + inventory + ": " + util::join(util::split(util::trim(text), '\n'), "; "));
   }
 
+  // Packer hides the value of every extra_arguments "key=value" whose key says "password" or
+  // "secret" (templates rely on it); here such values become secrets of the run, so ansible's own
+  // echo of them is masked too.
+  for (const auto& arg : extra_arguments_)
+    for (const auto& word : util::split(arg, ' ')) {
+      size_t eq = word.find('=');
+      if (eq == std::string::npos || eq + 1 == word.size()) continue;
+      std::string key = word.substr(0, eq);
+      for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (key.find("password") != std::string::npos || key.find("secret") != std::string::npos)
+        st.ui.add_secret(word.substr(eq + 1));
+    }
+
   auto cleanup_remote = [&] {
     try {
       if (st.communicator) run_quiet(st, "rm -rf '" + remote_tmp + "'", "remove ansible's temporary directory");
@@ -266,13 +293,29 @@ void Ansible::provision(State& st) {
   };
   try {
     if (!galaxy_file_.empty()) {
-      ProcessSpec galaxy;
-      galaxy.argv = {galaxy_command_, "install", "-r", galaxy_file_, "--roles-path", roles_path};
-      if (galaxy_force_install_) galaxy.argv.push_back("--force");
-      galaxy.env_add = env;
-      galaxy.timeout = st.time_left();
-      st.message("installing roles: " + st.ui.mask(util::join(galaxy.argv, " ")));
-      run_host(st, galaxy, galaxy_command_ + " install -r " + galaxy_file_);
+      // As Packer: roles when the file has a roles: section or no collections: one (the old
+      // format, a list of roles), collections when it has a collections: section. One
+      // `install -r FILE -p ROLES` skips the collections.
+      std::string text = util::read_file(galaxy_file_);
+      auto has_section = [&](const std::string& key) {
+        return text.starts_with(key + ":") || text.find("\n" + key + ":") != std::string::npos;
+      };
+      bool roles = has_section("roles") || !has_section("collections");
+      std::vector<std::pair<std::string, std::vector<std::string>>> installs;
+      if (roles) installs.push_back({"roles", {galaxy_command_, "install", "-r", galaxy_file_, "-p", roles_path}});
+      if (has_section("collections"))
+        installs.push_back(
+            {"collections", {galaxy_command_, "collection", "install", "-r", galaxy_file_, "-p", collections_path}});
+      for (auto& [what, argv] : installs) {
+        if (galaxy_force_install_) argv.emplace_back("-f");
+        if (galaxy_force_with_deps_) argv.emplace_back("--force-with-deps");
+        ProcessSpec galaxy;
+        galaxy.argv = argv;
+        galaxy.env_add = env;
+        galaxy.timeout = st.time_left();
+        st.message("installing " + what + ": " + st.ui.mask(util::join(galaxy.argv, " ")));
+        run_host(st, galaxy, util::join({argv[0], argv[1], argv[2]}, " ") + " -r " + galaxy_file_);
+      }
     }
 
     std::string http_addr = data("HTTPIP").empty() ? "" : data("HTTPIP") + ":" + data("HTTPPort");

@@ -21,21 +21,32 @@ using std::chrono::milliseconds;
 
 // A request is one line; a client that sends nothing for this long is dropped.
 constexpr milliseconds kReadTimeout{30000};
+// The largest request: ansible pipelines a module with its arguments, base64-encoded, in one line.
+constexpr size_t kMaxRequest = size_t{64} << 20;
 
-bool read_line(int fd, std::string& line) {
-  char buf[4096];
+enum class ReadLine { Ok, Failed, TooLarge };
+
+// One request line. A line longer than kMaxRequest is read to its end and dropped (TooLarge, with
+// `size` its length), so that the client, still sending, gets an answer instead of a reset.
+ReadLine read_line(int fd, std::string& line, size_t& size) {
+  char buf[65536];
+  size = 0;
+  bool too_large = false;
   for (;;) {
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(kReadTimeout.count())) <= 0) return false;
+    if (::poll(&p, 1, static_cast<int>(kReadTimeout.count())) <= 0) return ReadLine::Failed;
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return !line.empty();
-    line.append(buf, static_cast<size_t>(n));
-    if (size_t nl = line.find('\n'); nl != std::string::npos) {
-      line.resize(nl);
-      return true;
+    if (n <= 0) return too_large ? ReadLine::TooLarge : line.empty() ? ReadLine::Failed : ReadLine::Ok;
+    std::string_view chunk(buf, static_cast<size_t>(n));
+    size_t nl = chunk.find('\n');
+    size += nl == std::string_view::npos ? chunk.size() : nl;
+    if (!too_large) line.append(chunk.substr(0, nl));
+    if (size > kMaxRequest && !too_large) {
+      too_large = true;
+      std::string().swap(line);
     }
-    if (line.size() > (1U << 20)) return false;
+    if (nl != std::string_view::npos) return too_large ? ReadLine::TooLarge : ReadLine::Ok;
   }
 }
 
@@ -93,12 +104,21 @@ void CommunicatorProxy::serve() {
 
 void CommunicatorProxy::serve_one(int fd) {
   std::string line;
-  if (!read_line(fd, line)) return;
+  size_t size = 0;
+  ReadLine got = read_line(fd, line, size);
+  if (got == ReadLine::Failed) return;
   nlohmann::json answer;
-  try {
-    answer = handle(nlohmann::json::parse(line));
-  } catch (const nlohmann::json::exception& e) {
-    answer = {{"error", std::string("the request is not JSON: ") + e.what()}};
+  if (got == ReadLine::TooLarge) {
+    answer = {{"error", "the request of " + std::to_string(size) + " bytes exceeds imgbake's limit of " +
+                            std::to_string(kMaxRequest >> 20) +
+                            " MiB (a module's arguments or a file too big to "
+                            "pass through the connection: copy it with the copy module's src instead)"}};
+  } else {
+    try {
+      answer = handle(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception& e) {
+      answer = {{"error", std::string("the request is not JSON: ") + e.what()}};
+    }
   }
   ++served_;
   write_all(fd, answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");

@@ -346,12 +346,31 @@ void ChefProvisioner::provision(State& st) {
                             : render(st, execute_command_, "execute_command", sudo, config_path, json_path);
   st.message("running " + tool_ + ": " + command);
   ChefErrors errors(tool_);
-  run_checked(st, command, tool_, &errors);
-  if (client_ && !skip_clean_staging_) {
-    st.message("removing the staging directory " + staging_dir_);
-    run_quiet(st, std::string(sudo ? "sudo " : "") + "rm -rf " + quote(staging_dir_),
-              "remove the staging directory " + staging_dir_);
+  // After the run, failed or not: chef-client's staging directory goes (unless
+  // skip_clean_staging_directory); chef-solo keeps its staging directory, as Packer does, but never
+  // the files that hold secrets (the data bag key, node.json's attributes, the validator key), which
+  // would otherwise be baked into the image.
+  auto clean = [&] {
+    if (client_ && !skip_clean_staging_) {
+      st.message("removing the staging directory " + staging_dir_);
+      remove_on_machine(st, {staging_dir_}, sudo, "remove the staging directory " + staging_dir_);
+      return;
+    }
+    std::vector<std::string> secrets = {json_path};
+    if (!settings.paths.encrypted_data_bag_secret_path.empty())
+      secrets.push_back(settings.paths.encrypted_data_bag_secret_path);
+    if (client_ && !validation_key_path_.empty() && !server_url_.empty())
+      secrets.push_back(staging_dir_ + "/validation.pem");
+    st.message("removing the files that hold secrets: " + util::join(secrets, ", "));
+    remove_on_machine(st, secrets, sudo, "remove " + util::join(secrets, ", "));
+  };
+  try {
+    run_checked(st, command, tool_, &errors);
+  } catch (...) {
+    clean();
+    throw;
   }
+  clean();
 }
 
 class ChefSolo : public ChefProvisioner {

@@ -229,12 +229,21 @@ void PuppetMasterless::provision(State& st) {
   RemoteCommand run;
   run.command = command;
   run.timeout = st.time_left();
-  RunResult result = comm.run(run, sinks.out, sinks.err, st.cancel);
-
-  if (clean_staging_) {
+  // puppet ran through sudo wrote root-owned state under the staging directory: removed with the
+  // same sudo, whatever puppet's result, and a failure to remove it never hides that result.
+  auto clean = [&] {
+    if (!clean_staging_) return;
     st.message("removing the staging directory " + staging_dir_);
-    run_quiet(st, "rm -rf " + quote(staging_dir_), "remove the staging directory " + staging_dir_);
+    remove_on_machine(st, {staging_dir_}, sudo, "remove the staging directory " + staging_dir_);
+  };
+  RunResult result;
+  try {
+    result = comm.run(run, sinks.out, sinks.err, st.cancel);
+  } catch (...) {
+    clean();
+    throw;
   }
+  clean();
   if (result.disconnected) throw BuildError("the connection to the machine dropped while puppet ran");
   if (result.status == 0 || result.status == 2) {
     st.message(result.status == 2 ? "puppet applied changes (exit status 2)"

@@ -114,6 +114,17 @@ void run_quiet(State& st, const std::string& command, const std::string& what) {
                                            (err.empty() ? "" : ": " + util::join(err, " ")) + ")"));
 }
 
+void remove_on_machine(State& st, const std::vector<std::string>& paths, bool sudo, const std::string& what) noexcept {
+  if (paths.empty() || st.cancel.cancelled()) return;
+  try {
+    std::string command = std::string(sudo ? "sudo " : "") + "rm -rf";
+    for (const auto& p : paths) command += " '" + escape_single_quotes(p) + "'";
+    run_quiet(st, command, what);
+  } catch (const std::exception& e) {
+    st.ui.warn(st.build.name, e.what());
+  }
+}
+
 std::string escape_single_quotes(const std::string& value) {
   std::string out;
   for (char c : value) {

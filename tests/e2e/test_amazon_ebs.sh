@@ -524,6 +524,62 @@ test_imds_credentials_and_skip_create_ami() {
   expect_no_secret
 }
 
+test_lost_answers_and_short_lived_role_credentials() {
+  # The role's credentials last 20 s, the build longer: they are resolved again before they expire
+  # (the cleanups' too). EC2 acts and then loses its answer (503) for RunInstances, both CopyImage
+  # calls, CreateSecurityGroup and CreateKeyPair: the retries must not make a second of anything.
+  control '{"credential_lifetime": 20,
+            "fail_after": {"RunInstances": 1, "CopyImage": 2, "CreateSecurityGroup": 1, "CreateKeyPair": 1}}'
+  template "imgbake-e2e-lost" '[{"type": "shell", "inline": ["sleep 12"]}]' \
+    '{"assume_role": {"role_arn": "'$ROLE'", "external_id": "e2e-external-id"}, "run_tags": {"Test": "lost"},
+      "encrypt_boot": true, "ami_regions": ["us-west-2"]}'
+  local before rc=0
+  before=$(curl -fsS "$ENDPOINT/_assume_role_calls" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+  AWS_ENDPOINT_URL_STS=$ENDPOINT AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY \
+    expect_exit 0 imgbake build t.json || rc=1
+  control '{"credential_lifetime": null, "fail_after": {"RunInstances": 0, "CopyImage": 0, "CreateSecurityGroup": 0, "CreateKeyPair": 0}}'
+  [ "$rc" = 0 ] || return
+  expect_contains "$STDOUT" "RunInstances: Unavailable"
+  expect_contains "$STDOUT" "CopyImage: Unavailable"
+  expect_contains "$STDOUT" "(an earlier try whose answer was lost): using sg-"
+  expect_contains "$STDOUT" "(an earlier try whose answer was lost): making it again"
+  expect_contains "$STDOUT" "expire at "
+  expect_contains "$STDOUT" "resolving them again"
+  expect_not_contains "$STDOUT" "RequestExpired"
+  E2E_CHECKS=$((E2E_CHECKS + 1))
+  local assumed
+  assumed=$(curl -fsS "$ENDPOINT/_assume_role_calls" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+  [ $((assumed - before)) -ge 2 ] || fail "the role is assumed again before its credentials expire" ">= 2 AssumeRole" "$((assumed - before))"
+  expect_eq "botocore: instances launched with run_tags Test=lost; AMIs named imgbake-e2e-lost per region" \
+    "1 1 1" "$(ec2_py us-east-1 '
+import botocore.session
+west = botocore.session.get_session().create_client("ec2", region_name="us-west-2", endpoint_url=sys.argv[1],
+    aws_access_key_id=sys.argv[3], aws_secret_access_key=sys.argv[4])
+f = [{"Name": "name", "Values": ["imgbake-e2e-lost"]}]
+print(sum(len(r["Instances"]) for r in ec2.describe_instances(Filters=[{"Name": "tag:Test", "Values": ["lost"]}])["Reservations"]),
+      len(ec2.describe_images(Owners=["self"], Filters=f)["Images"]), len(west.describe_images(Owners=["self"], Filters=f)["Images"]))')"
+  expect_nothing_left
+  expect_no_secret
+}
+
+test_encrypt_boot_that_cannot_remove_the_unencrypted_ami_leaves_none() {
+  # Deregistering the unencrypted AMI fails (throttled past max_retries): the build fails, and its
+  # cleanups remove both AMIs and every snapshot; no unencrypted copy stays behind.
+  template "imgbake-e2e-plain" '[]' '{"encrypt_boot": true, "max_retries": 1}'
+  control '{"throttle": {"DeregisterImage": 2}}'
+  AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY expect_exit 1 imgbake build t.json
+  control '{"throttle": {"DeregisterImage": 0}}'
+  expect_contains "$STDERR" "DeregisterImage: RequestLimitExceeded"
+  local plain snaps
+  plain=$(sed -n 's/.*AMI \(ami-[0-9a-f]*\): waiting.*/\1/p' "$STDOUT" | head -1)
+  snaps=$(sed -n 's/.*is available (snapshots \(.*\))$/\1/p' "$STDOUT" | head -1)
+  expect_contains "$STDOUT" "the build did not finish: deregistering AMI $plain in us-east-1"
+  expect_eq "awscli: AMIs named imgbake-e2e-plain; the unencrypted AMI's snapshots ($snaps)" " " \
+    "$(aws_ec2 us-east-1 describe-images --owners self --filters Name=name,Values=imgbake-e2e-plain --query 'Images[].ImageId' --output text) $(
+      aws_ec2 us-east-1 describe-snapshots --owner-ids self --query "Snapshots[?SnapshotId=='${snaps%%,*}'].SnapshotId" --output text)"
+  expect_nothing_left
+}
+
 timed() {
   if [ -n "${E2E_ONLY:-}" ] && ! [[ $1 =~ $E2E_ONLY ]]; then return 0; fi
   local t0=$SECONDS
@@ -539,4 +595,6 @@ timed imds_credentials_and_skip_create_ami test_imds_credentials_and_skip_create
 timed wrong_credentials_show_ec2s_error test_wrong_credentials_show_ec2s_error
 timed shared_credentials_file_and_profile test_shared_credentials_file_and_profile
 timed options_are_checked test_options_are_checked
+timed lost_answers_and_short_lived_role_credentials test_lost_answers_and_short_lived_role_credentials
+timed encrypt_boot_that_cannot_remove_the_unencrypted_ami_leaves_none test_encrypt_boot_that_cannot_remove_the_unencrypted_ami_leaves_none
 summary

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 
 #include "amazon-ebs/credentials.h"
 #include "amazon-ebs/ec2_client.h"
@@ -269,6 +270,7 @@ TEST_F(AmazonCredentials, InstanceMetadataV2IsLastWithATokenOnEveryRead) {
   EXPECT_EQ(c.access_key, "ASIAIMDS");
   EXPECT_EQ(c.token, "timds");
   EXPECT_EQ(c.source, "role 'builder-role' from the instance metadata (IMDSv2) at " + endpoint);
+  EXPECT_EQ(c.expires, imgbake::amazon::parse_aws_time("2030-01-01T00:00:00Z"));
   auto reqs = imds.requests();
   ASSERT_EQ(reqs.size(), 3u);
   EXPECT_EQ(reqs[0].method, "PUT");
@@ -328,9 +330,132 @@ TEST_F(AmazonCredentials, AssumeRoleSignsForStsAndReturnsTheSessionCredentials) 
   EXPECT_EQ(c.access_key, "ASIAROLE");
   EXPECT_EQ(c.token, "trole/+=");
   EXPECT_EQ(c.source, "role arn:aws:iam::123456789012:role/builder assumed with the environment");
+  EXPECT_EQ(c.expires, imgbake::amazon::parse_aws_time("2030-01-01T00:00:00Z"));
   auto reqs = sts.requests();
   ASSERT_EQ(reqs.size(), 1u);
   EXPECT_NE(reqs[0].header("authorization").find("Credential=AKBASE/"), std::string::npos);
   EXPECT_NE(reqs[0].header("authorization").find("/eu-west-1/sts/aws4_request"), std::string::npos);
   EXPECT_EQ(reqs[0].header("x-amz-security-token"), "tbase");
+}
+
+TEST_F(AmazonCredentials, TemporaryCredentialsSayWhenTheyExpire) {
+  auto t = imgbake::amazon::parse_aws_time("2030-01-01T00:00:00Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count(), 1893456000);
+  EXPECT_TRUE(imgbake::amazon::parse_aws_time("2030-01-01T00:00:00.123Z"));
+  EXPECT_FALSE(imgbake::amazon::parse_aws_time("tomorrow"));
+  auto proc = imgbake::amazon::parse_credential_process_output(
+      R"({"Version": 1, "AccessKeyId": "a", "SecretAccessKey": "s", "Expiration": "2030-01-01T00:00:00Z"})", "p");
+  EXPECT_EQ(proc.expires, t);
+  EXPECT_FALSE(imgbake::amazon::parse_credential_process_output(
+                   R"({"Version": 1, "AccessKeyId": "a", "SecretAccessKey": "s"})", "p")
+                   .expires);
+  EXPECT_THROW(imgbake::amazon::parse_credential_process_output(
+                   R"({"Version": 1, "AccessKeyId": "a", "SecretAccessKey": "s", "Expiration": "soon"})", "p"),
+               imgbake::BuildError);
+}
+
+TEST(AmazonCredentialProvider, ResolvesAgainShortlyBeforeTheCredentialsExpire) {
+  int resolved = 0;
+  std::chrono::seconds lifetime(3600);
+  std::vector<std::string> log;
+  imgbake::amazon::CredentialProvider p(
+      [&](const imgbake::CancelToken&) {
+        ++resolved;
+        Credentials c{"ASIA" + std::to_string(resolved), "s", "t", "a role"};
+        c.expires = std::chrono::system_clock::now() + lifetime;
+        return c;
+      },
+      [&](std::string_view l) { log.emplace_back(l); });
+  imgbake::CancelToken cancel;
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA1");
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA1");  // an hour left: kept
+  EXPECT_EQ(resolved, 1);
+  // Refused as expired (a revoked session, a skewed clock): resolved again on the next call.
+  EXPECT_TRUE(p.invalidate(p.current(cancel)));
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA2");
+  // Another client's refusal of the old ones does not throw the new ones away.
+  EXPECT_TRUE(p.invalidate(Credentials{"ASIA1", "s", "t", "a role"}));
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA2");
+  // Short-lived credentials are refreshed at half their lifetime (5 minutes before, for long ones).
+  lifetime = std::chrono::seconds(1);
+  p.invalidate(p.current(cancel));
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA3");
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA3");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(p.current(cancel).access_key, "ASIA4");
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_NE(log[0].find("the credentials from a role expire at "), std::string::npos) << log[0];
+  // Long-term keys never expire: a refusal is final.
+  auto fixed = imgbake::amazon::CredentialProvider::fixed(kCreds);
+  EXPECT_FALSE(fixed->invalidate(fixed->current(cancel)));
+}
+
+TEST(AmazonEc2Client, RefusedAsExpiredSignsAgainWithFreshCredentials) {
+  TestHttpServer server([&](const HttpRequest& r) -> std::optional<HttpAnswer> {
+    if (r.header("authorization").find("Credential=ASIAOLD/") != std::string::npos)
+      return HttpAnswer{400, {}, error_doc("RequestExpired", "Request has expired.")};
+    return HttpAnswer{200, {}, "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>"};
+  });
+  int resolved = 0;
+  auto provider = std::make_shared<imgbake::amazon::CredentialProvider>([&](const imgbake::CancelToken&) {
+    Credentials c{++resolved == 1 ? "ASIAOLD" : "ASIANEW", "s", "t", "a role"};
+    c.expires = std::chrono::system_clock::now() + std::chrono::hours(1);
+    return c;
+  });
+  std::vector<std::string> log;
+  auto o = options(server.port(), 3);
+  o.log = [&](std::string_view l) { log.emplace_back(l); };
+  imgbake::CancelToken cancel;
+  Ec2Client client(provider, o, cancel);
+  client.call("DescribeImages", {});
+  auto reqs = server.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_NE(reqs[1].header("authorization").find("Credential=ASIANEW/"), std::string::npos);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_NE(log[0].find("DescribeImages: RequestExpired: the credentials from a role have expired"), std::string::npos)
+      << log[0];
+  // Long-term keys refused as expired: EC2's error, at once.
+  TestHttpServer always([&](const HttpRequest&) -> std::optional<HttpAnswer> {
+    return HttpAnswer{400, {}, error_doc("RequestExpired", "Request has expired.")};
+  });
+  Ec2Client fixed(kCreds, options(always.port(), 3), cancel);
+  EXPECT_THROW(fixed.call("DescribeImages", {}), Ec2Error);
+  EXPECT_EQ(always.requests().size(), 1u);
+}
+
+TEST_F(AmazonCredentials, SkipMetadataApiCheckNeverAsksTheInstanceMetadataService) {
+  TestHttpServer imds([&](const HttpRequest&) -> std::optional<HttpAnswer> { return HttpAnswer{200, {}, "TOKEN"}; });
+  unsetenv("AWS_EC2_METADATA_DISABLED");
+  std::string endpoint = "http://127.0.0.1:" + std::to_string(imds.port());
+  setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint.c_str(), 1);
+  CredentialSources s;
+  s.skip_metadata_api_check = true;
+  try {
+    resolve_credentials(s);
+    FAIL() << "no error";
+  } catch (const imgbake::BuildError& e) {
+    EXPECT_NE(std::string(e.what()).find("not the instance metadata service (skip_metadata_api_check)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(imds.requests().size(), 0u);
+}
+
+TEST(AmazonSts, TheGlobalEndpointIsSignedForUsEast1AndChinaHasItsOwnDomain) {
+  using imgbake::amazon::sts_signing_region;
+  EXPECT_EQ(sts_signing_region("https://sts.amazonaws.com", "eu-west-1"), "us-east-1");
+  EXPECT_EQ(sts_signing_region("https://sts.amazonaws.com/", "eu-west-1"), "us-east-1");
+  EXPECT_EQ(sts_signing_region("sts.amazonaws.com", "eu-west-1"), "us-east-1");
+  EXPECT_EQ(sts_signing_region("https://sts.eu-west-1.amazonaws.com", "eu-west-1"), "eu-west-1");
+  EXPECT_EQ(sts_signing_region("", "eu-west-1"), "eu-west-1");
+  EXPECT_EQ(imgbake::amazon::default_endpoint("sts", "cn-north-1"), "https://sts.cn-north-1.amazonaws.com.cn");
+  EXPECT_EQ(imgbake::amazon::default_endpoint("ec2", "eu-west-1"), "https://ec2.eu-west-1.amazonaws.com");
+}
+
+TEST_F(AmazonCredentials, AProfileWithoutKeysInTheCredentialsFileFallsThroughToTheConfigFile) {
+  write("proc.sh", "#!/bin/sh\nprintf '{\"Version\": 1, \"AccessKeyId\": \"AKMERGED\", \"SecretAccessKey\": \"s\"}'\n");
+  write(".aws/credentials", "[ci]\nregion = eu-west-1\n");
+  write(".aws/config", "[profile ci]\ncredential_process = sh " + home_.string() + "/proc.sh\n");
+  EXPECT_EQ(resolve_credentials({"", "", "", "ci", ""}).access_key, "AKMERGED");
 }

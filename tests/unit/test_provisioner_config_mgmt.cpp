@@ -74,6 +74,10 @@ class FakeMachine : public Communicator {
       if (out) out(uid);
       return RunResult::exited(0);
     }
+    if (!failing.empty() && cmd.command.find(failing) != std::string::npos) {
+      if (err) err("rm: cannot remove 'x': Permission denied");
+      return RunResult::exited(1);
+    }
     if (!tool.empty() && cmd.command.find(tool) != std::string::npos) {
       for (const auto& l : tool_output)
         if (l.starts_with("!")) {
@@ -96,6 +100,7 @@ class FakeMachine : public Communicator {
   std::map<std::string, std::string> contents;
   std::string uid = "0";
   std::string tool;
+  std::string failing;  // a command containing this fails (exit 1, "Permission denied")
   std::vector<std::string> tool_output;
   int tool_status = 0;
 };
@@ -439,8 +444,10 @@ TEST_F(ConfigMgmtTest, ChefSoloStagesWritesItsFilesAndRunsChefSolo) {
             "role_path \"/tmp/packer-chef-solo/roles\"\n");
   EXPECT_EQ(nlohmann::json::parse(machine_.contents["/tmp/packer-chef-solo/node.json"]),
             nlohmann::json::parse(R"({"nginx": {"port": 8080}, "run_list": ["recipe[nginx]"]})"));
-  EXPECT_EQ(machine_.commands.back(),
+  ASSERT_GE(machine_.commands.size(), 2u);
+  EXPECT_EQ(machine_.commands[machine_.commands.size() - 2],
             "chef-solo --no-color -c '/tmp/packer-chef-solo/solo.rb' -j '/tmp/packer-chef-solo/node.json'");
+  EXPECT_EQ(machine_.commands.back(), "rm -rf '/tmp/packer-chef-solo/node.json'");
   EXPECT_TRUE(p->key_material()["inputs"].contains("cookbooks/nginx/recipes/default.rb"));
 }
 
@@ -462,7 +469,49 @@ TEST_F(ConfigMgmtTest, ChefSoloInstallsFirstUnlessSkippedAndNamesAFailingResourc
   EXPECT_EQ(machine_.commands[1], "curl -L https://omnitruck.chef.io/install.sh | sudo bash -s -- -v '17.10.3'");
   EXPECT_EQ(machine_.contents["/tmp/packer-chef-solo/solo.rb"],
             "# Written by imgbake's chef-solo provisioner.\ncookbook_path []\nchef_license \"accept-silent\"\n");
-  EXPECT_THAT(machine_.commands.back(), HasSubstr("sudo chef-solo --no-color -c"));
+  EXPECT_THAT(machine_.commands[machine_.commands.size() - 2], HasSubstr("sudo chef-solo --no-color -c"));
+}
+
+TEST_F(ConfigMgmtTest, ChefSoloRemovesTheDataBagKeyAndNodeJsonAlsoWhenTheRunFails) {
+  machine_.uid = "1000";
+  WriteFile("secret.key", "data bag key\n");
+  auto p = Make("chef-solo", R"({"skip_install": true, "encrypted_data_bag_secret_path": "secret.key",
+      "json": {"db": {"password": "x"}}})");
+  machine_.tool = "chef-solo --no-color";
+  machine_.tool_status = 1;
+  EXPECT_THROW(Provision(*p), CommandFailed);
+  EXPECT_EQ(machine_.commands.back(),
+            "sudo rm -rf '/tmp/packer-chef-solo/node.json' '/tmp/packer-chef-solo/encrypted_data_bag_secret'");
+}
+
+TEST_F(ConfigMgmtTest, ChefClientRemovesItsStagingAlsoWhenTheRunFails) {
+  auto p = Make("chef-client", R"({"skip_install": true, "run_list": ["recipe[x]"]})");
+  machine_.tool = "chef-client --local-mode";
+  machine_.tool_status = 1;
+  EXPECT_THROW(Provision(*p), CommandFailed);
+  EXPECT_EQ(machine_.commands.back(), "rm -rf '/tmp/packer-chef-client'");
+}
+
+TEST_F(ConfigMgmtTest, PuppetRemovesItsStagingWithSudoAndNeverHidesPuppetsResult) {
+  WriteFile("site.pp", "");
+  machine_.uid = "1000";
+  auto p = Make("puppet-masterless", R"({"manifest_file": "site.pp", "clean_staging_directory": true})");
+  machine_.tool = "puppet apply";
+  machine_.tool_status = 0;
+  Provision(*p);
+  // puppet ran through sudo: its state under the staging directory is root's.
+  EXPECT_EQ(machine_.commands.back(), "sudo rm -rf '/tmp/packer-puppet-masterless'");
+  // The removal fails, and puppet failed: puppet's verdict is the error, the removal a warning.
+  machine_.tool_status = 6;
+  machine_.failing = "rm -rf";
+  try {
+    Provision(*p);
+    FAIL() << "no failure";
+  } catch (const CommandFailed& e) {
+    EXPECT_EQ(e.exit_status, 6);
+    EXPECT_THAT(e.what(), HasSubstr("puppet apply failed with exit status 6"));
+  }
+  EXPECT_THAT(Events(), HasSubstr("cannot remove the staging directory /tmp/packer-puppet-masterless on the machine"));
 }
 
 TEST_F(ConfigMgmtTest, ChefSoloBadOptions) {
@@ -587,6 +636,18 @@ TEST_F(ConfigMgmtTest, CommunicatorProxyRunsCommandsAndMovesFilesThroughTheCommu
               ElementsAre("echo hi", "(python3) < '" + input + "'; s=$?; rm -f '" + input + "'; exit $s"));
 }
 
+TEST_F(ConfigMgmtTest, CommunicatorProxyAnswersARequestOverItsLimitInsteadOfDroppingIt) {
+  imgbake::CommunicatorProxy proxy(machine_, cancel_, dir_ / "s", [] { return std::nullopt; });
+  std::string big(size_t{65} << 20, 'A');
+  auto answer = AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "python3"}, {"stdin", big}});
+  ASSERT_TRUE(answer.contains("error")) << answer.dump().substr(0, 200);
+  EXPECT_THAT(answer["error"].get<std::string>(), HasSubstr("exceeds imgbake's limit of 64 MiB"));
+  EXPECT_TRUE(machine_.commands.empty());
+  // The next request is served as usual.
+  EXPECT_EQ(AskProxy(proxy.socket_path(), {{"op", "exec"}, {"cmd", "true"}}),
+            nlohmann::json({{"rc", 0}, {"stdout", ""}, {"stderr", ""}}));
+}
+
 // A stand-in for ansible-playbook: records its arguments, the inventory and ansible's variables.
 void WriteFakeAnsible() {
   WriteFile(
@@ -627,6 +688,49 @@ TEST_F(ConfigMgmtTest, AnsibleOverTheBuildsSshEndpoint) {
   EXPECT_TRUE(inputs.contains("play/site.yml"));
   EXPECT_TRUE(inputs.contains("play/roles/web/tasks/main.yml"));
   EXPECT_FALSE(inputs.contains("elsewhere.txt"));
+}
+
+TEST_F(ConfigMgmtTest, AnsibleGalaxyFileInstallsRolesAndCollectionsAsPackerDoes) {
+  WriteFakeAnsible();
+  WriteFile("fake-galaxy", "#!/bin/sh\nprintf '%s ' \"$@\" >> galaxy-argv\necho >> galaxy-argv\n");
+  fs::permissions("fake-galaxy", fs::perms::owner_all);
+  WriteFile("site.yml", "- hosts: all\n");
+  WriteFile("both.yml", "roles:\n  - name: web\ncollections:\n  - community.general\n");
+  WriteFile("v1.yml", "- src: ./web.tar.gz\n");
+  fs::create_directories("cols");
+  auto both =
+      Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
+      "galaxy_file": "both.yml", "roles_path": "roles", "collections_path": "cols", "galaxy_force_install": true,
+      "galaxy_force_with_deps": true})");
+  Provision(*both);
+  EXPECT_EQ(ReadFile("galaxy-argv"),
+            "install -r both.yml -p roles -f --force-with-deps \n"
+            "collection install -r both.yml -p cols -f --force-with-deps \n");
+  fs::remove("galaxy-argv");
+  // The old format is a list of roles; collections without collections_path go to the work directory.
+  auto v1 =
+      Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible", "galaxy_command": "./fake-galaxy",
+      "galaxy_file": "v1.yml"})");
+  Provision(*v1);
+  EXPECT_THAT(ReadFile("galaxy-argv"), testing::MatchesRegex("install -r v1.yml -p .*/roles \n"));
+  EXPECT_THAT(ReadFile("env"), HasSubstr("/collections:"));
+}
+
+TEST_F(ConfigMgmtTest, AnsibleHidesPasswordAndSecretExtraArgumentsAsPackerDoes) {
+  WriteFakeAnsible();
+  WriteFile("site.yml", "- hosts: all\n");
+  auto p = Make("ansible", R"({"playbook_file": "site.yml", "command": "./fake-ansible",
+      "extra_arguments": ["--extra-vars", "db_password=pw-one-9x7 user=alice", "-e", "API_Secret_Key=sk-two-4q2",
+                          "-e", "token_plain=visible-3z"]})");
+  Provision(*p);
+  // ansible gets the values; nothing the build prints shows them.
+  EXPECT_THAT(ReadFile("argv"), HasSubstr("db_password=pw-one-9x7 user=alice\n-e\nAPI_Secret_Key=sk-two-4q2\n"));
+  std::string events = Events();
+  EXPECT_THAT(events, HasSubstr("db_password=<sensitive> user=alice"));
+  EXPECT_THAT(events, HasSubstr("API_Secret_Key=<sensitive>"));
+  EXPECT_THAT(events, Not(HasSubstr("pw-one-9x7")));
+  EXPECT_THAT(events, Not(HasSubstr("sk-two-4q2")));
+  EXPECT_THAT(events, HasSubstr("token_plain=visible-3z"));  // neither word in its name: shown, as in Packer
 }
 
 TEST_F(ConfigMgmtTest, AnsibleThroughTheCommunicatorWithoutAnSshEndpoint) {

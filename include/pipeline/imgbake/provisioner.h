@@ -55,6 +55,12 @@ nlohmann::json host_inputs_json(const std::vector<HostInput>& inputs);
 // naming a dropped connection.
 void run_quiet(State& st, const std::string& command, const std::string& what);
 
+// Removes `paths` on the machine (`rm -rf`, through sudo when the tool that wrote them ran through
+// it: their owner is root then) after a tool ran, whether it succeeded or not. Never throws: a
+// failure is a warning, so that it never hides the tool's own result. Does nothing once the build
+// is cancelled (a second Ctrl-C is on its way; the machine goes away with the build).
+void remove_on_machine(State& st, const std::vector<std::string>& paths, bool sudo, const std::string& what) noexcept;
+
 // What a host path named in a template must be, for check_host_path.
 enum class HostPathKind { File, Directory, Any };
 // Reports a configuration error at `key` when `path` ("" = not given: fine) does not exist on the
