@@ -18,16 +18,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, start_registry
 
 
 def parse_size(text):
@@ -35,14 +32,6 @@ def parse_size(text):
     if text[-1].upper() in units:
         return int(text[:-1]) * units[text[-1].upper()]
     return int(text)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def rss_kib(pid):
@@ -80,25 +69,10 @@ def main():
             raise SystemExit(f"{tool} is not installed (tools/setup.sh installs it)")
 
     work = tempfile.mkdtemp(prefix="imgbake-bench-registry-")
-    port = free_port()
-    reg = f"127.0.0.1:{port}"
-    with open(os.path.join(work, "config.yml"), "w") as f:
-        f.write(f"version: 0.1\nlog: {{level: error}}\n"
-                f"storage: {{filesystem: {{rootdirectory: {work}/registry}}, delete: {{enabled: true}}}}\n"
-                f"http: {{addr: {reg}}}\n")
-    server = subprocess.Popen(["docker-registry", "serve", os.path.join(work, "config.yml")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, reg = start_registry(os.path.join(work, "registry"))
     env = dict(os.environ, IMGBAKE_HOME=os.path.join(work, "store"), IMGBAKE_CONFIG_HOME=os.path.join(work, "cfg"),
                TMPDIR=work)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://{reg}/v2/")
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.05)
         big = os.path.join(work, "big.bin")
         with open(big, "wb") as f:
             left = size
