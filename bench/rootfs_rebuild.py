@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--imgbake", default=os.path.join(ROOT, "build", "imgbake"))
     ap.add_argument("--debs", default=os.environ.get("IMGBAKE_TEST_DEBS", "/var/cache/imgbake-test-debs"))
     args = ap.parse_args()
+    args.imgbake = os.path.abspath(args.imgbake)  # the builds run in their own directories
     scratch = tempfile.mkdtemp(prefix="imgbake-bench-rootfs.")
     url, pid = start_mirror(args.debs, os.path.join(scratch, "mirror"))
     first, again, last_changed = [], [], []
